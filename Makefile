@@ -1,0 +1,43 @@
+# Gatehouse: the two commands a new machine needs are `make demo` and `make test`.
+SHELL := /bin/bash
+export PATH := /opt/swift/usr/bin:$(PATH)
+
+SWIFT      ?= swift
+BUILD_DIR  := .build/debug
+STATE_DIR  ?= .gatehouse-demo
+LISTEN     ?= 127.0.0.1:2222
+
+.PHONY: deps build demo test unit e2e bench clean
+
+deps:
+	scripts/install-deps
+
+build:
+	$(SWIFT) build
+
+## make demo: install system packages, build, run the gateway on the demo configuration.
+demo:
+	scripts/install-deps --system
+	$(SWIFT) build
+	exec $(BUILD_DIR)/gatehoused --demo --state-dir $(STATE_DIR) --listen $(LISTEN)
+
+## make test: install what the suite needs, then run all of it (unit + end-to-end).
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build --disable-swift-testing
+	.venv/bin/python -m pytest -q Tests/e2e
+
+unit:
+	$(SWIFT) test
+
+e2e: build
+	.venv/bin/python -m pytest -q Tests/e2e
+
+## make bench: login latency and idle-session memory against a release build.
+bench: deps
+	$(SWIFT) build -c release
+	.venv/bin/python bench/login_exec.py --build .build/release
+	.venv/bin/python bench/idle_sessions.py --build .build/release
+
+clean:
+	rm -rf .build .venv $(STATE_DIR)

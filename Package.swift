@@ -1,0 +1,57 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Dependency direction (see ../shared/DESIGN.md):
+//   CLibSSH <- SSHServer, CPAM <- PAMAuth; the pure libraries (Lockbox,
+//   CmdletPolicy, CmdletShell, Transcript) import no C module; Gateway wires
+//   everything; the executables stay thin.
+let package = Package(
+    name: "Gatehouse",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "gatehoused", targets: ["gatehoused"]),
+        .executable(name: "gatehouse", targets: ["gatehouse"]),
+        .executable(name: "gatehouse-demo-mailbox", targets: ["gatehouse-demo-mailbox"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        .systemLibrary(name: "CLibSSH", pkgConfig: "libssh",
+                       providers: [.apt(["libssh-dev"])]),
+        .systemLibrary(name: "CPAM", pkgConfig: "pam",
+                       providers: [.apt(["libpam0g-dev"])]),
+        .target(name: "GatehouseCore"),
+        .target(name: "SSHServer", dependencies: ["CLibSSH", "GatehouseCore",
+                                                  .product(name: "Logging", package: "swift-log")]),
+        .target(name: "PAMAuth", dependencies: ["CPAM", "GatehouseCore"]),
+        .target(name: "CmdletPolicy", dependencies: ["GatehouseCore", "Yams"]),
+        .target(name: "Lockbox", dependencies: ["GatehouseCore", "CmdletPolicy"]),
+        .target(name: "CmdletShell", dependencies: ["GatehouseCore", "CmdletPolicy"]),
+        .target(name: "Transcript", dependencies: ["GatehouseCore"]),
+        .target(name: "Gateway", dependencies: [
+            "GatehouseCore", "SSHServer", "PAMAuth", "Lockbox", "CmdletPolicy",
+            "CmdletShell", "Transcript", "Yams",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "gatehoused", dependencies: [
+            "Gateway", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "gatehouse", dependencies: [
+            "Gateway", "CmdletPolicy", "CmdletShell", "Lockbox",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        // The demo backend: a stand-in for a real mailbox service. It is a
+        // separate program on purpose: the gateway only ever reaches it
+        // through posix_spawn and an argv template, as it would a real one.
+        .executableTarget(name: "gatehouse-demo-mailbox"),
+        .target(name: "TestSupport", dependencies: ["GatehouseCore"], path: "Tests/TestSupport"),
+        .testTarget(name: "CmdletShellTests", dependencies: ["CmdletShell", "CmdletPolicy", "TestSupport"]),
+        .testTarget(name: "CmdletPolicyTests", dependencies: ["CmdletPolicy", "TestSupport"]),
+        .testTarget(name: "LockboxTests", dependencies: ["Lockbox", "TestSupport"]),
+        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "TestSupport"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

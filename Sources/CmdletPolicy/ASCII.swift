@@ -1,0 +1,96 @@
+/// ASCII-only text helpers. Names (cmdlets, parameters, roles) are compared
+/// with ASCII case folding only, never Unicode folding: Unicode folding maps
+/// e.g. U+212A KELVIN SIGN to "k", which would let a look-alike spelling reach
+/// a cmdlet that a byte-wise review of the policy would not expect.
+public enum ASCII {
+    /// Lower-cases A–Z and leaves every other scalar untouched.
+    public static func lowercased(_ text: String) -> String {
+        var out = String.UnicodeScalarView()
+        for scalar in text.unicodeScalars {
+            if scalar.value >= 0x41 && scalar.value <= 0x5a, let lower = Unicode.Scalar(scalar.value + 0x20) {
+                out.append(lower)
+            } else {
+                out.append(scalar)
+            }
+        }
+        return String(out)
+    }
+
+    /// ASCII case-insensitive equality.
+    public static func equalsIgnoringCase(_ a: String, _ b: String) -> Bool { lowercased(a) == lowercased(b) }
+
+    /// ASCII case-insensitive prefix test.
+    public static func hasPrefixIgnoringCase(_ text: String, _ prefix: String) -> Bool {
+        lowercased(text).hasPrefix(lowercased(prefix))
+    }
+
+    public static func isLetter(_ s: Unicode.Scalar) -> Bool {
+        (s.value >= 0x41 && s.value <= 0x5a) || (s.value >= 0x61 && s.value <= 0x7a)
+    }
+
+    public static func isDigit(_ s: Unicode.Scalar) -> Bool { s.value >= 0x30 && s.value <= 0x39 }
+
+    /// `Verb-Noun`: ASCII letters, one hyphen, both halves non-empty.
+    public static func isCmdletName(_ name: String) -> Bool {
+        let parts = name.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count == 2, name.unicodeScalars.count <= 64 else { return false }
+        return parts.allSatisfy { !$0.isEmpty && $0.unicodeScalars.allSatisfy(isLetter) }
+    }
+
+    /// Parameter names: an ASCII letter, then ASCII letters or digits (≤ 64).
+    public static func isParameterName(_ name: String) -> Bool {
+        let scalars = Array(name.unicodeScalars)
+        guard let first = scalars.first, isLetter(first), scalars.count <= 64 else { return false }
+        return scalars.allSatisfy { isLetter($0) || isDigit($0) }
+    }
+
+    /// Parses a non-negative decimal made of ASCII digits only, refusing
+    /// signs, spaces, Unicode digits and anything that overflows `Int`.
+    public static func parseNonNegativeInt(_ text: Substring) -> Int? {
+        guard !text.isEmpty, text.unicodeScalars.count <= 40 else { return nil }
+        var value = 0
+        for scalar in text.unicodeScalars {
+            guard isDigit(scalar) else { return nil }
+            let (times10, o1) = value.multipliedReportingOverflow(by: 10)
+            let (sum, o2) = times10.addingReportingOverflow(Int(scalar.value - 0x30))
+            if o1 || o2 { return nil }
+            value = sum
+        }
+        return value
+    }
+
+    public static func parseNonNegativeInt(_ text: String) -> Int? { parseNonNegativeInt(text[...]) }
+
+    /// Levenshtein distance on ASCII-lower-cased scalars; used for "did you mean" hints.
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let x = Array(lowercased(a).unicodeScalars), y = Array(lowercased(b).unicodeScalars)
+        if x.isEmpty { return y.count }
+        if y.isEmpty { return x.count }
+        var previous = Array(0...y.count)
+        for i in 1...x.count {
+            var current = [i] + Array(repeating: 0, count: y.count)
+            for j in 1...y.count {
+                let cost = x[i - 1] == y[j - 1] ? 0 : 1
+                current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+            }
+            previous = current
+        }
+        return previous[y.count]
+    }
+
+    /// The closest candidate within a small edit distance, for hints.
+    public static func suggestion(for word: String, among candidates: [String]) -> String? {
+        let limit = max(1, min(3, word.count / 3))
+        var best: (String, Int)?
+        let lowerWord = lowercased(word)
+        for c in candidates where lowerWord.count >= 2 {
+            let lowerCandidate = lowercased(c)
+            if lowerWord.hasPrefix(lowerCandidate) || lowerCandidate.hasPrefix(lowerWord) { return c }
+        }
+        for c in candidates {
+            let d = editDistance(word, c)
+            if d <= limit, best.map({ d < $0.1 }) ?? true { best = (c, d) }
+        }
+        return best?.0
+    }
+}

@@ -1,0 +1,65 @@
+/// A role: a named list of cmdlets. A command is allowed when one single role
+/// lists it; roles are never merged, so a later per-role parameter restriction
+/// can never be bypassed by combining two roles.
+public struct RoleDefinition: Sendable {
+    public let name: String
+    public let description: String?
+    /// Declared cmdlet names, each guaranteed to exist in the same snapshot.
+    public let cmdlets: [String]
+    /// Longest elevation that may be requested for this role (seconds);
+    /// nil when the role sets none (the Lockbox applies its own default).
+    public let maxDurationSeconds: Int?
+    public let file: String
+    public let line: Int
+
+    /// ASCII case-insensitive membership.
+    public func allows(cmdlet name: String) -> Bool {
+        let key = ASCII.lowercased(name)
+        return cmdlets.contains { ASCII.lowercased($0) == key }
+    }
+}
+
+/// An immutable, validated policy. A reload builds a whole new snapshot; a
+/// command in flight keeps the snapshot it started with.
+public struct PolicySnapshot: Sendable {
+    /// Sorted by ASCII-lower-cased name.
+    public let cmdlets: [CmdletDefinition]
+    /// Sorted by ASCII-lower-cased name.
+    public let roles: [RoleDefinition]
+    /// Lint findings that did not stop the load.
+    public let warnings: [PolicyDiagnostic]
+
+    private let cmdletIndex: [String: Int]
+    private let roleIndex: [String: Int]
+
+    /// A policy that allows nothing.
+    public static let empty = PolicySnapshot(validatedCmdlets: [], roles: [], warnings: [])
+
+    init(validatedCmdlets: [CmdletDefinition], roles: [RoleDefinition], warnings: [PolicyDiagnostic]) {
+        let sortedCmdlets = validatedCmdlets.sorted { ASCII.lowercased($0.name) < ASCII.lowercased($1.name) }
+        let sortedRoles = roles.sorted { ASCII.lowercased($0.name) < ASCII.lowercased($1.name) }
+        cmdlets = sortedCmdlets
+        self.roles = sortedRoles
+        self.warnings = warnings
+        var ci: [String: Int] = [:]
+        for (i, c) in sortedCmdlets.enumerated() where ci[ASCII.lowercased(c.name)] == nil {
+            ci[ASCII.lowercased(c.name)] = i
+        }
+        var ri: [String: Int] = [:]
+        for (i, r) in sortedRoles.enumerated() where ri[ASCII.lowercased(r.name)] == nil {
+            ri[ASCII.lowercased(r.name)] = i
+        }
+        cmdletIndex = ci
+        roleIndex = ri
+    }
+
+    /// ASCII case-insensitive lookup (`get-mailbox` finds `Get-Mailbox`).
+    public func cmdlet(named name: String) -> CmdletDefinition? {
+        cmdletIndex[ASCII.lowercased(name)].map { cmdlets[$0] }
+    }
+
+    /// ASCII case-insensitive lookup.
+    public func role(named name: String) -> RoleDefinition? {
+        roleIndex[ASCII.lowercased(name)].map { roles[$0] }
+    }
+}

@@ -1,0 +1,158 @@
+import CmdletPolicy
+import Foundation
+import GatehouseCore
+
+/// What the session does after a line.
+public enum LineOutcome: Sendable, Equatable {
+    case endSession
+    case completed(exitStatus: Int32)
+}
+
+/// The gate pipeline for one line, in this order: parse → bind → authorize →
+/// write the audit event → run. Any failure stops the pipeline; nothing is
+/// started unless the `commandAllowed` event was recorded first.
+///
+/// Knows nothing of SSH: the gateway hands it bytes and a `CommandOutput`.
+/// Blocking while a backend runs; call it from the session's own thread.
+public final class CmdletInterpreter: @unchecked Sendable {
+    // Immutable after init; @unchecked because the executor and handler are
+    // protocol/closure values the compiler cannot see through.
+    private let audit: AuditSink
+    private let clock: Clock
+    private let executor: CommandExecutor
+    private let elevationHandler: (@Sendable (Int64, CommandOutput) -> Int32)?
+
+    /// - Parameters:
+    ///   - elevationHandler: runs `Enter-Elevation -Request N` (the gateway
+    ///     prompts for the one-time secret and redeems it). Without one the
+    ///     built-in answers that elevation is unavailable here.
+    public init(audit: AuditSink, clock: Clock, executor: CommandExecutor = ProcessExecutor(),
+                elevationHandler: (@Sendable (Int64, CommandOutput) -> Int32)? = nil) {
+        self.audit = audit
+        self.clock = clock
+        self.executor = executor
+        self.elevationHandler = elevationHandler
+    }
+
+    public func run(line: [UInt8], claim: AccessClaim, snapshot: PolicySnapshot, context: ExecutionContext,
+                    output: CommandOutput, cancellation: CancellationFlag? = nil) -> LineOutcome {
+        switch evaluate(line: line, claim: claim, snapshot: snapshot, context: context) {
+        case .empty:
+            return .completed(exitStatus: 0)
+        case .builtin(let result):
+            return runBuiltin(result, output: output)
+        case .rejected(let rejection):
+            return refuse(rejection, line: line, claim: claim, output: output)
+        case .allowed(let command):
+            return runAllowed(command, line: line, claim: claim, context: context, output: output,
+                              cancellation: cancellation)
+        }
+    }
+
+    private func runBuiltin(_ result: BuiltinResult, output: CommandOutput) -> LineOutcome {
+        if !result.stdout.isEmpty { output.stdout(Array(result.stdout.utf8)) }
+        if !result.stderr.isEmpty { output.stderr(Array(result.stderr.utf8)) }
+        switch result.command {
+        case .exitSession:
+            return .endSession
+        case .enterElevation(let requestID):
+            guard let elevationHandler else {
+                output.stderr(Array("Enter-Elevation is not available in this session.\n".utf8))
+                return .completed(exitStatus: ExitStatus.failure)
+            }
+            return .completed(exitStatus: elevationHandler(requestID, output))
+        case .getCommand, .getHelp:
+            return .completed(exitStatus: result.exitStatus)
+        }
+    }
+
+    private func refuse(_ rejection: Rejection, line: [UInt8], claim: AccessClaim, output: CommandOutput) -> LineOutcome {
+        var fields = ["line": AuditText.line(line), "stage": rejection.stage.rawValue,
+                      "reason": rejection.message, "decision": rejection.reason.rawValue]
+        if let cmdlet = rejection.cmdlet { fields["cmdlet"] = cmdlet }
+        if let column = rejection.column { fields["column"] = String(column) }
+        // A denied line stays denied whether or not the audit write works;
+        // there is nothing to fail closed on, so the error is not surfaced.
+        try? audit.record(AuditEvent(time: clock.now(), kind: .commandDenied, user: claim.user.rawValue,
+                                     session: claim.session, fields: fields))
+        let place = rejection.column.map { " (column \($0))" } ?? ""
+        output.stderr(Array((TerminalText.sanitize(rejection.message, keepLineBreaks: false) + place + "\n").utf8))
+        return .completed(exitStatus: rejection.exitStatus)
+    }
+
+    private func runAllowed(_ command: AllowedCommand, line: [UInt8], claim: AccessClaim, context: ExecutionContext,
+                            output: CommandOutput, cancellation: CancellationFlag?) -> LineOutcome {
+        var fields = [
+            "line": AuditText.line(line),
+            "cmdlet": command.cmdlet.name,
+            "role": command.role,
+            "argv": AuditText.jsonArray(command.argv),
+            "parameters": AuditText.jsonObject(command.parameters.map { ($0.name, $0.value.argumentText) }),
+            "environmentNames": command.environment.keys.sorted().joined(separator: ","),
+        ]
+        if let scope = command.grant.scope { fields["scope"] = scope }
+        if case .elevation(let requestID) = command.grant.source { fields["requestID"] = String(requestID) }
+        do {
+            try audit.record(AuditEvent(time: clock.now(), kind: .commandAllowed, user: claim.user.rawValue,
+                                        session: claim.session, fields: fields))
+        } catch {
+            output.stderr(Array("audit log unavailable; command refused\n".utf8))
+            return .completed(exitStatus: ExitStatus.auditUnavailable)
+        }
+
+        let started = clock.now()
+        let request = ExecutionRequest(argv: command.argv, environment: command.environment,
+                                       workingDirectory: context.workingDirectory,
+                                       timeoutSeconds: Double(command.timeoutSeconds), outputLimit: command.outputLimit)
+        var finished = ["cmdlet": command.cmdlet.name]
+        let status: Int32
+        do {
+            let result = try executor.run(request, output: output, cancellation: cancellation)
+            status = result.exitStatus
+            finished["exitStatus"] = String(result.exitStatus)
+            finished["stdoutBytes"] = String(result.stdoutBytes)
+            finished["stderrBytes"] = String(result.stderrBytes)
+            finished["timedOut"] = String(result.timedOut)
+            finished["cancelled"] = String(result.cancelled)
+            finished["truncated"] = String(result.truncated)
+            if result.timedOut {
+                output.stderr(Array("\(command.cmdlet.name) timed out after \(PolicyDuration.format(command.timeoutSeconds)) and was stopped.\n".utf8))
+            } else if result.cancelled {
+                output.stderr(Array("\(command.cmdlet.name) was stopped: its elevation ended.\n".utf8))
+            }
+        } catch {
+            status = ExitStatus.notFound
+            finished["exitStatus"] = String(status)
+            finished["error"] = String(describing: error)
+            output.stderr(Array("\(command.cmdlet.name): the backend could not be started.\n".utf8))
+        }
+        let elapsed = clock.now().timeIntervalSince(started)
+        finished["durationMs"] = String(Int((max(0, elapsed) * 1000).rounded()))
+        // The command already ran; a failed write here cannot undo it.
+        try? audit.record(AuditEvent(time: clock.now(), kind: .commandFinished, user: claim.user.rawValue,
+                                     session: claim.session, fields: finished))
+        return .completed(exitStatus: status)
+    }
+}
+
+/// Text for audit fields: sanitised, bounded, and unambiguous.
+enum AuditText {
+    /// The typed line, sanitised (invalid UTF-8 shows as U+FFFD) and bounded.
+    static func line(_ bytes: [UInt8]) -> String {
+        let bounded = bytes.count > Lexer.maxLineBytes ? Array(bytes.prefix(Lexer.maxLineBytes)) : bytes
+        let text = TerminalText.sanitize(bounded, keepLineBreaks: false)
+        return bytes.count > Lexer.maxLineBytes ? text + "…[\(bytes.count) bytes]" : text
+    }
+
+    static func jsonArray(_ items: [String]) -> String {
+        let data = (try? JSONSerialization.data(withJSONObject: items, options: [])) ?? Data("[]".utf8)
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    static func jsonObject(_ pairs: [(String, String)]) -> String {
+        var dict: [String: String] = [:]
+        for (k, v) in pairs { dict[k] = v }
+        let data = (try? JSONSerialization.data(withJSONObject: dict, options: [.sortedKeys])) ?? Data("{}".utf8)
+        return String(decoding: data, as: UTF8.self)
+    }
+}

@@ -1,0 +1,52 @@
+import GatehouseCore
+
+/// Where a running command's output goes (the SSH channel, a transcript, a
+/// test buffer). Bytes arrive already sanitised for a terminal, as they come.
+/// Called on the thread that runs the command.
+public protocol CommandOutput: AnyObject {
+    func stdout(_ bytes: [UInt8])
+    func stderr(_ bytes: [UInt8])
+}
+
+/// Sanitises a byte stream for a terminal without breaking a UTF-8 sequence
+/// that a `read` split in two: an incomplete tail is held back until the
+/// next chunk (or `finish`) completes it.
+struct StreamSanitizer {
+    private var pending: [UInt8] = []
+
+    /// Sanitised text for the complete part of `pending + bytes`.
+    mutating func feed(_ bytes: ArraySlice<UInt8>) -> [UInt8] {
+        var data = pending
+        data.append(contentsOf: bytes)
+        let cut = StreamSanitizer.completePrefixLength(data)
+        pending = Array(data[cut...])
+        guard cut > 0 else { return [] }
+        return Array(TerminalText.sanitize(data[..<cut], keepLineBreaks: true).utf8)
+    }
+
+    /// Whatever is held back, decoded with replacement characters.
+    mutating func finish() -> [UInt8] {
+        defer { pending = [] }
+        guard !pending.isEmpty else { return [] }
+        return Array(TerminalText.sanitize(pending, keepLineBreaks: true).utf8)
+    }
+
+    /// The length of `data` without a trailing, still-incomplete UTF-8 sequence.
+    static func completePrefixLength(_ data: [UInt8]) -> Int {
+        let n = data.count
+        var back = 1
+        while back <= min(3, n) {
+            let b = data[n - back]
+            if b & 0xc0 == 0x80 { back += 1; continue } // continuation byte
+            let needed: Int
+            switch b {
+            case 0xc2...0xdf: needed = 2
+            case 0xe0...0xef: needed = 3
+            case 0xf0...0xf4: needed = 4
+            default: return n // ASCII or invalid lead: nothing to wait for
+            }
+            return back < needed ? n - back : n
+        }
+        return n
+    }
+}

@@ -1,0 +1,181 @@
+import CmdletPolicy
+import GatehouseCore
+
+/// Values the gateway (not the user, not the claim) supplies to templates.
+///
+/// `{user}`, `{session}` and `{scope}` are deliberately not here: they come
+/// from the access claim and from the deciding grant, so nothing but the
+/// claim can ever choose them.
+public struct ExecutionContext: Sendable, Equatable {
+    /// This gateway node's name (`{node}`).
+    public let node: String
+    /// The gateway's state directory (`{stateDir}`).
+    public let stateDir: String
+    /// The backend's working directory; fixed, never chosen by the user.
+    public let workingDirectory: String
+
+    public init(node: String, stateDir: String, workingDirectory: String) {
+        self.node = node
+        self.stateDir = stateDir
+        self.workingDirectory = workingDirectory
+    }
+}
+
+/// The pipeline stage that refused a line.
+public enum RejectionStage: String, Sendable, Equatable {
+    case parse
+    case bind
+    case authorize
+}
+
+/// Why a line was refused, with the exit status the shell reports for it.
+public struct Rejection: Sendable, Equatable {
+    public enum Reason: String, Sendable, Equatable {
+        /// Lexer/parser error, or arguments that do not bind (exit 2).
+        case invalid
+        /// No such cmdlet (exit 127).
+        case unknownCmdlet
+        /// The cmdlet exists but no single role of the claim permits it (exit 126).
+        case notPermitted
+    }
+
+    public let stage: RejectionStage
+    public let reason: Reason
+    /// One line, safe to show the client.
+    public let message: String
+    /// 1-based column in the typed line, when the problem has a place.
+    public let column: Int?
+    /// The cmdlet's declared name, once it is known.
+    public let cmdlet: String?
+
+    public var exitStatus: Int32 {
+        switch reason {
+        case .invalid: return ExitStatus.usage
+        case .unknownCmdlet: return ExitStatus.notFound
+        case .notPermitted: return ExitStatus.notPermitted
+        }
+    }
+}
+
+/// Exit-status conventions of the shell (POSIX shell and `timeout(1)` habits).
+public enum ExitStatus {
+    /// Syntax or argument error.
+    public static let usage: Int32 = 2
+    /// A built-in failed softly (e.g. `Get-Help` found nothing).
+    public static let failure: Int32 = 1
+    /// The backend ran out of time.
+    public static let timedOut: Int32 = 124
+    /// The audit log could not be written; nothing ran.
+    public static let auditUnavailable: Int32 = 125
+    /// Not permitted by the claim.
+    public static let notPermitted: Int32 = 126
+    /// Unknown cmdlet, or the backend could not be started.
+    public static let notFound: Int32 = 127
+}
+
+/// A built-in the shell answers itself.
+public enum BuiltinCommand: Sendable, Equatable {
+    /// `exit` or `Exit-Session`.
+    case exitSession
+    case getCommand
+    case getHelp(name: String?)
+    /// `Enter-Elevation -Request N`: the gateway prompts for the secret.
+    case enterElevation(requestID: Int64)
+}
+
+/// A built-in with the text it prints (computed purely from claim and policy).
+public struct BuiltinResult: Sendable, Equatable {
+    public let command: BuiltinCommand
+    public let stdout: String
+    public let stderr: String
+    public let exitStatus: Int32
+}
+
+/// A line that passed parse, bind and authorize: everything needed to audit
+/// and run it, and nothing that still needs interpreting.
+public struct AllowedCommand: Sendable {
+    public let cmdlet: CmdletDefinition
+    public let role: String
+    public let grant: RoleGrant
+    public let parameters: [BoundParameter]
+    /// argv[0] is the executable's absolute path.
+    public let argv: [String]
+    /// The declared variables only; the executor adds PATH and LANG.
+    public let environment: [String: String]
+    public let timeoutSeconds: Int
+    public let outputLimit: Int
+}
+
+/// The result of evaluating one line, before anything runs.
+public enum Evaluation: Sendable {
+    /// Empty or whitespace-only: nothing to do, nothing to audit.
+    case empty
+    case builtin(BuiltinResult)
+    case rejected(Rejection)
+    case allowed(AllowedCommand)
+}
+
+/// Names the shell answers itself (ASCII case-insensitive).
+enum BuiltinName {
+    static func match(_ word: String) -> String? {
+        let lower = ASCII.lowercased(word)
+        return ["exit", "Exit-Session", "Get-Command", "Get-Help", "Enter-Elevation"]
+            .first { ASCII.lowercased($0) == lower }
+    }
+}
+
+/// Evaluates one line: lex → parse → bind → authorize → expand the template.
+/// Pure: it reads nothing, writes nothing and starts nothing, so the daemon
+/// and `gatehouse policy test` share exactly this code path.
+public func evaluate(line: [UInt8], claim: AccessClaim, snapshot: PolicySnapshot,
+                     context: ExecutionContext) -> Evaluation {
+    let tokens: [Token]
+    switch Lexer.tokenize(line) {
+    case .success(let t): tokens = t
+    case .failure(let e):
+        return .rejected(Rejection(stage: .parse, reason: .invalid, message: e.message, column: e.column, cmdlet: nil))
+    }
+    guard let head = tokens.first else { return .empty }
+    guard head.kind == .bare else {
+        let message: String
+        switch head.kind {
+        case .parameter: message = "a command line starts with a cmdlet name, not a parameter"
+        default: message = "a command line starts with a cmdlet name, not a quoted string"
+        }
+        return .rejected(Rejection(stage: .parse, reason: .invalid, message: message, column: head.column, cmdlet: nil))
+    }
+    let arguments = tokens.dropFirst()
+    if let builtin = BuiltinName.match(head.text) {
+        return Builtins.evaluate(builtin, arguments: arguments, claim: claim, snapshot: snapshot)
+    }
+    guard let cmdlet = snapshot.cmdlet(named: head.text) else {
+        return .rejected(Rejection(stage: .bind, reason: .unknownCmdlet,
+                                   message: "Unknown cmdlet '\(Display.clip(head.text))'. Get-Command lists what you may run.",
+                                   column: head.column, cmdlet: nil))
+    }
+    let parameters: [BoundParameter]
+    switch Binder.bind(arguments, to: cmdlet) {
+    case .success(let p): parameters = p
+    case .failure(let e):
+        return .rejected(Rejection(stage: .bind, reason: .invalid, message: e.message, column: e.column,
+                                   cmdlet: cmdlet.name))
+    }
+    let authorization = Authorizer.authorize(cmdlet: cmdlet, parameters: parameters, claim: claim, snapshot: snapshot)
+    switch authorization.decision {
+    case .deny(let reason):
+        return .rejected(Rejection(stage: .authorize, reason: .notPermitted, message: reason, column: nil,
+                                   cmdlet: cmdlet.name))
+    case .allow(let role):
+        guard let grant = authorization.grant else {
+            // Unreachable by construction; deny rather than trust it.
+            return .rejected(Rejection(stage: .authorize, reason: .notPermitted,
+                                       message: "'\(cmdlet.name)' is not permitted.", column: nil, cmdlet: cmdlet.name))
+        }
+        let values = TemplateValues(claim: claim, grant: grant, context: context, parameters: parameters)
+        let expanded = TemplateExpander.expand(cmdlet.backend, values: values)
+        return .allowed(AllowedCommand(cmdlet: cmdlet, role: role, grant: grant, parameters: parameters,
+                                       argv: expanded.argv, environment: expanded.environment,
+                                       timeoutSeconds: cmdlet.backend.timeoutSeconds,
+                                       outputLimit: cmdlet.backend.outputLimit))
+    }
+}

@@ -1,0 +1,354 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+
+/// What to start. `argv[0]` must be the absolute path that is executed.
+public struct ExecutionRequest: Sendable, Equatable {
+    public var argv: [String]
+    /// Declared variables; PATH and LANG are added by the executor.
+    public var environment: [String: String]
+    public var workingDirectory: String
+    public var timeoutSeconds: Double
+    /// Bytes of stdout+stderr relayed before the rest is dropped.
+    public var outputLimit: Int
+    /// Time between SIGTERM and SIGKILL, and to drain pipes after exit.
+    public var killGraceSeconds: Double
+
+    public init(argv: [String], environment: [String: String], workingDirectory: String,
+                timeoutSeconds: Double, outputLimit: Int, killGraceSeconds: Double = 2) {
+        self.argv = argv
+        self.environment = environment
+        self.workingDirectory = workingDirectory
+        self.timeoutSeconds = timeoutSeconds
+        self.outputLimit = outputLimit
+        self.killGraceSeconds = killGraceSeconds
+    }
+}
+
+/// How a command ended.
+public struct ExecutionResult: Sendable, Equatable {
+    /// The exit code, or 128+signal when a signal ended the process.
+    public let exitStatus: Int32
+    public let timedOut: Bool
+    public let cancelled: Bool
+    public let truncated: Bool
+    /// Bytes the backend wrote (including any that were dropped past the cap).
+    public let stdoutBytes: Int
+    public let stderrBytes: Int
+}
+
+/// The backend could not be started; nothing ran.
+public struct ExecutorError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let message: String
+    public let errno: Int32
+
+    public var description: String { message }
+}
+
+/// Lets another thread end a running command (for example when the grant
+/// that allowed it expires). Checked by the executor's poll loop.
+public final class CancellationFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var cancelled = false
+
+    public init() {}
+
+    public func cancel() { lock.withLock { cancelled = true } }
+
+    public var isCancelled: Bool { lock.withLock { cancelled } }
+}
+
+/// Starts backends. A protocol so the interpreter can be tested with fakes
+/// and so a later privilege-separated spawner can replace it.
+public protocol CommandExecutor: Sendable {
+    func run(_ request: ExecutionRequest, output: CommandOutput, cancellation: CancellationFlag?) throws -> ExecutionResult
+}
+
+/// Runs a backend with `posix_spawn`: no shell, no PATH search, a clean
+/// environment, a fixed working directory, stdin from /dev/null, its own
+/// process group, default signal dispositions and an empty signal mask, and
+/// no inherited file descriptor beyond 0–2.
+///
+/// Blocking: call it from a dedicated thread, never from Swift's cooperative
+/// pool (see DESIGN.md, Concurrency).
+///
+/// Limits: a process that leaves the process group (setsid) escapes the
+/// group kill; the executor then stops draining after the grace period.
+/// Containing that needs a cgroup, which is out of scope for this layer.
+public struct ProcessExecutor: CommandExecutor {
+    /// The base environment every backend gets, before declared variables.
+    public static let baseEnvironment = ["PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"]
+
+    public init() {}
+
+    public func run(_ request: ExecutionRequest, output: CommandOutput,
+                    cancellation: CancellationFlag? = nil) throws -> ExecutionResult {
+        guard let path = request.argv.first, path.hasPrefix("/") else {
+            throw ExecutorError(message: "backend path must be absolute", errno: EINVAL)
+        }
+        var environment = request.environment
+        for (k, v) in ProcessExecutor.baseEnvironment { environment[k] = v }
+        let envStrings = environment.keys.sorted().map { "\($0)=\(environment[$0] ?? "")" }
+        let all = request.argv + envStrings + [request.workingDirectory]
+        if all.contains(where: { $0.utf8.contains(0) }) {
+            throw ExecutorError(message: "argument contains a NUL byte", errno: EINVAL)
+        }
+
+        let stdoutPipe = try Pipe2.make()
+        let stderrPipe: (read: Int32, write: Int32)
+        do { stderrPipe = try Pipe2.make() } catch {
+            close(stdoutPipe.read); close(stdoutPipe.write)
+            throw error
+        }
+        var readEnds = [stdoutPipe.read, stderrPipe.read]
+        defer { for fd in readEnds where fd >= 0 { close(fd) } }
+
+        let pid: pid_t
+        do {
+            pid = try spawn(path: path, argv: request.argv, env: envStrings, cwd: request.workingDirectory,
+                            stdoutWrite: stdoutPipe.write, stderrWrite: stderrPipe.write)
+        } catch {
+            close(stdoutPipe.write); close(stderrPipe.write)
+            throw error
+        }
+        close(stdoutPipe.write)
+        close(stderrPipe.write)
+        for fd in readEnds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+
+        var relay = Relay(output: output, limit: request.outputLimit)
+        let start = Monotonic.now()
+        let deadline = start + request.timeoutSeconds
+        var termSentAt: Double?
+        var killSent = false
+        var exitedAt: Double?
+        var timedOut = false
+        var cancelled = false
+        var buffer = [UInt8](repeating: 0, count: 65536)
+
+        while true {
+            let now = Monotonic.now()
+            if exitedAt == nil && ChildStatus.hasExited(pid) {
+                exitedAt = now
+                // Anything the backend left behind in its group goes with it.
+                _ = kill(-pid, SIGKILL)
+            }
+            if let exitedAt, readEnds.allSatisfy({ $0 < 0 }) || now - exitedAt > request.killGraceSeconds {
+                break
+            }
+            if exitedAt == nil {
+                if termSentAt == nil {
+                    if now >= deadline { timedOut = true }
+                    if cancellation?.isCancelled == true { cancelled = true }
+                    if timedOut || cancelled {
+                        _ = kill(-pid, SIGTERM)
+                        termSentAt = now
+                    }
+                } else if let sent = termSentAt, !killSent, now - sent >= request.killGraceSeconds {
+                    _ = kill(-pid, SIGKILL)
+                    killSent = true
+                }
+            }
+
+            var fds = readEnds.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            let ready = poll(&fds, nfds_t(fds.count), 50)
+            if ready < 0 && errno != EINTR { break }
+            for (index, entry) in fds.enumerated() where entry.fd >= 0 && entry.revents != 0 {
+                let n = buffer.withUnsafeMutableBytes { read(entry.fd, $0.baseAddress, $0.count) }
+                if n > 0 {
+                    relay.receive(buffer[0..<n], isStdout: index == 0)
+                } else if n == 0 || (errno != EAGAIN && errno != EINTR && errno != EWOULDBLOCK) {
+                    close(entry.fd)
+                    readEnds[index] = -1
+                }
+            }
+        }
+        relay.finish()
+        let status = ChildStatus.reap(pid)
+        return ExecutionResult(exitStatus: timedOut ? 124 : status, timedOut: timedOut, cancelled: cancelled,
+                               truncated: relay.truncated, stdoutBytes: relay.stdoutBytes,
+                               stderrBytes: relay.stderrBytes)
+    }
+
+    private func spawn(path: String, argv: [String], env: [String], cwd: String,
+                       stdoutWrite: Int32, stderrWrite: Int32) throws -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+
+        func check(_ rc: Int32, _ what: String) throws {
+            if rc != 0 { throw ExecutorError(message: "\(what) failed: \(String(cString: strerror(rc)))", errno: rc) }
+        }
+        try check(posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0), "posix_spawn_file_actions_addopen")
+        try check(posix_spawn_file_actions_adddup2(&actions, stdoutWrite, 1), "posix_spawn_file_actions_adddup2")
+        try check(posix_spawn_file_actions_adddup2(&actions, stderrWrite, 2), "posix_spawn_file_actions_adddup2")
+        // Fail closed: without chdir support the backend would inherit the
+        // gateway's working directory.
+        guard let addchdir = SpawnExtensions.addchdir else {
+            throw ExecutorError(message: "posix_spawn_file_actions_addchdir_np is unavailable", errno: ENOSYS)
+        }
+        try check(addchdir(&actions, cwd), "posix_spawn_file_actions_addchdir_np")
+        // Belt and braces: pipes are O_CLOEXEC already, but a descriptor some
+        // other library opened without it must not reach the backend either.
+        if let closefrom = SpawnExtensions.addclosefrom {
+            try check(closefrom(&actions, 3), "posix_spawn_file_actions_addclosefrom_np")
+        }
+
+        try check(posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK
+                                                              | POSIX_SPAWN_SETSIGDEF)), "posix_spawnattr_setflags")
+        try check(posix_spawnattr_setpgroup(&attributes, 0), "posix_spawnattr_setpgroup")
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        try check(posix_spawnattr_setsigmask(&attributes, &empty), "posix_spawnattr_setsigmask")
+        var all = sigset_t()
+        sigfillset(&all)
+        sigdelset(&all, SIGKILL)
+        sigdelset(&all, SIGSTOP)
+        try check(posix_spawnattr_setsigdefault(&attributes, &all), "posix_spawnattr_setsigdefault")
+
+        var cArgv: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+        var cEnv: [UnsafeMutablePointer<CChar>?] = env.map { strdup($0) } + [nil]
+        defer {
+            for p in cArgv { free(p) }
+            for p in cEnv { free(p) }
+        }
+        if cArgv.dropLast().contains(where: { $0 == nil }) || cEnv.dropLast().contains(where: { $0 == nil }) {
+            throw ExecutorError(message: "out of memory", errno: ENOMEM)
+        }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, path, &actions, &attributes, &cArgv, &cEnv)
+        if rc != 0 {
+            throw ExecutorError(message: "cannot start \(path): \(String(cString: strerror(rc)))", errno: rc)
+        }
+        return pid
+    }
+}
+
+/// Caps, counts and sanitises what the backend writes.
+struct Relay {
+    let output: CommandOutput
+    let limit: Int
+    var relayed = 0
+    var truncated = false
+    var stdoutBytes = 0
+    var stderrBytes = 0
+    var out = StreamSanitizer()
+    var err = StreamSanitizer()
+
+    init(output: CommandOutput, limit: Int) {
+        self.output = output
+        self.limit = max(0, limit)
+    }
+
+    mutating func receive(_ chunk: ArraySlice<UInt8>, isStdout: Bool) {
+        if isStdout { stdoutBytes += chunk.count } else { stderrBytes += chunk.count }
+        guard !truncated else { return }
+        let room = limit - relayed
+        let part = chunk.prefix(room)
+        relayed += part.count
+        emit(part, isStdout: isStdout)
+        if part.count < chunk.count {
+            truncated = true
+            flush()
+            output.stderr(Array("\n[output truncated after \(limit) bytes]\n".utf8))
+        }
+    }
+
+    mutating func emit(_ part: ArraySlice<UInt8>, isStdout: Bool) {
+        guard !part.isEmpty else { return }
+        let clean = isStdout ? out.feed(part) : err.feed(part)
+        if !clean.isEmpty { isStdout ? output.stdout(clean) : output.stderr(clean) }
+    }
+
+    mutating func flush() {
+        let o = out.finish()
+        if !o.isEmpty { output.stdout(o) }
+        let e = err.finish()
+        if !e.isEmpty { output.stderr(e) }
+    }
+
+    mutating func finish() { flush() }
+}
+
+/// glibc extensions Swift's Glibc module does not import (they sit behind
+/// _GNU_SOURCE), looked up once with dlsym.
+enum SpawnExtensions {
+    typealias AddChdir = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32
+    typealias AddClosefrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+    typealias Pipe2Function = @convention(c) (UnsafeMutablePointer<Int32>, Int32) -> Int32
+
+    private static func symbol(_ name: String) -> UnsafeMutableRawPointer? {
+        let handle = dlopen(nil, RTLD_NOW)
+        return dlsym(handle, name)
+    }
+
+    /// `posix_spawn_file_actions_addchdir_np` (glibc ≥ 2.29).
+    static let addchdir: AddChdir? = symbol("posix_spawn_file_actions_addchdir_np")
+        .map { unsafeBitCast($0, to: AddChdir.self) }
+    /// `posix_spawn_file_actions_addclosefrom_np` (glibc ≥ 2.34).
+    static let addclosefrom: AddClosefrom? = symbol("posix_spawn_file_actions_addclosefrom_np")
+        .map { unsafeBitCast($0, to: AddClosefrom.self) }
+    /// `pipe2`.
+    static let pipe2: Pipe2Function? = symbol("pipe2").map { unsafeBitCast($0, to: Pipe2Function.self) }
+}
+
+enum Pipe2 {
+    /// A pipe whose both ends are close-on-exec from birth (`pipe2(O_CLOEXEC)`),
+    /// so a concurrent spawn on another thread cannot inherit it.
+    static func make() throws -> (read: Int32, write: Int32) {
+        var fds: [Int32] = [-1, -1]
+        guard let pipe2 = SpawnExtensions.pipe2 else {
+            throw ExecutorError(message: "pipe2 is unavailable", errno: ENOSYS)
+        }
+        let rc = fds.withUnsafeMutableBufferPointer { buf -> Int32 in
+            guard let base = buf.baseAddress else { return -1 }
+            return pipe2(base, O_CLOEXEC)
+        }
+        if rc != 0 {
+            let e = errno
+            throw ExecutorError(message: "pipe2 failed: \(String(cString: strerror(e)))", errno: e)
+        }
+        return (fds[0], fds[1])
+    }
+}
+
+enum ChildStatus {
+    /// True once the child has exited, without reaping it (`waitid` with
+    /// WNOWAIT): its pid, and so its process group id, stay reserved until
+    /// the group kill that follows cannot hit a recycled id.
+    static func hasExited(_ pid: pid_t) -> Bool {
+        var info = siginfo_t()
+        while true {
+            let rc = waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT)
+            if rc == 0 { return info._sifields._sigchld.si_pid == pid }
+            if errno == EINTR { continue }
+            return true // ECHILD: nothing left to wait for
+        }
+    }
+
+    /// Reaps the child (`waitpid`, retrying on EINTR) and maps its status:
+    /// the exit code, or 128+signal.
+    static func reap(_ pid: pid_t) -> Int32 {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 {
+            if errno != EINTR { return 128 + SIGKILL }
+        }
+        let signal = status & 0x7f
+        if signal == 0 { return (status >> 8) & 0xff }
+        return 128 + signal
+    }
+}
+
+enum Monotonic {
+    /// Seconds on CLOCK_MONOTONIC: timeouts must not follow wall-clock jumps.
+    static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+}

@@ -1,0 +1,42 @@
+import Foundation
+
+/// The kinds of audit event. Frozen once shipped: add new cases, never rename.
+public enum AuditEventKind: String, Sendable, Codable, CaseIterable {
+    case authSuccess = "auth.success"
+    case authFailure = "auth.failure"
+    case sessionStart = "session.start"
+    case sessionEnd = "session.end"
+    case channelRefused = "channel.refused"
+    case commandAllowed = "command.allowed"
+    case commandDenied = "command.denied"
+    case commandFinished = "command.finished"
+    case policyLoad = "policy.load"
+}
+
+/// One decision, tied to a user and a session where there is one.
+///
+/// `fields` carries the event's details as strings. Callers must never put a
+/// secret (TOTP code, one-time elevation secret, password) into an event.
+public struct AuditEvent: Sendable, Equatable {
+    public let time: Date
+    public let kind: AuditEventKind
+    public let user: String?
+    public let session: SessionID?
+    public let fields: [String: String]
+
+    public init(time: Date, kind: AuditEventKind, user: String? = nil, session: SessionID? = nil,
+                fields: [String: String] = [:]) {
+        self.time = time
+        self.kind = kind
+        self.user = user
+        self.session = session
+        self.fields = fields
+    }
+}
+
+/// The single interface every decision goes through. `record` returns only
+/// once the event is durable; if it throws, the caller fails closed (the
+/// command does not run).
+public protocol AuditSink: Sendable {
+    func record(_ event: AuditEvent) throws
+}

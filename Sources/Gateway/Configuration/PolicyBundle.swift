@@ -1,0 +1,54 @@
+import CmdletPolicy
+import GatehouseCore
+import Lockbox
+import SSHServer
+
+/// Policy and directory, loaded and cross-checked together. The daemon, its
+/// `--check-config` and `gatehouse policy check/test` all load through here,
+/// so the offline tools judge exactly what the daemon would.
+public struct PolicyBundle: Sendable {
+    public let policy: PolicySnapshot
+    public let directory: DirectoryModel
+    /// Authorized keys per user, in the form the SSH layer compares.
+    public let keys: [UserName: [SSHPublicKey]]
+    /// Lint warnings from every file (errors throw instead).
+    public let warnings: [PolicyDiagnostic]
+
+    /// Loads everything and reports every problem of every file at once.
+    public static func load(policyDirectory: String, directoryFile: String,
+                            libexecDirectory: String) throws -> PolicyBundle {
+        var diagnostics: [PolicyDiagnostic] = []
+        var policy: PolicySnapshot?
+        var directory: DirectoryModel?
+        do {
+            policy = try PolicyLoader.load(directory: policyDirectory, libexecDirectory: libexecDirectory)
+        } catch let error as PolicyLoadError {
+            diagnostics += error.diagnostics
+        }
+        do {
+            directory = try DirectoryLoader.load(file: directoryFile)
+        } catch let error as PolicyLoadError {
+            diagnostics += error.diagnostics
+        }
+        if let policy, let directory {
+            diagnostics += policy.warnings + directory.validate(against: policy)
+        }
+        guard let policy, let directory, !diagnostics.contains(where: { $0.severity == .error }) else {
+            throw PolicyLoadError(diagnostics: diagnostics)
+        }
+        var keys: [UserName: [SSHPublicKey]] = [:]
+        for user in directory.users {
+            keys[user.name] = user.keys.compactMap { SSHPublicKey(type: $0.type, base64: $0.base64) }
+        }
+        return PolicyBundle(policy: policy, directory: directory, keys: keys, warnings: diagnostics)
+    }
+
+    /// The claim authority over this directory's baseline roles.
+    public func makeLockbox() -> Lockbox { Lockbox(directory: DirectoryBaseline(directory: directory)) }
+}
+
+/// Baseline roles straight from the directory file.
+struct DirectoryBaseline: BaselineRoleSource {
+    let directory: DirectoryModel
+    func baselineRoles(of user: UserName) -> [String]? { directory.user(named: user)?.roles }
+}

@@ -1,0 +1,192 @@
+import Foundation
+import GatehouseCore
+import Logging
+import SSHServer
+import Transcript
+
+/// What `gatehoused`'s command line asked for.
+public struct DaemonOptions: Sendable {
+    public var configFile: String?
+    public var demo: Bool
+    public var stateDirectory: String?
+    public var listen: String?
+    public var policyDirectory: String?
+    public var checkConfig: Bool
+    public var dumpConfig: Bool
+    public var logLevel: String
+
+    public init(configFile: String?, demo: Bool, stateDirectory: String?, listen: String?, policyDirectory: String?,
+                checkConfig: Bool, dumpConfig: Bool, logLevel: String) {
+        self.configFile = configFile
+        self.demo = demo
+        self.stateDirectory = stateDirectory
+        self.listen = listen
+        self.policyDirectory = policyDirectory
+        self.checkConfig = checkConfig
+        self.dumpConfig = dumpConfig
+        self.logLevel = logLevel
+    }
+}
+
+/// The daemon's life: configuration, demo set-up, policy load, listen, serve,
+/// shut down on SIGTERM/SIGINT.
+public enum Daemon {
+    /// Runs the daemon; returns the process exit status.
+    public static func run(_ options: DaemonOptions) -> Int32 {
+        resetSignals()
+        var logger = Logger(label: "gatehoused")
+        logger.logLevel = Logger.Level(rawValue: options.logLevel) ?? .info
+
+        var configuration: GatewayConfiguration
+        switch buildConfiguration(options) {
+        case .success(let c): configuration = c
+        case .failure(let message):
+            printError(message)
+            return 2
+        }
+
+        var demo: DemoEnvironment?
+        if options.demo && !options.dumpConfig {
+            var environment = DemoEnvironment(stateDirectory: configuration.stateDirectory)
+            do {
+                try environment.prepare()
+            } catch {
+                printError("demo set-up failed: \(error)")
+                return 1
+            }
+            // PAM comes from the demo's private service directory, through
+            // pam_wrapper, which must be preloaded before the process starts.
+            if ProcessInfo.processInfo.environment["PAM_WRAPPER"] != "1" {
+                return reexecWithPAMWrapper(serviceDirectory: environment.pamServiceDirectory)
+            }
+            demo = environment
+        }
+
+        if options.dumpConfig {
+            print(configuration.dump())
+            return 0
+        }
+
+        let context: GatewayContext
+        do {
+            context = try GatewayContext(configuration: configuration, logger: logger)
+        } catch {
+            printError("\(error)")
+            return 1
+        }
+        if options.checkConfig {
+            print(context.summary())
+            return 0
+        }
+
+        let server: GatewayServer
+        do {
+            server = try GatewayServer(context: context)
+        } catch {
+            printError("cannot listen on \(configuration.listenHost):\(configuration.listenPort): \(error)")
+            return 1
+        }
+        let port = server.boundPort
+        logger.info("listening", metadata: ["address": "\(configuration.listenHost):\(port)",
+                                            "fips": "\(configuration.fips)"])
+        if let demo {
+            do {
+                try demo.publish(listen: "\(configuration.listenHost):\(port)", host: configuration.listenHost,
+                                 port: port, hostKey: server.hostPublicKey)
+            } catch {
+                printError("demo: \(error)")
+                return 1
+            }
+            print(demo.instructions(host: configuration.listenHost, port: port, fips: configuration.fips))
+            fflush(stdout)
+        }
+
+        let shutdownLogger = logger
+        let signals = installShutdownHandlers { signal in
+            shutdownLogger.notice("shutting down", metadata: ["signal": "\(signal)"])
+            server.shutdown()
+            exit(0)
+        }
+        withExtendedLifetime(signals) {
+            server.serve()
+        }
+        return 0
+    }
+
+    enum ConfigurationResult { case success(GatewayConfiguration), failure(String) }
+
+    static func buildConfiguration(_ options: DaemonOptions) -> ConfigurationResult {
+        var c = GatewayConfiguration()
+        var problems: [String] = []
+        func set(_ key: String, _ value: String, _ source: String) {
+            if let problem = c.set(key, to: value, source: source) { problems.append(problem) }
+        }
+        let cwd = FileManager.default.currentDirectoryPath
+        if options.demo {
+            set("stateDirectory", cwd + "/.gatehouse-demo", "demo")
+            set("policyDirectory", cwd + "/policies", "demo")
+            set("pamService", DemoEnvironment.pamService, "demo")
+        } else {
+            let file = options.configFile ?? "/etc/gatehouse/gatehouse.yaml"
+            if options.configFile != nil || FileManager.default.fileExists(atPath: file) {
+                do {
+                    try ConfigurationFile.apply(file: file, to: &c)
+                } catch {
+                    return .failure("\(error)")
+                }
+            }
+        }
+        if let v = options.stateDirectory { set("stateDirectory", v, "command line") }
+        if let v = options.listen { set("listen", v, "command line") }
+        if let v = options.policyDirectory { set("policyDirectory", v, "command line") }
+        if options.demo {
+            set("directoryFile", c.stateDirectory + "/directory.yaml", "demo")
+        }
+        if !problems.isEmpty { return .failure(problems.joined(separator: "\n")) }
+        return .success(c)
+    }
+
+    /// A process started by a test harness may inherit blocked signals
+    /// (SIGTERM included); unblock everything so shutdown works. SIGPIPE is
+    /// ignored: a client that vanishes must not kill the daemon.
+    static func resetSignals() {
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        pthread_sigmask(SIG_SETMASK, &empty, nil)
+        signal(SIGPIPE, SIG_IGN)
+    }
+
+    static func installShutdownHandlers(_ handler: @escaping @Sendable (Int32) -> Void) -> [DispatchSourceSignal] {
+        let queue = DispatchQueue(label: "gatehoused.signals")
+        return [SIGTERM, SIGINT].map { sig in
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: queue)
+            source.setEventHandler { handler(sig) }
+            source.resume()
+            return source
+        }
+    }
+
+    /// Re-executes this binary with pam_wrapper preloaded and pointed at the
+    /// demo's service directory. Only the demo does this; production uses
+    /// the system's /etc/pam.d.
+    static func reexecWithPAMWrapper(serviceDirectory: String) -> Int32 {
+        guard let wrapper = DemoEnvironment.findPAMWrapper() else {
+            printError("demo: pam_wrapper not found; install libpam-wrapper (scripts/install-deps does)")
+            return 1
+        }
+        var environment = ProcessInfo.processInfo.environment
+        environment["LD_PRELOAD"] = wrapper
+        environment["PAM_WRAPPER"] = "1"
+        environment["PAM_WRAPPER_SERVICE_DIR"] = serviceDirectory
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        let argv = CommandLine.arguments.map { strdup($0) } + [nil]
+        execve("/proc/self/exe", argv, envp)
+        printError("demo: cannot re-execute with pam_wrapper: \(String(cString: strerror(errno)))")
+        return 1
+    }
+
+    static func printError(_ message: String) {
+        FileHandle.standardError.write(Data("gatehoused: \(message)\n".utf8))
+    }
+}

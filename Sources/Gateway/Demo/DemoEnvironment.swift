@@ -1,0 +1,228 @@
+import Foundation
+import SSHServer
+
+/// Builds the demo's state directory: users with ECDSA P-256 keys (which
+/// FIPS mode accepts) and TOTP secrets checked by the real pam_oath, a private
+/// PAM service directory loaded through pam_wrapper, a directory file, demo
+/// mailbox data, and `demo-users.json` so scripts can log in too.
+///
+/// Re-running is idempotent: existing keys, secrets and mailbox data are kept,
+/// so a restarted demo accepts the same credentials.
+public struct DemoEnvironment {
+    public struct User: Codable, Sendable {
+        public var name: String
+        public var privateKey: String
+        public var publicKey: String
+        public var totpSecretHex: String
+        public var totpSecretBase32: String
+        public var roles: [String]
+        public var groups: [String]
+        public var manager: String?
+        public var description: String
+    }
+
+    public struct Manifest: Codable, Sendable {
+        public var listen: String
+        public var users: [User]
+    }
+
+    /// The demo's PAM service name; the production example is `gatehouse`.
+    public static let pamService = "gatehouse-demo"
+
+    public let stateDirectory: String
+    public private(set) var users: [User] = []
+
+    public var manifestPath: String { stateDirectory + "/demo-users.json" }
+    public var pamServiceDirectory: String { stateDirectory + "/pam.d" }
+    public var directoryFile: String { stateDirectory + "/directory.yaml" }
+    public var knownHostsPath: String { stateDirectory + "/known_hosts" }
+    var oathUsersFile: String { stateDirectory + "/oath/users.oath" }
+
+    /// Who the demo users are, and what each may do at baseline.
+    static let roster: [(name: String, groups: [String], manager: String?, roles: [String], description: String)] = [
+        ("alice", ["engineers"], "bob", ["MailboxReader"], "engineer; manager bob; may read mailboxes"),
+        ("bob", ["engineers", "managers"], nil, ["MailboxReader"], "manager (approves alice's requests); may read mailboxes"),
+        ("carol", ["customer-approvers"], nil, [], "approver for tenant contoso (Customer Lockbox on); no cmdlets at baseline"),
+    ]
+
+    public init(stateDirectory: String) {
+        self.stateDirectory = stateDirectory
+    }
+
+    /// Creates whatever is missing and rewrites the derived files.
+    public mutating func prepare() throws {
+        try Self.makeDirectory(stateDirectory)
+        try Self.makeDirectory(stateDirectory + "/keys")
+        try Self.makeDirectory(stateDirectory + "/oath")
+        try Self.makeDirectory(pamServiceDirectory)
+        try Self.makeDirectory(stateDirectory + "/mailboxes")
+
+        let previous = (try? Data(contentsOf: URL(fileURLWithPath: manifestPath)))
+            .flatMap { try? JSONDecoder().decode(Manifest.self, from: $0) }
+        users = try Self.roster.map { entry in
+            let keyPath = stateDirectory + "/keys/" + entry.name
+            if let old = previous?.users.first(where: { $0.name == entry.name }),
+               FileManager.default.fileExists(atPath: keyPath) {
+                var user = old
+                user.roles = entry.roles
+                user.groups = entry.groups
+                user.manager = entry.manager
+                user.description = entry.description
+                user.privateKey = keyPath
+                return user
+            }
+            try? FileManager.default.removeItem(atPath: keyPath)
+            let publicKey = try SSHKeyGenerator.generate(type: .ecdsaP256, privateKeyPath: keyPath)
+            try Self.writeFile(keyPath + ".pub", publicKey.openSSHLine + " \(entry.name)@gatehouse-demo\n", mode: 0o644)
+            let secret = TOTPSecret.random()
+            return User(name: entry.name, privateKey: keyPath, publicKey: publicKey.openSSHLine,
+                        totpSecretHex: secret.hex, totpSecretBase32: secret.base32, roles: entry.roles,
+                        groups: entry.groups, manager: entry.manager, description: entry.description)
+        }
+
+        // pam_oath rewrites this file to remember the last code used (replay
+        // protection), so it is written only when the set of users changed.
+        let oathLines = users.map { "HOTP/T30 \($0.name) - \($0.totpSecretHex)" }
+        let existing = (try? String(contentsOfFile: oathUsersFile, encoding: .utf8)) ?? ""
+        let existingSecrets = Set(existing.split(separator: "\n").map { $0.split(separator: " ").prefix(4).joined(separator: " ") })
+        if !Set(oathLines).isSubset(of: existingSecrets) {
+            try Self.writeFile(oathUsersFile, oathLines.joined(separator: "\n") + "\n", mode: 0o600)
+        }
+        try writePAMService()
+        try Self.writeFile(directoryFile, renderDirectory(), mode: 0o644)
+        let mailboxes = stateDirectory + "/mailboxes/mailboxes.json"
+        if !FileManager.default.fileExists(atPath: mailboxes) {
+            try Self.writeFile(mailboxes, Self.seedMailboxes, mode: 0o600)
+        }
+    }
+
+    /// Writes the manifest and a known_hosts file once the listener is up.
+    public func publish(listen: String, host: String, port: Int, hostKey: SSHPublicKey) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        let data = try encoder.encode(Manifest(listen: listen, users: users))
+        try Self.writeFile(manifestPath, String(decoding: data, as: UTF8.self) + "\n", mode: 0o600)
+        let hostPattern = port == 22 ? host : "[\(host)]:\(port)"
+        try Self.writeFile(knownHostsPath, "\(hostPattern) \(hostKey.openSSHLine)\n", mode: 0o644)
+    }
+
+    /// The text `make demo` prints: where to connect and how to log in.
+    public func instructions(host: String, port: Int, fips: Bool) -> String {
+        var lines: [String] = []
+        lines.append("")
+        lines.append("Gatehouse demo is listening on \(host):\(port) (FIPS algorithms only: \(fips ? "yes" : "no")).")
+        lines.append("State directory: \(stateDirectory)")
+        lines.append("PAM: service '\(Self.pamService)' from \(pamServiceDirectory), loaded through pam_wrapper (demo only;")
+        lines.append("     production uses /etc/pam.d/gatehouse, see deploy/pam/). TOTP is checked by pam_oath.")
+        lines.append("")
+        lines.append("Demo users:")
+        for user in users {
+            lines.append("  \(user.name.padding(toLength: 6, withPad: " ", startingAt: 0)) \(user.description); roles: \(user.roles.isEmpty ? "none" : user.roles.joined(separator: ", "))")
+        }
+        lines.append("")
+        lines.append("Log in (you are asked for the key's TOTP code after the key is accepted):")
+        for user in users {
+            lines.append("  ssh -p \(port) -i \(user.privateKey) -o IdentitiesOnly=yes -o UserKnownHostsFile=\(knownHostsPath) \(user.name)@\(host)")
+        }
+        lines.append("")
+        lines.append("Current TOTP code for a user (valid 30 s, each code works once):")
+        for user in users {
+            lines.append("  \(user.name): oathtool --totp \(user.totpSecretHex)")
+        }
+        lines.append("")
+        lines.append("Try:  Get-Mailbox -Identity alice         (allowed for alice)")
+        lines.append("      Set-Mailbox -Identity alice -ProhibitSendQuota 1GB   (refused: needs MailboxAdmin)")
+        lines.append("Or run one command:  ssh -p \(port) -i \(users.first?.privateKey ?? "KEY") -o IdentitiesOnly=yes -o UserKnownHostsFile=\(knownHostsPath) alice@\(host) 'Get-Mailbox -Identity alice'")
+        lines.append("Scripts can read users, keys and secrets from \(manifestPath).")
+        lines.append("Audit log: \(stateDirectory)/audit.log    Stop with Ctrl-C.")
+        lines.append("")
+        return lines.joined(separator: "\n")
+    }
+
+    private func writePAMService() throws {
+        guard let oath = Self.findPAMModule("pam_oath.so") else {
+            throw DemoError("pam_oath.so not found; install libpam-oath")
+        }
+        guard let permit = Self.findPAMModule("pam_permit.so") else {
+            throw DemoError("pam_permit.so not found; install libpam-modules")
+        }
+        let stack = """
+        # Demo PAM stack, written by gatehoused --demo. Loaded through pam_wrapper.
+        # The key was checked by the gateway already; PAM adds the TOTP factor.
+        auth     required  \(oath) usersfile=\(oathUsersFile) window=2 digits=6
+        account  required  \(permit)
+
+        """
+        try Self.writeFile(pamServiceDirectory + "/" + Self.pamService, stack, mode: 0o644)
+        // Anything else that asks for a PAM service is refused.
+        let deny = Self.findPAMModule("pam_deny.so") ?? permit.replacingOccurrences(of: "pam_permit", with: "pam_deny")
+        try Self.writeFile(pamServiceDirectory + "/other", "auth required \(deny)\naccount required \(deny)\n", mode: 0o644)
+    }
+
+    private func renderDirectory() -> String {
+        var out = "# Demo directory, written by gatehoused --demo from demo-users.json.\n# Regenerated at every demo start: edit policies/directory.yaml for real deployments.\nusers:\n"
+        for user in users {
+            out += "  \(user.name):\n"
+            out += "    groups: [\(user.groups.joined(separator: ", "))]\n"
+            if let manager = user.manager { out += "    manager: \(manager)\n" }
+            out += "    roles: [\(user.roles.joined(separator: ", "))]\n"
+            out += "    keys:\n      - \"\(user.publicKey)\"\n"
+        }
+        out += """
+        tenants:
+          contoso:
+            customerLockbox: true
+            approvers: [carol]
+
+        """
+        return out
+    }
+
+    static let seedMailboxes = """
+    [
+      {"identity": "alice", "displayName": "Alice Anders", "primarySmtpAddress": "alice@contoso.com", "prohibitSendQuotaBytes": 2147483648, "itemCount": 1284, "totalItemSizeBytes": 734003200},
+      {"identity": "bob", "displayName": "Bob Berg", "primarySmtpAddress": "bob@contoso.com", "prohibitSendQuotaBytes": 2147483648, "itemCount": 402, "totalItemSizeBytes": 104857600},
+      {"identity": "carol", "displayName": "Carol Chen", "primarySmtpAddress": "carol@contoso.com", "prohibitSendQuotaBytes": 5368709120, "itemCount": 9120, "totalItemSizeBytes": 3221225472},
+      {"identity": "dave", "displayName": "Dave Diaz", "primarySmtpAddress": "dave@fabrikam.com", "prohibitSendQuotaBytes": 1073741824, "itemCount": 77, "totalItemSizeBytes": 12582912}
+    ]
+
+    """
+
+    /// Looks for a PAM module in the usual multiarch and lib directories.
+    static func findPAMModule(_ name: String) -> String? {
+        let dirs = ["/lib/x86_64-linux-gnu/security", "/usr/lib/x86_64-linux-gnu/security",
+                    "/lib/aarch64-linux-gnu/security", "/usr/lib/aarch64-linux-gnu/security",
+                    "/usr/lib64/security", "/lib64/security", "/usr/lib/security", "/lib/security"]
+        return dirs.map { $0 + "/" + name }.first { FileManager.default.fileExists(atPath: $0) }
+    }
+
+    /// The pam_wrapper preload library, if installed (package libpam-wrapper).
+    public static func findPAMWrapper() -> String? {
+        ["/usr/lib/x86_64-linux-gnu/libpam_wrapper.so", "/usr/lib/aarch64-linux-gnu/libpam_wrapper.so",
+         "/usr/lib64/libpam_wrapper.so", "/usr/lib/libpam_wrapper.so"]
+            .first { FileManager.default.fileExists(atPath: $0) }
+    }
+
+    static func makeDirectory(_ path: String) throws {
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+    }
+
+    /// Writes atomically (temp file + rename) with the given mode.
+    static func writeFile(_ path: String, _ text: String, mode: Int) throws {
+        let tmp = path + ".tmp-\(getpid())"
+        guard FileManager.default.createFile(atPath: tmp, contents: Data(text.utf8),
+                                             attributes: [.posixPermissions: mode]) else {
+            throw DemoError("cannot write \(tmp)")
+        }
+        guard rename(tmp, path) == 0 else {
+            unlink(tmp)
+            throw DemoError("cannot rename \(tmp) to \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+}
+
+public struct DemoError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}

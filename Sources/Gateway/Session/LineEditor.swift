@@ -1,0 +1,105 @@
+/// Turns the bytes a client types into command lines.
+///
+/// With a pty the server echoes (the client's terminal is in raw mode), so
+/// the editor returns what to echo; without one it only splits lines. Kept
+/// deliberately small: history and completion come with the line-editor work.
+/// Input is bounded: past `maxLineBytes` the rest of the line is discarded, not
+/// buffered, and the line is reported as too long.
+struct LineEditor {
+    enum Event: Equatable {
+        case line([UInt8])
+        case tooLong
+        case interrupt      // Ctrl-C: the line is discarded
+        case endOfInput     // Ctrl-D on an empty line
+    }
+
+    let echo: Bool
+    let maxLineBytes: Int
+    private var buffer: [UInt8] = []
+    private var overflowed = false
+    private var lastWasCR = false
+    private var escapeState: EscapeState = .none
+
+    private enum EscapeState { case none, escape, csi }
+
+    init(echo: Bool, maxLineBytes: Int) {
+        self.echo = echo
+        self.maxLineBytes = maxLineBytes
+    }
+
+    /// Feeds typed bytes; returns the echo to send and the events completed.
+    mutating func feed(_ bytes: [UInt8]) -> (echo: [UInt8], events: [Event]) {
+        var out: [UInt8] = []
+        var events: [Event] = []
+        for byte in bytes {
+            // Swallow terminal escape sequences (arrow keys and the like): they
+            // must neither reach a command line nor be echoed raw.
+            switch escapeState {
+            case .escape:
+                escapeState = byte == UInt8(ascii: "[") || byte == UInt8(ascii: "O") ? .csi : .none
+                continue
+            case .csi:
+                if (0x40...0x7e).contains(byte) { escapeState = .none }
+                continue
+            case .none:
+                break
+            }
+            let wasCR = lastWasCR
+            lastWasCR = byte == 0x0d
+            switch byte {
+            case 0x0d, 0x0a:
+                if byte == 0x0a && wasCR { continue }   // CR LF counts once
+                if echo { out += [0x0d, 0x0a] }
+                events.append(overflowed ? .tooLong : .line(buffer))
+                buffer.removeAll(keepingCapacity: true)
+                overflowed = false
+            case 0x03:
+                if echo { out += Array("^C\r\n".utf8) }
+                buffer.removeAll()
+                overflowed = false
+                events.append(.interrupt)
+            case 0x04:
+                if buffer.isEmpty && !overflowed { events.append(.endOfInput) }
+            case 0x7f, 0x08:
+                if removeLastCharacter() && echo { out += [0x08, 0x20, 0x08] }
+            case 0x15:   // Ctrl-U: kill the line
+                if echo { out += Array(repeating: 0x08, count: displayWidth) + Array(repeating: 0x20, count: displayWidth) + Array(repeating: 0x08, count: displayWidth) }
+                buffer.removeAll()
+                overflowed = false
+            case 0x1b:
+                escapeState = .escape
+            case 0x09, 0x20...0x7e, 0x80...0xff:
+                if overflowed { continue }
+                if buffer.count >= maxLineBytes {
+                    overflowed = true
+                    buffer.removeAll()
+                    continue
+                }
+                buffer.append(byte)
+                if echo { out.append(byte == 0x09 ? 0x20 : byte) }
+            default:
+                // Other control characters are kept so the lexer can refuse
+                // the line with a precise column, but never echoed raw.
+                if overflowed { continue }
+                if buffer.count >= maxLineBytes { overflowed = true; buffer.removeAll(); continue }
+                buffer.append(byte)
+                if echo { out += [0x5e, byte ^ 0x40] }   // caret notation, e.g. ^A
+            }
+        }
+        return (out, events)
+    }
+
+    /// The number of terminal columns the current line occupies (1 per scalar).
+    private var displayWidth: Int {
+        buffer.reduce(0) { $0 + (($1 & 0xc0) == 0x80 ? 0 : 1) }
+    }
+
+    /// Removes the last UTF-8 scalar (all its continuation bytes).
+    private mutating func removeLastCharacter() -> Bool {
+        guard !buffer.isEmpty else { return false }
+        while let last = buffer.popLast() {
+            if (last & 0xc0) != 0x80 { break }
+        }
+        return true
+    }
+}

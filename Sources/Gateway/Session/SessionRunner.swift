@@ -1,0 +1,251 @@
+import Foundation
+import GatehouseCore
+import CmdletPolicy
+import CmdletShell
+import Logging
+import SSHServer
+
+/// One SSH connection from accept to close, on its own thread: key exchange,
+/// both authentication factors, then the session channels. Everything that
+/// touches the libssh session stays on this thread.
+final class SessionRunner {
+    private let connection: SSHConnection
+    private let gateway: GatewayContext
+    private let session = SessionID.random()
+    private var logger: Logger
+    private var channels: [Int: ChannelState] = [:]
+    private var user: UserName?
+    private var endReason = "disconnect"
+
+    /// What one session channel is doing.
+    fileprivate final class ChannelState {
+        let channel: SSHChannel
+        var pty: (term: String, columns: Int, rows: Int)?
+        var editor: LineEditor?
+        var started = false
+        var lastStatus: Int32 = 0
+        init(channel: SSHChannel) { self.channel = channel }
+    }
+
+    init(connection: SSHConnection, gateway: GatewayContext) {
+        self.connection = connection
+        self.gateway = gateway
+        var logger = gateway.logger
+        logger[metadataKey: "session"] = "\(session)"
+        logger[metadataKey: "peer"] = "\(connection.peerAddress)"
+        self.logger = logger
+    }
+
+    func run() {
+        defer { connection.close() }
+        do {
+            try connection.handshake()
+        } catch {
+            logger.debug("key exchange failed: \(error)")
+            return
+        }
+        let authenticator = GatewayAuthenticator(
+            keys: { [gateway] name in gateway.authorizedKeys(of: name) },
+            pamService: gateway.configuration.pamService, audit: gateway.audit, clock: gateway.clock,
+            session: session, peer: connection.peerAddress)
+        let name: String
+        do {
+            name = try connection.authenticate(authenticator)
+        } catch {
+            logger.info("authentication failed: \(error)")
+            return
+        }
+        guard !authenticator.auditFailed, let user = UserName(name) else {
+            connection.disconnect(message: "audit log unavailable")
+            return
+        }
+        self.user = user
+        logger[metadataKey: "user"] = "\(user)"
+        guard audit(.sessionStart, ["source": connection.peerAddress, "node": gateway.configuration.nodeName]) else {
+            connection.disconnect(message: "audit log unavailable; session refused")
+            return
+        }
+        logger.info("session started")
+        serveChannels()
+        _ = audit(.sessionEnd, ["reason": endReason])
+        logger.info("session ended", metadata: ["reason": "\(endReason)"])
+    }
+
+    // MARK: - Channels
+
+    private func serveChannels() {
+        while true {
+            let events: [SSHSessionEvent]
+            do {
+                events = try connection.nextEvents(timeoutMilliseconds: 500)
+            } catch {
+                endReason = "error"
+                logger.info("connection error: \(error)")
+                return
+            }
+            for event in events {
+                if !handle(event) { return }
+            }
+            if gateway.isShuttingDown {
+                endReason = "shutdown"
+                for state in channels.values where state.channel.isOpen {
+                    try? state.channel.write(Array("\r\nThe gateway is shutting down.\r\n".utf8), stderr: true)
+                }
+                connection.disconnect(message: "gateway shutting down")
+                return
+            }
+        }
+    }
+
+    /// Returns false when the connection is gone.
+    private func handle(_ event: SSHSessionEvent) -> Bool {
+        switch event {
+        case .channelOpened(let channel):
+            channels[channel.id] = ChannelState(channel: channel)
+        case .ptyRequested(let channel, let term, let columns, let rows):
+            channels[channel.id]?.pty = (term, columns, rows)
+        case .windowChanged(let channel, let columns, let rows):
+            if let state = channels[channel.id], let pty = state.pty {
+                state.pty = (pty.term, columns, rows)
+            }
+        case .shellRequested(let channel):
+            guard let state = channels[channel.id], !state.started else { break }
+            state.started = true
+            state.editor = LineEditor(echo: state.pty != nil, maxLineBytes: Lexer.maxLineBytes)
+            write(state, Array(banner().utf8), stderr: false)
+            prompt(state)
+        case .execRequested(let channel, let command):
+            guard let state = channels[channel.id], !state.started else { break }
+            state.started = true
+            let status: Int32
+            switch runLine(command, on: state) {
+            case .endSession: status = 0
+            case .completed(let exitStatus): status = exitStatus
+            }
+            finish(state, status: status)
+        case .data(let channel, let bytes):
+            guard let state = channels[channel.id], state.editor != nil else { break }
+            feed(bytes, to: state)
+        case .eof(let channel):
+            if let state = channels[channel.id], state.editor != nil, state.channel.isOpen {
+                finish(state, status: state.lastStatus)
+            }
+        case .closed(let channel):
+            channels[channel.id] = nil
+        case .refused(let channel, let request, let detail):
+            var fields = ["request": request, "detail": TerminalText.sanitize(String(detail.prefix(256)), keepLineBreaks: false)]
+            if let channel { fields["channel"] = String(channel.id) }
+            _ = audit(.channelRefused, fields)
+        case .disconnected:
+            return false
+        }
+        return true
+    }
+
+    private func feed(_ bytes: [UInt8], to state: ChannelState) {
+        guard var editor = state.editor else { return }
+        let (echo, events) = editor.feed(bytes)
+        state.editor = editor
+        if !echo.isEmpty { write(state, echo, stderr: false, raw: true) }
+        for event in events {
+            guard state.channel.isOpen else { return }
+            switch event {
+            case .line(let line):
+                switch runLine(line, on: state) {
+                case .endSession:
+                    endReason = "exit"
+                    finish(state, status: 0)
+                    return
+                case .completed(let status):
+                    state.lastStatus = status
+                }
+            case .tooLong:
+                write(state, Array("Line too long (the limit is \(Lexer.maxLineBytes) bytes); nothing was run.\n".utf8), stderr: true)
+                state.lastStatus = 2
+            case .interrupt:
+                break
+            case .endOfInput:
+                endReason = "exit"
+                finish(state, status: state.lastStatus)
+                return
+            }
+            prompt(state)
+        }
+    }
+
+    /// Runs one line through the gate pipeline with the claim as of now.
+    private func runLine(_ line: [UInt8], on state: ChannelState) -> LineOutcome {
+        guard let user else { return .completed(exitStatus: 126) }
+        let claim = gateway.lockbox.claim(user: user, session: session, now: gateway.clock.now())
+        let output = ChannelOutput(runner: self, state: state)
+        return gateway.interpreter.run(line: line, claim: claim, snapshot: gateway.policy,
+                                       context: gateway.executionContext,
+                                       output: output)
+    }
+
+    private func finish(_ state: ChannelState, status: Int32) {
+        guard state.channel.isOpen else { return }
+        state.channel.sendExitStatus(status)
+        state.channel.sendEOF()
+        state.channel.close()
+    }
+
+    private func prompt(_ state: ChannelState) {
+        guard state.pty != nil, let user else { return }
+        write(state, Array("gatehouse \(user)> ".utf8), stderr: false, raw: true)
+    }
+
+    private func banner() -> String {
+        guard let user else { return "" }
+        let claim = gateway.lockbox.claim(user: user, session: session, now: gateway.clock.now())
+        let roles = claim.grants.map(\.role)
+        return """
+        Gatehouse constrained shell on \(gateway.configuration.nodeName). Session \(session).
+        Roles: \(roles.isEmpty ? "none" : roles.joined(separator: ", ")). Get-Command lists what you may run; exit leaves.
+
+        """
+    }
+
+    /// Writes to the channel; on a pty, line feeds become CR LF.
+    fileprivate func write(_ state: ChannelState, _ bytes: [UInt8], stderr: Bool, raw: Bool = false) {
+        guard state.channel.isOpen, !bytes.isEmpty else { return }
+        var out = bytes
+        if state.pty != nil && !raw {
+            out = []
+            out.reserveCapacity(bytes.count + bytes.count / 16)
+            for b in bytes {
+                if b == 0x0a { out.append(0x0d) }
+                out.append(b)
+            }
+        }
+        do {
+            try state.channel.write(out, stderr: stderr && state.pty == nil)
+        } catch {
+            logger.debug("channel write failed: \(error)")
+        }
+    }
+
+    @discardableResult
+    private func audit(_ kind: AuditEventKind, _ fields: [String: String]) -> Bool {
+        do {
+            try gateway.audit.record(AuditEvent(time: gateway.clock.now(), kind: kind, user: user?.rawValue,
+                                                session: session, fields: fields))
+            return true
+        } catch {
+            logger.error("audit write failed: \(error)")
+            return false
+        }
+    }
+
+    /// Relays a command's output to the channel it came from.
+    private final class ChannelOutput: CommandOutput {
+        unowned let runner: SessionRunner
+        let state: ChannelState
+        init(runner: SessionRunner, state: ChannelState) {
+            self.runner = runner
+            self.state = state
+        }
+        func stdout(_ bytes: [UInt8]) { runner.write(state, bytes, stderr: false) }
+        func stderr(_ bytes: [UInt8]) { runner.write(state, bytes, stderr: true) }
+    }
+}

@@ -1,0 +1,152 @@
+import CPAM
+import Foundation
+
+/// One PAM transaction: `pam_start`, `pam_authenticate`, `pam_acct_mgmt`,
+/// `pam_end`.
+///
+/// A `pam_handle_t` has exactly one owner and is not thread-safe, so this class
+/// must stay on the thread that created it; that is made visible by the
+/// unavailable `Sendable` conformance below. Call `end()` when done so that
+/// `pam_end` receives the last status; `deinit` only calls it as a safety net.
+public final class PAMTransaction {
+    private var handle: OpaquePointer?
+    private var lastStatus: Int32 = PAM_SUCCESS
+    /// Boxed so that the C trampoline can reach it through `appdata_ptr`;
+    /// retained here for as long as the handle lives.
+    private let box: ConversationBox
+    /// PAM keeps the pointer to the `pam_conv` struct, so it lives on the heap.
+    private let conv: UnsafeMutablePointer<pam_conv>
+
+    /// Starts a transaction for `user` against `/etc/pam.d/<service>`
+    /// (`pam_start`). Throws `PAMError` if PAM cannot load the stack.
+    public init(service: String, user: String, conversation: PAMConversation) throws {
+        box = ConversationBox(conversation)
+        conv = .allocate(capacity: 1)
+        conv.initialize(to: pam_conv(conv: pamConversationTrampoline,
+                                     appdata_ptr: Unmanaged.passUnretained(box).toOpaque()))
+        var h: OpaquePointer?
+        let rc = pam_start(service, user, conv, &h)
+        guard rc == PAM_SUCCESS, let h else {
+            let message = h.map { String(cString: pam_strerror($0, rc)) } ?? "pam_start failed"
+            if let h { pam_end(h, rc) }
+            conv.deinitialize(count: 1)
+            conv.deallocate()
+            throw PAMError(code: rc, message: message, operation: "pam_start")
+        }
+        handle = h
+    }
+
+    deinit {
+        end()
+        conv.deinitialize(count: 1)
+        conv.deallocate()
+    }
+
+    /// `pam_authenticate(handle, 0)`: runs the stack's `auth` modules, which
+    /// talk to the user through the conversation. Throws on any result but
+    /// `PAM_SUCCESS`.
+    public func authenticate() throws {
+        try check(pam_authenticate(try live(), 0), "pam_authenticate")
+    }
+
+    /// `pam_acct_mgmt(handle, 0)`: is the account allowed in now (expiry,
+    /// time, access lists)? Required after `authenticate` succeeds.
+    public func accountManagement() throws {
+        try check(pam_acct_mgmt(try live(), 0), "pam_acct_mgmt")
+    }
+
+    /// `pam_end` with the last status. Idempotent.
+    public func end() {
+        guard let h = handle else { return }
+        handle = nil
+        pam_end(h, lastStatus)
+    }
+
+    private func live() throws -> OpaquePointer {
+        guard let h = handle else {
+            throw PAMError(code: Int32(PAM_SYSTEM_ERR), message: "transaction already ended")
+        }
+        return h
+    }
+
+    private func check(_ rc: Int32, _ operation: String) throws {
+        lastStatus = rc
+        guard rc == PAM_SUCCESS else {
+            let text = handle.map { String(cString: pam_strerror($0, rc)) } ?? "PAM error"
+            throw PAMError(code: rc, message: text, operation: operation)
+        }
+    }
+}
+
+@available(*, unavailable)
+extension PAMTransaction: Sendable {}
+
+/// Holds the conversation behind a stable object address for `appdata_ptr`.
+final class ConversationBox {
+    let conversation: PAMConversation
+    init(_ conversation: PAMConversation) { self.conversation = conversation }
+}
+
+/// Frees the first `count` replies in `replies` (and their strings) and the array itself.
+private func freeReplies(_ replies: UnsafeMutablePointer<pam_response>, count: Int) {
+    for i in 0..<count {
+        if let r = replies[i].resp {
+            // Wipe before freeing: these may be passwords or codes.
+            memset(r, 0, strlen(r))
+            free(r)
+        }
+    }
+    free(replies)
+}
+
+/// The C conversation function. No Swift error crosses into C: every failure
+/// becomes `PAM_CONV_ERR` with all partial replies freed (OpenSSH `auth-pam.c`
+/// shape).
+private let pamConversationTrampoline: @convention(c) (
+    Int32,
+    UnsafeMutablePointer<UnsafePointer<pam_message>?>?,
+    UnsafeMutablePointer<UnsafeMutablePointer<pam_response>?>?,
+    UnsafeMutableRawPointer?
+) -> Int32 = { numMsg, msg, resp, appdata in
+    guard numMsg > 0, numMsg <= PAM_MAX_NUM_MSG, let msg, let resp, let appdata else {
+        return PAM_CONV_ERR
+    }
+    resp.pointee = nil
+    let count = Int(numMsg)
+    var messages: [PAMMessage] = []
+    messages.reserveCapacity(count)
+    for i in 0..<count {
+        // Linux-PAM passes an array of pointers (`msg[i]`), not a pointer to an array.
+        guard let m = msg[i] else { return PAM_CONV_ERR }
+        let style: PAMMessageStyle
+        switch m.pointee.msg_style {
+        case PAM_PROMPT_ECHO_OFF: style = .promptEchoOff
+        case PAM_PROMPT_ECHO_ON: style = .promptEchoOn
+        case PAM_ERROR_MSG: style = .errorMessage
+        case PAM_TEXT_INFO: style = .textInfo
+        default: return PAM_CONV_ERR
+        }
+        let text = m.pointee.msg.map { String(cString: $0) } ?? ""
+        messages.append(PAMMessage(style: style, text: text))
+    }
+    let box = Unmanaged<ConversationBox>.fromOpaque(appdata).takeUnretainedValue()
+    guard let answers = box.conversation.converse(messages), answers.count == count else {
+        return PAM_CONV_ERR
+    }
+    guard let replies = calloc(count, MemoryLayout<pam_response>.stride)?
+        .bindMemory(to: pam_response.self, capacity: count) else {
+        return PAM_BUF_ERR
+    }
+    for i in 0..<count {
+        replies[i].resp_retcode = 0
+        guard messages[i].style.isPrompt else { replies[i].resp = nil; continue }
+        guard let answer = answers[i], answer.utf8.count <= PAM_MAX_RESP_SIZE,
+              let dup = strdup(answer) else {
+            freeReplies(replies, count: i)
+            return PAM_CONV_ERR
+        }
+        replies[i].resp = dup
+    }
+    resp.pointee = replies
+    return PAM_SUCCESS
+}

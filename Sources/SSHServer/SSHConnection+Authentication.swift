@@ -1,0 +1,358 @@
+import CLibSSH
+import Foundation
+
+extension SSHConnection {
+    /// Runs the user-authentication protocol with libssh's blocking message
+    /// loop (`ssh_message_get`), because libssh 0.10 has no server callback for
+    /// keyboard-interactive. Returns the authenticated user name.
+    ///
+    /// Both factors are required, in this order:
+    /// 1. only `publickey` is offered (`ssh_set_auth_methods`). A probe for an
+    ///    authorized key gets `ssh_message_auth_reply_pk_ok_simple`; an
+    ///    unauthorized key, or a key type outside `publicKeyAcceptedTypes`, is
+    ///    refused at the probe, because libssh 0.10.6 sends no reply at all to
+    ///    a signature it rejects. A valid signature for an authorized key gets
+    ///    partial success (`ssh_message_auth_reply_success(msg, 1)`).
+    /// 2. only `keyboard-interactive` is offered; the delegate runs PAM
+    ///    through a prompter; success → `ssh_message_auth_reply_success(msg, 0)`.
+    ///
+    /// A different user name in any request resets progress to step 1.
+    /// `none` is always refused (and not counted as a failure, as in sshd).
+    /// After `maxAuthTries` failures, or when the login grace time ends, the
+    /// client is disconnected and this throws `SSHError`.
+    public func authenticate(_ delegate: SSHAuthDelegate) throws -> String {
+        let s = try live("authenticate")
+        if let user = authenticatedUser { return user }
+        ssh_set_auth_methods(s, Int32(SSH_AUTH_METHOD_PUBLICKEY))
+        var keyUser: String?          // passed publickey as this user
+        var failures = 0
+        var bannerSent = config.banner == nil
+        var carried: ssh_message?     // a message that interrupted a kbd-int round
+
+        func fail(_ user: String, _ method: String, _ reason: String, counted: Bool = true) throws {
+            delegate.authAttempt(user: user, method: method, success: false, partial: false, reason: reason)
+            guard counted else { return }
+            failures += 1
+            if failures >= config.maxAuthTries {
+                logger.notice("too many authentication failures", metadata: ["user": "\(user)"])
+                disconnect(message: "Too many authentication failures")
+                throw SSHError(.authenticationFailed, operation: "authenticate",
+                               detail: "too many authentication failures (\(failures))")
+            }
+        }
+
+        while true {
+            let msg: ssh_message
+            if let c = carried {
+                msg = c
+                carried = nil
+            } else {
+                msg = try nextMessage("ssh_message_get")
+            }
+            var freeMsg = true
+            defer { if freeMsg { ssh_message_free(msg) } }
+
+            guard UInt32(bitPattern: ssh_message_type(msg)) == SSH_REQUEST_AUTH.rawValue else {
+                // Service request ("ssh-userauth") gets its accept here;
+                // anything else before auth is refused.
+                _ = ssh_message_reply_default(msg)
+                continue
+            }
+            if !bannerSent, let banner = config.banner {
+                bannerSent = true
+                // OpenSSH prints the banner verbatim; end it with a newline so
+                // the next prompt starts on its own line.
+                let text = banner.hasSuffix("\n") ? banner : banner + "\n"
+                if let str = ssh_string_from_char(text) {
+                    _ = ssh_send_issue_banner(s, str)
+                    ssh_string_free(str)
+                }
+            }
+            let user = ssh_message_auth_user(msg).map { String(cString: $0) } ?? ""
+            if keyUser != nil, keyUser != user {
+                keyUser = nil
+                ssh_set_auth_methods(s, Int32(SSH_AUTH_METHOD_PUBLICKEY))
+            }
+            let method = UInt32(bitPattern: ssh_message_subtype(msg))
+            switch method {
+            case SSH_AUTH_METHOD_NONE:
+                _ = ssh_message_reply_default(msg)
+                try fail(user, "none", "method none is not allowed", counted: false)
+
+            case SSH_AUTH_METHOD_PUBLICKEY:
+                let state = gh_message_auth_publickey_state(msg)
+                guard let raw = gh_message_auth_pubkey(msg), let key = SSHPublicKey(libsshKey: raw) else {
+                    _ = ssh_message_reply_default(msg)
+                    try fail(user, "publickey", "unreadable public key")
+                    continue
+                }
+                let fp = key.fingerprintSHA256
+                if keyUser != nil {
+                    _ = ssh_message_reply_default(msg)
+                    try fail(user, "publickey", "publickey already done; keyboard-interactive required")
+                    continue
+                }
+                guard config.algorithms.accepts(clientKeyType: key.type) else {
+                    _ = ssh_message_reply_default(msg)
+                    try fail(user, "publickey", "key type \(key.type) not accepted (\(fp))")
+                    continue
+                }
+                let authorized = delegate.isAuthorized(user: user, key: key)
+                switch state {
+                case SSH_PUBLICKEY_STATE_NONE.rawValue:
+                    if authorized {
+                        _ = ssh_message_auth_reply_pk_ok_simple(msg)
+                    } else {
+                        _ = ssh_message_reply_default(msg)
+                        try fail(user, "publickey", "key not authorized (\(key.type) \(fp))")
+                    }
+                case SSH_PUBLICKEY_STATE_VALID.rawValue:
+                    if authorized {
+                        keyUser = user
+                        ssh_set_auth_methods(s, Int32(SSH_AUTH_METHOD_INTERACTIVE))
+                        _ = ssh_message_auth_reply_success(msg, 1)
+                        delegate.authAttempt(user: user, method: "publickey", success: true, partial: true,
+                                             reason: "key accepted (\(key.type) \(fp)); keyboard-interactive required")
+                    } else {
+                        _ = ssh_message_reply_default(msg)
+                        try fail(user, "publickey", "key not authorized (\(key.type) \(fp))")
+                    }
+                default:
+                    _ = ssh_message_reply_default(msg)
+                    try fail(user, "publickey", "invalid signature (\(key.type) \(fp))")
+                }
+
+            case SSH_AUTH_METHOD_INTERACTIVE:
+                if ssh_message_auth_kbdint_is_response(msg) != 0 {
+                    // An answer to a round that is no longer running.
+                    _ = ssh_message_reply_default(msg)
+                    try fail(user, "keyboard-interactive", "unexpected response")
+                    continue
+                }
+                guard keyUser == user else {
+                    _ = ssh_message_reply_default(msg)
+                    try fail(user, "keyboard-interactive", "publickey required first")
+                    continue
+                }
+                freeMsg = false      // the prompter owns it now
+                let prompter = Prompter(connection: self, session: s, request: msg)
+                let ok = delegate.keyboardInteractive(user: user, prompter: prompter)
+                let outcome = prompter.finish()
+                defer { prompter.release() }
+                switch outcome {
+                case .gone:
+                    try? fail(user, "keyboard-interactive", "client disconnected or timed out", counted: false)
+                    let timedOut = Date() >= deadline
+                    throw SSHError(timedOut ? .timeout : .disconnected, operation: "keyboard-interactive",
+                                   detail: timedOut ? "login grace time exceeded" : "client went away mid-round")
+                case .interrupted(let next):
+                    do {
+                        try fail(user, "keyboard-interactive", "client abandoned the round")
+                    } catch {
+                        ssh_message_free(next)
+                        throw error
+                    }
+                    carried = next
+                case .replyTo(let last):
+                    if ok {
+                        _ = ssh_message_auth_reply_success(last, 0)
+                        delegate.authAttempt(user: user, method: "keyboard-interactive", success: true,
+                                             partial: false, reason: "authenticated")
+                        authenticatedUser = user
+                        try? setTimeout(seconds: config.ioTimeoutSeconds)
+                        logger.info("authenticated", metadata: ["user": "\(user)"])
+                        return user
+                    }
+                    _ = ssh_message_reply_default(last)
+                    try fail(user, "keyboard-interactive",
+                             prompter.failureReason ?? "keyboard-interactive stack refused")
+                }
+
+            default:
+                let name: String
+                switch method {
+                case SSH_AUTH_METHOD_PASSWORD: name = "password"
+                case SSH_AUTH_METHOD_HOSTBASED: name = "hostbased"
+                case SSH_AUTH_METHOD_GSSAPI_MIC: name = "gssapi-with-mic"
+                default: name = "unknown"
+                }
+                _ = ssh_message_reply_default(msg)
+                try fail(user, name, "method \(name) is not allowed")
+            }
+        }
+    }
+
+    /// `ssh_message_get` bounded by what is left of the login grace time.
+    /// Throws `.timeout` or `.disconnected` when no message arrives.
+    func nextMessage(_ op: String) throws -> ssh_message {
+        let s = try live(op)
+        let remaining = deadline.timeIntervalSinceNow
+        guard remaining > 0 else {
+            disconnect(message: "Login grace time exceeded")
+            throw SSHError(.timeout, operation: op, detail: "login grace time exceeded")
+        }
+        try setTimeout(seconds: Int(remaining.rounded(.up)))
+        guard let m = ssh_message_get(s) else {
+            let timedOut = Date() >= deadline
+            let detail = errorText()
+            if timedOut { disconnect(message: "Login grace time exceeded") }
+            throw SSHError(timedOut ? .timeout : .disconnected, operation: op, detail: detail)
+        }
+        return m
+    }
+}
+
+/// Drives RFC 4256 info requests for one keyboard-interactive round. Owns the
+/// most recent message of the round (the request, then each response), which
+/// is the one libssh needs to reply to.
+final class Prompter: KeyboardInteractivePrompter {
+    static let maxPrompts = 8
+    static let maxAnswerBytes = 1024
+    static let maxTextBytes = 4096
+
+    enum Outcome {
+        /// The round ended normally; reply to this message.
+        case replyTo(ssh_message)
+        /// The client sent another request mid-round; handle it next.
+        case interrupted(ssh_message)
+        /// Disconnected or timed out.
+        case gone
+    }
+
+    private unowned let connection: SSHConnection
+    private let session: ssh_session
+    private var current: ssh_message?
+    private var interruption: ssh_message?
+    private var isGone = false
+    private var pendingInfo: [String] = []
+    /// Why the round failed on our side (never contains an answer).
+    private(set) var failureReason: String?
+
+    init(connection: SSHConnection, session: ssh_session, request: ssh_message) {
+        self.connection = connection
+        self.session = session
+        self.current = request
+    }
+
+    func inform(_ text: String) {
+        guard !text.isEmpty else { return }
+        let total = pendingInfo.reduce(0) { $0 + $1.utf8.count }
+        guard total + text.utf8.count <= Prompter.maxTextBytes else { return }
+        pendingInfo.append(text)
+    }
+
+    func ask(instruction: String, prompts: [(text: String, echo: Bool)]) -> [String]? {
+        guard current != nil, interruption == nil, !isGone else { return nil }
+        guard prompts.count <= Prompter.maxPrompts else {
+            failureReason = "too many prompts (\(prompts.count))"
+            return nil
+        }
+        let info = pendingInfo + (instruction.isEmpty ? [] : [instruction])
+        pendingInfo.removeAll()
+        guard send(instruction: info.joined(separator: "\n"), prompts: prompts) else { return nil }
+        guard let response = awaitResponse() else { return nil }
+        let n = Int(ssh_userauth_kbdint_getnanswers(session))
+        guard n == prompts.count else {
+            failureReason = "client answered \(max(n, 0)) of \(prompts.count) prompts"
+            _ = response
+            return nil
+        }
+        var answers: [String] = []
+        answers.reserveCapacity(n)
+        for i in 0..<n {
+            guard let a = ssh_userauth_kbdint_getanswer(session, UInt32(i)) else {
+                failureReason = "missing answer"
+                return nil
+            }
+            guard strlen(a) <= Prompter.maxAnswerBytes else {
+                failureReason = "answer too long"
+                return nil
+            }
+            answers.append(String(cString: a))
+        }
+        return answers
+    }
+
+    /// Sends leftover PAM text as a zero-prompt info request (as OpenSSH does),
+    /// then says which message the final reply goes to.
+    func finish() -> Outcome {
+        if !pendingInfo.isEmpty, current != nil, interruption == nil, !isGone {
+            let text = pendingInfo.joined(separator: "\n")
+            pendingInfo.removeAll()
+            if send(instruction: text, prompts: []) { _ = awaitResponse() }
+        }
+        if let i = interruption { interruption = nil; return .interrupted(i) }
+        if isGone { return .gone }
+        guard let c = current else { return .gone }
+        return .replyTo(c)
+    }
+
+    /// Frees the message this round still owns.
+    func release() {
+        if let c = current { ssh_message_free(c) }
+        current = nil
+        if let i = interruption { ssh_message_free(i) }
+        interruption = nil
+    }
+
+    deinit { release() }
+
+    /// `ssh_message_auth_interactive_request` on the latest message.
+    private func send(instruction: String, prompts: [(text: String, echo: Bool)]) -> Bool {
+        guard let msg = current else { return false }
+        let cPrompts = prompts.map { strdup(Prompter.clean($0.text)) }
+        defer { cPrompts.forEach { free($0) } }
+        var ptrs: [UnsafePointer<CChar>?] = cPrompts.map { UnsafePointer($0) }
+        var echo: [CChar] = prompts.map { $0.echo ? 1 : 0 }
+        let rc = ptrs.withUnsafeMutableBufferPointer { p in
+            echo.withUnsafeMutableBufferPointer { e in
+                ssh_message_auth_interactive_request(msg, "", Prompter.clean(instruction), UInt32(prompts.count),
+                                                     p.baseAddress, e.baseAddress)
+            }
+        }
+        if rc != SSH_OK {
+            isGone = true
+            return false
+        }
+        return true
+    }
+
+    /// Waits for SSH_MSG_USERAUTH_INFO_RESPONSE. Anything else ends the round.
+    private func awaitResponse() -> ssh_message? {
+        let m: ssh_message
+        do {
+            m = try connection.nextMessage("ssh_message_get(kbdint)")
+        } catch {
+            isGone = true
+            return nil
+        }
+        if UInt32(bitPattern: ssh_message_type(m)) == SSH_REQUEST_AUTH.rawValue,
+           UInt32(bitPattern: ssh_message_subtype(m)) == SSH_AUTH_METHOD_INTERACTIVE,
+           ssh_message_auth_kbdint_is_response(m) != 0 {
+            if let old = current { ssh_message_free(old) }
+            current = m
+            return m
+        }
+        interruption = m
+        return nil
+    }
+
+    /// Keeps prompt text printable: PAM modules are trusted, but a client's
+    /// terminal should never receive raw control sequences from us.
+    static func clean(_ s: String) -> String {
+        let kept = s.unicodeScalars.filter { $0 == "\n" || ($0.value >= 0x20 && $0.value != 0x7f) }
+        return String(String.UnicodeScalarView(kept)).prefixBytes(maxTextBytes)
+    }
+}
+
+extension String {
+    func prefixBytes(_ n: Int) -> String {
+        guard utf8.count > n else { return self }
+        var out = ""
+        for ch in self {
+            if out.utf8.count + String(ch).utf8.count > n { break }
+            out.append(ch)
+        }
+        return out
+    }
+}

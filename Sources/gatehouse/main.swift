@@ -1,0 +1,122 @@
+// gatehouse: the operator's command-line tool. Policy checks run on the
+// daemon's own code path (PolicyBundle + CmdletShell.evaluate), so what this
+// tool says is what the daemon would do.
+import ArgumentParser
+import CmdletPolicy
+import CmdletShell
+import Foundation
+import GatehouseCore
+import Gateway
+
+struct GatehouseCLI: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gatehouse",
+        abstract: "Operate a Gatehouse gateway: check and test policy.",
+        subcommands: [Policy.self])
+}
+
+struct PolicyLocation: ParsableArguments {
+    @Option(name: .long, help: "Directory file (default <policy dir>/directory.yaml).")
+    var directory: String?
+
+    @Option(name: .long, help: "Directory holding gatehouse-demo-mailbox and other @libexec backends (default: beside this tool).")
+    var libexec: String?
+
+    func load(policyDirectory: String) throws -> PolicyBundle {
+        let dir = URL(fileURLWithPath: policyDirectory).standardizedFileURL.path
+        return try PolicyBundle.load(policyDirectory: dir, directoryFile: directory ?? dir + "/directory.yaml",
+                                     libexecDirectory: libexec ?? GatewayContext.libexecDirectory())
+    }
+}
+
+struct Policy: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check policy files, or test what a line would do.",
+        subcommands: [Check.self, Test.self])
+
+    struct Check: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Validate cmdlets, roles and the directory; print every error and warning with file:line.")
+
+        @Argument(help: "Policy directory (with cmdlets/ and roles/).")
+        var policyDirectory: String = "policies"
+
+        @OptionGroup var location: PolicyLocation
+
+        func run() throws {
+            do {
+                let bundle = try location.load(policyDirectory: policyDirectory)
+                for warning in bundle.warnings { print(warning) }
+                print("policy OK: \(bundle.policy.cmdlets.count) cmdlets, \(bundle.policy.roles.count) roles, "
+                      + "\(bundle.directory.users.count) users, \(bundle.warnings.count) warning(s)")
+            } catch let error as PolicyLoadError {
+                for diagnostic in error.diagnostics { print(diagnostic) }
+                print("policy has \(error.errors.count) error(s)")
+                throw ExitCode(1)
+            }
+        }
+    }
+
+    struct Test: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show the decision for one command line: the deciding role and the exact argv.",
+            discussion: "Example: gatehouse policy test --user alice 'Set-Mailbox -Identity bob -ProhibitSendQuota 1GB'")
+
+        @Option(name: .long, help: "The user whose baseline roles decide.")
+        var user: String
+
+        @Option(name: .long, help: "Policy directory (with cmdlets/ and roles/).")
+        var policyDir: String = "policies"
+
+        @Option(name: .long, help: "State directory the {stateDir} placeholder stands for.")
+        var stateDir: String = "/var/lib/gatehouse"
+
+        @OptionGroup var location: PolicyLocation
+
+        @Argument(help: "The command line, quoted as one argument.")
+        var line: String
+
+        func run() throws {
+            guard let name = UserName(user) else {
+                throw ValidationError("'\(user)' is not a valid user name")
+            }
+            let bundle: PolicyBundle
+            do {
+                bundle = try location.load(policyDirectory: policyDir)
+            } catch let error as PolicyLoadError {
+                for diagnostic in error.diagnostics { print(diagnostic) }
+                throw ExitCode(1)
+            }
+            guard bundle.directory.user(named: name) != nil else {
+                print("deny: user '\(name)' is not in the directory")
+                throw ExitCode(ExitStatus.notPermitted)
+            }
+            let claim = bundle.makeLockbox().claim(user: name, session: SessionID(rawValue: "policy-test"), now: Date())
+            let context = ExecutionContext(node: "policy-test", stateDir: stateDir, workingDirectory: "/")
+            switch evaluate(line: Array(line.utf8), claim: claim, snapshot: bundle.policy, context: context) {
+            case .empty:
+                print("empty line: nothing runs")
+            case .builtin(let result):
+                print("allow: built-in \(result.command)")
+            case .rejected(let rejection):
+                let column = rejection.column.map { " (column \($0))" } ?? ""
+                print("deny at \(rejection.stage.rawValue)\(column): \(rejection.message)")
+                throw ExitCode(rejection.exitStatus)
+            case .allowed(let command):
+                print("allow: role \(command.role) (\(command.cmdlet.file):\(command.cmdlet.line))")
+                print("argv: \(jsonArray(command.argv))")
+                if !command.environment.isEmpty {
+                    print("environment: " + command.environment.keys.sorted().map { "\($0)=\(command.environment[$0] ?? "")" }.joined(separator: " "))
+                }
+                print("timeout: \(command.timeoutSeconds)s, output limit: \(command.outputLimit) bytes")
+            }
+        }
+
+        private func jsonArray(_ items: [String]) -> String {
+            let data = (try? JSONSerialization.data(withJSONObject: items, options: [.withoutEscapingSlashes])) ?? Data()
+            return String(decoding: data, as: UTF8.self)
+        }
+    }
+}
+
+GatehouseCLI.main()

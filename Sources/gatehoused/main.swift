@@ -1,0 +1,44 @@
+// gatehoused: the Gatehouse SSH gateway daemon. Everything lives in the
+// Gateway library; this file only parses the command line.
+import ArgumentParser
+import Gateway
+
+struct Gatehoused: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gatehoused",
+        abstract: "Gatehouse: a constrained SSH shell gateway (publickey + PAM MFA, policy-checked cmdlets).")
+
+    @Option(name: .long, help: "Configuration file (default /etc/gatehouse/gatehouse.yaml when it exists; not read in --demo mode).")
+    var config: String?
+
+    @Flag(name: .long, help: "Run the demo: create users, keys, TOTP secrets and PAM files under the state directory.")
+    var demo = false
+
+    @Option(name: .long, help: "State directory (demo default ./.gatehouse-demo).")
+    var stateDir: String?
+
+    @Option(name: .long, help: "Listen address HOST:PORT (default 127.0.0.1:2222; port 0 picks a free one).")
+    var listen: String?
+
+    @Option(name: .long, help: "Policy directory with cmdlets/ and roles/ (demo default ./policies).")
+    var policyDir: String?
+
+    @Flag(name: .long, help: "Validate configuration, policies and directory, print a summary and exit (like sshd -t).")
+    var checkConfig = false
+
+    @Flag(name: .long, help: "Print every effective setting with its source and exit (like sshd -T).")
+    var dumpConfig = false
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func run() throws {
+        let options = DaemonOptions(configFile: config, demo: demo, stateDirectory: stateDir, listen: listen,
+                                    policyDirectory: policyDir, checkConfig: checkConfig, dumpConfig: dumpConfig,
+                                    logLevel: logLevel)
+        let status = Daemon.run(options)
+        if status != 0 { throw ExitCode(status) }
+    }
+}
+
+Gatehoused.main()

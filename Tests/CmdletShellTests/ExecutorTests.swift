@@ -1,0 +1,61 @@
+@testable import CmdletShell
+import Foundation
+import XCTest
+
+final class ExecutorTests: XCTestCase {
+    func testCancellationEndsARunningBackend() throws {
+        let flag = CancellationFlag()
+        let output = BufferOutput()
+        let request = ExecutionRequest(argv: ["/bin/sleep", "30"], environment: [:], workingDirectory: "/",
+                                       timeoutSeconds: 60, outputLimit: 1024)
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.3) { flag.cancel() }
+        let started = Date()
+        let result = try ProcessExecutor().run(request, output: output, cancellation: flag)
+        XCTAssertTrue(result.cancelled)
+        XCTAssertFalse(result.timedOut)
+        XCTAssertEqual(result.exitStatus, 128 + 15)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 5)
+    }
+
+    func testStdinIsDevNullAndNoExtraDescriptorsLeak() throws {
+        let output = BufferOutput()
+        // `cat` sees EOF at once; /proc/self/fd shows only 0, 1, 2 (and the one ls opens).
+        let request = ExecutionRequest(argv: ["/bin/sh", "-c", "cat; ls /proc/self/fd"], environment: [:],
+                                       workingDirectory: "/", timeoutSeconds: 10, outputLimit: 4096)
+        let leaked = open("/dev/null", O_RDONLY) // without O_CLOEXEC on purpose
+        defer { close(leaked) }
+        let result = try ProcessExecutor().run(request, output: output, cancellation: nil)
+        XCTAssertEqual(result.exitStatus, 0)
+        let fds = output.outText.split(separator: "\n").compactMap { Int($0) }
+        XCTAssertEqual(fds.filter { $0 > 3 }, [], "inherited descriptors: \(fds)")
+    }
+
+    func testOutputIsSanitisedForTheTerminal() throws {
+        let output = BufferOutput()
+        let request = ExecutionRequest(argv: ["/usr/bin/printf", "a\\033[2Jb\\tc\\n"], environment: [:],
+                                       workingDirectory: "/", timeoutSeconds: 10, outputLimit: 4096)
+        _ = try ProcessExecutor().run(request, output: output, cancellation: nil)
+        XCTAssertEqual(output.outText, "a\\x1b[2Jb\tc\n")
+    }
+
+    func testRelativePathIsRefused() {
+        let request = ExecutionRequest(argv: ["printf", "x"], environment: [:], workingDirectory: "/",
+                                       timeoutSeconds: 10, outputLimit: 10)
+        XCTAssertThrowsError(try ProcessExecutor().run(request, output: BufferOutput(), cancellation: nil))
+    }
+
+    func testUTF8SplitAcrossReadsIsReassembled() {
+        var sanitizer = StreamSanitizer()
+        let text = Array("é€😀".utf8) // 2 + 3 + 4 bytes
+        var out: [UInt8] = []
+        for byte in text { out += sanitizer.feed([byte][...]) }
+        out += sanitizer.finish()
+        XCTAssertEqual(String(decoding: out, as: UTF8.self), "é€😀")
+
+        var truncated = StreamSanitizer()
+        var partial = truncated.feed(Array(text.prefix(3))[...])
+        XCTAssertEqual(String(decoding: partial, as: UTF8.self), "é")
+        partial = truncated.finish()
+        XCTAssertEqual(String(decoding: partial, as: UTF8.self), "\u{FFFD}")
+    }
+}

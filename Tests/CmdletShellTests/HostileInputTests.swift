@@ -1,0 +1,57 @@
+import CmdletPolicy
+import CmdletShell
+import GatehouseCore
+import XCTest
+
+/// Deterministic random lines built from the characters that matter; the
+/// evaluator must answer every one of them without crashing, and may only
+/// ever allow lines whose argv elements all passed validation.
+final class HostileInputTests: XCTestCase {
+    struct LCG {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return state >> 33
+        }
+    }
+
+    func testRandomLinesNeverCrashAndNeverSmuggleMetacharacters() throws {
+        let snapshot = try shellSnapshot()
+        let claim = try makeClaim([RoleGrant(role: "Reader"), RoleGrant(role: "QuotaAdmin")])
+        let context = ExecutionContext(node: "gw1", stateDir: "/s", workingDirectory: "/")
+        let pieces: [[UInt8]] = ["Get-Mailbox", "Set-Mailbox", " ", "\t", "-", "--", "-Identity", "-Id:", "-Mode",
+                                 "'", "\"", "''", "alice", "1GB", "99999999999999999999", "$", "`", "|", ";", "(",
+                                 "@", "#", "\u{2013}", "\u{201C}", "\u{202E}", "é", "日", "\n", "\r", "\0", "-Force",
+                                 ":", "-ProhibitSendQuota", "bob"].map { Array($0.utf8) }
+            + [[0xff], [0xc3], [0xe2, 0x80], [0xed, 0xa0, 0x80], [0xf4, 0x90, 0x80, 0x80]]
+        var rng = LCG(state: 0x5eed)
+        var allowedCount = 0
+        for _ in 0..<5000 {
+            var line: [UInt8] = []
+            for _ in 0..<Int(rng.next() % 12) { line += pieces[Int(rng.next() % UInt64(pieces.count))] }
+            if case .allowed(let command) = evaluate(line: line, claim: claim, snapshot: snapshot, context: context) {
+                allowedCount += 1
+                for element in command.argv.dropFirst(2) {
+                    XCTAssertFalse(element.unicodeScalars.contains { $0.value < 0x20 || "$`|;'\"".unicodeScalars.contains($0) },
+                                   "smuggled into argv: \(element)")
+                    XCTAssertFalse(element.hasPrefix("-") && !element.hasPrefix("--"), "value as option: \(element)")
+                }
+            }
+        }
+        XCTAssertGreaterThan(allowedCount, 0, "the generator should also produce some valid lines")
+    }
+
+    func testVeryLongAndDeepInputsAreBounded() throws {
+        let snapshot = try shellSnapshot()
+        let claim = try makeClaim([RoleGrant(role: "Reader")])
+        let context = ExecutionContext(node: "n", stateDir: "/s", workingDirectory: "/")
+        let many = Array(String(repeating: "'a' ", count: 1000).utf8)
+        guard case .rejected(let r) = evaluate(line: Array("Get-Mailbox ".utf8) + many, claim: claim,
+                                               snapshot: snapshot, context: context) else { return XCTFail() }
+        XCTAssertEqual(r.stage, .bind)
+        let huge = [UInt8](repeating: 0x41, count: 1 << 20)
+        guard case .rejected(let big) = evaluate(line: huge, claim: claim, snapshot: snapshot, context: context)
+        else { return XCTFail() }
+        XCTAssertEqual(big.column, Lexer.maxLineBytes + 1)
+    }
+}

@@ -1,0 +1,182 @@
+import CmdletPolicy
+import CmdletShell
+import Foundation
+import GatehouseCore
+import TestSupport
+import XCTest
+
+final class InterpreterTests: XCTestCase {
+    var snapshot: PolicySnapshot!
+    var temp: TempDir!
+    var audit: RecordingAuditSink!
+    var interpreter: CmdletInterpreter!
+    var context: ExecutionContext!
+    let clock = ManualClock()
+
+    override func setUpWithError() throws {
+        snapshot = try shellSnapshot()
+        temp = try TempDir()
+        audit = RecordingAuditSink()
+        interpreter = CmdletInterpreter(audit: audit, clock: clock)
+        context = ExecutionContext(node: "gw1", stateDir: temp.path, workingDirectory: temp.path)
+    }
+
+    func run(_ line: String, roles: [RoleGrant] = [RoleGrant(role: "Reader"), RoleGrant(role: "QuotaAdmin")],
+             output: BufferOutput = BufferOutput()) throws -> (LineOutcome, BufferOutput) {
+        let claim = try makeClaim(roles, at: clock.now())
+        let outcome = interpreter.run(line: bytes(line), claim: claim, snapshot: snapshot, context: context, output: output)
+        return (outcome, output)
+    }
+
+    func testExactArgvReachesTheBackend() throws {
+        let (outcome, out) = try run("Set-Mailbox bob -DisplayName 'Bob  Smith, Sales' -Mode normal")
+        XCTAssertEqual(outcome, .completed(exitStatus: 0))
+        XCTAssertEqual(out.outText, "[set]\n[bob]\n[--mode]\n[Normal]\n[--display-name]\n[Bob  Smith, Sales]\n")
+        XCTAssertEqual(out.errText, "")
+    }
+
+    func testAllowedCommandIsAuditedBeforeAndAfter() throws {
+        _ = try run("Get-Mailbox alice")
+        let kinds = audit.events.map(\.kind)
+        XCTAssertEqual(kinds, [.commandAllowed, .commandFinished])
+        let allowed = try XCTUnwrap(audit.events.first)
+        XCTAssertEqual(allowed.user, "alice")
+        XCTAssertEqual(allowed.session, SessionID(rawValue: "sess01"))
+        XCTAssertEqual(allowed.fields["cmdlet"], "Get-Mailbox")
+        XCTAssertEqual(allowed.fields["role"], "Reader")
+        XCTAssertEqual(allowed.fields["argv"], #"["\/usr\/bin\/printf","[%s]\\n","get","--identity","alice"]"#)
+        XCTAssertEqual(allowed.fields["parameters"], #"{"Identity":"alice"}"#)
+        let finished = try XCTUnwrap(audit.events.last)
+        XCTAssertEqual(finished.fields["exitStatus"], "0")
+        XCTAssertEqual(finished.fields["stdoutBytes"], String("[get]\n[--identity]\n[alice]\n".utf8.count))
+        XCTAssertEqual(finished.fields["timedOut"], "false")
+    }
+
+    func testCleanEnvironment() throws {
+        let (_, out) = try run("Show-Environment")
+        let lines = Set(out.outText.split(separator: "\n").map(String.init))
+        XCTAssertEqual(lines, ["PATH=/usr/bin:/bin", "LANG=C.UTF-8", "GATEHOUSE_ACTOR=alice", "GATEHOUSE_NODE=gw1",
+                               "GATEHOUSE_SESSION=sess01"])
+    }
+
+    func testFixedWorkingDirectory() throws {
+        let (_, out) = try run("Get-Location")
+        let expected = URL(fileURLWithPath: temp.path).resolvingSymlinksInPath().path
+        XCTAssertEqual(URL(fileURLWithPath: out.outText.trimmingCharacters(in: .newlines)).resolvingSymlinksInPath().path,
+                       expected)
+    }
+
+    func testExitStatusAndStderrAreRelayed() throws {
+        let (outcome, out) = try run("Test-Failure")
+        XCTAssertEqual(outcome, .completed(exitStatus: 3))
+        XCTAssertEqual(out.errText, "oops\n")
+        XCTAssertEqual(out.outText, "fine\n")
+        let (killed, _) = try run("Stop-Self")
+        XCTAssertEqual(killed, .completed(exitStatus: 128 + 9))
+    }
+
+    func testTimeoutKillsTheWholeProcessGroup() throws {
+        let started = Date()
+        let (outcome, out) = try run("Start-Sleep")
+        XCTAssertEqual(outcome, .completed(exitStatus: 124))
+        XCTAssertLessThan(Date().timeIntervalSince(started), 10)
+        XCTAssertTrue(out.errText.contains("timed out after 1s"), out.errText)
+        XCTAssertEqual(audit.events.last?.fields["timedOut"], "true")
+        // The background sleep (same process group) is gone too.
+        let pidText = try String(contentsOfFile: temp.file("background.pid"), encoding: .utf8)
+        let pid = try XCTUnwrap(Int32(pidText.trimmingCharacters(in: .whitespacesAndNewlines)))
+        var alive = true
+        for _ in 0..<50 {
+            let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+            // Gone, or a zombie waiting for init to reap it.
+            if stat.isEmpty || stat.contains(") Z ") { alive = false; break }
+            usleep(100_000)
+        }
+        XCTAssertFalse(alive, "background process \(pid) survived the timeout")
+    }
+
+    func testOutputCapShowsANotice() throws {
+        let (outcome, out) = try run("Write-Lots")
+        XCTAssertEqual(outcome, .completed(exitStatus: 0))
+        XCTAssertEqual(out.out.count, 1024)
+        XCTAssertTrue(out.errText.contains("[output truncated after 1024 bytes]"), out.errText)
+        XCTAssertFalse(out.errText.contains("done"), "stderr past the cap is dropped too")
+        XCTAssertEqual(audit.events.last?.fields["truncated"], "true")
+        XCTAssertEqual(audit.events.last?.fields["stdoutBytes"], "100000")
+    }
+
+    func testDeniedLineStartsNothingAndIsAudited() throws {
+        let (outcome, out) = try run("New-Marker")
+        XCTAssertEqual(outcome, .completed(exitStatus: 126))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: temp.file("marker")))
+        XCTAssertEqual(out.errText, "'New-Marker' is not permitted by your roles (Reader, QuotaAdmin).\n")
+        XCTAssertEqual(audit.events.count, 1)
+        let event = try XCTUnwrap(audit.events.first)
+        XCTAssertEqual(event.kind, .commandDenied)
+        XCTAssertEqual(event.fields["stage"], "authorize")
+        XCTAssertEqual(event.fields["cmdlet"], "New-Marker")
+        XCTAssertEqual(event.fields["line"], "New-Marker")
+        // The same line with the right role does run.
+        _ = try run("New-Marker", roles: [RoleGrant(role: "Creator")])
+        XCTAssertTrue(FileManager.default.fileExists(atPath: temp.file("marker")))
+    }
+
+    func testParseAndUnknownErrorsAreAuditedWithExitStatus() throws {
+        let (parse, out) = try run("Get-Mailbox | Remove-Mailbox")
+        XCTAssertEqual(parse, .completed(exitStatus: 2))
+        XCTAssertEqual(out.errText, "pipelines are not supported (column 13)\n")
+        let (unknown, _) = try run("rm -rf /")
+        XCTAssertEqual(unknown, .completed(exitStatus: 127))
+        XCTAssertEqual(audit.events.map(\.kind), [.commandDenied, .commandDenied])
+        XCTAssertEqual(audit.events.map { $0.fields["stage"] }, ["parse", "bind"])
+    }
+
+    func testAuditLineIsSanitised() throws {
+        let claim = try makeClaim([RoleGrant(role: "Reader")])
+        _ = interpreter.run(line: [0x58, 0x1b, 0x5b, 0x32, 0x4a, 0xff], claim: claim, snapshot: snapshot,
+                            context: context, output: BufferOutput())
+        XCTAssertEqual(audit.events.first?.fields["line"], "X\\x1b[2J\u{FFFD}")
+    }
+
+    func testAuditFailureRefusesTheCommand() throws {
+        audit.setFailing(true)
+        let (outcome, out) = try run("New-Marker", roles: [RoleGrant(role: "Creator")])
+        XCTAssertEqual(outcome, .completed(exitStatus: 125))
+        XCTAssertEqual(out.errText, "audit log unavailable; command refused\n")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: temp.file("marker")))
+    }
+
+    func testUnspawnableBackendIsReportedAndAudited() throws {
+        let (outcome, out) = try run("Get-Missing")
+        XCTAssertEqual(outcome, .completed(exitStatus: 127))
+        XCTAssertEqual(out.errText, "Get-Missing: the backend could not be started.\n")
+        XCTAssertEqual(audit.events.map(\.kind), [.commandAllowed, .commandFinished])
+        XCTAssertNotNil(audit.events.last?.fields["error"])
+    }
+
+    func testBuiltinsAndEmptyLine() throws {
+        XCTAssertEqual(try run("exit").0, .endSession)
+        XCTAssertEqual(try run("   ").0, .completed(exitStatus: 0))
+        let (_, out) = try run("Get-Command", roles: [RoleGrant(role: "Creator")])
+        XCTAssertEqual(out.outText, "New-Marker  Touch a marker file.\n")
+        XCTAssertEqual(try run("Enter-Elevation -Request 3").0, .completed(exitStatus: 1))
+        XCTAssertEqual(audit.events, [], "built-ins and blank lines write no command event")
+
+        let seen = RequestBox()
+        let elevating = CmdletInterpreter(audit: audit, clock: clock, elevationHandler: { id, _ in
+            seen.set(id)
+            return 0
+        })
+        let claim = try makeClaim([])
+        XCTAssertEqual(elevating.run(line: bytes("Enter-Elevation 9"), claim: claim, snapshot: snapshot,
+                                     context: context, output: BufferOutput()), .completed(exitStatus: 0))
+        XCTAssertEqual(seen.value, 9)
+    }
+}
+
+final class RequestBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: Int64?
+    func set(_ v: Int64) { lock.withLock { stored = v } }
+    var value: Int64? { lock.withLock { stored } }
+}

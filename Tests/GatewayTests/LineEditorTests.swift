@@ -1,0 +1,59 @@
+import XCTest
+@testable import Gateway
+
+final class LineEditorTests: XCTestCase {
+    func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
+
+    func testCarriageReturnCompletesALineAndEchoesCRLF() {
+        var editor = LineEditor(echo: true, maxLineBytes: 100)
+        let (echo, events) = editor.feed(bytes("Get-Mailbox\r"))
+        XCTAssertEqual(events, [.line(bytes("Get-Mailbox"))])
+        XCTAssertEqual(echo, bytes("Get-Mailbox\r\n"))
+    }
+
+    func testCRLFCountsOnceAndLFAloneEndsALine() {
+        var editor = LineEditor(echo: false, maxLineBytes: 100)
+        let (echo, events) = editor.feed(bytes("a\r\nb\nc"))
+        XCTAssertEqual(events, [.line(bytes("a")), .line(bytes("b"))])
+        XCTAssertTrue(echo.isEmpty, "without a pty nothing is echoed")
+        XCTAssertEqual(editor.feed(bytes("\n")).events, [.line(bytes("c"))])
+    }
+
+    func testBackspaceRemovesAWholeUTF8Character() {
+        var editor = LineEditor(echo: true, maxLineBytes: 100)
+        _ = editor.feed(bytes("aé"))
+        let (echo, _) = editor.feed([0x7f])
+        XCTAssertEqual(echo, [0x08, 0x20, 0x08])
+        XCTAssertEqual(editor.feed(bytes("\r")).events, [.line(bytes("a"))])
+    }
+
+    func testEscapeSequencesAreSwallowed() {
+        var editor = LineEditor(echo: true, maxLineBytes: 100)
+        let (echo, events) = editor.feed(bytes("ab\u{1b}[A\u{1b}[1;5Dc\r"))
+        XCTAssertEqual(events, [.line(bytes("abc"))])
+        XCTAssertFalse(echo.contains(0x1b), "an escape sequence is never echoed raw")
+    }
+
+    func testOtherControlCharactersReachTheLexerButAreEchoedAsCaretNotation() {
+        var editor = LineEditor(echo: true, maxLineBytes: 100)
+        let (echo, events) = editor.feed([0x61, 0x01, 0x0d])
+        XCTAssertEqual(events, [.line([0x61, 0x01])])
+        XCTAssertEqual(echo, [0x61, 0x5e, 0x41, 0x0d, 0x0a])
+    }
+
+    func testOverlongLineIsDiscardedWithoutBuffering() {
+        var editor = LineEditor(echo: false, maxLineBytes: 8)
+        let (_, first) = editor.feed(Array(repeating: 0x41, count: 100_000))
+        XCTAssertTrue(first.isEmpty)
+        let (_, events) = editor.feed(bytes("\nok\n"))
+        XCTAssertEqual(events, [.tooLong, .line(bytes("ok"))])
+    }
+
+    func testInterruptAndEndOfInput() {
+        var editor = LineEditor(echo: true, maxLineBytes: 100)
+        XCTAssertEqual(editor.feed(bytes("abc\u{03}")).events, [.interrupt])
+        XCTAssertEqual(editor.feed([0x04]).events, [.endOfInput])
+        _ = editor.feed(bytes("x"))
+        XCTAssertEqual(editor.feed([0x04]).events, [], "Ctrl-D ends input only on an empty line")
+    }
+}

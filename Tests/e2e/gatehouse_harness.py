@@ -1,0 +1,178 @@
+"""Runs the real gatehoused on loopback for end-to-end tests, and logs in with
+real SSH clients (asyncssh, paramiko, OpenSSH's ssh).
+
+The daemon is started exactly as `make demo` starts it (`gatehoused --demo`),
+in a private state directory and on an ephemeral port. In demo mode the daemon
+loads PAM through pam_wrapper with its own service directory, so the real
+pam_oath module checks every TOTP code and /etc/pam.d is never touched.
+
+pam_oath refuses a code that was already used (replay protection), and tests
+log in many times within one 30-second step. `fresh_totp` therefore rewrites
+the pam_oath users file without its "last used" fields before handing out a
+code; `test_auth.py` checks the replay protection itself without that reset.
+"""
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import os
+import signal
+import struct
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import asyncssh
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD = Path(os.environ.get("GATEHOUSE_BUILD", REPO / ".build" / "debug"))
+
+
+def totp(secret_hex: str, at: float | None = None, step: int = 30, digits: int = 6) -> str:
+    """RFC 6238 TOTP (HMAC-SHA1), as pam_oath's HOTP/T30 expects."""
+    counter = int((time.time() if at is None else at) // step)
+    mac = hmac.new(bytes.fromhex(secret_hex), struct.pack(">Q", counter), hashlib.sha1).digest()
+    offset = mac[-1] & 0x0F
+    code = (struct.unpack(">I", mac[offset:offset + 4])[0] & 0x7FFFFFFF) % (10 ** digits)
+    return str(code).zfill(digits)
+
+
+class Gateway:
+    """One running daemon with its demo state directory."""
+
+    def __init__(self, state_dir: Path, extra_args=()):
+        self.state_dir = Path(state_dir)
+        self.extra_args = list(extra_args)
+        self.proc = None
+        self.log_path = self.state_dir.parent / (self.state_dir.name + ".daemon.log")
+
+    # -- lifecycle ---------------------------------------------------------
+    def start(self, timeout=30):
+        manifest = self.state_dir / "demo-users.json"
+        if manifest.exists():
+            manifest.unlink()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PAM_WRAPPER")}
+        env.pop("LD_PRELOAD", None)
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [str(BUILD / "gatehoused"), "--demo", "--state-dir", str(self.state_dir),
+             "--listen", "127.0.0.1:0", *self.extra_args],
+            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gatehoused exited with {self.proc.returncode}:\n{self.daemon_log()}")
+            if manifest.exists():
+                try:
+                    self.manifest = json.loads(manifest.read_text())
+                    break
+                except json.JSONDecodeError:
+                    pass
+            time.sleep(0.05)
+        else:
+            self.stop()
+            raise RuntimeError(f"gatehoused did not come up:\n{self.daemon_log()}")
+        host, port = self.manifest["listen"].rsplit(":", 1)
+        self.host, self.port = host, int(port)
+        self.users = {u["name"]: u for u in self.manifest["users"]}
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if getattr(self, "log", None):
+            self.log.close()
+
+    def daemon_log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-4000:]
+        except FileNotFoundError:
+            return ""
+
+    # -- state the tests inspect ------------------------------------------
+    def audit_events(self):
+        path = self.state_dir / "audit.log"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def invocations(self):
+        path = self.state_dir / "mailboxes" / "invocations.log"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def mailbox_data(self) -> str:
+        return (self.state_dir / "mailboxes" / "mailboxes.json").read_text()
+
+    # -- credentials -------------------------------------------------------
+    def reset_totp_replay(self):
+        oath = self.state_dir / "oath" / "users.oath"
+        lines = [" ".join(l.split()[:4]) for l in oath.read_text().splitlines() if l.strip()]
+        tmp = oath.with_suffix(".reset")
+        tmp.write_text("\n".join(lines) + "\n")
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, oath)
+
+    def fresh_totp(self, user: str) -> str:
+        self.reset_totp_replay()
+        return totp(self.users[user]["totpSecretHex"])
+
+    def key(self, user: str):
+        return asyncssh.read_private_key(self.users[user]["privateKey"])
+
+    def known_hosts(self) -> str:
+        return str(self.state_dir / "known_hosts")
+
+
+class KbdintClient(asyncssh.SSHClient):
+    """Answers every keyboard-interactive prompt with `answers` and records the prompts."""
+
+    def __init__(self, answers):
+        self.answers = answers
+        self.prompts = []
+        self.instructions = []
+
+    def kbdint_auth_requested(self):
+        return ""
+
+    def kbdint_challenge_received(self, name, instructions, lang, prompts):
+        self.instructions.append(instructions)
+        self.prompts.extend(p for p, _ in prompts)
+        if not prompts:
+            return []
+        if self.answers is None:
+            return None
+        return [self.answers() if callable(self.answers) else self.answers for _ in prompts]
+
+
+async def connect(gw: Gateway, user: str, code=None, key="own", kbdint=True, **kwargs):
+    """Connects with publickey and keyboard-interactive, as a real engineer would."""
+    if code is None and kbdint:
+        code = gw.fresh_totp(user)
+    client_keys = [] if key is None else [gw.key(user if key == "own" else key)]
+    client = KbdintClient(code if kbdint else None)
+    methods = (["publickey"] if key is not None else []) + (["keyboard-interactive"] if kbdint else [])
+    conn, _ = await asyncssh.create_connection(
+        lambda: client, gw.host, gw.port, username=user, client_keys=client_keys,
+        known_hosts=gw.known_hosts(), preferred_auth=methods, agent_path=None,
+        password=None, login_timeout=15, **kwargs)
+    conn.test_client = client
+    return conn
+
+
+async def run_exec(gw: Gateway, user: str, command: str, **kwargs):
+    async with await connect(gw, user, **kwargs) as conn:
+        result = await conn.run(command, check=False)
+        return result
+
+
+def run(coro):
+    return asyncio.run(coro)

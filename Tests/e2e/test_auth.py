@@ -1,0 +1,69 @@
+"""Both factors are required: publickey, then keyboard-interactive through PAM."""
+import asyncssh
+import pytest
+
+from gatehouse_harness import connect, run, totp
+
+
+def refused(coro):
+    with pytest.raises((asyncssh.PermissionDenied, asyncssh.DisconnectError, ConnectionError)):
+        run(coro)
+
+
+async def login_and_run(gw, user, **kw):
+    async with await connect(gw, user, **kw) as conn:
+        return await conn.run("Get-Mailbox -Identity alice", check=False)
+
+
+def test_key_and_totp_logs_in(gateway):
+    result = run(login_and_run(gateway, "alice"))
+    assert result.exit_status == 0
+
+
+def test_pam_prompt_reaches_the_client(gateway):
+    async def go():
+        conn = await connect(gateway, "alice")
+        async with conn:
+            return conn.test_client.prompts
+    prompts = run(go())
+    # pam_oath's own prompt text, unchanged.
+    assert any("One-time password" in p for p in prompts), prompts
+
+
+def test_wrong_code_is_refused(gateway):
+    gateway.reset_totp_replay()
+    right = totp(gateway.users["alice"]["totpSecretHex"])
+    wrong = f"{(int(right) + 1) % 1000000:06d}"
+    refused(login_and_run(gateway, "alice", code=wrong))
+    failures = [e for e in gateway.audit_events() if e["kind"] == "auth.failure"]
+    assert any(e["fields"].get("method") == "keyboard-interactive" for e in failures)
+    assert wrong not in (gateway.state_dir / "audit.log").read_text()
+
+
+def test_key_only_is_refused(gateway):
+    refused(login_and_run(gateway, "alice", kbdint=False))
+
+
+def test_kbdint_only_is_refused(gateway):
+    refused(login_and_run(gateway, "alice", key=None))
+
+
+def test_someone_elses_key_is_refused(gateway):
+    refused(login_and_run(gateway, "alice", key="bob"))
+
+
+def test_unknown_user_is_refused(gateway):
+    async def go():
+        conn, _ = await asyncssh.create_connection(
+            asyncssh.SSHClient, gateway.host, gateway.port, username="mallory",
+            client_keys=[gateway.key("alice")], known_hosts=gateway.known_hosts(),
+            preferred_auth=["publickey", "keyboard-interactive"], agent_path=None, login_timeout=10)
+        conn.close()
+    refused(go())
+
+
+def test_replayed_code_is_refused(gateway):
+    code = gateway.fresh_totp("bob")
+    assert run(login_and_run(gateway, "bob", code=code)).exit_status == 0
+    # Same code again, without resetting pam_oath's replay memory.
+    refused(login_and_run(gateway, "bob", code=code))
