@@ -17,6 +17,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         .systemLibrary(name: "CLibSSH", pkgConfig: "libssh",
@@ -30,7 +32,11 @@ let package = Package(
         .target(name: "CmdletPolicy", dependencies: ["GatehouseCore", "Yams"]),
         .target(name: "Lockbox", dependencies: ["GatehouseCore", "CmdletPolicy"]),
         .target(name: "CmdletShell", dependencies: ["GatehouseCore", "CmdletPolicy"]),
-        .target(name: "Transcript", dependencies: ["GatehouseCore"]),
+        .target(name: "Transcript", dependencies: [
+            "GatehouseCore",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "GRDB", package: "GRDB.swift"),
+        ]),
         .target(name: "Gateway", dependencies: [
             "GatehouseCore", "SSHServer", "PAMAuth", "Lockbox", "CmdletPolicy",
             "CmdletShell", "Transcript", "Yams",
@@ -40,7 +46,7 @@ let package = Package(
             "Gateway", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "gatehouse", dependencies: [
-            "Gateway", "CmdletPolicy", "CmdletShell", "Lockbox",
+            "Gateway", "CmdletPolicy", "CmdletShell", "Lockbox", "Transcript",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // The demo backend: a stand-in for a real mailbox service. It is a
@@ -52,6 +58,7 @@ let package = Package(
         .testTarget(name: "CmdletPolicyTests", dependencies: ["CmdletPolicy", "TestSupport"]),
         .testTarget(name: "LockboxTests", dependencies: ["Lockbox", "TestSupport"]),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "TestSupport"]),
+        .testTarget(name: "TranscriptTests", dependencies: ["Transcript", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

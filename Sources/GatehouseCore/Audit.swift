@@ -11,6 +11,8 @@ public enum AuditEventKind: String, Sendable, Codable, CaseIterable {
     case commandDenied = "command.denied"
     case commandFinished = "command.finished"
     case policyLoad = "policy.load"
+    /// A signed checkpoint of the audit chain (Transcript's ChainedAuditLog).
+    case auditCheckpoint = "audit.checkpoint"
 }
 
 /// One decision, tied to a user and a session where there is one.

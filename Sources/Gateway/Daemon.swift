@@ -105,6 +105,7 @@ public enum Daemon {
         let signals = installShutdownHandlers { signal in
             shutdownLogger.notice("shutting down", metadata: ["signal": "\(signal)"])
             server.shutdown()
+            context.closeAudit()
             exit(0)
         }
         withExtendedLifetime(signals) {
@@ -126,6 +127,15 @@ public enum Daemon {
             set("stateDirectory", cwd + "/.gatehouse-demo", "demo")
             set("policyDirectory", cwd + "/policies", "demo")
             set("pamService", DemoEnvironment.pamService, "demo")
+            // An explicit --config still applies on top of the demo (tests and
+            // benchmarks use it to tune settings such as the checkpoint interval).
+            if let file = options.configFile {
+                do {
+                    try ConfigurationFile.apply(file: file, to: &c)
+                } catch {
+                    return .failure("\(error)")
+                }
+            }
         } else {
             let file = options.configFile ?? "/etc/gatehouse/gatehouse.yaml"
             if options.configFile != nil || FileManager.default.fileExists(atPath: file) {

@@ -18,6 +18,11 @@ public final class GatewayContext: @unchecked Sendable {
     public let directory: DirectoryModel
     public let lockbox: Lockbox
     public let audit: AuditSink
+    /// The chained log behind `audit` (checkpoints, shutdown, failure state).
+    let auditLog: ChainedAuditLog
+    /// Held while the daemon runs; reviewer tools see a session without an
+    /// end event as cut off when nobody holds it.
+    private let daemonLock: DaemonLock?
     let interpreter: CmdletInterpreter
     let warnings: [PolicyDiagnostic]
     /// Authorized keys per user, parsed once at load.
@@ -42,7 +47,14 @@ public final class GatewayContext: @unchecked Sendable {
         warnings = loaded.warnings
         for warning in loaded.warnings { logger.warning("\(warning)") }
         lockbox = loaded.makeLockbox()
-        audit = try JSONLinesAuditLog(path: configuration.auditLogPath)
+        daemonLock = DaemonLock.acquire(stateDirectory: configuration.stateDirectory)
+        let signingKey = try AuditSigningKey.loadOrCreate(in: configuration.stateDirectory)
+        auditLog = try ChainedAuditLog(path: configuration.auditLogPath, key: signingKey, clock: clock,
+                                       checkpointInterval: TimeInterval(configuration.auditCheckpointSeconds))
+        if auditLog.recoveredTornTail {
+            logger.warning("audit log ended in a partial line (a write cut short); it was terminated and the chain continues")
+        }
+        audit = auditLog
         interpreter = CmdletInterpreter(audit: audit, clock: clock)
         try audit.record(AuditEvent(time: clock.now(), kind: .policyLoad, fields: [
             "policyDirectory": configuration.policyDirectory,
@@ -63,6 +75,18 @@ public final class GatewayContext: @unchecked Sendable {
     }
 
     var isShuttingDown: Bool { shutdownLock.withLock { shuttingDown } }
+
+    /// True once an audit write failed: sessions end and new ones are refused.
+    var auditFailed: Bool { auditLog.hasFailed }
+
+    /// Signs the final checkpoint; call after the sessions have ended.
+    public func closeAudit() {
+        do {
+            try auditLog.close()
+        } catch {
+            logger.error("final audit checkpoint failed: \(error)")
+        }
+    }
 
     func beginShutdown() { shutdownLock.withLock { shuttingDown = true } }
 

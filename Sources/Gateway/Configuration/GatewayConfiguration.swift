@@ -22,12 +22,18 @@ public struct GatewayConfiguration: Sendable {
     public var auditLogOverride: String?
     public var nodeName = ProcessInfo.processInfo.hostName
     public var backendWorkingDirectory = "/"
+    // Transcripts and the audit chain (issue 5).
+    public var recordTranscripts = true
+    /// `nil` means `<stateDirectory>/transcripts`.
+    public var transcriptDirectoryOverride: String?
+    public var auditCheckpointSeconds = 60
 
     public init() {}
 
     public var directoryFile: String { directoryFileOverride ?? policyDirectory + "/directory.yaml" }
     public var hostKeyPath: String { hostKeyOverride ?? stateDirectory + "/ssh_host_ecdsa_key" }
     public var auditLogPath: String { auditLogOverride ?? stateDirectory + "/audit.log" }
+    public var transcriptDirectory: String { transcriptDirectoryOverride ?? stateDirectory + "/transcripts" }
 
     /// Where each effective value came from: "default", "demo", a file:line, or "command line".
     public private(set) var sources: [String: String] = [:]
@@ -78,7 +84,7 @@ public struct GatewayConfiguration: Sendable {
         Setting(key: "maxChannelsPerConnection", doc: "Session channels one connection may open over its life.",
                 apply: { c, v in int(v, 1...1000) { c.maxChannelsPerConnection = $0 } },
                 render: { String($0.maxChannelsPerConnection) }),
-        Setting(key: "auditLog", doc: "Audit log, JSON lines (default <stateDirectory>/audit.log).",
+        Setting(key: "auditLog", doc: "Audit log, hash-chained JSON lines (default <stateDirectory>/audit.log); its newest signed checkpoint is kept in <auditLog>.checkpoint.",
                 apply: { c, v in absolute(v) { c.auditLogOverride = $0 } }, render: { $0.auditLogPath }),
         Setting(key: "nodeName", doc: "This gateway node's name in audit events (default: host name).",
                 apply: { c, v in
@@ -89,6 +95,14 @@ public struct GatewayConfiguration: Sendable {
                 }, render: { $0.nodeName }),
         Setting(key: "backendWorkingDirectory", doc: "Working directory of every backend process.",
                 apply: { c, v in absolute(v) { c.backendWorkingDirectory = $0 } }, render: { $0.backendWorkingDirectory }),
+        // Transcripts and the audit chain (issue 5).
+        Setting(key: "recordTranscripts", doc: "Record every session as an asciicast v2 transcript (true/false; false only for benchmarks).",
+                apply: { c, v in bool(v) { c.recordTranscripts = $0 } }, render: { String($0.recordTranscripts) }),
+        Setting(key: "transcriptDirectory", doc: "Session transcripts, one .cast file per session (default <stateDirectory>/transcripts).",
+                apply: { c, v in absolute(v) { c.transcriptDirectoryOverride = $0 } }, render: { $0.transcriptDirectory }),
+        Setting(key: "auditCheckpointInterval", doc: "Seconds between Ed25519-signed audit checkpoints (also signed at shutdown).",
+                apply: { c, v in int(v, 1...86400) { c.auditCheckpointSeconds = $0 } },
+                render: { String($0.auditCheckpointSeconds) }),
     ]
 
     public static func setting(named key: String) -> Setting? { settings.first { $0.key == key } }

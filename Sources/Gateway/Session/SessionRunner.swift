@@ -16,6 +16,8 @@ final class SessionRunner {
     private var channels: [Int: ChannelState] = [:]
     private var user: UserName?
     private var endReason = "disconnect"
+    /// The asciicast recording (issue 5); see SessionTranscript.
+    private let transcript = SessionTranscript()
 
     /// What one session channel is doing.
     fileprivate final class ChannelState {
@@ -24,6 +26,9 @@ final class SessionRunner {
         var editor: LineEditor?
         var started = false
         var lastStatus: Int32 = 0
+        /// Set while a no-echo prompt reads a secret: the transcript then
+        /// records a redaction marker instead of the typed bytes.
+        var redactInput = false
         init(channel: SSHChannel) { self.channel = channel }
     }
 
@@ -67,7 +72,10 @@ final class SessionRunner {
         }
         logger.info("session started")
         serveChannels()
-        _ = audit(.sessionEnd, ["reason": endReason])
+        transcript.close(reason: endReason)
+        var endFields = ["reason": endReason]
+        if let path = transcript.path { endFields["transcript"] = path }
+        _ = audit(.sessionEnd, endFields)
         logger.info("session ended", metadata: ["reason": "\(endReason)"])
     }
 
@@ -107,24 +115,29 @@ final class SessionRunner {
         case .windowChanged(let channel, let columns, let rows):
             if let state = channels[channel.id], let pty = state.pty {
                 state.pty = (pty.term, columns, rows)
+                transcript.resize(columns: columns, rows: rows)
             }
         case .shellRequested(let channel):
             guard let state = channels[channel.id], !state.started else { break }
             state.started = true
+            startRecording(state, command: nil)
             state.editor = LineEditor(echo: state.pty != nil, maxLineBytes: Lexer.maxLineBytes)
             write(state, Array(banner().utf8), stderr: false)
             prompt(state)
         case .execRequested(let channel, let command):
             guard let state = channels[channel.id], !state.started else { break }
             state.started = true
+            startRecording(state, command: command)
             let status: Int32
             switch runLine(command, on: state) {
             case .endSession: status = 0
             case .completed(let exitStatus): status = exitStatus
             }
             finish(state, status: status)
+            if endForAuditFailure(state) { return false }
         case .data(let channel, let bytes):
             guard let state = channels[channel.id], state.editor != nil else { break }
+            transcript.input(bytes, redacted: state.redactInput)
             feed(bytes, to: state)
         case .eof(let channel):
             if let state = channels[channel.id], state.editor != nil, state.channel.isOpen {
@@ -169,6 +182,7 @@ final class SessionRunner {
                 finish(state, status: state.lastStatus)
                 return
             }
+            if endForAuditFailure(state) { return }
             prompt(state)
         }
     }
@@ -178,9 +192,37 @@ final class SessionRunner {
         guard let user else { return .completed(exitStatus: 126) }
         let claim = gateway.lockbox.claim(user: user, session: session, now: gateway.clock.now())
         let output = ChannelOutput(runner: self, state: state)
+        transcript.flush()
+        defer { transcript.flush() }
         return gateway.interpreter.run(line: line, claim: claim, snapshot: gateway.policy,
                                        context: gateway.executionContext,
                                        output: output)
+    }
+
+    // MARK: - Transcript and fail-closed audit (issue 5)
+
+    private func startRecording(_ state: ChannelState, command: [UInt8]?) {
+        guard gateway.configuration.recordTranscripts, let user else { return }
+        let claim = gateway.lockbox.claim(user: user, session: session, now: gateway.clock.now())
+        transcript.open(directory: gateway.configuration.transcriptDirectory, session: session, user: user,
+                        node: gateway.configuration.nodeName, client: connection.peerAddress, claim: claim,
+                        term: state.pty?.term, columns: state.pty?.columns ?? 80, rows: state.pty?.rows ?? 24,
+                        channel: command == nil ? "shell" : "exec",
+                        command: command.map { String(decoding: $0, as: UTF8.self) })
+        if let failure = transcript.openFailure {
+            logger.error("transcript could not be created: \(failure)")
+        }
+    }
+
+    /// If the audit log can no longer be written, the command was refused
+    /// (exit 125) and the session ends: the gateway fails closed.
+    private func endForAuditFailure(_ state: ChannelState) -> Bool {
+        guard gateway.auditFailed else { return false }
+        endReason = "error"
+        write(state, Array("The audit log is unavailable; the session ends.\n".utf8), stderr: true)
+        finish(state, status: ExitStatus.auditUnavailable)
+        connection.disconnect(message: "audit log unavailable")
+        return true
     }
 
     private func finish(_ state: ChannelState, status: Int32) {
@@ -218,6 +260,7 @@ final class SessionRunner {
                 out.append(b)
             }
         }
+        transcript.output(out)
         do {
             try state.channel.write(out, stderr: stderr && state.pty == nil)
         } catch {

@@ -1,0 +1,56 @@
+import Foundation
+import GatehouseCore
+import Transcript
+
+/// The session's asciicast recording, opened when the first shell or exec
+/// channel starts (that is when the terminal size is known) and closed with
+/// the session's end reason. One file per session:
+/// `<transcriptDirectory>/<session id>.cast`.
+///
+/// Recording never blocks a session: if the transcript cannot be created or
+/// written the gateway logs it and the session goes on; the audit log is the
+/// record that fails closed.
+final class SessionTranscript {
+    private var writer: AsciicastWriter?
+    private(set) var openFailure: String?
+
+    var path: String? { writer?.path }
+
+    /// Opens the file unless it is already open (a second channel shares it).
+    func open(directory: String, session: SessionID, user: UserName, node: String, client: String,
+              claim: AccessClaim, term: String?, columns: Int, rows: Int, channel: String, command: String?) {
+        guard writer == nil, openFailure == nil else { return }
+        let claimJSON: [JSONValue] = claim.grants.map { grant in
+            var o: [String: JSONValue] = ["role": .string(grant.role)]
+            if let scope = grant.scope { o["scope"] = .string(scope) }
+            if let expires = grant.expires { o["expires"] = .string(AuditTime.format(expires)) }
+            switch grant.source {
+            case .baseline: o["source"] = .string("baseline")
+            case .elevation(let id): o["source"] = .string("elevation"); o["requestID"] = .int(Int(id))
+            }
+            return .object(o)
+        }
+        var gatehouse: [String: JSONValue] = [
+            "user": .string(user.rawValue), "session": .string(session.rawValue), "node": .string(node),
+            "client": .string(client), "start": .string(AuditTime.format(claim.issuedAt)),
+            "claim": .array(claimJSON), "channel": .string(channel),
+        ]
+        if let command { gatehouse["command"] = .string(TerminalText.sanitize(command, keepLineBreaks: false)) }
+        let header = AsciicastWriter.Header(width: columns, height: rows, start: claim.issuedAt, term: term,
+                                            title: "gatehouse \(user)@\(node) session \(session)", gatehouse: gatehouse)
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+            writer = try AsciicastWriter(path: "\(directory)/\(session.rawValue).cast", header: header)
+        } catch {
+            openFailure = "\(error)"
+        }
+    }
+
+    func output(_ bytes: [UInt8]) { writer?.recordOutput(bytes) }
+    func input(_ bytes: [UInt8], redacted: Bool) { writer?.recordInput(bytes, redacted: redacted) }
+    func resize(columns: Int, rows: Int) { writer?.recordResize(columns: columns, rows: rows) }
+    /// Command boundaries flush, so a reviewer sees every finished command.
+    func flush() { writer?.flush() }
+    func close(reason: String) { writer?.close(reason: reason) }
+}

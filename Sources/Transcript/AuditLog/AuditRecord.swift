@@ -1,0 +1,106 @@
+import Crypto
+import Foundation
+import GatehouseCore
+
+/// One line of the chained audit log: the event plus its place in the chain.
+///
+/// On disk a record is the canonical JSON (see `JSONValue`) of
+/// `{seq, prev, hash, time, kind, user?, session?, fields?}`, where `hash` is
+/// the hex SHA-256 of the canonical JSON of the same object without `hash`,
+/// and `prev` is the previous record's `hash` (64 zeros for seq 1).
+public struct AuditRecord: Sendable, Equatable {
+    public static let genesisHash = String(repeating: "0", count: 64)
+
+    public let seq: Int
+    public let prev: String
+    public let hash: String
+    public let time: Date
+    /// The kind as written (a reader keeps kinds it does not know).
+    public let kind: String
+    public let user: String?
+    public let session: String?
+    public let fields: [String: String]
+
+    /// Builds the record that follows `prev` (computing its hash).
+    public init(event: AuditEvent, seq: Int, prev: String) {
+        let unhashed = AuditRecord(seq: seq, prev: prev, hash: "", time: event.time, kind: event.kind.rawValue,
+                                   user: event.user, session: event.session?.rawValue, fields: event.fields)
+        self.init(seq: seq, prev: prev, hash: Self.hashHex(unhashed.body.canonicalBytes), time: event.time,
+                  kind: event.kind.rawValue, user: event.user, session: event.session?.rawValue, fields: event.fields)
+    }
+
+    init(seq: Int, prev: String, hash: String, time: Date, kind: String, user: String?, session: String?,
+         fields: [String: String]) {
+        self.seq = seq; self.prev = prev; self.hash = hash; self.time = time; self.kind = kind
+        self.user = user; self.session = session; self.fields = fields
+    }
+
+    /// The line as written (without the newline).
+    public var lineBytes: [UInt8] {
+        guard case .object(var members) = body else { return [] }
+        members["hash"] = .string(hash)
+        return JSONValue.object(members).canonicalBytes
+    }
+
+    /// The hashed content: everything but `hash`.
+    var body: JSONValue {
+        var members: [String: JSONValue] = [
+            "seq": .int(seq), "prev": .string(prev),
+            "time": .string(AuditTime.format(time)), "kind": .string(kind),
+        ]
+        if let user { members["user"] = .string(user) }
+        if let session { members["session"] = .string(session) }
+        if !fields.isEmpty { members["fields"] = .object(fields.mapValues { .string($0) }) }
+        return .object(members)
+    }
+
+    static func hashHex(_ bytes: [UInt8]) -> String {
+        SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Why a line is not a well-formed record.
+    public struct ParseFailure: Error, Sendable { public let reason: String }
+
+    /// What parsing one line found: the record, and whether its content still
+    /// matches its own hash.
+    public struct Parsed: Sendable {
+        public let record: AuditRecord
+        public let hashMatches: Bool
+    }
+
+    /// Parses one line. Unknown event kinds are kept (as `kindName`) so a
+    /// newer log still verifies with an older tool.
+    public static func parse(line: some Collection<UInt8>) throws -> Parsed {
+        let value: JSONValue
+        do { value = try JSONValue.parse(line) } catch { throw ParseFailure(reason: "not valid JSON") }
+        guard case .object(var members) = value else { throw ParseFailure(reason: "not a JSON object") }
+        guard let seq = members["seq"]?.int, let prev = members["prev"]?.string,
+              let hash = members["hash"]?.string, let kindName = members["kind"]?.string,
+              let timeText = members["time"]?.string else {
+            throw ParseFailure(reason: "missing seq, prev, hash, kind or time")
+        }
+        members["hash"] = nil
+        let recomputed = hashHex(JSONValue.object(members).canonicalBytes)
+        var fields: [String: String] = [:]
+        if let raw = members["fields"]?.object {
+            for (k, v) in raw { fields[k] = v.string ?? "" }
+        }
+        let record = AuditRecord(seq: seq, prev: prev, hash: hash,
+                                 time: AuditTime.parse(timeText) ?? Date(timeIntervalSince1970: 0),
+                                 kind: kindName, user: members["user"]?.string,
+                                 session: members["session"]?.string, fields: fields)
+        return Parsed(record: record, hashMatches: recomputed == hash)
+    }
+}
+
+/// The audit log's time format: RFC 3339 UTC with milliseconds.
+public enum AuditTime {
+    public static func format(_ date: Date) -> String {
+        date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+    }
+
+    public static func parse(_ text: String) -> Date? {
+        if let d = try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text) { return d }
+        return try? Date.ISO8601FormatStyle().parse(text)
+    }
+}
