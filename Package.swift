@@ -48,6 +48,7 @@ let package = Package(
         .executableTarget(name: "gatehouse", dependencies: [
             "Gateway", "CmdletPolicy", "CmdletShell", "Lockbox", "Transcript",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Crypto", package: "swift-crypto"),
         ]),
         // The demo backend: a stand-in for a real mailbox service. It is a
         // separate program on purpose: the gateway only ever reaches it

@@ -102,14 +102,19 @@ public enum Daemon {
         }
 
         let shutdownLogger = logger
+        // serve() returns as soon as shutdown begins; the main thread then
+        // waits for the handler to finish (sessions ended, final audit
+        // checkpoint signed) instead of exiting under it.
+        let shutdownDone = DispatchSemaphore(value: 0)
         let signals = installShutdownHandlers { signal in
             shutdownLogger.notice("shutting down", metadata: ["signal": "\(signal)"])
             server.shutdown()
             context.closeAudit()
-            exit(0)
+            shutdownDone.signal()
         }
         withExtendedLifetime(signals) {
             server.serve()
+            shutdownDone.wait()
         }
         return 0
     }
