@@ -1,0 +1,107 @@
+import Foundation
+import GatehouseCore
+import Transcript
+import XCTest
+
+final class AsciicastTests: XCTestCase {
+    var dir: String!
+
+    override func setUpWithError() throws {
+        dir = NSTemporaryDirectory() + "gatehouse-cast-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: dir) }
+
+    func header() -> AsciicastWriter.Header {
+        AsciicastWriter.Header(width: 100, height: 30, start: Date(timeIntervalSince1970: 1_800_000_000), term: "xterm",
+                               title: "t", gatehouse: ["user": .string("alice"), "session": .string("s1"),
+                                                       "claim": .array([.object(["role": .string("MailboxReader")])])])
+    }
+
+    func testHeaderEventsAndEndMarkerRoundTrip() throws {
+        let path = dir + "/s1.cast"
+        let writer = try AsciicastWriter(path: path, header: header())
+        writer.recordOutput(Array("hello\r\n".utf8))
+        writer.recordInput(Array("Get-Mailbox\r".utf8), redacted: false)
+        writer.recordResize(columns: 120, rows: 40)
+        writer.close(reason: "exit")
+        let cast = try AsciicastReader(path: path)
+        XCTAssertEqual(cast.header["version"], .int(2))
+        XCTAssertEqual(cast.header["width"], .int(100))
+        XCTAssertEqual(cast.header["timestamp"], .int(1_800_000_000))
+        XCTAssertEqual(cast.gatehouse["user"], .string("alice"))
+        XCTAssertEqual(cast.events.map(\.type), ["o", "i", "r", "m"])
+        XCTAssertEqual(cast.events[0].data, "hello\r\n")
+        XCTAssertEqual(cast.events[2].data, "120x40")
+        XCTAssertEqual(cast.endReason, "exit")
+        XCTAssertFalse(cast.cutOff)
+        XCTAssertTrue(cast.events.map(\.time) == cast.events.map(\.time).sorted())
+    }
+
+    func testRedactedInputNeverReachesTheFile() throws {
+        let path = dir + "/s2.cast"
+        let writer = try AsciicastWriter(path: path, header: header())
+        writer.recordInput(Array("K7-secret-91\r".utf8), redacted: true)
+        writer.close(reason: "exit")
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        XCTAssertFalse(text.contains("K7-secret-91"))
+        let cast = try AsciicastReader(path: path)
+        XCTAssertEqual(cast.events.first?.type, "m")
+        XCTAssertEqual(cast.events.first?.data, AsciicastWriter.redactionMarker)
+    }
+
+    func testTimerFlushesWithoutCloseAndAKilledWriterReadsAsCutOff() throws {
+        let path = dir + "/s3.cast"
+        let writer = try AsciicastWriter(path: path, header: header(), flushInterval: 0.05)
+        writer.recordOutput(Array("before the crash".utf8))
+        // No flush() and no close(): only the timer can have written it.
+        let deadline = Date() + 2
+        while Date() < deadline, !(try String(contentsOfFile: path, encoding: .utf8)).contains("before the crash") {
+            usleep(10_000)
+        }
+        // Simulate the kill: append half an event, as a write cut short would.
+        let handle = try XCTUnwrap(FileHandle(forWritingAtPath: path))
+        handle.seekToEndOfFile()
+        handle.write(Data("[0.5, \"o\", \"half".utf8))
+        try handle.close()
+        let cast = try AsciicastReader(path: path)
+        XCTAssertEqual(cast.events.map(\.data), ["before the crash"])
+        XCTAssertTrue(cast.cutOff)
+        XCTAssertEqual(cast.unreadableLines, 1)
+        withExtendedLifetime(writer) {}
+    }
+
+    func testEscapesAndSplitUTF8AreValidJSON() throws {
+        let path = dir + "/s4.cast"
+        let writer = try AsciicastWriter(path: path, header: header())
+        let euro = Array("€".utf8)
+        writer.recordOutput([0x1b, 0x5b, 0x32, 0x4a, 0x22, 0x5c] + [euro[0]])
+        writer.recordOutput(Array(euro[1...]) + [0x0a])
+        writer.recordInput([0xff, 0x41], redacted: false)
+        writer.close(reason: "exit")
+        let cast = try AsciicastReader(path: path)
+        XCTAssertEqual(cast.events[0].data, "\u{1b}[2J\"\\")
+        XCTAssertEqual(cast.events[1].data, "€\n")
+        XCTAssertEqual(cast.events[2].data, "\u{fffd}A")
+        XCTAssertEqual(cast.unreadableLines, 0)
+    }
+
+    func testReviewTextEscapesEverythingThatCouldActOnATerminal() {
+        let hostile = "a\u{1b}]0;pwned\u{07}b\u{9b}c\r\n\u{7f}"
+        let out = ReviewText.terminalOutput(hostile)
+        XCTAssertFalse(out.unicodeScalars.contains { $0.value < 0x20 && $0 != "\n" || $0.value == 0x7f || (0x80...0x9f).contains($0.value) })
+        XCTAssertTrue(out.contains("\\x1b]0;pwned\\x07"))
+        let json = ReviewText.jsonLine(Array("{\"a\":\"x\u{9b}y\u{7f}\"}".utf8))
+        XCTAssertEqual(json, "{\"a\":\"x\\u009by\\u007f\"}")
+        XCTAssertEqual(ReviewText.csvCell("=cmd|' /C calc'!A0"), "\"'=cmd|' /C calc'!A0\"")
+    }
+
+    func testTimeFilters() {
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        XCTAssertEqual(ReviewText.parseTime("7d", now: now), now.addingTimeInterval(-7 * 86400))
+        XCTAssertEqual(ReviewText.parseTime("2027-01-15"), Date(timeIntervalSince1970: 1_800_000_000 - 8 * 3600))
+        XCTAssertNotNil(ReviewText.parseTime("2026-11-29T04:00:00Z"))
+        XCTAssertNil(ReviewText.parseTime("last week"))
+    }
+}
