@@ -7,7 +7,7 @@ BUILD_DIR  := .build/debug
 STATE_DIR  ?= .gatehouse-demo
 LISTEN     ?= 127.0.0.1:2222
 
-.PHONY: deps build demo test unit e2e bench clean
+.PHONY: deps build demo test unit e2e bench bench-transcripts clean
 
 deps:
 	scripts/install-deps
@@ -38,6 +38,11 @@ bench: deps
 	$(SWIFT) build -c release
 	.venv/bin/python bench/login_exec.py --build .build/release
 	.venv/bin/python bench/idle_sessions.py --build .build/release
+
+## make bench-transcripts: recording on vs off on a 100 MiB output stream (issue 5).
+bench-transcripts: deps
+	$(SWIFT) build -c release
+	.venv/bin/python bench/transcript_overhead.py --build .build/release
 
 clean:
 	rm -rf .build .venv $(STATE_DIR)
