@@ -37,7 +37,9 @@ def test_wrong_code_is_refused(gateway):
     refused(login_and_run(gateway, "alice", code=wrong))
     failures = [e for e in gateway.audit_events() if e["kind"] == "auth.failure"]
     assert any(e["fields"].get("method") == "keyboard-interactive" for e in failures)
-    assert wrong not in (gateway.state_dir / "audit.log").read_text()
+    # Checked in the events' fields: the chain's hex hashes could hold any
+    # six digits by chance.
+    assert all(wrong not in str(e.get("fields", {})) for e in gateway.audit_events())
 
 
 def test_key_only_is_refused(gateway):

@@ -274,3 +274,60 @@ def test_verify_names_the_first_bad_seq_of_a_tampered_real_log(tmp_path, gateway
     result = gatehouse(state, "audit", "verify", check=False)
     assert result.returncode == 1
     assert b"FAILED at seq 3:" in result.stdout, result.stdout
+
+
+def test_gateway_fails_closed_when_the_audit_log_cannot_be_written(tmp_path):
+    """The audit log sits on a tiny tmpfs that is then filled: the next
+    command is refused (125) without starting its backend, the session ends,
+    and a new login is refused."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(mnt)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.decode().strip()}")
+    config = tmp_path / "gatehouse.yaml"
+    config.write_text(f"auditLog: {mnt}/audit.log\nauditCheckpointInterval: 3600\n")
+    gw = Gateway(tmp_path / "state", extra_args=["--config", str(config)])
+    try:
+        gw.audit_events = lambda: [json.loads(l) for l in (mnt / "audit.log").read_text().splitlines() if l.strip()]
+        gw.start()
+
+        async def go():
+            async with await connect(gw, "alice") as conn:
+                proc = await conn.create_process(term_type="xterm", term_size=(80, 24))
+                await asyncio.wait_for(proc.stdout.readuntil("alice> "), 10)
+                with open(mnt / "filler", "wb") as f:          # fill the file system
+                    try:
+                        while True:
+                            f.write(b"x" * 4096)
+                            f.flush()
+                    except OSError:
+                        pass
+                ran = 0
+                for _ in range(40):
+                    before = len(gw.invocations())
+                    proc.stdin.write("Get-Mailbox -Identity alice\r")
+                    out = ""
+                    try:
+                        while "alice> " not in out:
+                            chunk = await asyncio.wait_for(proc.stdout.read(4096), 10)
+                            if not chunk:
+                                break
+                            out += chunk
+                    except asyncio.TimeoutError:
+                        pass
+                    if "audit log unavailable" in out:
+                        assert len(gw.invocations()) == before, "a refused command must not start its backend"
+                        await asyncio.wait_for(proc.wait_closed(), 10)
+                        return ran, out, proc.exit_status
+                    assert "alice@contoso.com" in out, out
+                    ran += 1
+                raise AssertionError("the audit log never filled up")
+        ran, out, status = run(go())
+        assert "the session ends" in out
+        assert status == 125
+        with pytest.raises(Exception):
+            run(run_exec(gw, "alice", "Get-Mailbox -Identity alice"))
+    finally:
+        gw.stop()
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)

@@ -14,10 +14,11 @@ import Foundation
 /// - A clean end writes a final `"m"` marker `gatehouse: session ended
 ///   (REASON)`; a transcript without it was cut off (daemon killed).
 ///
-/// Events are buffered and written (`write(2)`) at least every
-/// `flushInterval` by a timer, at every `flush()` (the gateway calls it at
-/// command boundaries) and when the buffer grows past 64 KiB, so a daemon
-/// killed with `-9` leaves everything up to the last flush intact.
+/// Events are buffered and written (`write(2)`) at most `flushInterval`
+/// after they were recorded (a one-shot timer, armed only while data waits),
+/// at every `flush()` (the gateway calls it at command boundaries) and when
+/// the buffer grows past 64 KiB, so a daemon killed with `-9` leaves
+/// everything up to the last flush intact.
 /// Thread-safe: the session thread writes, the timer flushes.
 public final class AsciicastWriter: @unchecked Sendable {
     public static let endMarkerPrefix = "gatehouse: session ended"
@@ -66,11 +67,16 @@ public final class AsciicastWriter: @unchecked Sendable {
     private var closed = false
     private var failure: Int32?
     private var timer: DispatchSourceTimer?
+    private let flushInterval: TimeInterval
+    /// Whether the one-shot flush timer is set; it is set only while data
+    /// waits, so an idle session costs no wake-ups.
+    private var armed = false
     private static let flushThreshold = 1 << 16
 
     /// Creates the file (mode 0600, must not exist) and writes the header.
     public init(path: String, header: Header, flushInterval: TimeInterval = 0.2) throws {
         self.path = path
+        self.flushInterval = flushInterval
         fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw AuditLogError.io(path: path, errno: errno) }
         started = Self.monotonicNanoseconds()
@@ -82,7 +88,7 @@ public final class AsciicastWriter: @unchecked Sendable {
             throw AuditLogError.io(path: path, errno: failure)
         }
         let timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "gatehouse.transcript.flush"))
-        timer.schedule(deadline: .now() + flushInterval, repeating: flushInterval, leeway: .milliseconds(20))
+        timer.schedule(deadline: .distantFuture)
         timer.setEventHandler { [weak self] in self?.flush() }
         timer.resume()
         self.timer = timer
@@ -152,11 +158,11 @@ public final class AsciicastWriter: @unchecked Sendable {
 
     private func appendEvent(_ type: String, _ bytes: [UInt8], stream: Stream) {
         guard !closed else { return }
-        var data = bytes
+        let data: [UInt8]
         switch stream {
         case .output: data = Self.takeComplete(bytes, carry: &pendingOutput)
         case .input: data = Self.takeComplete(bytes, carry: &pendingInput)
-        case .whole: break
+        case .whole: data = bytes
         }
         if data.isEmpty { return }
         let elapsed = Double(Self.monotonicNanoseconds() &- started) / 1e9
@@ -165,24 +171,39 @@ public final class AsciicastWriter: @unchecked Sendable {
         buffer.append(contentsOf: ", \"".utf8)
         buffer.append(contentsOf: type.utf8)
         buffer.append(contentsOf: "\", \"".utf8)
-        // Invalid UTF-8 (a client may type anything) becomes U+FFFD: an
-        // asciicast line must be valid JSON text.
-        var text = String(decoding: data, as: UTF8.self)
-        text.withUTF8 { JSONValue.writeEscaped($0, to: &buffer) }
+        // Fast path: ASCII needs no UTF-8 validation. Otherwise invalid
+        // UTF-8 (a client may type anything) becomes U+FFFD: an asciicast
+        // line must be valid JSON text.
+        let mark = buffer.count
+        let ascii = data.withUnsafeBufferPointer { JSONValue.writeEscapedASCII($0, to: &buffer) }
+        if !ascii {
+            buffer.removeSubrange(mark...)
+            var text = String(decoding: data, as: UTF8.self)
+            text.withUTF8 { JSONValue.writeEscaped($0, to: &buffer) }
+        }
         buffer.append(contentsOf: "\"]\n".utf8)
-        if buffer.count >= Self.flushThreshold { flushLocked() }
+        if buffer.count >= Self.flushThreshold {
+            flushLocked()
+        } else if !armed {
+            armed = true
+            timer?.schedule(deadline: .now() + flushInterval, leeway: .milliseconds(20))
+        }
     }
 
     /// `carry + bytes` up to the last complete UTF-8 sequence; the rest is carried.
     private static func takeComplete(_ bytes: [UInt8], carry: inout [UInt8]) -> [UInt8] {
-        var data = carry.isEmpty ? bytes : carry + bytes
+        let data = carry.isEmpty ? bytes : carry + bytes
         let cut = completePrefixLength(data)
-        carry = cut < data.count ? Array(data[cut...]) : []
-        data.removeSubrange(cut...)
-        return data
+        if cut == data.count {          // the common case: no copy
+            carry = []
+            return data
+        }
+        carry = Array(data[cut...])
+        return Array(data[..<cut])
     }
 
     private func flushLocked() {
+        armed = false
         guard !buffer.isEmpty, !closed, failure == nil else { return }
         var offset = 0
         while offset < buffer.count {

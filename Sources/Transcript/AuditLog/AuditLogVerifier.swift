@@ -78,7 +78,7 @@ public struct AuditLogVerifier {
             do {
                 parsed = try AuditRecord.parse(line: line)
             } catch let failure as AuditRecord.ParseFailure {
-                if lineIsTornFragment(line, next: start, in: bytes) {
+                if Self.isTornFragment(line) {
                     report.notes.append("line \(lineNumber): fragment of a write cut short; not part of the chain")
                     continue
                 }
@@ -127,11 +127,11 @@ public struct AuditLogVerifier {
         return report
     }
 
-    /// A fragment is only tolerated when the next line continues the chain
-    /// as if it were absent, i.e. it is followed by nothing or by a valid line.
-    private func lineIsTornFragment(_ line: ArraySlice<UInt8>, next: Int, in bytes: [UInt8]) -> Bool {
-        // A torn write is a prefix of a JSON object: it starts with `{` and
-        // never reaches its closing brace.
+    /// A write cut short (power loss) leaves a prefix of a JSON object: it
+    /// starts with `{` and never reaches its closing brace. The daemon ends
+    /// it with a newline at restart and the chain continues past it, so it is
+    /// noted, not failed: the next line must still chain to the one before.
+    static func isTornFragment(_ line: ArraySlice<UInt8>) -> Bool {
         line.first == UInt8(ascii: "{") && line.last != UInt8(ascii: "}")
     }
 

@@ -92,10 +92,47 @@ public enum JSONValue: Sendable, Equatable, Codable {
         out.append(UInt8(ascii: "\""))
     }
 
+    /// Like `writeEscaped`, for bytes that are all ASCII; returns false (with
+    /// `out` partly written) at the first byte that is not, so the caller
+    /// can fall back to the validating path.
+    public static func writeEscapedASCII(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) -> Bool {
+        var runStart = 0
+        var i = 0
+        let n = bytes.count
+        while i < n {
+            let b = bytes[i]
+            if b >= 0x80 { return false }
+            if b >= 0x20 && b != 0x22 && b != 0x5c { i += 1; continue }
+            if runStart < i { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<i])) }
+            writeEscape(b, to: &out)
+            i += 1
+            runStart = i
+        }
+        if runStart < n { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<n])) }
+        return true
+    }
+
+    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+
+    @inline(__always)
+    private static func writeEscape(_ b: UInt8, to out: inout [UInt8]) {
+        out.append(0x5c)
+        switch b {
+        case 0x22: out.append(0x22)
+        case 0x5c: out.append(0x5c)
+        case 0x08: out.append(UInt8(ascii: "b"))
+        case 0x0c: out.append(UInt8(ascii: "f"))
+        case 0x0a: out.append(UInt8(ascii: "n"))
+        case 0x0d: out.append(UInt8(ascii: "r"))
+        case 0x09: out.append(UInt8(ascii: "t"))
+        default:
+            out.append(contentsOf: [UInt8(ascii: "u"), 0x30, 0x30, hexDigits[Int(b >> 4)], hexDigits[Int(b & 0xf)]])
+        }
+    }
+
     /// Escapes valid UTF-8 bytes for the inside of a JSON string. Fast path:
     /// runs of bytes that need no escape are copied in one go.
     public static func writeEscaped(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
-        let hex: [UInt8] = Array("0123456789abcdef".utf8)
         var runStart = 0
         var i = 0
         let n = bytes.count
@@ -103,18 +140,7 @@ public enum JSONValue: Sendable, Equatable, Codable {
             let b = bytes[i]
             if b >= 0x20 && b != 0x22 && b != 0x5c { i += 1; continue }
             if runStart < i { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<i])) }
-            out.append(0x5c)
-            switch b {
-            case 0x22: out.append(0x22)
-            case 0x5c: out.append(0x5c)
-            case 0x08: out.append(UInt8(ascii: "b"))
-            case 0x0c: out.append(UInt8(ascii: "f"))
-            case 0x0a: out.append(UInt8(ascii: "n"))
-            case 0x0d: out.append(UInt8(ascii: "r"))
-            case 0x09: out.append(UInt8(ascii: "t"))
-            default:
-                out.append(contentsOf: [UInt8(ascii: "u"), 0x30, 0x30, hex[Int(b >> 4)], hex[Int(b & 0xf)]])
-            }
+            writeEscape(b, to: &out)
             i += 1
             runStart = i
         }

@@ -18,6 +18,9 @@ public final class AuditIndex {
         do {
             var config = Configuration()
             config.label = "gatehouse.audit-index"
+            // The index holds command lines and parameters: as private as the log.
+            let previous = umask(0o077)
+            defer { umask(previous) }
             db = try DatabaseQueue(path: path, configuration: config)
             try Self.migrator.migrate(db)
         } catch {
