@@ -296,13 +296,14 @@ def test_gateway_fails_closed_when_the_audit_log_cannot_be_written(tmp_path):
             async with await connect(gw, "alice") as conn:
                 proc = await conn.create_process(term_type="xterm", term_size=(80, 24))
                 await asyncio.wait_for(proc.stdout.readuntil("alice> "), 10)
-                with open(mnt / "filler", "wb") as f:          # fill the file system
-                    try:
-                        while True:
-                            f.write(b"x" * 4096)
-                            f.flush()
-                    except OSError:
+                fd = os.open(mnt / "filler", os.O_WRONLY | os.O_CREAT, 0o600)   # fill the file system
+                try:
+                    while os.write(fd, b"x" * 4096) > 0:
                         pass
+                except OSError:
+                    pass
+                finally:
+                    os.close(fd)
                 ran = 0
                 for _ in range(40):
                     before = len(gw.invocations())
@@ -324,6 +325,7 @@ def test_gateway_fails_closed_when_the_audit_log_cannot_be_written(tmp_path):
                     ran += 1
                 raise AssertionError("the audit log never filled up")
         ran, out, status = run(go())
+        print(f"commands that ran before the audit log filled up: {ran}; then: {out.strip()!r}")
         assert "the session ends" in out
         assert status == 125
         with pytest.raises(Exception):
