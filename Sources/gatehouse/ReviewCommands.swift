@@ -17,9 +17,12 @@ struct StateLocation: ParsableArguments {
     @Option(name: .long, help: "Audit log (default <state dir>/audit.log).")
     var auditLog: String?
 
+    @Option(name: .long, help: "Transcript directory (default <state dir>/transcripts).")
+    var transcriptDir: String?
+
     var directory: String { demo ? FileManager.default.currentDirectoryPath + "/.gatehouse-demo" : stateDir }
     var logPath: String { auditLog ?? directory + "/audit.log" }
-    var transcripts: String { directory + "/transcripts" }
+    var transcripts: String { transcriptDir ?? directory + "/transcripts" }
 
     /// The index, caught up with the log.
     func index() throws -> AuditIndex {

@@ -105,3 +105,41 @@ final class AsciicastTests: XCTestCase {
         XCTAssertNil(ReviewText.parseTime("last week"))
     }
 }
+
+/// The transcript format is frozen once shipped: this golden text pins it
+/// (times replaced by their order, since they come from a real clock).
+/// Made by running the writer below once and reviewing the result by hand.
+final class AsciicastGoldenTests: XCTestCase {
+    func testFormatIsStable() throws {
+        let path = NSTemporaryDirectory() + "gatehouse-golden-\(UUID().uuidString).cast"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let header = AsciicastWriter.Header(
+            width: 80, height: 24, start: Date(timeIntervalSince1970: 1_800_000_000), term: "xterm", title: "gatehouse alice@gw1 session s1",
+            gatehouse: ["user": .string("alice"), "session": .string("s1"), "node": .string("gw1"),
+                        "client": .string("10.0.0.1:5000"), "start": .string("2027-01-15T08:00:00.000Z"),
+                        "claim": .array([.object(["role": .string("MailboxReader"), "source": .string("baseline")])]),
+                        "channel": .string("shell")])
+        let writer = try AsciicastWriter(path: path, header: header)
+        writer.recordOutput(Array("gatehouse alice> ".utf8))
+        writer.recordInput(Array("Get-Mailbox\r".utf8), redacted: false)
+        writer.recordOutput(Array("Get-Mailbox\r\n\u{1b}x\"q\"\r\n".utf8))
+        writer.recordInput(Array("123456\r".utf8), redacted: true)
+        writer.recordResize(columns: 100, rows: 30)
+        writer.close(reason: "exit")
+        var n = 0
+        let normalized = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map { line -> String in
+            guard line.hasPrefix("[") else { return String(line) }
+            n += 1
+            return "[T\(n)" + line[line.firstIndex(of: ",")!...]
+        }.joined(separator: "\n")
+        XCTAssertEqual(normalized, #"""
+        {"env":{"SHELL":"gatehouse","TERM":"xterm"},"gatehouse":{"channel":"shell","claim":[{"role":"MailboxReader","source":"baseline"}],"client":"10.0.0.1:5000","node":"gw1","session":"s1","start":"2027-01-15T08:00:00.000Z","user":"alice"},"height":24,"timestamp":1800000000,"title":"gatehouse alice@gw1 session s1","version":2,"width":80}
+        [T1, "o", "gatehouse alice> "]
+        [T2, "i", "Get-Mailbox\r"]
+        [T3, "o", "Get-Mailbox\r\n\u001bx\"q\"\r\n"]
+        [T4, "m", "gatehouse: input redacted (no-echo prompt)"]
+        [T5, "r", "100x30"]
+        [T6, "m", "gatehouse: session ended (exit)"]
+        """#)
+    }
+}
