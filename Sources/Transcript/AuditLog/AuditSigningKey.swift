@@ -19,7 +19,10 @@ public struct AuditSigningKey: @unchecked Sendable {
     /// Loads the key from `directory`, creating it (0600, `O_EXCL`) if absent.
     public static func loadOrCreate(in directory: String) throws -> AuditSigningKey {
         let path = directory + "/" + privateFileName
-        if let text = try? String(contentsOfFile: path, encoding: .utf8) {
+        if FileManager.default.fileExists(atPath: path) {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw AuditLogError.badKey(path: path, reason: "exists but cannot be read")
+            }
             guard let raw = Data(base64Encoded: text.trimmingCharacters(in: .whitespacesAndNewlines)),
                   let key = try? Curve25519.Signing.PrivateKey(rawRepresentation: raw) else {
                 throw AuditLogError.badKey(path: path, reason: "not a base64 Ed25519 private key")
