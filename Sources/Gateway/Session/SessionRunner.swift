@@ -137,7 +137,6 @@ final class SessionRunner {
             if endForAuditFailure(state) { return false }
         case .data(let channel, let bytes):
             guard let state = channels[channel.id], state.editor != nil else { break }
-            transcript.input(bytes, redacted: state.redactInput)
             feed(bytes, to: state)
         case .eof(let channel):
             if let state = channels[channel.id], state.editor != nil, state.channel.isOpen {
@@ -156,6 +155,7 @@ final class SessionRunner {
     }
 
     private func feed(_ bytes: [UInt8], to state: ChannelState) {
+        recordInput(bytes, on: state)
         guard var editor = state.editor else { return }
         let (echo, events) = editor.feed(bytes)
         state.editor = editor
@@ -212,6 +212,13 @@ final class SessionRunner {
         if let failure = transcript.openFailure {
             logger.error("transcript could not be created: \(failure)")
         }
+    }
+
+    /// Records typed bytes; while a no-echo prompt reads a secret, only a
+    /// redaction marker. Where the prompt can switch on in the middle of a
+    /// packet (type-ahead), call it per byte, after the switch.
+    private func recordInput(_ bytes: [UInt8], on state: ChannelState) {
+        transcript.input(bytes, redacted: state.redactInput)
     }
 
     /// If the audit log can no longer be written, the command was refused

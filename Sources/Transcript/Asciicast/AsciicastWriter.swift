@@ -71,6 +71,9 @@ public final class AsciicastWriter: @unchecked Sendable {
     /// Whether the one-shot flush timer is set; it is set only while data
     /// waits, so an idle session costs no wake-ups.
     private var armed = false
+    /// The last event was a redaction marker: a secret typed byte by byte
+    /// yields one marker, not one per byte (which would also tell its length).
+    private var redacting = false
     private static let flushThreshold = 1 << 16
 
     /// Creates the file (mode 0600, must not exist) and writes the header.
@@ -111,7 +114,8 @@ public final class AsciicastWriter: @unchecked Sendable {
         guard !bytes.isEmpty else { return }
         lock.withLock {
             if redacted {
-                appendMarker(Self.redactionMarker)
+                if !redacting { appendMarker(Self.redactionMarker) }
+                redacting = true
             } else {
                 appendEvent("i", bytes, stream: .input)
             }
@@ -158,6 +162,7 @@ public final class AsciicastWriter: @unchecked Sendable {
 
     private func appendEvent(_ type: String, _ bytes: [UInt8], stream: Stream) {
         guard !closed else { return }
+        redacting = false
         let data: [UInt8]
         switch stream {
         case .output: data = Self.takeComplete(bytes, carry: &pendingOutput)
