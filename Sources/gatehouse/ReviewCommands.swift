@@ -141,6 +141,11 @@ struct Sessions: ParsableCommand {
                 if let request = e.requestID { requests.insert(request) }
                 lines.append((e.seq, text))
             }
+            let windows = elevationWindows(others, sessionEnd: row.ended)
+            if !windows.isEmpty {
+                print("\nElevation windows")
+                for w in windows { print("  " + w) }
+            }
             print("\nTimeline")
             for (_, text) in lines.sorted(by: { $0.0 < $1.0 }) { print("  " + text) }
             if !requests.isEmpty {
@@ -187,6 +192,34 @@ struct Sessions: ParsableCommand {
                                     : "\n[session ended: \(ReviewText.field(transcript.endReason))]")
         }
     }
+}
+
+/// Pairs `elevation.start` with the `elevation.end` of the same request
+/// (Lockbox, issue 4) into one line per window; a window with no end ran
+/// until the session ended or was cut off.
+func elevationWindows(_ events: [AuditIndex.EventRow], sessionEnd: Date?) -> [String] {
+    var open: [Int64: AuditIndex.EventRow] = [:]
+    var lines: [String] = []
+    func describe(_ start: AuditIndex.EventRow, until: String) -> String {
+        let f = start.fields
+        var text = "request #\(start.requestID.map(String.init) ?? "?")"
+        if let role = f["role"] { text += " role \(ReviewText.field(role))" }
+        if let scope = f["scope"] { text += " scope \(ReviewText.field(scope))" }
+        return text + ": \(ReviewText.time(start.time)) → \(until)"
+    }
+    for e in events {
+        guard let request = e.requestID else { continue }
+        if e.kind == "elevation.start" {
+            open[request] = e
+        } else if e.kind == "elevation.end", let start = open.removeValue(forKey: request) {
+            let reason = e.fields["reason"].map { " (\(ReviewText.field($0)))" } ?? ""
+            lines.append(describe(start, until: ReviewText.time(e.time) + reason))
+        }
+    }
+    for start in open.values.sorted(by: { $0.seq < $1.seq }) {
+        lines.append(describe(start, until: sessionEnd == nil ? "no end recorded" : "session end \(ReviewText.time(sessionEnd))"))
+    }
+    return lines
 }
 
 struct Audit: ParsableCommand {

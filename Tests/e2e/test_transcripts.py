@@ -333,3 +333,38 @@ def test_gateway_fails_closed_when_the_audit_log_cannot_be_written(tmp_path):
     finally:
         gw.stop()
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def append_event(log: Path, kind: str, user: str, session: str, fields: dict):
+    """Appends one correctly chained event, as the daemon would write it."""
+    last = json.loads(log.read_text().splitlines()[-1])
+    body = {"seq": last["seq"] + 1, "prev": last["hash"], "time": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+            "kind": kind, "user": user, "session": session, "fields": fields}
+    body["hash"] = hashlib.sha256(canonical(body)).hexdigest()
+    with open(log, "ab") as f:
+        f.write(canonical(body) + b"\n")
+
+
+def test_sessions_show_renders_elevation_windows_and_request_links(tmp_path, gateway):
+    """Elevation events (written by Lockbox, issue 4) in a real session's log:
+    the timeline shows the window and the request, and `sessions list
+    --request` finds the session. The events are appended, correctly
+    chained, to a copy of the real log."""
+    _, session = run(shell_session(gateway, "alice", ["Get-Mailbox -Identity bob"]))
+    session_end(gateway, session)
+    state = tmp_path / "copy"
+    (state / "transcripts").mkdir(parents=True)
+    for name in ("audit.log", "audit.log.checkpoint", "audit-signing.pub"):
+        if (gateway.state_dir / name).exists():
+            (state / name).write_bytes((gateway.state_dir / name).read_bytes())
+    (state / "transcripts" / f"{session}.cast").write_bytes(cast_path(gateway, session).read_bytes())
+    log = state / "audit.log"
+    append_event(log, "elevation.start", "alice", session, {"requestID": "7", "role": "MailboxAdmin", "scope": "contoso"})
+    append_event(log, "elevation.end", "alice", session, {"requestID": "7", "reason": "expired"})
+    assert gatehouse(state, "audit", "verify").stdout.decode().startswith("OK:")
+    show = gatehouse(state, "sessions", "show", session).stdout.decode()
+    assert "Elevation windows" in show
+    assert "request #7 role MailboxAdmin scope contoso" in show and "(expired)" in show
+    assert "Lockbox requests: #7" in show
+    listed = gatehouse(state, "sessions", "list", "--request", "7").stdout.decode()
+    assert session in listed and "1 session(s)" in listed
