@@ -93,6 +93,24 @@ final class ChainedAuditLogTests: XCTestCase {
         XCTAssertEqual(try verify().problem?.seq, 3)
     }
 
+    func testDuplicatedKeyIsRejectedEvenThoughTheHashStillMatches() throws {
+        try makeLog(count: 5)
+        let original = try lines()
+        // Parsers disagree on which copy of a key wins (Python's json and jq
+        // keep the last): either placement is caught, at the right seq.
+        for (n, edit) in [("{\"fields\"", "{\"kind\":\"command.denied\",\"fields\""),
+                          ("\"}\u{0}", "\",\"kind\":\"command.denied\"}")].enumerated() {
+            var all = original
+            all[1] = (all[1] + "\u{0}").replacingOccurrences(of: edit.0, with: edit.1)
+                .replacingOccurrences(of: "\u{0}", with: "")
+            XCTAssertNotEqual(all[1], original[1])
+            try write(all)
+            let problem = try XCTUnwrap(try verify().problem)
+            XCTAssertEqual(problem.seq, 2)
+            if n == 1 { XCTAssertTrue(problem.reason.contains("canonical"), problem.reason) }
+        }
+    }
+
     func testRemovedEventIsNamedBySeq() throws {
         try makeLog(count: 8)
         var all = try lines()

@@ -90,6 +90,10 @@ public struct AuditLogVerifier {
                 fail("the event's content does not match its hash: it was edited")
                 break
             }
+            if !parsed.isCanonical {
+                fail("the line is not in canonical form (reformatted, or a key duplicated): it was edited")
+                break
+            }
             if record.seq != expected {
                 if record.seq > expected {
                     fail("expected seq \(expected) but found seq \(record.seq): events were removed or reordered")

@@ -66,14 +66,19 @@ public struct AuditRecord: Sendable, Equatable {
     public struct Parsed: Sendable {
         public let record: AuditRecord
         public let hashMatches: Bool
+        /// The line is byte for byte the canonical encoding of what it
+        /// parses to. A duplicated key, for one, is not: parsers disagree on
+        /// which copy wins, so such a line must not pass as unaltered.
+        public let isCanonical: Bool
     }
 
-    /// Parses one line. Unknown event kinds are kept (as `kindName`) so a
+    /// Parses one line. Unknown event kinds are kept as written, so a
     /// newer log still verifies with an older tool.
     public static func parse(line: some Collection<UInt8>) throws -> Parsed {
         let value: JSONValue
         do { value = try JSONValue.parse(line) } catch { throw ParseFailure(reason: "not valid JSON") }
         guard case .object(var members) = value else { throw ParseFailure(reason: "not a JSON object") }
+        let isCanonical = value.canonicalBytes.elementsEqual(line)
         guard let seq = members["seq"]?.int, let prev = members["prev"]?.string,
               let hash = members["hash"]?.string, let kindName = members["kind"]?.string,
               let timeText = members["time"]?.string else {
@@ -89,7 +94,7 @@ public struct AuditRecord: Sendable, Equatable {
                                  time: AuditTime.parse(timeText) ?? Date(timeIntervalSince1970: 0),
                                  kind: kindName, user: members["user"]?.string,
                                  session: members["session"]?.string, fields: fields)
-        return Parsed(record: record, hashMatches: recomputed == hash)
+        return Parsed(record: record, hashMatches: recomputed == hash, isCanonical: isCanonical)
     }
 }
 
