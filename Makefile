@@ -39,10 +39,11 @@ bench: deps
 	.venv/bin/python bench/login_exec.py --build .build/release
 	.venv/bin/python bench/idle_sessions.py --build .build/release
 
-## make bench-transcripts: recording on vs off on a 100 MiB output stream (issue 5).
+## make bench-transcripts: recording on vs off on a 100 MiB output stream; reviewer tools on a 400k-event log (issue 5).
 bench-transcripts: deps
 	$(SWIFT) build -c release
 	.venv/bin/python bench/transcript_overhead.py --build .build/release
+	.venv/bin/python bench/audit_search.py --build .build/release
 
 clean:
 	rm -rf .build .venv $(STATE_DIR)

@@ -1,6 +1,6 @@
 import Foundation
 import GatehouseCore
-import Transcript
+@testable import Transcript
 import XCTest
 
 final class AsciicastTests: XCTestCase {
@@ -97,12 +97,20 @@ final class AsciicastTests: XCTestCase {
         XCTAssertEqual(ReviewText.csvCell("=cmd|' /C calc'!A0"), "\"'=cmd|' /C calc'!A0\"")
     }
 
-    func testTimeFilters() {
+    func testTimeFilters() throws {
         let now = Date(timeIntervalSince1970: 1_800_000_000)
         XCTAssertEqual(ReviewText.parseTime("7d", now: now), now.addingTimeInterval(-7 * 86400))
         XCTAssertEqual(ReviewText.parseTime("2027-01-15"), Date(timeIntervalSince1970: 1_800_000_000 - 8 * 3600))
         XCTAssertNotNil(ReviewText.parseTime("2026-11-29T04:00:00Z"))
         XCTAssertNil(ReviewText.parseTime("last week"))
+        // The fast path agrees with Foundation's parser across the calendar.
+        for t in stride(from: -86400.0 * 400, to: 86400 * 365 * 40, by: 86400 * 7.37 + 0.123) {
+            let date = Date(timeIntervalSince1970: 1_700_000_000 + t)
+            let text = AuditTime.format(date)
+            let fast = try XCTUnwrap(AuditTime.parseFast(text), text)
+            let slow = try Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text)
+            XCTAssertEqual(fast.timeIntervalSince1970, slow.timeIntervalSince1970, accuracy: 1e-6, text)
+        }
     }
 }
 

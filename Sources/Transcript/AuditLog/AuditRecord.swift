@@ -105,7 +105,36 @@ public enum AuditTime {
     }
 
     public static func parse(_ text: String) -> Date? {
+        if let d = parseFast(text) { return d }
         if let d = try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text) { return d }
         return try? Date.ISO8601FormatStyle().parse(text)
+    }
+
+    /// The exact shape `format` writes, `2026-11-29T04:10:28.713Z`, parsed
+    /// without a formatter (reindexing a long log parses millions of these).
+    static func parseFast(_ text: String) -> Date? {
+        let b = Array(text.utf8)
+        guard b.count == 24, b[4] == 0x2d, b[7] == 0x2d, b[10] == 0x54, b[13] == 0x3a, b[16] == 0x3a,
+              b[19] == 0x2e, b[23] == 0x5a else { return nil }
+        func num(_ r: Range<Int>) -> Int? {
+            var v = 0
+            for i in r {
+                guard b[i] >= 0x30 && b[i] <= 0x39 else { return nil }
+                v = v * 10 + Int(b[i] - 0x30)
+            }
+            return v
+        }
+        guard let y = num(0..<4), let mo = num(5..<7), let d = num(8..<10), let h = num(11..<13),
+              let mi = num(14..<16), let s = num(17..<19), let ms = num(20..<23),
+              (1...12).contains(mo), (1...31).contains(d), h < 24, mi < 60, s < 61 else { return nil }
+        // Days from civil (Howard Hinnant's algorithm), UTC.
+        let yy = mo <= 2 ? y - 1 : y
+        let era = (yy >= 0 ? yy : yy - 399) / 400
+        let yoe = yy - era * 400
+        let doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        let days = era * 146097 + doe - 719468
+        let seconds = Double(days * 86400 + h * 3600 + mi * 60 + s) + Double(ms) / 1000
+        return Date(timeIntervalSince1970: seconds)
     }
 }

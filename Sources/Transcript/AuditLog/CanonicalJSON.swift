@@ -19,12 +19,14 @@ public enum JSONValue: Sendable, Equatable, Codable {
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.singleValueContainer()
+        // Most values in an audit line are strings, then objects: trying
+        // them first keeps failed (throwing) attempts rare.
         if c.decodeNil() { self = .null; return }
-        if let b = try? c.decode(Bool.self) { self = .bool(b); return }
-        if let i = try? c.decode(Int.self) { self = .int(i); return }
         if let s = try? c.decode(String.self) { self = .string(s); return }
-        if let a = try? c.decode([JSONValue].self) { self = .array(a); return }
         if let o = try? c.decode([String: JSONValue].self) { self = .object(o); return }
+        if let i = try? c.decode(Int.self) { self = .int(i); return }
+        if let b = try? c.decode(Bool.self) { self = .bool(b); return }
+        if let a = try? c.decode([JSONValue].self) { self = .array(a); return }
         throw DecodingError.dataCorruptedError(in: c, debugDescription: "unsupported JSON value (only integers, strings, booleans, arrays, objects)")
     }
 

@@ -42,7 +42,7 @@ public final class AuditIndex {
                 CREATE INDEX sessions_started ON sessions(started);
                 CREATE TABLE commands (
                     seq INTEGER PRIMARY KEY, session TEXT, user TEXT, time REAL NOT NULL,
-                    cmdlet TEXT, line TEXT, decision TEXT NOT NULL, role TEXT, reason TEXT, stage TEXT,
+                    cmdlet TEXT COLLATE NOCASE, line TEXT, decision TEXT NOT NULL, role TEXT, reason TEXT, stage TEXT,
                     scope TEXT, requestID INTEGER, argv TEXT, parameters TEXT,
                     exitStatus INTEGER, durationMs INTEGER, stdoutBytes INTEGER, stderrBytes INTEGER,
                     finishedSeq INTEGER);
@@ -50,8 +50,9 @@ public final class AuditIndex {
                 CREATE INDEX commands_cmdlet_time ON commands(cmdlet, time);
                 CREATE INDEX commands_session ON commands(session, seq);
                 CREATE INDEX commands_request ON commands(requestID);
-                CREATE TABLE parameters (commandSeq INTEGER NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL);
+                CREATE TABLE parameters (commandSeq INTEGER NOT NULL, name TEXT NOT NULL COLLATE NOCASE, value TEXT NOT NULL);
                 CREATE INDEX parameters_name_value ON parameters(name, value);
+                CREATE INDEX parameters_command ON parameters(commandSeq);
                 CREATE TABLE events (
                     seq INTEGER PRIMARY KEY, time REAL NOT NULL, kind TEXT NOT NULL, user TEXT, session TEXT,
                     requestID INTEGER, fields TEXT NOT NULL);
@@ -111,48 +112,53 @@ public final class AuditIndex {
     }
 
     private static func index(_ r: AuditRecord, _ db: Database) throws {
+        // Statements are compiled once per connection: indexing a long log
+        // is then bound by SQLite, not by parsing SQL.
+        func exec(_ sql: String, _ arguments: StatementArguments) throws {
+            try db.cachedStatement(sql: sql).execute(arguments: arguments)
+        }
         let t = r.time.timeIntervalSince1970
         let f = r.fields
         switch r.kind {
         case "session.start":
-            try db.execute(sql: """
+            try exec("""
                 INSERT OR REPLACE INTO sessions(id, user, node, client, started, startSeq) VALUES (?, ?, ?, ?, ?, ?)
-                """, arguments: [r.session, r.user, f["node"], f["source"], t, r.seq])
+                """, [r.session, r.user, f["node"], f["source"], t, r.seq])
         case "session.end":
-            try db.execute(sql: "UPDATE sessions SET ended = ?, endReason = ?, endSeq = ? WHERE id = ?",
-                           arguments: [t, f["reason"], r.seq, r.session])
+            try exec("UPDATE sessions SET ended = ?, endReason = ?, endSeq = ? WHERE id = ?",
+                           [t, f["reason"], r.seq, r.session])
         case "command.allowed", "command.denied":
             let allowed = r.kind == "command.allowed"
-            try db.execute(sql: """
+            try exec("""
                 INSERT OR REPLACE INTO commands(seq, session, user, time, cmdlet, line, decision, role, reason, stage,
                     scope, requestID, argv, parameters)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [r.seq, r.session, r.user, t, f["cmdlet"], f["line"], allowed ? "allow" : "deny",
+                """, [r.seq, r.session, r.user, t, f["cmdlet"], f["line"], allowed ? "allow" : "deny",
                                  f["role"], f["reason"], f["stage"], f["scope"], f["requestID"].flatMap { Int64($0) },
                                  f["argv"], f["parameters"]])
             if let json = f["parameters"], let object = try? JSONValue.parse(Array(json.utf8)).object {
                 for (name, value) in object {
-                    try db.execute(sql: "INSERT INTO parameters(commandSeq, name, value) VALUES (?, ?, ?)",
-                                   arguments: [r.seq, name, value.string ?? ""])
+                    try exec("INSERT INTO parameters(commandSeq, name, value) VALUES (?, ?, ?)",
+                                   [r.seq, name, value.string ?? ""])
                 }
             }
-            try db.execute(sql: "UPDATE sessions SET commands = commands + 1, denied = denied + ? WHERE id = ?",
-                           arguments: [allowed ? 0 : 1, r.session])
+            try exec("UPDATE sessions SET commands = commands + 1, denied = denied + ? WHERE id = ?",
+                           [allowed ? 0 : 1, r.session])
         case "command.finished":
             // Commands in one session run one at a time: the finish belongs to
             // the newest allowed command of that session not yet finished.
-            try db.execute(sql: """
+            try exec("""
                 UPDATE commands SET exitStatus = ?, durationMs = ?, stdoutBytes = ?, stderrBytes = ?, finishedSeq = ?
                 WHERE seq = (SELECT max(seq) FROM commands WHERE session = ? AND decision = 'allow'
                              AND finishedSeq IS NULL AND cmdlet IS ?)
-                """, arguments: [f["exitStatus"].flatMap { Int($0) }, f["durationMs"].flatMap { Int($0) },
+                """, [f["exitStatus"].flatMap { Int($0) }, f["durationMs"].flatMap { Int($0) },
                                  f["stdoutBytes"].flatMap { Int($0) }, f["stderrBytes"].flatMap { Int($0) },
                                  r.seq, r.session, f["cmdlet"]])
         default:
             let fieldsJSON = String(decoding: JSONValue.object(f.mapValues { .string($0) }).canonicalBytes, as: UTF8.self)
             let request = (f["requestID"] ?? f["request"] ?? f["requestId"]).flatMap { Int64($0) }
-            try db.execute(sql: "INSERT OR REPLACE INTO events(seq, time, kind, user, session, requestID, fields) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                           arguments: [r.seq, t, r.kind, r.user, r.session, request, fieldsJSON])
+            try exec("INSERT OR REPLACE INTO events(seq, time, kind, user, session, requestID, fields) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           [r.seq, t, r.kind, r.user, r.session, request, fieldsJSON])
         }
     }
 
@@ -254,9 +260,9 @@ public final class AuditIndex {
     public func commands(_ filter: CommandFilter) throws -> [CommandRow] {
         var clauses: [String] = []
         var args: [DatabaseValueConvertible?] = []
-        if let cmdlet = filter.cmdlet { clauses.append("cmdlet = ? COLLATE NOCASE"); args.append(cmdlet) }
+        if let cmdlet = filter.cmdlet { clauses.append("cmdlet = ?"); args.append(cmdlet) }
         for (name, value) in filter.parameters {
-            clauses.append("seq IN (SELECT commandSeq FROM parameters WHERE name = ? COLLATE NOCASE AND value = ?)")
+            clauses.append("seq IN (SELECT commandSeq FROM parameters WHERE name = ? AND value = ?)")
             args.append(name); args.append(value)
         }
         if let user = filter.user { clauses.append("user = ?"); args.append(user) }
