@@ -42,9 +42,48 @@ public enum JSONValue: Sendable, Equatable, Codable {
         }
     }
 
-    /// Parses one JSON text (one audit line).
+    /// Parses one JSON text (one audit line). JSONSerialization is several
+    /// times faster than decoding this enum with JSONDecoder, which matters
+    /// when `verify` or `reindex` reads a long log.
     public static func parse(_ bytes: some Collection<UInt8>) throws -> JSONValue {
-        try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
+        let object = try JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed])
+        guard let value = JSONValue(foundation: object) else { throw ParseError() }
+        return value
+    }
+
+    /// A JSON value this type does not represent (a fraction, say).
+    public struct ParseError: Error {}
+
+    init?(foundation object: Any) {
+        switch object {
+        case let s as String:
+            self = .string(s)
+        case let d as [String: Any]:
+            var members: [String: JSONValue] = [:]
+            members.reserveCapacity(d.count)
+            for (k, v) in d {
+                guard let value = JSONValue(foundation: v) else { return nil }
+                members[k] = value
+            }
+            self = .object(members)
+        case let a as [Any]:
+            var items: [JSONValue] = []
+            for v in a {
+                guard let value = JSONValue(foundation: v) else { return nil }
+                items.append(value)
+            }
+            self = .array(items)
+        case is NSNull:
+            self = .null
+        case let n as NSNumber:
+            switch String(cString: n.objCType) {
+            case "c", "B": self = .bool(n.boolValue)
+            case "d", "f": return nil
+            default: self = .int(n.intValue)
+            }
+        default:
+            return nil
+        }
     }
 
     public var string: String? { if case .string(let s) = self { return s }; return nil }
