@@ -114,7 +114,7 @@ public enum JSONValue: Sendable, Equatable, Codable {
         case .object(let members):
             out.append(UInt8(ascii: "{"))
             // Sorting by UTF-8 bytes equals sorting by code point.
-            let keys = members.keys.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+            let keys = members.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
             for (n, key) in keys.enumerated() {
                 if n > 0 { out.append(UInt8(ascii: ",")) }
                 JSONValue.writeString(key, to: &out)
