@@ -220,7 +220,8 @@ public final class AsciicastWriter: @unchecked Sendable {
             }
             offset += n
         }
-        buffer.removeAll(keepingCapacity: true)
+        // An idle session keeps no large buffer after a burst of output.
+        buffer.removeAll(keepingCapacity: buffer.capacity <= 1 << 12)
     }
 
     /// True once a write failed (disk full); the gateway logs it. Recording
