@@ -17,6 +17,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         .systemLibrary(name: "CLibSSH", pkgConfig: "libssh",
@@ -28,7 +30,12 @@ let package = Package(
                                                   .product(name: "Logging", package: "swift-log")]),
         .target(name: "PAMAuth", dependencies: ["CPAM", "GatehouseCore"]),
         .target(name: "CmdletPolicy", dependencies: ["GatehouseCore", "Yams"]),
-        .target(name: "Lockbox", dependencies: ["GatehouseCore", "CmdletPolicy"]),
+        .target(name: "Lockbox", dependencies: [
+            "GatehouseCore", "CmdletPolicy", "Yams",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .target(name: "CmdletShell", dependencies: ["GatehouseCore", "CmdletPolicy"]),
         .target(name: "Transcript", dependencies: ["GatehouseCore"]),
         .target(name: "Gateway", dependencies: [
@@ -50,7 +57,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["GatehouseCore"], path: "Tests/TestSupport"),
         .testTarget(name: "CmdletShellTests", dependencies: ["CmdletShell", "CmdletPolicy", "TestSupport"]),
         .testTarget(name: "CmdletPolicyTests", dependencies: ["CmdletPolicy", "TestSupport"]),
-        .testTarget(name: "LockboxTests", dependencies: ["Lockbox", "TestSupport"]),
+        .testTarget(name: "LockboxTests", dependencies: ["Lockbox", "CmdletPolicy", "TestSupport"]),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
