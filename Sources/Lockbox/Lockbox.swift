@@ -297,9 +297,12 @@ public final class Lockbox: @unchecked Sendable {
             logger?.error("Lockbox store unreadable while ending elevations: \(error)")
             return []
         }
+        let now = clock.now()
         return active.compactMap { request in
-            try? end(request, event: .cancel, kind: .elevationEnd, actor: user, reason: reason, session: session,
-                     onlyInSession: session)
+            // A grant whose time already ran out is recorded as expired, not as ended by the user.
+            if let deadline = request.deadline, deadline <= now { return try? expire(request) }
+            return try? end(request, event: .cancel, kind: .elevationEnd, actor: user, reason: reason, session: session,
+                            onlyInSession: session)
         }
     }
 
