@@ -54,6 +54,10 @@ let package = Package(
         // separate program on purpose: the gateway only ever reaches it
         // through posix_spawn and an argv template, as it would a real one.
         .executableTarget(name: "gatehouse-demo-mailbox"),
+        // `make bench-lockbox`: claim() latency with 100,000 historical requests.
+        .executableTarget(name: "lockbox-claim-bench", dependencies: [
+            "Lockbox", "GatehouseCore", .product(name: "GRDB", package: "GRDB.swift"),
+        ], path: "bench/LockboxClaimBench"),
         .target(name: "TestSupport", dependencies: ["GatehouseCore"], path: "Tests/TestSupport"),
         .testTarget(name: "CmdletShellTests", dependencies: ["CmdletShell", "CmdletPolicy", "TestSupport"]),
         .testTarget(name: "CmdletPolicyTests", dependencies: ["CmdletPolicy", "TestSupport"]),

@@ -178,11 +178,15 @@ public final class SQLiteLockboxStore: LockboxStore, @unchecked Sendable {
 
     public func activeGrants(session: SessionID, now: Date) throws -> [ActiveGrant] {
         try guarded {
-            try pool.read { db in
-                let rows = try Row.fetchAll(db, sql: """
+            // One SELECT is atomic on its own, so the read needs no explicit
+            // transaction (unsafeRead skips BEGIN/COMMIT); the statement is
+            // prepared once per reader connection and cached.
+            try pool.unsafeRead { db in
+                let statement = try db.cachedStatement(sql: """
                     SELECT id, role, scope, expires_at FROM request
                     WHERE session = ? AND state = 'active' AND expires_at > ? ORDER BY id
-                    """, arguments: [session.rawValue, now.timeIntervalSince1970])
+                    """)
+                let rows = try Row.fetchAll(statement, arguments: [session.rawValue, now.timeIntervalSince1970])
                 return rows.map { row in
                     ActiveGrant(requestID: row["id"], role: row["role"], scope: row["scope"],
                                 expiresAt: Date(timeIntervalSince1970: row["expires_at"]))
