@@ -42,8 +42,8 @@ public final class GatewayContext: @unchecked Sendable {
         warnings = loaded.warnings
         for warning in loaded.warnings { logger.warning("\(warning)") }
         audit = try JSONLinesAuditLog(path: configuration.auditLogPath)
-        lockbox = try Self.makeLockbox(configuration: configuration, policy: policy, directory: directory, audit: audit,
-                                       clock: clock, logger: logger)
+        lockbox = try Self.makeLockbox(configuration: configuration, rules: loaded.lockboxPolicy, directory: directory,
+                                       audit: audit, clock: clock, logger: logger)
         interpreter = CmdletInterpreter(audit: audit, clock: clock)
         try audit.record(AuditEvent(time: clock.now(), kind: .policyLoad, fields: [
             "policyDirectory": configuration.policyDirectory,
@@ -57,9 +57,8 @@ public final class GatewayContext: @unchecked Sendable {
 
     /// The elevation workflow: rules from `<policy>/lockbox.yaml` (absent:
     /// nothing can be requested), requests in `<state>/lockbox.sqlite`.
-    static func makeLockbox(configuration: GatewayConfiguration, policy: PolicySnapshot, directory: DirectoryModel,
+    static func makeLockbox(configuration: GatewayConfiguration, rules: LockboxPolicy, directory: DirectoryModel,
                             audit: AuditSink, clock: Clock, logger: Logger) throws -> Lockbox {
-        let rules = try LockboxPolicy.load(file: configuration.policyDirectory + "/lockbox.yaml", snapshot: policy)
         let store = try SQLiteLockboxStore(path: configuration.stateDirectory + "/lockbox.sqlite")
         let notifier = rules.notify.map { NotificationHookRunner(hook: $0, logger: logger) }
         return Lockbox(directory: directory, policy: rules, store: store, audit: audit, clock: clock,

@@ -45,6 +45,19 @@ extension SessionRunner {
         }
     }
 
+    /// Writes the one-time secret to the channel only. Deliberately not
+    /// `write(_:_:stderr:)`: session recording hooks in there, and a secret
+    /// must never reach a transcript or a log.
+    func writeUnrecorded(_ state: ChannelState, _ bytes: [UInt8]) {
+        guard state.channel.isOpen else { return }
+        var out: [UInt8] = []
+        for b in bytes {
+            if b == 0x0a && state.pty != nil { out.append(0x0d) }
+            out.append(b)
+        }
+        try? state.channel.write(out, stderr: false)
+    }
+
     /// `[MailboxAdmin@contoso 59m]` while elevated, so the user always sees
     /// which rights they are using and for how long.
     func elevationPromptSuffix() -> String {

@@ -34,7 +34,8 @@ final class SessionRunner {
         var pty: (term: String, columns: Int, rows: Int)?
         var editor: LineEditor?
         /// Set while Enter-Elevation waits for the secret: input is not echoed
-        /// and the next line is the secret, never a command.
+        /// and the next line is the secret, never a command. Anything that
+        /// records typed input (transcripts) must skip input while it is set.
         var secretPrompt: Int64?
         var started = false
         var lastStatus: Int32 = 0
@@ -290,8 +291,8 @@ final class SessionRunner {
         }
         func stdout(_ bytes: [UInt8]) { runner.write(state, bytes, stderr: false) }
         func stderr(_ bytes: [UInt8]) { runner.write(state, bytes, stderr: true) }
-        /// The one-time secret: straight to this channel. Whatever records
-        /// session output (transcripts) must tap stdout/stderr, never this.
-        func sensitive(_ bytes: [UInt8]) { runner.write(state, bytes, stderr: false) }
+        /// The one-time secret: straight to this channel, bypassing `write`,
+        /// so whatever records session output must never see it.
+        func sensitive(_ bytes: [UInt8]) { runner.writeUnrecorded(state, bytes) }
     }
 }
