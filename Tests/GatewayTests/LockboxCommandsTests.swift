@@ -109,3 +109,39 @@ final class LockboxCommandsTests: XCTestCase {
         XCTAssertTrue(try lockbox.store.requests(RequestQuery()).isEmpty)
     }
 }
+
+/// lockbox.yaml is loaded and checked with the rest of the policy, so the
+/// daemon, --check-config and `gatehouse policy check` refuse the same mistakes.
+final class LockboxPolicyBundleTests: XCTestCase {
+    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+
+    func copyOfRepositoryPolicies() throws -> String {
+        let dir = NSTemporaryDirectory() + "gatehouse-bundle-" + UUID().uuidString
+        try FileManager.default.copyItem(atPath: Self.repo.appendingPathComponent("policies").path, toPath: dir)
+        return dir
+    }
+
+    func testRepositoryLockboxPolicyLoads() throws {
+        let dir = try copyOfRepositoryPolicies()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let bundle = try PolicyBundle.load(policyDirectory: dir, directoryFile: dir + "/directory.yaml", libexecDirectory: "/x")
+        let rule = try XCTUnwrap(bundle.lockboxPolicy.rule(for: "MailboxAdmin"))
+        XCTAssertEqual(rule.maxDurationSeconds, 4 * 3600)
+        XCTAssertEqual(rule.requestableBy, ["engineers"])
+        XCTAssertTrue(rule.customerStage)
+        XCTAssertNil(bundle.lockboxPolicy.rule(for: "MailboxReader"), "only listed roles can be requested")
+    }
+
+    func testLockboxPolicyMistakesAreReportedWithFileAndLine() throws {
+        let dir = try copyOfRepositoryPolicies()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "roles:\n  MailboxAdmin:\n    requestableBy: [engineers]\n    approvals: [customer]\n"
+            .write(toFile: dir + "/lockbox.yaml", atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try PolicyBundle.load(policyDirectory: dir, directoryFile: dir + "/directory.yaml",
+                                                   libexecDirectory: "/x")) { error in
+            XCTAssertTrue(String(describing: error).contains("lockbox.yaml:4:"), "\(error)")
+            XCTAssertTrue(String(describing: error).contains("approvals must include manager"), "\(error)")
+        }
+    }
+}
