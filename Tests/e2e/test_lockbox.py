@@ -149,7 +149,7 @@ def test_full_path_alice_bob_carol_secret_elevation_set_mailbox(gateway):
 
 
 def test_after_expiry_set_mailbox_is_refused(gateway):
-    rid = approved_request(gateway, duration="3s")
+    rid = approved_request(gateway, duration="5s")
 
     async def scenario():
         shell = await Shell.open(gateway, "alice")
@@ -157,7 +157,7 @@ def test_after_expiry_set_mailbox_is_refused(gateway):
             secret = await shell.fetch_secret(rid)
             assert "Elevated" in await shell.elevate(rid, secret)
             assert "ProhibitSendQuota set" in await shell.command("Set-Mailbox -Identity bob -ProhibitSendQuota 2GB")
-            await shell.expect(rf"Elevation {rid} \(MailboxAdmin in contoso\) ended: its time is up", timeout=8)
+            await shell.expect(rf"Elevation {rid} \(MailboxAdmin in contoso\) ended: its time is up", timeout=10)
             await shell.expect(r"alice> ")
             after = await shell.command("Set-Mailbox -Identity bob -ProhibitSendQuota 2GB")
             assert "not permitted" in after, after

@@ -66,7 +66,7 @@ def test_notification_hook_gets_every_state_change_as_json(hooked):
 
 
 def test_backend_running_when_the_grant_ends_is_stopped(hooked):
-    rid = approved_request(hooked, duration="3s")
+    rid = approved_request(hooked, duration="4s")
 
     async def scenario():
         shell = await Shell.open(hooked, "alice")
@@ -77,7 +77,7 @@ def test_backend_running_when_the_grant_ends_is_stopped(hooked):
             out = await shell.command("Test-LongChange", timeout=20)
             took = time.monotonic() - started
             assert "Test-LongChange was stopped: its elevation ended" in out, out
-            assert took < 10, f"the backend ran {took:.1f}s past its grant"
+            assert took < 12, f"the backend ran {took:.1f}s past its grant"
         finally:
             await shell.close()
 
@@ -85,3 +85,34 @@ def test_backend_running_when_the_grant_ends_is_stopped(hooked):
     finished = [e for e in hooked.audit_events() if e["kind"] == "command.finished"
                 and e["fields"].get("cmdlet") == "Test-LongChange"]
     assert finished and finished[-1]["fields"]["cancelled"] == "true"
+
+
+def test_requests_survive_a_restart_and_a_used_secret_stays_used(hooked):
+    """Runs last in this module: it restarts the daemon on the same state."""
+    used = approved_request(hooked)
+    waiting = approved_request(hooked)
+
+    async def redeem_used():
+        shell = await Shell.open(hooked, "alice")
+        try:
+            secret = await shell.fetch_secret(used)
+            assert "Elevated" in await shell.elevate(used, secret)
+            return secret, await shell.fetch_secret(waiting)
+        finally:
+            await shell.close()
+
+    used_secret, waiting_secret = run(redeem_used())
+    hooked.stop()
+    hooked.start()
+
+    async def after_restart():
+        shell = await Shell.open(hooked, "alice")
+        try:
+            again = await shell.elevate(used, used_secret)
+            assert "Elevated" not in again and re.search(rf"Request {used} (is cancelled|was already redeemed)", again), again
+            fresh = await shell.elevate(waiting, waiting_secret)
+            assert "Elevated: MailboxAdmin in contoso" in fresh, fresh
+        finally:
+            await shell.close()
+
+    run(after_restart())

@@ -25,6 +25,10 @@ struct LockboxCommands: ShellCommandProvider {
     static let names = ["New-LockboxRequest", "Get-LockboxRequest", "Approve-LockboxRequest", "Deny-LockboxRequest",
                         "Revoke-LockboxRequest", "Cancel-LockboxRequest", "Get-LockboxCredential", "Exit-Elevation"]
 
+    /// Shown in the session banner: Get-Command lists only policy cmdlets.
+    static let bannerLine = "Elevation: New-LockboxRequest, Get-LockboxRequest [-Pending], Approve-/Deny-/Revoke-/"
+        + "Cancel-LockboxRequest -Id N, Get-LockboxCredential -Id N, Enter-Elevation -Id N, Exit-Elevation."
+
     func handles(_ name: String) -> Bool { Self.canonical(name) != nil }
 
     static func canonical(_ name: String) -> String? { names.first { ASCII.equalsIgnoringCase($0, name) } }

@@ -246,6 +246,7 @@ final class SessionRunner {
         return """
         Gatehouse constrained shell on \(gateway.configuration.nodeName). Session \(session).
         Roles: \(roles.isEmpty ? "none" : roles.joined(separator: ", ")). Get-Command lists what you may run; exit leaves.
+        \(LockboxCommands.bannerLine)
 
         """
     }
