@@ -270,6 +270,14 @@ final class WorkflowTests: XCTestCase {
         XCTAssertNil(OneTimeSecret(typed: Array("0000".utf8)))
     }
 
+    func testARequestableRoleMustSetMaxDuration() throws {
+        let text = "roles:\n  MailboxReader:\n    requestableBy: [engineers]\n"
+        XCTAssertThrowsError(try LockboxPolicy.load(text: text, file: "lockbox.yaml", snapshot: World.snapshot())) { error in
+            XCTAssertTrue(String(describing: error).contains("lockbox.yaml:2:"), "\(error)")
+            XCTAssertTrue(String(describing: error).contains("sets no maxDuration"), "\(error)")
+        }
+    }
+
     func testLockboxPolicyErrorsCarryFileAndLine() throws {
         let bad = """
         roles:

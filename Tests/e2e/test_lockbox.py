@@ -41,6 +41,16 @@ def approved_request(gw, user="alice", scope="contoso", duration="1h"):
     return rid
 
 
+def wait_for_event(gw, predicate, timeout=5):
+    """Audit events of other threads (the session's end, the sweeper) land asynchronously."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if any(predicate(e) for e in gw.audit_events()):
+            return True
+        time.sleep(0.1)
+    return False
+
+
 class Shell:
     """An interactive pty session (asyncssh process with a terminal)."""
 
@@ -165,8 +175,8 @@ def test_after_expiry_set_mailbox_is_refused(gateway):
             await shell.close()
 
     run(scenario())
-    assert any(e["kind"] == "elevation.end" and e["fields"].get("requestID") == str(rid)
-               and e["fields"].get("state") == "expired" for e in gateway.audit_events())
+    assert wait_for_event(gateway, lambda e: e["kind"] == "elevation.end" and e["fields"].get("requestID") == str(rid)
+                          and e["fields"].get("state") == "expired")
 
 
 def test_self_approval_is_refused(gateway):

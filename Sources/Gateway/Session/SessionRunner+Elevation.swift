@@ -87,6 +87,9 @@ extension SessionRunner {
         }
         let ended = knownElevations.filter { active[$0.key] == nil }
         knownElevations = active
+        // A grant that timed out leaves the claim at once; record its expiry
+        // now rather than at the next throttled sweep.
+        if !ended.isEmpty { gateway.lockbox.sweep() }
         for (id, grant) in ended.sorted(by: { $0.key < $1.key }) {
             let request = try? gateway.lockbox.store.request(id: id)
             let why: String

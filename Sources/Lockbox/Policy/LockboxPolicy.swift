@@ -101,7 +101,6 @@ public struct LockboxPolicy: Sendable {
 
     static let defaultPendingTTL = 86_400
     static let defaultRedeemWindow = 3_600
-    static let defaultMaxDuration = 8 * 3_600
 
     static func parse(_ root: Node, reader: YAMLReader, snapshot: PolicySnapshot) -> LockboxPolicy {
         var pendingTTL = defaultPendingTTL
@@ -191,11 +190,15 @@ public struct LockboxPolicy: Sendable {
                 default: break
                 }
             }
+            if role.maxDurationSeconds == nil {
+                reader.error(at: entry.keyNode, "role '\(role.name)' can be requested but sets no maxDuration",
+                             hint: "add maxDuration to the role in \(role.file):\(role.line); requests longer than it are refused")
+            }
             if !sawGroups || groups.isEmpty {
                 reader.error(at: entry.keyNode, "role '\(entry.key)' needs requestableBy: the groups that may request it")
             }
             rules.append(ElevationRule(role: role.name, requestableBy: groups,
-                                       maxDurationSeconds: role.maxDurationSeconds ?? defaultMaxDuration,
+                                       maxDurationSeconds: role.maxDurationSeconds ?? 0,
                                        ticketPattern: pattern, ticketRequired: ticketRequired, customerStage: customer,
                                        pendingTTLSeconds: ttl, redeemWindowSeconds: window))
         }
