@@ -155,11 +155,11 @@ public final class SQLiteLockboxStore: LockboxStore, @unchecked Sendable {
                 sql += " AND session = ?"
                 args.append(session.rawValue)
             }
-            let changed: Bool = try pool.write { db in
-                try db.execute(sql: sql, arguments: StatementArguments(args))
-                return db.changesCount == 1
+            // RETURNING gives the row exactly as this update left it, in the
+            // same statement (no second read that could see a later change).
+            return try pool.write { db in
+                try Row.fetchOne(db, sql: sql + " RETURNING *", arguments: StatementArguments(args)).map(Self.decode)
             }
-            return changed ? try request(id: id) : nil
         }
     }
 
