@@ -280,3 +280,17 @@ def test_enter_elevation_over_exec_is_refused(gateway):
     result = run(run_exec(gateway, "alice", "Enter-Elevation -Id 1"))
     assert result.exit_status == 1
     assert "needs an interactive session" in result.stderr
+
+
+def test_operator_tool_lists_and_shows_requests(gateway):
+    import subprocess
+    from gatehouse_harness import BUILD
+    rid = file_request(gateway, user="dave", scope="fabrikam")
+    listed = subprocess.run([str(BUILD / "gatehouse"), "lockbox", "list", "--state-dir", str(gateway.state_dir),
+                             "--user", "dave", "--state", "pending-manager"],
+                            capture_output=True, text=True, timeout=30)
+    assert listed.returncode == 0, listed.stderr
+    assert re.search(rf"^{rid}\s+pending-manager\s+dave\s+MailboxAdmin\s+fabrikam", listed.stdout, re.M), listed.stdout
+    shown = subprocess.run([str(BUILD / "gatehouse"), "lockbox", "show", str(rid), "--state-dir", str(gateway.state_dir)],
+                           capture_output=True, text=True, timeout=30)
+    assert shown.returncode == 0 and re.search(r"CustomerLockbox\s+: not required", shown.stdout), shown.stdout

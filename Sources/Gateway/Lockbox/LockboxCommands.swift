@@ -245,3 +245,9 @@ enum ElevationPrompt {
         return "\(seconds)s"
     }
 }
+
+/// The same views for the operator tool (`gatehouse lockbox list/show`).
+public enum LockboxFormat {
+    public static func table(_ list: [LockboxRequest], now: Date) -> String { LockboxCommands.table(list, now: now) }
+    public static func detail(_ request: LockboxRequest, now: Date) -> String { LockboxCommands.detail(request, now: now) }
+}
