@@ -62,7 +62,8 @@ let package = Package(
         .testTarget(name: "CmdletShellTests", dependencies: ["CmdletShell", "CmdletPolicy", "TestSupport"]),
         .testTarget(name: "CmdletPolicyTests", dependencies: ["CmdletPolicy", "TestSupport"]),
         .testTarget(name: "LockboxTests", dependencies: ["Lockbox", "CmdletPolicy", "TestSupport"]),
-        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Lockbox", "CmdletShell", "CmdletPolicy", "TestSupport"]),
+        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Lockbox", "CmdletShell", "CmdletPolicy", "TestSupport",
+                                                     .product(name: "Logging", package: "swift-log")]),
     ],
     swiftLanguageModes: [.v5]
 )
