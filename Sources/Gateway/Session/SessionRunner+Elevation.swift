@@ -77,9 +77,12 @@ extension SessionRunner {
     /// on every tick of the session loop (at most every 500 ms), so an expiry
     /// or a revocation from another session is announced promptly; the next
     /// command's claim already excludes it either way.
+    ///
+    /// Grants join a session only through `finishElevation`, which records
+    /// them, so a session that holds none (nearly every idle one) costs
+    /// nothing here; the daemon's sweeper records expiries meanwhile.
     func noticeEndedElevations(on current: ChannelState?) {
-        guard let user else { return }
-        gateway.lockbox.sweepIfDue()
+        guard let user, !knownElevations.isEmpty else { return }
         let now = gateway.clock.now()
         var active: [Int64: RoleGrant] = [:]
         for grant in gateway.lockbox.claim(user: user, session: session, now: now).grants {
