@@ -58,6 +58,9 @@ let package = Package(
         .executableTarget(name: "lockbox-claim-bench", dependencies: [
             "Lockbox", "GatehouseCore", .product(name: "GRDB", package: "GRDB.swift"),
         ], path: "bench/LockboxClaimBench"),
+        // One process of the two-process store test (LockboxTests).
+        .executableTarget(name: "lockbox-race-helper", dependencies: ["Lockbox", "GatehouseCore"],
+                          path: "Tests/LockboxRaceHelper"),
         .target(name: "TestSupport", dependencies: ["GatehouseCore"], path: "Tests/TestSupport"),
         .testTarget(name: "CmdletShellTests", dependencies: ["CmdletShell", "CmdletPolicy", "TestSupport"]),
         .testTarget(name: "CmdletPolicyTests", dependencies: ["CmdletPolicy", "TestSupport"]),

@@ -179,6 +179,40 @@ final class SQLiteStoreComplianceTests: XCTestCase {
         }
     }
 
+    /// Real separate processes (as two gateway nodes on one file would be)
+    /// race the same compare-and-set at the same instant: exactly one wins.
+    func testSeparateProcessesRaceForOneRequest() throws {
+        let helper = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+            .appendingPathComponent("lockbox-race-helper").path
+        guard FileManager.default.isExecutableFile(atPath: helper) else {
+            throw XCTSkip("lockbox-race-helper not built beside the test bundle (\(helper)); run swift build first")
+        }
+        let db = directory + "/shared.sqlite"
+        func spawn(_ args: [String]) throws -> (Process, Pipe) {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: helper)
+            p.arguments = args
+            let pipe = Pipe()
+            p.standardOutput = pipe
+            try p.run()
+            return (p, pipe)
+        }
+        func output(_ pair: (Process, Pipe)) -> String {
+            let data = pair.1.fileHandleForReading.readDataToEndOfFile()
+            pair.0.waitUntilExit()
+            return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        for _ in 0..<3 {
+            let id = output(try spawn(["setup", db]))
+            XCTAssertNotNil(Int64(id), id)
+            let start = String(Date().timeIntervalSince1970 + 0.5)
+            let racers = try (0..<6).map { _ in try spawn(["race", db, id, start]) }
+            let results = racers.map(output)
+            XCTAssertEqual(results.filter { $0 == "won" }.count, 1, "\(results)")
+            XCTAssertEqual(results.filter { $0 == "lost" }.count, 5, "\(results)")
+        }
+    }
+
     /// The whole Lockbox on SQLite: many sessions race to redeem one secret.
     func testConcurrentRedemptionsOfOneSecretHaveOneWinner() throws {
         let h = try Harness(store: try store())
