@@ -97,6 +97,7 @@ class Shell:
             await asyncio.wait_for(self.process.wait(), 10)
         finally:
             self.conn.close()
+            await self.conn.wait_closed()
 
     async def fetch_secret(self, rid):
         out = await self.command(f"Get-LockboxCredential -Id {rid}")
