@@ -7,7 +7,7 @@ BUILD_DIR  := .build/debug
 STATE_DIR  ?= .gatehouse-demo
 LISTEN     ?= 127.0.0.1:2222
 
-.PHONY: deps build demo test unit e2e bench bench-transcripts clean
+.PHONY: deps build demo test unit e2e bench bench-lockbox bench-transcripts clean
 
 deps:
 	scripts/install-deps
@@ -38,6 +38,11 @@ bench: deps
 	$(SWIFT) build -c release
 	.venv/bin/python bench/login_exec.py --build .build/release
 	.venv/bin/python bench/idle_sessions.py --build .build/release
+
+## make bench-lockbox: Lockbox.claim p50/p99 on SQLite with 100,000 historical requests (release build).
+bench-lockbox:
+	$(SWIFT) build -c release --product lockbox-claim-bench
+	.build/release/lockbox-claim-bench 100000 50000
 
 ## make bench-transcripts: recording on vs off on a 100 MiB output stream; reviewer tools on a 400k-event log (issue 5).
 bench-transcripts: deps

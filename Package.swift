@@ -30,7 +30,12 @@ let package = Package(
                                                   .product(name: "Logging", package: "swift-log")]),
         .target(name: "PAMAuth", dependencies: ["CPAM", "GatehouseCore"]),
         .target(name: "CmdletPolicy", dependencies: ["GatehouseCore", "Yams"]),
-        .target(name: "Lockbox", dependencies: ["GatehouseCore", "CmdletPolicy"]),
+        .target(name: "Lockbox", dependencies: [
+            "GatehouseCore", "CmdletPolicy", "Yams",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .target(name: "CmdletShell", dependencies: ["GatehouseCore", "CmdletPolicy"]),
         .target(name: "Transcript", dependencies: [
             "GatehouseCore",
@@ -54,11 +59,19 @@ let package = Package(
         // separate program on purpose: the gateway only ever reaches it
         // through posix_spawn and an argv template, as it would a real one.
         .executableTarget(name: "gatehouse-demo-mailbox"),
+        // `make bench-lockbox`: claim() latency with 100,000 historical requests.
+        .executableTarget(name: "lockbox-claim-bench", dependencies: [
+            "Lockbox", "GatehouseCore", .product(name: "GRDB", package: "GRDB.swift"),
+        ], path: "bench/LockboxClaimBench"),
+        // One process of the two-process store test (LockboxTests).
+        .executableTarget(name: "lockbox-race-helper", dependencies: ["Lockbox", "GatehouseCore"],
+                          path: "Tests/LockboxRaceHelper"),
         .target(name: "TestSupport", dependencies: ["GatehouseCore"], path: "Tests/TestSupport"),
         .testTarget(name: "CmdletShellTests", dependencies: ["CmdletShell", "CmdletPolicy", "TestSupport"]),
         .testTarget(name: "CmdletPolicyTests", dependencies: ["CmdletPolicy", "TestSupport"]),
-        .testTarget(name: "LockboxTests", dependencies: ["Lockbox", "TestSupport"]),
-        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "TestSupport"]),
+        .testTarget(name: "LockboxTests", dependencies: ["Lockbox", "CmdletPolicy", "TestSupport"]),
+        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Lockbox", "CmdletShell", "CmdletPolicy", "TestSupport",
+                                                     .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "TranscriptTests", dependencies: ["Transcript", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]

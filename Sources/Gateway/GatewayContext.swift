@@ -46,7 +46,6 @@ public final class GatewayContext: @unchecked Sendable {
         keysByUser = loaded.keys
         warnings = loaded.warnings
         for warning in loaded.warnings { logger.warning("\(warning)") }
-        lockbox = loaded.makeLockbox()
         daemonLock = DaemonLock.acquire(stateDirectory: configuration.stateDirectory)
         let signingKey = try AuditSigningKey.loadOrCreate(in: configuration.stateDirectory)
         auditLog = try ChainedAuditLog(path: configuration.auditLogPath, key: signingKey, clock: clock,
@@ -55,6 +54,8 @@ public final class GatewayContext: @unchecked Sendable {
             logger.warning("audit log ended in a partial line (a write cut short); it was terminated and the chain continues")
         }
         audit = auditLog
+        lockbox = try Self.makeLockbox(configuration: configuration, rules: loaded.lockboxPolicy, directory: directory,
+                                       audit: audit, clock: clock, logger: logger)
         interpreter = CmdletInterpreter(audit: audit, clock: clock)
         try audit.record(AuditEvent(time: clock.now(), kind: .policyLoad, fields: [
             "policyDirectory": configuration.policyDirectory,
@@ -64,6 +65,16 @@ public final class GatewayContext: @unchecked Sendable {
             "users": String(keysByUser.count),
             "node": configuration.nodeName,
         ]))
+    }
+
+    /// The elevation workflow: rules from `<policy>/lockbox.yaml` (absent:
+    /// nothing can be requested), requests in `<state>/lockbox.sqlite`.
+    static func makeLockbox(configuration: GatewayConfiguration, rules: LockboxPolicy, directory: DirectoryModel,
+                            audit: AuditSink, clock: Clock, logger: Logger) throws -> Lockbox {
+        let store = try SQLiteLockboxStore(path: configuration.stateDirectory + "/lockbox.sqlite")
+        let notifier = rules.notify.map { NotificationHookRunner(hook: $0, logger: logger) }
+        return Lockbox(directory: directory, policy: rules, store: store, audit: audit, clock: clock,
+                       notifier: notifier, logger: logger)
     }
 
     func authorizedKeys(of user: UserName) -> [SSHPublicKey]? { keysByUser[user] }

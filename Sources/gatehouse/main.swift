@@ -11,8 +11,8 @@ import Gateway
 struct GatehouseCLI: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gatehouse",
-        abstract: "Operate a Gatehouse gateway: check and test policy; review sessions and the audit log.",
-        subcommands: [Policy.self, Sessions.self, Audit.self])
+        abstract: "Operate a Gatehouse gateway: check and test policy, review Lockbox requests, review sessions and the audit log.",
+        subcommands: [Policy.self, LockboxTool.self, Sessions.self, Audit.self])
 }
 
 struct PolicyLocation: ParsableArguments {

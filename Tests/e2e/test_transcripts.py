@@ -160,7 +160,8 @@ def test_audit_log_is_a_verifiable_chain_an_auditor_can_recompute(gateway):
 
 def test_reviewer_tools_on_real_sessions(gateway):
     run(run_exec(gateway, "alice", "Set-Mailbox -Identity alice -ProhibitSendQuota 1GB"))
-    _, session = run(shell_session(gateway, "bob", ["Get-Mailbox -Identity carol"]))
+    unique = "rv-" + os.urandom(4).hex()
+    _, session = run(shell_session(gateway, "bob", ["Get-Mailbox -Identity carol", f"Get-Mailbox -Identity {unique}"]))
     session_end(gateway, session)
     listing = gatehouse(gateway.state_dir, "sessions", "list", "--user", "bob").stdout.decode()
     assert session in listing and "alice" not in listing.split("\n", 1)[1]
@@ -169,8 +170,10 @@ def test_reviewer_tools_on_real_sessions(gateway):
     search = gatehouse(gateway.state_dir, "audit", "search", "--cmdlet", "Set-Mailbox", "--decision", "deny",
                        "--since", "1d").stdout.decode()
     assert "alice" in search and "Set-Mailbox -Identity alice" in search and "not permitted" in search
-    by_param = gatehouse(gateway.state_dir, "audit", "search", "--param", "Identity=carol").stdout.decode()
+    by_param = gatehouse(gateway.state_dir, "audit", "search", "--param", f"Identity={unique}").stdout.decode()
     assert session in by_param and "bob" in by_param and "1 command(s)" in by_param
+    by_user = gatehouse(gateway.state_dir, "audit", "search", "--param", "identity=carol", "--user", "bob").stdout.decode()
+    assert session in by_user and "alice" not in by_user
     show = gatehouse(gateway.state_dir, "sessions", "show", session).stdout.decode()
     assert "ALLOW  Get-Mailbox -Identity carol" in show and "role MailboxReader" in show
     assert "ended (exit)" in show and "exit 0" in show
@@ -359,12 +362,12 @@ def test_sessions_show_renders_elevation_windows_and_request_links(tmp_path, gat
             (state / name).write_bytes((gateway.state_dir / name).read_bytes())
     (state / "transcripts" / f"{session}.cast").write_bytes(cast_path(gateway, session).read_bytes())
     log = state / "audit.log"
-    append_event(log, "elevation.start", "alice", session, {"requestID": "7", "role": "MailboxAdmin", "scope": "contoso"})
-    append_event(log, "elevation.end", "alice", session, {"requestID": "7", "reason": "expired"})
+    append_event(log, "elevation.start", "alice", session, {"requestID": "987654", "role": "MailboxAdmin", "scope": "contoso"})
+    append_event(log, "elevation.end", "alice", session, {"requestID": "987654", "reason": "expired"})
     assert gatehouse(state, "audit", "verify").stdout.decode().startswith("OK:")
     show = gatehouse(state, "sessions", "show", session).stdout.decode()
     assert "Elevation windows" in show
-    assert "request #7 role MailboxAdmin scope contoso" in show and "(expired)" in show
-    assert "Lockbox requests: #7" in show
-    listed = gatehouse(state, "sessions", "list", "--request", "7").stdout.decode()
+    assert "request #987654 role MailboxAdmin scope contoso" in show and "(expired)" in show
+    assert "Lockbox requests: #987654" in show
+    listed = gatehouse(state, "sessions", "list", "--request", "987654").stdout.decode()
     assert session in listed and "1 session(s)" in listed

@@ -10,25 +10,37 @@ import SSHServer
 /// touches the libssh session stays on this thread.
 final class SessionRunner {
     private let connection: SSHConnection
-    private let gateway: GatewayContext
-    private let session = SessionID.random()
-    private var logger: Logger
-    private var channels: [Int: ChannelState] = [:]
-    private var user: UserName?
+    let gateway: GatewayContext
+    let session = SessionID.random()
+    var logger: Logger
+    private(set) var channels: [Int: ChannelState] = [:]
+    private(set) var user: UserName?
     private var endReason = "disconnect"
     /// The asciicast recording (issue 5); see SessionTranscript.
-    private let transcript = SessionTranscript()
+    let transcript = SessionTranscript()
+    /// The elevations this session held at the last look, to tell the user
+    /// when one ends (see SessionRunner+Elevation.swift).
+    var knownElevations: [Int64: RoleGrant] = [:]
+    /// This session's interpreter: its Enter-Elevation handler and Lockbox
+    /// commands act for this session.
+    private(set) lazy var interpreter: CmdletInterpreter = {
+        let box = UnownedRunner(self)
+        return CmdletInterpreter(audit: gateway.audit, clock: gateway.clock,
+                                 elevationHandler: { id, output in box.runner.beginElevation(id, output: output) },
+                                 commandProvider: LockboxCommands(lockbox: gateway.lockbox, clock: gateway.clock))
+    }()
 
     /// What one session channel is doing.
-    fileprivate final class ChannelState {
+    final class ChannelState {
         let channel: SSHChannel
         var pty: (term: String, columns: Int, rows: Int)?
         var editor: LineEditor?
+        /// Set while Enter-Elevation waits for the secret: input is not echoed
+        /// and the next line is the secret, never a command. Anything that
+        /// records typed input (transcripts) must skip input while it is set.
+        var secretPrompt: Int64?
         var started = false
         var lastStatus: Int32 = 0
-        /// Set while a no-echo prompt reads a secret: the transcript then
-        /// records a redaction marker instead of the typed bytes.
-        var redactInput = false
         init(channel: SSHChannel) { self.channel = channel }
     }
 
@@ -72,6 +84,8 @@ final class SessionRunner {
         }
         logger.info("session started")
         serveChannels()
+        // A grant never outlives its session.
+        gateway.lockbox.endElevations(session: session, user: user, reason: "session ended")
         transcript.close(reason: endReason)
         var endFields = ["reason": endReason]
         if let path = transcript.path { endFields["transcript"] = path }
@@ -94,6 +108,7 @@ final class SessionRunner {
             for event in events {
                 if !handle(event) { return }
             }
+            noticeEndedElevations(on: nil)
             if gateway.isShuttingDown {
                 endReason = "shutdown"
                 for state in channels.values where state.channel.isOpen {
@@ -154,21 +169,53 @@ final class SessionRunner {
         return true
     }
 
+    /// Feeds typed bytes one at a time, so that a line which starts the
+    /// secret prompt turns echo off before the very next byte.
     private func feed(_ bytes: [UInt8], to state: ChannelState) {
-        recordInput(bytes, on: state)
-        guard var editor = state.editor else { return }
-        let (echo, events) = editor.feed(bytes)
-        state.editor = editor
-        if !echo.isEmpty { write(state, echo, stderr: false, raw: true) }
+        // Typed bytes are recorded in runs that share one redaction state,
+        // decided per byte: a secret typed ahead in the same packet as
+        // Enter-Elevation is redacted too.
+        var run: [UInt8] = []
+        var runRedacted = false
+        defer { recordInput(run, redacted: runRedacted) }
+        for byte in bytes {
+            guard state.channel.isOpen, var editor = state.editor else { return }
+            if (state.secretPrompt != nil) != runRedacted {
+                recordInput(run, redacted: runRedacted)
+                run = []
+                runRedacted = state.secretPrompt != nil
+            }
+            run.append(byte)
+            editor.echo = state.pty != nil && state.secretPrompt == nil
+            let (echo, events) = editor.feed([byte])
+            state.editor = editor
+            if !echo.isEmpty { write(state, echo, stderr: false, raw: true) }
+            if !handleLineEvents(events, on: state) { return }
+        }
+    }
+
+    /// Returns false when the channel was finished.
+    private func handleLineEvents(_ events: [LineEditor.Event], on state: ChannelState) -> Bool {
         for event in events {
-            guard state.channel.isOpen else { return }
+            guard state.channel.isOpen else { return false }
+            if let requestID = state.secretPrompt {
+                state.secretPrompt = nil
+                if case .line(let secret) = event {
+                    finishElevation(requestID, secret: secret, on: state)
+                } else {
+                    write(state, Array("\nEnter-Elevation cancelled; nothing was redeemed.\n".utf8), stderr: true)
+                    state.lastStatus = 1
+                }
+                prompt(state)
+                continue
+            }
             switch event {
             case .line(let line):
                 switch runLine(line, on: state) {
                 case .endSession:
                     endReason = "exit"
                     finish(state, status: 0)
-                    return
+                    return false
                 case .completed(let status):
                     state.lastStatus = status
                 }
@@ -180,23 +227,28 @@ final class SessionRunner {
             case .endOfInput:
                 endReason = "exit"
                 finish(state, status: state.lastStatus)
-                return
+                return false
             }
-            if endForAuditFailure(state) { return }
-            prompt(state)
+            if endForAuditFailure(state) { return false }
+            if state.secretPrompt == nil { prompt(state) }
         }
+        return true
     }
 
     /// Runs one line through the gate pipeline with the claim as of now.
     private func runLine(_ line: [UInt8], on state: ChannelState) -> LineOutcome {
         guard let user else { return .completed(exitStatus: 126) }
+        noticeEndedElevations(on: state)
         let claim = gateway.lockbox.claim(user: user, session: session, now: gateway.clock.now())
         let output = ChannelOutput(runner: self, state: state)
+        // A backend running under an elevation is stopped when that grant ends.
+        let cancellation = CancellationFlag()
+        let watch = GrantWatch.start(line: line, claim: claim, gateway: gateway, cancellation: cancellation)
+        defer { watch?.stop() }
         transcript.flush()
         defer { transcript.flush() }
-        return gateway.interpreter.run(line: line, claim: claim, snapshot: gateway.policy,
-                                       context: gateway.executionContext,
-                                       output: output)
+        return interpreter.run(line: line, claim: claim, snapshot: gateway.policy,
+                               context: gateway.executionContext, output: output, cancellation: cancellation)
     }
 
     // MARK: - Transcript and fail-closed audit (issue 5)
@@ -214,11 +266,10 @@ final class SessionRunner {
         }
     }
 
-    /// Records typed bytes; while a no-echo prompt reads a secret, only a
-    /// redaction marker. Where the prompt can switch on in the middle of a
-    /// packet (type-ahead), call it per byte, after the switch.
-    private func recordInput(_ bytes: [UInt8], on state: ChannelState) {
-        transcript.input(bytes, redacted: state.redactInput)
+    /// Records typed bytes; typed at the no-echo secret prompt, only a
+    /// redaction marker.
+    private func recordInput(_ bytes: [UInt8], redacted: Bool) {
+        transcript.input(bytes, redacted: redacted)
     }
 
     /// If the audit log can no longer be written, the command was refused
@@ -232,16 +283,16 @@ final class SessionRunner {
         return true
     }
 
-    private func finish(_ state: ChannelState, status: Int32) {
+    func finish(_ state: ChannelState, status: Int32) {
         guard state.channel.isOpen else { return }
         state.channel.sendExitStatus(status)
         state.channel.sendEOF()
         state.channel.close()
     }
 
-    private func prompt(_ state: ChannelState) {
+    func prompt(_ state: ChannelState) {
         guard state.pty != nil, let user else { return }
-        write(state, Array("gatehouse \(user)> ".utf8), stderr: false, raw: true)
+        write(state, Array("gatehouse \(user)\(elevationPromptSuffix())> ".utf8), stderr: false, raw: true)
     }
 
     private func banner() -> String {
@@ -251,12 +302,13 @@ final class SessionRunner {
         return """
         Gatehouse constrained shell on \(gateway.configuration.nodeName). Session \(session).
         Roles: \(roles.isEmpty ? "none" : roles.joined(separator: ", ")). Get-Command lists what you may run; exit leaves.
+        \(LockboxCommands.bannerLine)
 
         """
     }
 
     /// Writes to the channel; on a pty, line feeds become CR LF.
-    fileprivate func write(_ state: ChannelState, _ bytes: [UInt8], stderr: Bool, raw: Bool = false) {
+    func write(_ state: ChannelState, _ bytes: [UInt8], stderr: Bool, raw: Bool = false) {
         guard state.channel.isOpen, !bytes.isEmpty else { return }
         var out = bytes
         if state.pty != nil && !raw {
@@ -288,7 +340,7 @@ final class SessionRunner {
     }
 
     /// Relays a command's output to the channel it came from.
-    private final class ChannelOutput: CommandOutput {
+    final class ChannelOutput: SensitiveOutput {
         unowned let runner: SessionRunner
         let state: ChannelState
         init(runner: SessionRunner, state: ChannelState) {
@@ -297,5 +349,8 @@ final class SessionRunner {
         }
         func stdout(_ bytes: [UInt8]) { runner.write(state, bytes, stderr: false) }
         func stderr(_ bytes: [UInt8]) { runner.write(state, bytes, stderr: true) }
+        /// The one-time secret: straight to this channel, bypassing `write`,
+        /// so whatever records session output must never see it.
+        func sensitive(_ bytes: [UInt8]) { runner.writeUnrecorded(state, bytes) }
     }
 }

@@ -50,6 +50,8 @@ final class SessionTranscript {
     func output(_ bytes: [UInt8]) { writer?.recordOutput(bytes) }
     func input(_ bytes: [UInt8], redacted: Bool) { writer?.recordInput(bytes, redacted: redacted) }
     func resize(columns: Int, rows: Int) { writer?.recordResize(columns: columns, rows: rows) }
+    /// A reviewer-visible note where something was deliberately not recorded.
+    func marker(_ label: String) { writer?.recordMarker(label) }
     /// Command boundaries flush, so a reviewer sees every finished command.
     func flush() { writer?.flush() }
     func close(reason: String) { writer?.close(reason: reason) }
