@@ -371,3 +371,50 @@ def test_sessions_show_renders_elevation_windows_and_request_links(tmp_path, gat
     assert "Lockbox requests: #987654" in show
     listed = gatehouse(state, "sessions", "list", "--request", "987654").stdout.decode()
     assert session in listed and "1 session(s)" in listed
+
+
+def test_elevated_session_review_and_no_secret_in_the_transcript(gateway):
+    """The whole Lockbox path, reviewed: the one-time secret is neither in the
+    transcript (shown: withheld marker; typed ahead in the same packet as
+    Enter-Elevation: redaction marker) nor in the audit log, and the reviewer
+    tools tie the session, its elevation window and its commands to the
+    request."""
+    from test_lockbox import SECRET_RE, Shell, approved_request
+    rid = approved_request(gateway)
+
+    async def scenario():
+        shell = await Shell.open(gateway, "alice")
+        try:
+            banner = shell.seen
+            secret = await shell.fetch_secret(rid)
+            # Type-ahead: the command and the secret arrive in one packet.
+            shell.process.stdin.write(f"Enter-Elevation -Id {rid}\r{secret}\r")
+            elevated = await shell.expect(r"\]> ")
+            assert "Elevated: MailboxAdmin in contoso" in elevated, elevated
+            done = await shell.command("Set-Mailbox -Identity alice -ProhibitSendQuota 5GB")
+            assert "ProhibitSendQuota set to 5GB" in done, done
+            await shell.command("Exit-Elevation")
+            return secret
+        finally:
+            await shell.close()
+
+    secret = run(scenario())
+    session = last_session_of(gateway, "Set-Mailbox -Identity alice -ProhibitSendQuota 5GB")
+    session_end(gateway, session)
+    text = cast_path(gateway, session).read_text()
+    assert secret not in text and secret.replace("-", "") not in text
+    assert not SECRET_RE.search(text)
+    _, events = read_cast(cast_path(gateway, session))
+    markers = [e[2] for e in events if e[1] == "m"]
+    assert "gatehouse: output withheld (one-time secret shown to the requester)" in markers
+    assert "gatehouse: input redacted (no-echo prompt)" in markers
+    assert secret not in (gateway.state_dir / "audit.log").read_text()
+    show = gatehouse(gateway.state_dir, "sessions", "show", session).stdout.decode()
+    assert f"request #{rid} role MailboxAdmin scope contoso" in show, show
+    assert f"via Lockbox request #{rid}" in show
+    assert secret not in show
+    listed = gatehouse(gateway.state_dir, "sessions", "list", "--request", str(rid)).stdout.decode()
+    assert session in listed
+    found = gatehouse(gateway.state_dir, "audit", "search", "--cmdlet", "Set-Mailbox", "--scope", "contoso",
+                      "--request", str(rid), "--decision", "allow").stdout.decode()
+    assert session in found and "1 command(s)" in found, found
