@@ -101,12 +101,21 @@ public enum Daemon {
             fflush(stdout)
         }
 
+        let control: ControlSocket
+        do {
+            control = try ControlSocket(context: context)
+            control.start()
+        } catch {
+            printError("control socket: \(error)")
+            return 1
+        }
         let shutdownLogger = logger
         let signals = installShutdownHandlers { signal in
             shutdownLogger.notice("shutting down", metadata: ["signal": "\(signal)"])
             server.shutdown()
+            control.remove()
             exit(0)
-        }
+        } + [installReloadHandler { _ = context.reload() }]
         withExtendedLifetime(signals) {
             server.serve()
         }
@@ -126,6 +135,16 @@ public enum Daemon {
             set("stateDirectory", cwd + "/.gatehouse-demo", "demo")
             set("policyDirectory", cwd + "/policies", "demo")
             set("pamService", DemoEnvironment.pamService, "demo")
+            // The demo reads a configuration file only when one is named
+            // (tests use it for short timeouts); its values win over the
+            // demo's, and the command line wins over both.
+            if let file = options.configFile {
+                do {
+                    try ConfigurationFile.apply(file: file, to: &c)
+                } catch {
+                    return .failure("\(error)")
+                }
+            }
         } else {
             let file = options.configFile ?? "/etc/gatehouse/gatehouse.yaml"
             if options.configFile != nil || FileManager.default.fileExists(atPath: file) {
@@ -154,6 +173,16 @@ public enum Daemon {
         sigemptyset(&empty)
         pthread_sigmask(SIG_SETMASK, &empty, nil)
         signal(SIGPIPE, SIG_IGN)
+    }
+
+    /// SIGHUP reloads policy and directory (see `GatewayContext.reload`).
+    static func installReloadHandler(_ handler: @escaping @Sendable () -> Void) -> DispatchSourceSignal {
+        let queue = DispatchQueue(label: "gatehoused.reload")
+        signal(SIGHUP, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: queue)
+        source.setEventHandler { handler() }
+        source.resume()
+        return source
     }
 
     static func installShutdownHandlers(_ handler: @escaping @Sendable (Int32) -> Void) -> [DispatchSourceSignal] {

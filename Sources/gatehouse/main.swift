@@ -12,7 +12,7 @@ struct GatehouseCLI: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gatehouse",
         abstract: "Operate a Gatehouse gateway: check and test policy.",
-        subcommands: [Policy.self])
+        subcommands: [Policy.self, Sessions.self, Users.self])
 }
 
 struct PolicyLocation: ParsableArguments {

@@ -42,9 +42,16 @@ def totp(secret_hex: str, at: float | None = None, step: int = 30, digits: int =
 class Gateway:
     """One running daemon with its demo state directory."""
 
-    def __init__(self, state_dir: Path, extra_args=()):
+    def __init__(self, state_dir: Path, extra_args=(), config=None):
+        """`config`: settings for a `--config` file (short test timeouts);
+        the demo reads it over its own settings."""
         self.state_dir = Path(state_dir)
         self.extra_args = list(extra_args)
+        if config:
+            self.config_path = self.state_dir.parent / (self.state_dir.name + ".gatehouse.yaml")
+            self.config_path.parent.mkdir(parents=True, exist_ok=True)
+            self.config_path.write_text("".join(f"{k}: {json.dumps(str(v))}\n" for k, v in config.items()))
+            self.extra_args += ["--config", str(self.config_path)]
         self.proc = None
         self.log_path = self.state_dir.parent / (self.state_dir.name + ".daemon.log")
 
@@ -90,11 +97,38 @@ class Gateway:
         if getattr(self, "log", None):
             self.log.close()
 
-    def daemon_log(self) -> str:
+    def daemon_log(self, tail=4000) -> str:
         try:
-            return self.log_path.read_text(errors="replace")[-4000:]
+            return self.log_path.read_text(errors="replace")[-tail:]
         except FileNotFoundError:
             return ""
+
+    def rss_kib(self) -> int:
+        """The daemon's resident set size (VmRSS), KiB."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+    def cli(self, *args, check=True):
+        """Runs the operator tool `gatehouse` against this daemon's state directory."""
+        result = subprocess.run([str(BUILD / "gatehouse"), *args, "--state-dir", str(self.state_dir)],
+                                capture_output=True, text=True, timeout=30)
+        if check and result.returncode != 0:
+            raise RuntimeError(f"gatehouse {' '.join(args)} failed ({result.returncode}): {result.stderr}")
+        return result
+
+    def wait_for_audit(self, predicate, timeout=10):
+        """The first audit event matching `predicate`, waiting for it to be written."""
+        deadline = time.time() + timeout
+        while True:
+            for event in self.audit_events():
+                if predicate(event):
+                    return event
+            if time.time() > deadline:
+                raise AssertionError("no matching audit event; last: "
+                                     + json.dumps(self.audit_events()[-5:], indent=1))
+            time.sleep(0.05)
 
     # -- state the tests inspect ------------------------------------------
     def audit_events(self):

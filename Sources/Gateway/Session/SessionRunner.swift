@@ -9,13 +9,15 @@ import SSHServer
 /// both authentication factors, then the session channels. Everything that
 /// touches the libssh session stays on this thread.
 final class SessionRunner {
-    private let connection: SSHConnection
-    private let gateway: GatewayContext
-    private let session = SessionID.random()
-    private var logger: Logger
+    let connection: SSHConnection
+    let gateway: GatewayContext
+    let session = SessionID.random()
+    var logger: Logger
     private var channels: [Int: ChannelState] = [:]
     private var user: UserName?
     private var endReason = "disconnect"
+    /// Session limits (idle, lifetime, kill), see SessionRunner+Limits.swift.
+    var limits: SessionLimitsState?
 
     /// What one session channel is doing.
     fileprivate final class ChannelState {
@@ -36,31 +38,38 @@ final class SessionRunner {
         self.logger = logger
     }
 
-    func run() {
+    /// `preAuthRelease` is called exactly once, when the connection leaves
+    /// the unauthenticated state (the accept loop counted it).
+    func run(preAuthRelease: (PreAuthLimits.Outcome) -> Void = { _ in }) {
         defer { connection.close() }
         do {
             try connection.handshake()
         } catch {
             logger.debug("key exchange failed: \(error)")
+            preAuthRelease(.noAuth)
             return
         }
         let authenticator = GatewayAuthenticator(
             keys: { [gateway] name in gateway.authorizedKeys(of: name) },
             pamService: gateway.configuration.pamService, audit: gateway.audit, clock: gateway.clock,
-            session: session, peer: connection.peerAddress)
+            session: session, peer: connection.peerAddress, lockouts: gateway.lockouts)
         let name: String
         do {
             name = try connection.authenticate(authenticator)
         } catch {
             logger.info("authentication failed: \(error)")
+            preAuthRelease(authenticator.failures > 0 ? .authFailed : .noAuth)
             return
         }
+        preAuthRelease(.authenticated)
         guard !authenticator.auditFailed, let user = UserName(name) else {
             connection.disconnect(message: "audit log unavailable")
             return
         }
         self.user = user
         logger[metadataKey: "user"] = "\(user)"
+        guard admit(user) else { return }
+        defer { gateway.sessions.remove(session) }
         guard audit(.sessionStart, ["source": connection.peerAddress, "node": gateway.configuration.nodeName]) else {
             connection.disconnect(message: "audit log unavailable; session refused")
             return
@@ -84,7 +93,13 @@ final class SessionRunner {
                 return
             }
             for event in events {
+                noteInput(event)
                 if !handle(event) { return }
+            }
+            if let request = checkLimits() {
+                endReason = request.reason
+                endSession(request.message)
+                return
             }
             if gateway.isShuttingDown {
                 endReason = "shutdown"
@@ -178,9 +193,34 @@ final class SessionRunner {
         guard let user else { return .completed(exitStatus: 126) }
         let claim = gateway.lockbox.claim(user: user, session: session, now: gateway.clock.now())
         let output = ChannelOutput(runner: self, state: state)
+        // A kill or a deadline (lifetime, elevation expiry) stops the backend
+        // from the watchdog thread through this flag.
+        let cancellation = CancellationFlag()
+        gateway.sessions.setRunning(session, cancellation)
+        defer {
+            gateway.sessions.setRunning(session, nil)
+            commandFinished()
+        }
         return gateway.interpreter.run(line: line, claim: claim, snapshot: gateway.policy,
                                        context: gateway.executionContext,
-                                       output: output)
+                                       output: output, cancellation: cancellation)
+    }
+
+    /// Says goodbye on every open channel, then disconnects with `message`.
+    private func endSession(_ message: String) {
+        for state in channels.values where state.channel.isOpen {
+            write(state, Array("\n\(message)\n".utf8), stderr: true)
+            state.channel.sendExitStatus(state.lastStatus == 0 ? 1 : state.lastStatus)
+        }
+        connection.disconnect(message: message)
+    }
+
+    /// Writes `text` to every open channel (warnings), on stderr.
+    func broadcast(_ text: String) {
+        for state in channels.values where state.channel.isOpen && state.started {
+            write(state, Array("\n\(text)\n".utf8), stderr: true)
+            if state.editor != nil { prompt(state) }
+        }
     }
 
     private func finish(_ state: ChannelState, status: Int32) {
@@ -226,7 +266,7 @@ final class SessionRunner {
     }
 
     @discardableResult
-    private func audit(_ kind: AuditEventKind, _ fields: [String: String]) -> Bool {
+    func audit(_ kind: AuditEventKind, _ fields: [String: String]) -> Bool {
         do {
             try gateway.audit.record(AuditEvent(time: gateway.clock.now(), kind: kind, user: user?.rawValue,
                                                 session: session, fields: fields))
