@@ -93,12 +93,16 @@ public final class SSHConnection {
     public func close() {
         guard let s = session else { return }
         for ch in Array(channels.values) { ch.close() }
+        primeWrite(s)
         if let e = event {
             _ = ssh_event_remove_session(e, s)
             ssh_event_free(e)
             event = nil
         }
-        if ssh_is_connected(s) != 0 { ssh_disconnect(s) }
+        // ssh_is_connected() stays 0 on a server session driven by the message
+        // loop, so test the socket instead: otherwise SSH_MSG_DISCONNECT (and
+        // its message) is never sent.
+        if ssh_get_fd(s) >= 0 { ssh_disconnect(s) }
         ssh_free(s)
         session = nil
         for cb in channelCallbacks { cb.deinitialize(count: 1); cb.deallocate() }
@@ -106,6 +110,24 @@ public final class SSHConnection {
         if let cb = serverCallbacks { cb.deinitialize(count: 1); cb.deallocate(); serverCallbacks = nil }
         channels.removeAll()
         channelsByHandle.removeAll()
+    }
+
+    /// libssh writes a packet straight to the socket only after a poll has
+    /// seen it writable since the previous write (`write_wontblock`);
+    /// otherwise it queues it for the next poll. `ssh_disconnect` queues
+    /// SSH_MSG_DISCONNECT and closes the socket at once, so without this one
+    /// zero-timeout poll the disconnect message would never leave.
+    private func primeWrite(_ s: ssh_session) {
+        if let e = event {
+            _ = ssh_event_dopoll(e, 0)
+            return
+        }
+        guard ssh_get_fd(s) >= 0, let e = ssh_event_new() else { return }
+        if ssh_event_add_session(e, s) == SSH_OK {
+            _ = ssh_event_dopoll(e, 0)
+            _ = ssh_event_remove_session(e, s)
+        }
+        ssh_event_free(e)
     }
 
     // MARK: - internals shared by the extensions

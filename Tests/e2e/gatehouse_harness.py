@@ -173,6 +173,11 @@ class KbdintClient(asyncssh.SSHClient):
         self.answers = answers
         self.prompts = []
         self.instructions = []
+        self.lost = None
+
+    def connection_lost(self, exc):
+        """Keeps why the server ended the connection (its disconnect message)."""
+        self.lost = exc
 
     def kbdint_auth_requested(self):
         return ""

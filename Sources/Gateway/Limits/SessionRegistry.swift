@@ -38,6 +38,8 @@ public final class SessionRegistry: @unchecked Sendable {
             self.reason = reason
             self.message = message
         }
+        /// For "<cmdlet> was stopped: <this>.".
+        var stopReason: String { message.hasSuffix(".") ? String(message.dropLast()) : message }
     }
 
     /// A point in time after which the session's running backend is ended
@@ -104,7 +106,7 @@ public final class SessionRegistry: @unchecked Sendable {
         lock.withLock {
             guard let entry = entries[id] else { return false }
             if entry.endRequest == nil { entry.endRequest = request }
-            entry.running?.cancel()
+            entry.running?.cancel(reason: request.stopReason)
             return true
         }
     }
@@ -120,7 +122,7 @@ public final class SessionRegistry: @unchecked Sendable {
         lock.withLock {
             guard let entry = entries[id] else { return }
             entry.running = flag
-            if let flag, entry.endRequest != nil { flag.cancel() }
+            if let flag, let request = entry.endRequest { flag.cancel(reason: request.stopReason) }
         }
     }
 
@@ -146,7 +148,7 @@ public final class SessionRegistry: @unchecked Sendable {
                 entry.deadlines.removeAll { $0.at <= now }
                 for deadline in due {
                     fired.append((entry.id, deadline))
-                    entry.running?.cancel()
+                    entry.running?.cancel(reason: deadline.request.stopReason)
                     if deadline.endsSession && entry.endRequest == nil { entry.endRequest = deadline.request }
                 }
             }
