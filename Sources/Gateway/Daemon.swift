@@ -110,15 +110,19 @@ public enum Daemon {
             return 1
         }
         let shutdownLogger = logger
+        // The handler only starts the shutdown; this thread, once serve()
+        // returns, waits (bounded) for the sessions to say goodbye and write
+        // their session.end events, then the process exits.
         let signals = installShutdownHandlers { signal in
             shutdownLogger.notice("shutting down", metadata: ["signal": "\(signal)"])
-            server.shutdown()
-            control.remove()
-            exit(0)
+            server.beginShutdown()
         } + [installReloadHandler { _ = context.reload() }]
         withExtendedLifetime(signals) {
             server.serve()
+            server.waitForSessions(grace: 5)
         }
+        control.remove()
+        logger.notice("stopped")
         return 0
     }
 

@@ -67,8 +67,9 @@ public final class GatewayServer: @unchecked Sendable {
         }
     }
 
-    /// Refusals are logged and audited at most once per source every 10
-    /// seconds (with the count since), so a flood cannot flood the audit log.
+    /// Refusals are logged and audited at most once per source and reason
+    /// every 10 seconds (with the count since), so a flood cannot flood the
+    /// audit log.
     private var lastRefusalAudit: [String: (at: Date, suppressed: Int)] = [:]
 
     private func refused(_ connection: SSHConnection, source: String, verdict: PreAuthLimits.Verdict) {
@@ -81,13 +82,14 @@ public final class GatewayServer: @unchecked Sendable {
         case .penalized(let remaining): reason = "penalty (\(remaining)s left)"
         }
         let now = Date()
-        if let last = lastRefusalAudit[source], now.timeIntervalSince(last.at) < 10 {
-            lastRefusalAudit[source] = (last.at, last.suppressed + 1)
+        let key = source + " " + (reason.split(separator: " ").first.map(String.init) ?? reason)
+        if let last = lastRefusalAudit[key], now.timeIntervalSince(last.at) < 10 {
+            lastRefusalAudit[key] = (last.at, last.suppressed + 1)
             return
         }
-        let suppressed = lastRefusalAudit[source]?.suppressed ?? 0
+        let suppressed = lastRefusalAudit[key]?.suppressed ?? 0
         if lastRefusalAudit.count > 4096 { lastRefusalAudit = lastRefusalAudit.filter { now.timeIntervalSince($0.value.at) < 10 } }
-        lastRefusalAudit[source] = (now, 0)
+        lastRefusalAudit[key] = (now, 0)
         context.logger.notice("connection refused before key exchange", metadata: ["source": "\(source)", "reason": "\(reason)"])
         try? context.audit.record(AuditEvent(time: context.clock.now(), kind: .connectionRefused, fields: [
             "source": source, "reason": reason, "suppressedSinceLast": String(suppressed),
@@ -120,13 +122,25 @@ public final class GatewayServer: @unchecked Sendable {
 
     /// Stops accepting and tells every session to end; waits up to `grace` for them.
     public func shutdown(grace: TimeInterval = 5) {
+        beginShutdown()
+        waitForSessions(grace: grace)
+    }
+
+    /// Stops accepting (`serve()` returns) and asks every session to end;
+    /// sessions blocked in a backend hear it through their cancellation flag.
+    /// Safe from any thread (the signal handler calls it).
+    public func beginShutdown() {
         context.beginShutdown()
         listener.close()
-        // Sessions blocked in a backend hear it through their cancellation flag.
         for live in context.sessions.list() {
             _ = context.sessions.requestEnd(SessionID(rawValue: live.id),
                                             .init(reason: "shutdown", message: "The gateway is shutting down."))
         }
+    }
+
+    /// Waits up to `grace` for every session thread to finish (each writes
+    /// its `session.end` audit event first).
+    public func waitForSessions(grace: TimeInterval) {
         let deadline = Date() + grace
         while liveLock.withLock({ liveThreads }) > 0 && Date() < deadline {
             usleep(50_000)

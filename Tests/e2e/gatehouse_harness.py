@@ -66,7 +66,8 @@ class Gateway:
         self.proc = subprocess.Popen(
             [str(BUILD / "gatehoused"), "--demo", "--state-dir", str(self.state_dir),
              "--listen", "127.0.0.1:0", *self.extra_args],
-            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            **getattr(self, "popen_kwargs", {}))
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
