@@ -89,18 +89,6 @@ public enum Daemon {
         let port = server.boundPort
         logger.info("listening", metadata: ["address": "\(configuration.listenHost):\(port)",
                                             "fips": "\(configuration.fips)"])
-        if let demo {
-            do {
-                try demo.publish(listen: "\(configuration.listenHost):\(port)", host: configuration.listenHost,
-                                 port: port, hostKey: server.hostPublicKey)
-            } catch {
-                printError("demo: \(error)")
-                return 1
-            }
-            print(demo.instructions(host: configuration.listenHost, port: port, fips: configuration.fips))
-            fflush(stdout)
-        }
-
         let control: ControlSocket
         do {
             control = try ControlSocket(context: context)
@@ -117,6 +105,20 @@ public enum Daemon {
             shutdownLogger.notice("shutting down", metadata: ["signal": "\(signal)"])
             server.beginShutdown()
         } + [installReloadHandler { _ = context.reload() }]
+        // Ready only now: signals are handled, so a SIGTERM right after the
+        // demo manifest appears is a graceful one.
+        if let demo {
+            do {
+                try demo.publish(listen: "\(configuration.listenHost):\(port)", host: configuration.listenHost,
+                                 port: port, hostKey: server.hostPublicKey)
+            } catch {
+                printError("demo: \(error)")
+                return 1
+            }
+            print(demo.instructions(host: configuration.listenHost, port: port, fips: configuration.fips))
+            fflush(stdout)
+        }
+
         withExtendedLifetime(signals) {
             server.serve()
             server.waitForSessions(grace: 5)

@@ -49,9 +49,9 @@ class Collector:
         self.text += data
 
 
-async def open_shell(conn, term_type=None):
+async def open_shell(conn, term_type=None, **kwargs):
     """A shell channel; returns (process, collector) with a reader task running."""
-    proc = await conn.create_process(term_type=term_type, stderr=asyncssh_stdout())
+    proc = await conn.create_process(term_type=term_type, stderr=asyncssh_stdout(), **kwargs)
     collector = Collector()
 
     async def pump():
