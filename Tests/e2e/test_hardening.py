@@ -15,7 +15,7 @@ import asyncssh
 import paramiko
 import pytest
 
-from gatehouse_harness import Gateway, connect, run, totp
+from gatehouse_harness import Gateway, KbdintClient, connect, run, totp
 from limits_fixtures import open_shell, policy_with_wait, wait_for_text
 
 BAD = "127.0.0.2"
@@ -292,3 +292,30 @@ def test_signal_mask_is_reset_at_start(tmp_path):
         assert gw.proc.wait(10) == 0
     finally:
         gw.stop()
+
+
+# -- requests the skeleton's test_channels.py does not cover ------------------
+
+def test_x11_and_agent_forwarding_are_refused_and_audited(gateway):
+    async def go():
+        client = KbdintClient(gateway.fresh_totp("alice"))
+        # agent_path names a socket that need not exist: asyncssh asks for
+        # agent forwarding whenever one is configured.
+        conn, _ = await asyncssh.create_connection(
+            lambda: client, gateway.host, gateway.port, username="alice", client_keys=[gateway.key("alice")],
+            known_hosts=gateway.known_hosts(), preferred_auth=["publickey", "keyboard-interactive"],
+            agent_path=str(gateway.state_dir / "no-agent.sock"), agent_forwarding=True, login_timeout=15)
+        async with conn:
+            port = conn.get_extra_info("sockname")[1]
+            with pytest.raises(asyncssh.ChannelOpenError):
+                await conn.create_session(asyncssh.SSHClientSession, "Get-Mailbox -Identity bob",
+                                          x11_forwarding=True, x11_display="127.0.0.1:0")
+            # agent forwarding is asked for on the session channel; the command still runs.
+            result = await conn.run("Get-Mailbox -Identity bob", check=False)
+            return port, result
+    port, result = run(go())
+    assert result.exit_status == 0
+    def refused(kind):
+        return gateway.wait_for_audit(lambda e: e["kind"] == "channel.refused" and e["fields"]["request"] == kind)
+    assert refused("x11")
+    assert refused("auth-agent")
