@@ -72,7 +72,8 @@ class Gateway:
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"gatehoused exited with {self.proc.returncode}:\n{self.daemon_log()}")
-            if manifest.exists():
+            # The demo writes the manifest, then known_hosts: wait for both.
+            if manifest.exists() and (self.state_dir / "known_hosts").exists():
                 try:
                     self.manifest = json.loads(manifest.read_text())
                     break
