@@ -37,6 +37,8 @@ public final class GatewayServer: @unchecked Sendable {
             } catch {
                 if context.isShuttingDown { break }
                 context.logger.warning("accept failed: \(error)")
+                // EMFILE and friends persist for a while: do not spin.
+                usleep(20_000)
                 continue
             }
             // Pre-auth limits are decided here, before key exchange and

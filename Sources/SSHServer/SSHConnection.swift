@@ -22,6 +22,9 @@ public final class SSHConnection {
 
     /// Set at `handshake()`: key exchange and authentication must finish by then.
     var deadline = Date.distantFuture
+    /// false until `handshake()`: before it the peer has heard nothing, and
+    /// `close()` just drops the socket (a refusal at accept stays cheap).
+    var handshakeStarted = false
     var authenticatedUser: String?
 
     // After authentication (see SSHConnection+Events.swift).
@@ -59,6 +62,7 @@ public final class SSHConnection {
     /// clock that also bounds `authenticate`.
     public func handshake() throws {
         let s = try live("ssh_handle_key_exchange")
+        handshakeStarted = true
         deadline = Date().addingTimeInterval(TimeInterval(config.loginGraceSeconds))
         try setTimeout(seconds: config.loginGraceSeconds)
         let rc = ssh_handle_key_exchange(s)
@@ -93,7 +97,7 @@ public final class SSHConnection {
     public func close() {
         guard let s = session else { return }
         for ch in Array(channels.values) { ch.close() }
-        primeWrite(s)
+        if handshakeStarted { primeWrite(s) }
         if let e = event {
             _ = ssh_event_remove_session(e, s)
             ssh_event_free(e)
@@ -102,7 +106,7 @@ public final class SSHConnection {
         // ssh_is_connected() stays 0 on a server session driven by the message
         // loop, so test the socket instead: otherwise SSH_MSG_DISCONNECT (and
         // its message) is never sent.
-        if ssh_get_fd(s) >= 0 { ssh_disconnect(s) }
+        if handshakeStarted && ssh_get_fd(s) >= 0 { ssh_disconnect(s) }
         ssh_free(s)
         session = nil
         for cb in channelCallbacks { cb.deinitialize(count: 1); cb.deallocate() }

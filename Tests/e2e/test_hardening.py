@@ -36,12 +36,15 @@ def fails(gw, user="alice", **kw):
 
 
 def banner_from(gw, source, timeout=5):
-    """Connects from `source` and returns what the server says first (b'' when it just closes)."""
+    """Connects from `source` and returns what the server says first: b'' when
+    it closes at once, None when it says nothing within `timeout`."""
     s = socket.create_connection((gw.host, gw.port), timeout=timeout, source_address=(source, 0))
     try:
         return s.recv(64)
-    except (ConnectionResetError, socket.timeout):
+    except ConnectionResetError:
         return b""
+    except socket.timeout:
+        return None
     finally:
         s.close()
 
