@@ -263,13 +263,22 @@ def test_sighup_reload_keeps_old_policy_on_error_and_applies_a_good_one(tmp_path
         assert f"mailbox.yaml:{bad_line}" in gw.daemon_log(20000)
         assert login_ok(gw, "bob"), "the old policy still serves"
 
-        roles.write_text(good.replace("      - Get-MailboxStatistics\n", ""))
-        gw.proc.send_signal(signal.SIGHUP)
-        gw.wait_for_audit(lambda e: e["kind"] == "policy.load" and e["fields"].get("reload") == "true")
-        async def stats():
+        # A good reload removes two cmdlets while one of them is running: the
+        # running one keeps the snapshot it started with; new lines get the new one.
+        async def reload_during_command():
             async with await connect(gw, "bob") as conn:
-                return await conn.run("Get-MailboxStatistics -Identity bob", check=False)
-        assert run(stats()).exit_status == 126
+                running = asyncio.ensure_future(conn.run("Start-Wait 2", check=False))
+                await asyncio.sleep(0.7)
+                roles.write_text(good.replace("      - Get-MailboxStatistics\n", "").replace("      - Start-Wait\n", ""))
+                gw.proc.send_signal(signal.SIGHUP)
+                while not any(e["kind"] == "policy.load" and e["fields"].get("reload") == "true"
+                              for e in gw.audit_events()):
+                    await asyncio.sleep(0.05)
+                after = await conn.run("Get-MailboxStatistics -Identity bob", check=False)
+                return await running, after
+        in_flight, after = run(reload_during_command())
+        assert in_flight.exit_status == 0, in_flight.stderr
+        assert after.exit_status == 126
         assert gw.proc.poll() is None
     finally:
         gw.stop()
