@@ -30,8 +30,10 @@ public final class SSHConnection {
     // After authentication (see SSHConnection+Events.swift).
     var event: ssh_event?
     var serverCallbacks: UnsafeMutablePointer<ssh_server_callbacks_struct>?
-    /// Every channel callbacks struct ever handed to libssh; freed only after
-    /// `ssh_free`, because libssh keeps the pointer, not a copy.
+    /// Channel callbacks structs handed to libssh and not yet released: each
+    /// is freed when its channel is closed and its callbacks removed (see
+    /// `channelReleased`), the rest after `ssh_free`. libssh keeps the
+    /// pointer, not a copy.
     var channelCallbacks: [UnsafeMutablePointer<ssh_channel_callbacks_struct>] = []
     var channels: [ObjectIdentifier: SSHChannel] = [:]
     var channelsByHandle: [OpaquePointer: SSHChannel] = [:]
@@ -151,7 +153,17 @@ public final class SSHConnection {
         try check(ssh_options_set(s, SSH_OPTIONS_TIMEOUT, &t), "ssh_options_set(TIMEOUT)", s)
     }
 
+    /// Called by `SSHChannel.close()` after `ssh_remove_channel_callbacks`
+    /// and `ssh_channel_free`: libssh no longer points at the callbacks
+    /// struct, so it is freed now rather than at connection close. Otherwise
+    /// a client opening and closing channels in a loop would grow memory for
+    /// as long as its connection lives.
     func channelReleased(_ ch: SSHChannel, handle: ssh_channel) {
+        if let i = channelCallbacks.firstIndex(of: ch.callbacks) {
+            let cb = channelCallbacks.remove(at: i)
+            cb.deinitialize(count: 1)
+            cb.deallocate()
+        }
         channels[ObjectIdentifier(ch)] = nil
         channelsByHandle[handle] = nil
     }

@@ -147,6 +147,7 @@ final class SessionRunner {
             }
         case .closed(let channel):
             channels[channel.id] = nil
+            channel.close()     // release it now, not at connection close
         case .refused(let channel, let request, let detail):
             var fields = ["request": request, "detail": TerminalText.sanitize(String(detail.prefix(256)), keepLineBreaks: false)]
             if let channel { fields["channel"] = String(channel.id) }
