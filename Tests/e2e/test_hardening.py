@@ -318,7 +318,7 @@ def test_sigterm_tells_sessions_ends_backends_and_exits_promptly(tmp_path):
         gw.proc.wait(10)
         elapsed = time.monotonic() - started
         assert gw.proc.returncode == 0
-        assert elapsed < 6, elapsed
+        assert elapsed < 10, elapsed   # 5s grace at most, not the 60s backend
         assert "shutting down" in text, text
         assert "Start-Wait was stopped" in result.stderr, result.stderr
         lines = (gw.state_dir / "audit.log").read_text().splitlines()
