@@ -261,13 +261,15 @@ final class SessionRunner {
         }
         do {
             try state.channel.write(out, stderr: stderr && state.pty == nil)
-        } catch {
+        } catch let error as SSHError where error.kind == .timeout {
             // A client that stops reading must not hold this thread (or the
             // backend's output) forever: end the session, stopping any backend.
-            logger.info("channel write failed; ending the session", metadata: ["error": "\(error)"])
+            logger.info("channel write timed out; ending the session", metadata: ["error": "\(error)"])
             state.channel.close()
             _ = gateway.sessions.requestEnd(session, .init(reason: "io-timeout",
                                                            message: "The client stopped reading output."))
+        } catch {
+            logger.debug("channel write failed: \(error)")
         }
     }
 
