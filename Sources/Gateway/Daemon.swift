@@ -75,7 +75,9 @@ public enum Daemon {
             return 1
         }
         if options.checkConfig {
+            // Like `sshd -t`, plus every effective setting and its source.
             print(context.summary())
+            print(configuration.dump())
             return 0
         }
 

@@ -49,6 +49,16 @@ def test_dump_config_names_the_config_file_as_source(limited):
     assert re.search(r"^idleTimeout 5s\s+# .*gatehouse\.yaml:\d+$", out, re.M), out
 
 
+def test_check_config_validates_and_prints_settings_with_sources(limited, tmp_path):
+    out = subprocess.run([str(BUILD / "gatehoused"), "--demo", "--check-config", "--state-dir", str(tmp_path / "s"),
+                          "--config", str(limited.config_path), "--policy-dir", str(policy_with_wait(tmp_path))],
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "configuration OK" in out.stdout
+    assert re.search(r"^idleTimeout 5s\s+# .*gatehouse\.yaml:\d+$", out.stdout, re.M), out.stdout
+    assert re.search(r"^maxSessionsPerUser 1\s+# default$", out.stdout, re.M), out.stdout
+
+
 def test_second_login_is_refused_and_the_first_is_untouched(limited, tmp_path):
     async def go():
         first = await connect(limited, "bob")
