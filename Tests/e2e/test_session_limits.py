@@ -4,6 +4,7 @@ backend ended mid-command. Timeouts are seconds here (test configuration);
 the defaults (30m idle, 24h lifetime) are checked in --dump-config."""
 import asyncio
 import re
+import shutil
 import subprocess
 import time
 
@@ -59,6 +60,7 @@ def test_check_config_validates_and_prints_settings_with_sources(limited, tmp_pa
     assert re.search(r"^maxSessionsPerUser 1\s+# default$", out.stdout, re.M), out.stdout
 
 
+@pytest.mark.skipif(shutil.which("ssh") is None, reason="OpenSSH client (openssh-client) not installed")
 def test_second_login_is_refused_and_the_first_is_untouched(limited, tmp_path):
     async def go():
         first = await connect(limited, "bob")
