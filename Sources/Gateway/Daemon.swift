@@ -91,13 +91,16 @@ public enum Daemon {
         let port = server.boundPort
         logger.info("listening", metadata: ["address": "\(configuration.listenHost):\(port)",
                                             "fips": "\(configuration.fips)"])
-        let control: ControlSocket
+        // Without the control socket the gateway still serves; only the
+        // operator commands (sessions list --live / kill, users unlock) are
+        // unavailable, which is said loudly rather than refusing to start
+        // (a state directory path longer than a socket path can be is enough).
+        var control: ControlSocket?
         do {
             control = try ControlSocket(context: context)
-            control.start()
+            control?.start()
         } catch {
-            printError("control socket: \(error)")
-            return 1
+            logger.error("control socket unavailable; operator commands will not work", metadata: ["error": "\(error)"])
         }
         let shutdownLogger = logger
         // The handler only starts the shutdown; this thread, once serve()
@@ -125,7 +128,7 @@ public enum Daemon {
             server.serve()
             server.waitForSessions(grace: 5)
         }
-        control.remove()
+        control?.remove()
         logger.notice("stopped")
         return 0
     }
