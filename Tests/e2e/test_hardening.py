@@ -125,7 +125,10 @@ def test_max_auth_tries_disconnects(strict):
     # The third failure's reply and the disconnect arrive together; paramiko
     # may report that round either way.
     assert outcomes in (["denied", "denied", "denied", "disconnected"], ["denied", "denied", "disconnected"]), outcomes
-    assert "too many authentication failures (3)" in strict.daemon_log(20000)
+    deadline = time.time() + 10     # the session thread logs it a moment later
+    while "too many authentication failures (3)" not in strict.daemon_log(20000):
+        assert time.time() < deadline, strict.daemon_log(2000)
+        time.sleep(0.05)
     strict.cli("users", "unlock", "bob")
 
 
