@@ -3,6 +3,7 @@ per user, idle and lifetime limits with warnings, operator list/kill, and a
 backend ended mid-command. Timeouts are seconds here (test configuration);
 the defaults (30m idle, 24h lifetime) are checked in --dump-config."""
 import asyncio
+import json
 import re
 import shutil
 import subprocess
@@ -24,6 +25,19 @@ def limited(tmp_path_factory):
                          "perSourcePenaltyExempt": "127.0.0.1"}).start()
     yield gw
     gw.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_live_sessions_left(request):
+    """One session per user is the rule under test: before each test, wait
+    until the sessions of the previous one have ended in the daemon too (its
+    thread notices a client's close a moment after the client returns)."""
+    if "limited" in request.fixturenames:
+        gw = request.getfixturevalue("limited")
+        deadline = time.time() + 10
+        while json.loads(gw.cli("sessions", "list", "--live", "--json").stdout)["sessions"]:
+            assert time.time() < deadline, "sessions of an earlier test never ended"
+            time.sleep(0.05)
 
 
 def ended(gw, session_id):
@@ -158,7 +172,10 @@ def test_operator_lists_and_kills_a_live_session_mid_command(limited):
     assert ended(limited, sid)["fields"]["reason"] == "killed"
     finished = limited.wait_for_audit(lambda e: e["kind"] == "command.finished" and e["session"] == sid)
     assert finished["fields"]["cancelled"] == "true"
-    assert sid not in limited.cli("sessions", "list", "--live").stdout
+    deadline = time.time() + 5      # the registry entry goes right after session.end
+    while sid in limited.cli("sessions", "list", "--live").stdout:
+        assert time.time() < deadline
+        time.sleep(0.05)
 
 
 def test_kill_of_unknown_session_fails(limited):
