@@ -76,6 +76,9 @@ final class SessionRunner {
         }
         logger.info("session started")
         serveChannels()
+        // Free the user's slot before the (fsync'd) audit write, so a user
+        // who reconnects at once is not refused by their own ended session.
+        gateway.sessions.remove(session)
         _ = audit(.sessionEnd, ["reason": endReason])
         logger.info("session ended", metadata: ["reason": "\(endReason)"])
     }
