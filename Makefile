@@ -7,7 +7,7 @@ BUILD_DIR  := .build/debug
 STATE_DIR  ?= .gatehouse-demo
 LISTEN     ?= 127.0.0.1:2222
 
-.PHONY: deps build demo test unit e2e bench clean
+.PHONY: deps build demo test unit e2e bench bench-lockbox clean
 
 deps:
 	scripts/install-deps
@@ -39,6 +39,11 @@ bench: deps
 	.venv/bin/python bench/login_exec.py --build .build/release
 	.venv/bin/python bench/idle_sessions.py --build .build/release
 	.venv/bin/python bench/auth_flood.py --build .build/release
+
+## make bench-lockbox: Lockbox.claim p50/p99 on SQLite with 100,000 historical requests (release build).
+bench-lockbox:
+	$(SWIFT) build -c release --product lockbox-claim-bench
+	.build/release/lockbox-claim-bench 100000 50000
 
 clean:
 	rm -rf .build .venv $(STATE_DIR)

@@ -86,7 +86,7 @@ enum Builtins {
             Type a cmdlet name followed by its parameters, e.g. Get-Mailbox -Identity alice.
               Get-Command        list the cmdlets you may run now
               Get-Help NAME      show what a cmdlet does and its parameters
-              Enter-Elevation -Request N   redeem an approved elevation
+              Enter-Elevation -Id N   redeem an approved elevation (Lockbox)
               exit               end the session
             There are no variables, pipelines, redirections or scripts.
 
@@ -143,12 +143,18 @@ enum Builtins {
     }
 
     static func enterElevation(_ arguments: ArraySlice<Token>) -> Evaluation {
-        switch singleValue(arguments, parameter: "Request", command: "Enter-Elevation") {
+        // -Id is the Lockbox cmdlets' spelling; -Request (the first design's) still works.
+        var parsed = singleValue(arguments, parameter: "Id", command: "Enter-Elevation")
+        if case .failure = parsed, case .success(let alt) = singleValue(arguments, parameter: "Request",
+                                                                         command: "Enter-Elevation") {
+            parsed = .success(alt)
+        }
+        switch parsed {
         case .failure(let e): return invalid(e.message, e.column, "Enter-Elevation")
-        case .success(nil): return invalid("Enter-Elevation needs -Request N", nil, "Enter-Elevation")
+        case .success(nil): return invalid("Enter-Elevation needs -Id N", nil, "Enter-Elevation")
         case .success(let value?):
             guard let number = ASCII.parseNonNegativeInt(value.0), number > 0 else {
-                return invalid("-Request expects a request number", value.1, "Enter-Elevation")
+                return invalid("-Id expects a request number", value.1, "Enter-Elevation")
             }
             return .builtin(BuiltinResult(command: .enterElevation(requestID: Int64(number)), stdout: "", stderr: "",
                                           exitStatus: 0))

@@ -89,6 +89,7 @@ public enum Daemon {
             return 1
         }
         let port = server.boundPort
+        context.startLockboxSweeper()
         logger.info("listening", metadata: ["address": "\(configuration.listenHost):\(port)",
                                             "fips": "\(configuration.fips)"])
         // Without the control socket the gateway still serves; only the

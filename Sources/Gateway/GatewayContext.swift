@@ -11,10 +11,12 @@ import Transcript
 /// snapshot, the directory, Lockbox, the audit sink, the interpreter and the
 /// node's session limits.
 ///
-/// Policy, directory, keys and Lockbox travel together as one immutable
+/// Policy, directory and keys travel together as one immutable
 /// `PolicyBundle` behind a lock; `reload()` (SIGHUP) swaps in a whole new
 /// validated bundle, and a command in flight keeps the snapshot it started
-/// with.
+/// with. Lockbox is created once (it owns the request store) and sees the
+/// directory through `LiveDirectory`, so managers, tenants and baseline
+/// roles follow a reload too; its lockbox.yaml rules are read at start.
 public final class GatewayContext: @unchecked Sendable {
     public let configuration: GatewayConfiguration
     public let logger: Logger
@@ -27,14 +29,15 @@ public final class GatewayContext: @unchecked Sendable {
     public let lockouts: UserLockouts
     private let bundleLock = NSLock()
     private var bundle: PolicyBundle
-    private var bundleLockbox: Lockbox
+    /// The elevation workflow; one for the daemon's life.
+    public let lockbox: Lockbox
+    private let liveDirectory: LiveDirectory
     private let shutdownLock = NSLock()
     private var shuttingDown = false
 
     /// The current snapshot; take it once per command.
     public var policy: PolicySnapshot { bundleLock.withLock { bundle.policy } }
     public var directory: DirectoryModel { bundleLock.withLock { bundle.directory } }
-    public var lockbox: Lockbox { bundleLock.withLock { bundleLockbox } }
     var warnings: [PolicyDiagnostic] { bundleLock.withLock { bundle.warnings } }
     private var keysByUser: [UserName: [SSHPublicKey]] { bundleLock.withLock { bundle.keys } }
 
@@ -50,7 +53,7 @@ public final class GatewayContext: @unchecked Sendable {
                                            directoryFile: configuration.directoryFile,
                                            libexecDirectory: Self.libexecDirectory())
         bundle = loaded
-        bundleLockbox = loaded.makeLockbox()
+        liveDirectory = LiveDirectory(loaded.directory)
         for warning in loaded.warnings { logger.warning("\(warning)") }
         preAuth = PreAuthLimits(.init(
             maxUnauthenticated: configuration.maxUnauthenticated,
@@ -64,6 +67,8 @@ public final class GatewayContext: @unchecked Sendable {
         lockouts = UserLockouts(failures: configuration.userLockoutFailures,
                                 window: TimeInterval(configuration.userLockoutWindowSeconds))
         audit = try JSONLinesAuditLog(path: configuration.auditLogPath)
+        lockbox = try Self.makeLockbox(configuration: configuration, rules: loaded.lockboxPolicy, directory: liveDirectory,
+                                       audit: audit, clock: clock, logger: logger)
         interpreter = CmdletInterpreter(audit: audit, clock: clock)
         try audit.record(AuditEvent(time: clock.now(), kind: .policyLoad, fields: loadFields(loaded)))
     }
@@ -89,11 +94,8 @@ public final class GatewayContext: @unchecked Sendable {
             let loaded = try PolicyBundle.load(policyDirectory: configuration.policyDirectory,
                                                directoryFile: configuration.directoryFile,
                                                libexecDirectory: Self.libexecDirectory())
-            let lockbox = loaded.makeLockbox()
-            bundleLock.withLock {
-                bundle = loaded
-                bundleLockbox = lockbox
-            }
+            bundleLock.withLock { bundle = loaded }
+            liveDirectory.replace(with: loaded.directory)
             for warning in loaded.warnings { logger.warning("\(warning)") }
             var fields = loadFields(loaded)
             fields["reload"] = "true"
@@ -115,6 +117,16 @@ public final class GatewayContext: @unchecked Sendable {
             logger.error("reload rejected; keeping the previous policy and directory", metadata: ["errors": "\(errors.count)"])
             return (false, diagnostics)
         }
+    }
+
+    /// The elevation workflow: rules from `<policy>/lockbox.yaml` (absent:
+    /// nothing can be requested), requests in `<state>/lockbox.sqlite`.
+    static func makeLockbox(configuration: GatewayConfiguration, rules: LockboxPolicy, directory: LockboxDirectory,
+                            audit: AuditSink, clock: Clock, logger: Logger) throws -> Lockbox {
+        let store = try SQLiteLockboxStore(path: configuration.stateDirectory + "/lockbox.sqlite")
+        let notifier = rules.notify.map { NotificationHookRunner(hook: $0, logger: logger) }
+        return Lockbox(directory: directory, policy: rules, store: store, audit: audit, clock: clock,
+                       notifier: notifier, logger: logger)
     }
 
     func authorizedKeys(of user: UserName) -> [SSHPublicKey]? { keysByUser[user] }
@@ -144,4 +156,23 @@ public final class GatewayContext: @unchecked Sendable {
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         return URL(fileURLWithPath: exe).deletingLastPathComponent().path
     }
+}
+
+/// The directory as Lockbox sees it: whatever the last successful load or
+/// reload produced. Each question reads one whole snapshot.
+final class LiveDirectory: LockboxDirectory, @unchecked Sendable {
+    private let lock = NSLock()
+    private var model: DirectoryModel
+
+    init(_ model: DirectoryModel) { self.model = model }
+
+    func replace(with model: DirectoryModel) { lock.withLock { self.model = model } }
+
+    private var current: DirectoryModel { lock.withLock { model } }
+
+    func baselineRoles(of user: UserName) -> [String]? { current.baselineRoles(of: user) }
+    func manager(of user: UserName) -> UserName? { current.manager(of: user) }
+    func groups(of user: UserName) -> [String] { current.groups(of: user) }
+    func tenant(named name: String) -> (customerLockbox: Bool, approvers: [UserName])? { current.tenant(named: name) }
+    var tenantNames: [String] { current.tenantNames }
 }

@@ -13,7 +13,8 @@ struct LineEditor {
         case endOfInput     // Ctrl-D on an empty line
     }
 
-    let echo: Bool
+    /// Off while a secret is typed (Enter-Elevation): nothing is echoed.
+    var echo: Bool
     let maxLineBytes: Int
     private var buffer: [UInt8] = []
     private var overflowed = false
