@@ -284,6 +284,20 @@ def test_sighup_reload_keeps_old_policy_on_error_and_applies_a_good_one(tmp_path
         in_flight, after = run(reload_during_command())
         assert in_flight.exit_status == 0, in_flight.stderr
         assert after.exit_status == 126
+
+        # A directory change reaches the claim too (Lockbox reads the reloaded directory).
+        directory = gw.state_dir / "directory.yaml"
+        text = directory.read_text()
+        bob_roles = "  bob:\n    groups: [managers]\n    roles: [MailboxReader]\n"
+        assert bob_roles in text
+        directory.write_text(text.replace(bob_roles, "  bob:\n    groups: [managers]\n    roles: []\n"))
+        reloads = sum(1 for e in gw.audit_events() if e["kind"] == "policy.load" and e["fields"].get("reload") == "true")
+        gw.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        while sum(1 for e in gw.audit_events() if e["kind"] == "policy.load" and e["fields"].get("reload") == "true") == reloads:
+            assert time.time() < deadline
+            time.sleep(0.05)
+        assert not login_ok(gw, "bob"), "bob lost MailboxReader in the directory"
         assert gw.proc.poll() is None
     finally:
         gw.stop()
