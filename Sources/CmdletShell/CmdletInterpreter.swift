@@ -128,7 +128,7 @@ public final class CmdletInterpreter: @unchecked Sendable {
             if result.timedOut {
                 output.stderr(Array("\(command.cmdlet.name) timed out after \(PolicyDuration.format(command.timeoutSeconds)) and was stopped.\n".utf8))
             } else if result.cancelled {
-                output.stderr(Array("\(command.cmdlet.name) was stopped: its elevation ended.\n".utf8))
+                output.stderr(Array("\(command.cmdlet.name) was stopped: \(cancellation?.reason ?? "its elevation ended").\n".utf8))
             }
         } catch {
             status = ExitStatus.notFound

@@ -50,12 +50,15 @@ func sessionState(_ row: AuditIndex.SessionRow, location: StateLocation) -> Stri
 
 struct Sessions: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "List, inspect and replay recorded sessions.",
-        subcommands: [List.self, Show.self, Play.self])
+        abstract: "Recorded sessions: list, inspect, replay. Live sessions: list --live, kill.",
+        subcommands: [List.self, Show.self, Play.self, LiveSessions.Kill.self])
 
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List sessions, oldest first.")
+        static let configuration = CommandConfiguration(
+            abstract: "List recorded sessions, oldest first; --live asks the running daemon instead.")
         @OptionGroup var location: StateLocation
+        @Flag(name: .long, help: "Live sessions of the running daemon on this node (its control socket).") var live = false
+        @Flag(name: .long, help: "With --live: print the daemon's JSON answer.") var json = false
         @Option(help: "Only this user's sessions.") var user: String?
         @Option(help: "Sessions active at or after (2026-11-29, RFC 3339, or an age: 7d, 24h).") var since: String?
         @Option(help: "Sessions started at or before.") var until: String?
@@ -64,6 +67,11 @@ struct Sessions: ParsableCommand {
         @Option(help: "Only sessions that used this Lockbox request.") var request: Int64?
 
         func run() throws {
+            if live {
+                var live = try LiveSessions.List.parse(["--live", "--state-dir", location.directory] + (json ? ["--json"] : []))
+                try live.run()
+                return
+            }
             var filter = AuditIndex.SessionFilter()
             filter.user = user
             filter.since = try parseTimeOption(since, "since")

@@ -11,8 +11,8 @@ import Gateway
 struct GatehouseCLI: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gatehouse",
-        abstract: "Operate a Gatehouse gateway: check and test policy, review Lockbox requests, review sessions and the audit log.",
-        subcommands: [Policy.self, LockboxTool.self, Sessions.self, Audit.self])
+        abstract: "Operate a Gatehouse gateway: check and test policy, review Lockbox requests, control live sessions, review recorded sessions and the audit log.",
+        subcommands: [Policy.self, LockboxTool.self, Sessions.self, Users.self, Audit.self])
 }
 
 struct PolicyLocation: ParsableArguments {
