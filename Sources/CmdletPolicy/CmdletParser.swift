@@ -17,7 +17,7 @@ final class CmdletParser {
 
     static let cmdletKeys = ["synopsis", "description", "examples", "parameters", "backend", "output"]
     static let parameterKeys = ["type", "description", "mandatory", "position", "pattern", "set", "min", "max",
-                                "maxLength"]
+                                "maxLength", "maxItems", "allowLeadingDash"]
     static let backendKeys = ["executable", "argv", "environment", "timeout", "outputLimit"]
     static let exampleKeys = ["command", "description"]
     static let groupKeys = ["when", "argv"]
@@ -179,7 +179,9 @@ final class CmdletParser {
                          hint: "one of: \(ParameterType.allCases.map(\.rawValue).joined(separator: ", "))")
             return nil
         }
-        guard let typeText = reader.string(typeEntry.value, what: "type") else { return nil }
+        guard var typeText = reader.string(typeEntry.value, what: "type") else { return nil }
+        let isList = typeText.hasSuffix("[]")
+        if isList { typeText.removeLast(2) }
         guard let type = ParameterType(rawValue: typeText) else {
             let all = ParameterType.allCases.map(\.rawValue)
             reader.error(at: typeEntry.value, "unknown parameter type '\(typeText)'",
@@ -195,7 +197,20 @@ final class CmdletParser {
             }
         }
 
+        if isList && type == .switch {
+            reader.error(at: typeEntry.value, "a switch cannot be a list"); ok = false
+        }
         let mandatory = field["mandatory"].flatMap { reader.bool($0.value, what: "mandatory") } ?? false
+        let allowLeadingDash = field["allowLeadingDash"].flatMap { reader.bool($0.value, what: "allowLeadingDash") } ?? false
+        var maxItems = ParameterDefinition.defaultMaxItems
+        if let f = field["maxItems"] {
+            if !isList {
+                reader.error(at: f.keyNode, "'maxItems' applies to list parameters (type: \(typeText)[])"); ok = false
+            } else if let value = reader.nonNegativeInt(f.value, what: "maxItems") {
+                if value < 1 || value > 256 { reader.error(at: f.value, "maxItems must be between 1 and 256"); ok = false }
+                maxItems = value
+            }
+        }
         let position = field["position"].flatMap { reader.nonNegativeInt($0.value, what: "position") }
         let description = field["description"].flatMap { reader.string($0.value, what: "description") }
 
@@ -243,6 +258,7 @@ final class CmdletParser {
             switch type {
             case .int: value = reader.nonNegativeInt(f.value, what: key)
             case .size: value = reader.size(f.value, what: key)
+            case .duration: value = reader.durationSeconds(f.value, what: key)
             default: value = nil
             }
             if key == "min" { minimum = value } else { maximum = value }
@@ -273,13 +289,20 @@ final class CmdletParser {
                 reader.error(at: entry.keyNode, "enum parameter '\(name)' needs a 'set' of allowed values")
                 ok = false
             }
-        case .int, .size:
+        case .int, .size, .duration:
             refuse("pattern", "a number is checked with min and max")
             refuse("set", "a number is checked with min and max")
             refuse("maxLength", "a number is checked with min and max")
+            if field["min"] == nil && field["max"] == nil {
+                reader.warning(at: entry.keyNode, "\(type.rawValue) parameter '\(name)' has no constraint",
+                               hint: "add 'min' and/or 'max' so only expected values reach the backend")
+            }
+        case .datetime:
+            for key in ["pattern", "set", "min", "max", "maxLength"] { refuse(key, "a date-time is checked for its shape only") }
         case .switch:
             for key in ["pattern", "set", "min", "max", "maxLength"] { refuse(key, "a switch takes no value") }
             refuse("position", "a switch is named, never positional")
+            refuse("allowLeadingDash", "a switch takes no value")
             if mandatory, let f = field["mandatory"] {
                 reader.error(at: f.value, "a switch cannot be mandatory"); ok = false
             }
@@ -289,7 +312,8 @@ final class CmdletParser {
         return ParameterDefinition(name: name, type: type, mandatory: mandatory,
                                    position: type == .switch ? nil : position, description: description,
                                    pattern: pattern, allowedValues: allowedValues, minimum: minimum,
-                                   maximum: maximum, maxLength: maxLength)
+                                   maximum: maximum, maxLength: maxLength, isList: isList, maxItems: maxItems,
+                                   allowLeadingDash: allowLeadingDash)
     }
 
     // MARK: Backend
@@ -462,6 +486,10 @@ final class CmdletParser {
             if p.type == .switch {
                 reader.error(at: node, "switch parameter '\(name)' has no value to put in a template",
                              hint: "use an argv group: {when: \(name), argv: [...]}")
+                ok = false
+            } else if p.isList && p.name != whenParameter {
+                reader.error(at: node, "list parameter '\(name)' can only be used inside its own 'when:' group",
+                             hint: "the group is repeated once per item: {when: \(name), argv: [--opt, \"{\(name)}\"]}")
                 ok = false
             } else if !p.mandatory && p.name != whenParameter {
                 reader.error(at: node, "'{\(name)}' names an optional parameter outside its 'when:' group",

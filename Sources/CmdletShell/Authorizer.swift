@@ -48,6 +48,14 @@ public enum Authorizer {
         return Authorization(decision: .allow(role: canonicalRole(first, snapshot)), grant: first)
     }
 
+    /// True when some active grant's role lists the cmdlet at all, whatever
+    /// its parameters; used to refuse hidden cmdlets before binding.
+    public static func isListed(cmdlet: CmdletDefinition, claim: AccessClaim, snapshot: PolicySnapshot) -> Bool {
+        claim.grants.contains { grant in
+            grant.isActive(at: claim.issuedAt) && snapshot.role(named: grant.role)?.allows(cmdlet: cmdlet.name) == true
+        }
+    }
+
     static func canonicalRole(_ grant: RoleGrant, _ snapshot: PolicySnapshot) -> String {
         snapshot.role(named: grant.role)?.name ?? grant.role
     }

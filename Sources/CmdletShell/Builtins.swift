@@ -41,6 +41,8 @@ enum Builtins {
                 return .failure(BindError("\(command) takes one \(parameter)", column: token.column))
             }
             switch token.kind {
+            case .pipe:
+                return .failure(BindError("\(command) cannot be piped", column: token.column))
             case .bare, .quoted:
                 if token.text.hasPrefix("-") { return .failure(BindError("values may not start with '-'", column: token.column)) }
                 found = (token.text, token.column)
@@ -108,8 +110,8 @@ enum Builtins {
     static func help(_ c: CmdletDefinition) -> String {
         var out = "NAME\n    \(c.name)\n\nSYNOPSIS\n    \(oneLine(c.synopsis))\n\nSYNTAX\n    \(c.name)"
         for p in c.parameters {
-            var piece = p.type == .switch ? "-\(p.name)" : "-\(p.name) <\(p.type.rawValue)>"
-            if p.position != nil && p.type != .switch { piece = "[-\(p.name)] <\(p.type.rawValue)>" }
+            var piece = p.type == .switch ? "-\(p.name)" : "-\(p.name) <\(p.typeName)>"
+            if p.position != nil && p.type != .switch { piece = "[-\(p.name)] <\(p.typeName)>" }
             out += " " + (p.mandatory ? piece : "[\(piece)]")
         }
         out += "\n"
@@ -117,7 +119,7 @@ enum Builtins {
         if !c.parameters.isEmpty {
             out += "\nPARAMETERS\n"
             for p in c.parameters {
-                var facts = [p.type.rawValue, p.mandatory ? "mandatory" : "optional"]
+                var facts = [p.typeName, p.mandatory ? "mandatory" : "optional"]
                 if let pos = p.position { facts.append("position \(pos)") }
                 if let set = p.allowedValues { facts.append("one of: " + set.joined(separator: ", ")) }
                 if let pattern = p.pattern { facts.append("pattern " + pattern.source) }

@@ -105,9 +105,10 @@ public final class CmdletInterpreter: @unchecked Sendable {
                                        workingDirectory: context.workingDirectory,
                                        timeoutSeconds: Double(command.timeoutSeconds), outputLimit: command.outputLimit)
         var finished = ["cmdlet": command.cmdlet.name]
-        let status: Int32
+        var status: Int32
+        let capture = command.cmdlet.output == .json ? CapturingOutput(inner: output) : nil
         do {
-            let result = try executor.run(request, output: output, cancellation: cancellation)
+            let result = try executor.run(request, output: capture ?? output, cancellation: cancellation)
             status = result.exitStatus
             finished["exitStatus"] = String(result.exitStatus)
             finished["stdoutBytes"] = String(result.stdoutBytes)
@@ -119,6 +120,18 @@ public final class CmdletInterpreter: @unchecked Sendable {
                 output.stderr(Array("\(command.cmdlet.name) timed out after \(PolicyDuration.format(command.timeoutSeconds)) and was stopped.\n".utf8))
             } else if result.cancelled {
                 output.stderr(Array("\(command.cmdlet.name) was stopped: its elevation ended.\n".utf8))
+            }
+            if let capture, !capture.captured.isEmpty, !result.timedOut, !result.truncated {
+                switch Pipeline.render(json: capture.captured, stages: command.formatters,
+                                       columns: output.terminalColumns) {
+                case .success(let text): if !text.isEmpty { output.stdout(Array(text.utf8)) }
+                case .failure(let error):
+                    output.stderr(Array("\(command.cmdlet.name): \(error.message)\n".utf8))
+                    finished["formatError"] = error.message
+                    if status == 0 { status = ExitStatus.failure }
+                }
+            } else if let capture, result.truncated, !capture.captured.isEmpty {
+                output.stderr(Array("\(command.cmdlet.name): the output was cut at the output limit; objects are not shown.\n".utf8))
             }
         } catch {
             status = ExitStatus.notFound

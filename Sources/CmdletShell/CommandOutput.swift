@@ -6,6 +6,25 @@ import GatehouseCore
 public protocol CommandOutput: AnyObject {
     func stdout(_ bytes: [UInt8])
     func stderr(_ bytes: [UInt8])
+    /// The client terminal's width, when it has one; tables fit into it.
+    var terminalColumns: Int? { get }
+}
+
+extension CommandOutput {
+    public var terminalColumns: Int? { nil }
+}
+
+/// Holds a JSON backend's stdout for the formatters (it is already bounded
+/// by the executor's output cap) and passes stderr straight through.
+final class CapturingOutput: CommandOutput {
+    let inner: CommandOutput
+    var captured: [UInt8] = []
+
+    init(inner: CommandOutput) { self.inner = inner }
+
+    func stdout(_ bytes: [UInt8]) { captured += bytes }
+    func stderr(_ bytes: [UInt8]) { inner.stderr(bytes) }
+    var terminalColumns: Int? { inner.terminalColumns }
 }
 
 /// Sanitises a byte stream for a terminal without breaking a UTF-8 sequence

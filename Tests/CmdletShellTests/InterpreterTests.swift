@@ -122,9 +122,9 @@ final class InterpreterTests: XCTestCase {
     }
 
     func testParseAndUnknownErrorsAreAuditedWithExitStatus() throws {
-        let (parse, out) = try run("Get-Mailbox | Remove-Mailbox")
+        let (parse, out) = try run("Get-Mailbox ; Remove-Mailbox")
         XCTAssertEqual(parse, .completed(exitStatus: 2))
-        XCTAssertEqual(out.errText, "pipelines are not supported (column 13)\n")
+        XCTAssertEqual(out.errText, "';' is not allowed: one command per line (column 13)\n")
         let (unknown, _) = try run("rm -rf /")
         XCTAssertEqual(unknown, .completed(exitStatus: 127))
         XCTAssertEqual(audit.events.map(\.kind), [.commandDenied, .commandDenied])

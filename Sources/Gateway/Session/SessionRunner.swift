@@ -247,5 +247,6 @@ final class SessionRunner {
         }
         func stdout(_ bytes: [UInt8]) { runner.write(state, bytes, stderr: false) }
         func stderr(_ bytes: [UInt8]) { runner.write(state, bytes, stderr: true) }
+        var terminalColumns: Int? { state.pty.map(\.columns) }
     }
 }
