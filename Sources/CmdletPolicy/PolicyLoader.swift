@@ -5,7 +5,9 @@ import Yams
 /// parse, then validate everything (collecting every problem), then freeze.
 public enum PolicyLoader {
     /// Names the shell handles itself; a policy may not redefine them.
-    public static let reservedCmdletNames = ["Exit-Session", "Get-Command", "Get-Help", "Enter-Elevation"]
+    public static let reservedCmdletNames = ["Exit-Session", "Get-Command", "Get-Help", "Get-AccessClaim",
+                                            "Enter-Elevation", "Select-Object", "Where-Object", "Sort-Object",
+                                            "Format-Table", "Format-List", "ConvertTo-Json", "Measure-Object"]
 
     /// Which part of the policy a source file holds.
     public enum SourceKind: Sendable {
@@ -110,8 +112,13 @@ public enum PolicyLoader {
             }
             seenRoles[key] = raw
             var resolved: [String] = []
+            var restrictions: [String: [ParameterRestriction]] = [:]
             for ref in raw.cmdlets {
                 if let c = seenCmdlets[ASCII.lowercased(ref.name)] {
+                    if !ref.restrictions.isEmpty {
+                        restrictions[ASCII.lowercased(c.name)] = resolveRestrictions(ref.restrictions, of: c, role: raw,
+                                                                                       diagnostics: diagnostics)
+                    }
                     if resolved.contains(c.name) {
                         diagnostics.warning(raw.file, ref.line, ref.column,
                                             "cmdlet '\(ref.name)' is listed twice in role '\(raw.name)'")
@@ -126,11 +133,80 @@ public enum PolicyLoader {
                 }
             }
             roles.append(RoleDefinition(name: raw.name, description: raw.description, cmdlets: resolved,
-                                        maxDurationSeconds: raw.maxDurationSeconds, file: raw.file, line: raw.line))
+                                        restrictions: restrictions, maxDurationSeconds: raw.maxDurationSeconds, file: raw.file, line: raw.line))
         }
 
         let warnings = try diagnostics.throwIfErrors()
         return PolicySnapshot(validatedCmdlets: uniqueCmdlets, roles: roles, warnings: warnings)
+    }
+}
+
+extension PolicyLoader {
+    /// Turns a role's written restrictions into checked ones. Every value a
+    /// restriction names must be one the definition itself accepts: a
+    /// restriction can only narrow, and must not even look wider.
+    static func resolveRestrictions(_ raws: [RawRole.RawRestriction], of cmdlet: CmdletDefinition, role: RawRole,
+                                    diagnostics: DiagnosticCollector) -> [ParameterRestriction] {
+        var result: [ParameterRestriction] = []
+        for raw in raws {
+            func error(_ message: String, hint: String? = nil) {
+                diagnostics.error(role.file, raw.line, raw.column, message, hint: hint)
+            }
+            guard let p = cmdlet.parameter(named: raw.parameter) else {
+                error("role '\(role.name)' restricts unknown parameter '\(raw.parameter)' of '\(cmdlet.name)'",
+                      hint: ASCII.suggestion(for: raw.parameter, among: cmdlet.parameters.map(\.name)).map { "did you mean '\($0)'?" })
+                continue
+            }
+            var ok = true
+            if raw.pattern != nil && !(p.type == .string) {
+                error("'pattern' does not apply to \(p.typeName) parameter '\(p.name)'"); ok = false
+            }
+            if let set = raw.set {
+                if !(p.type == .string || p.type == .enum) {
+                    error("'set' does not apply to \(p.typeName) parameter '\(p.name)'"); ok = false
+                }
+                for value in set {
+                    if case .failure(let e) = p.validate(value) {
+                        error("restriction value '\(value)' is not allowed by '\(cmdlet.name)' itself (\(e.message))",
+                              hint: "a role can only narrow a cmdlet's definition"); ok = false
+                    }
+                }
+            }
+            func bound(_ text: String?, _ key: String) -> Int? {
+                guard let text else { return nil }
+                let value: Int?
+                switch p.type {
+                case .int: value = ASCII.parseNonNegativeInt(text)
+                case .size: value = ByteSize.parse(text)
+                case .duration: value = PolicyDuration.parseSeconds(text)
+                default:
+                    error("'\(key)' does not apply to \(p.typeName) parameter '\(p.name)'"); ok = false
+                    return nil
+                }
+                guard let value else {
+                    error("'\(key)' of '\(p.name)' is not a valid \(p.type.rawValue)"); ok = false
+                    return nil
+                }
+                if let lo = p.minimum, value < lo {
+                    error("'\(key)' of '\(p.name)' is below the cmdlet's own min", hint: "a role can only narrow"); ok = false
+                }
+                if let hi = p.maximum, value > hi {
+                    error("'\(key)' of '\(p.name)' is above the cmdlet's own max", hint: "a role can only narrow"); ok = false
+                }
+                return value
+            }
+            let minimum = bound(raw.min, "min"), maximum = bound(raw.max, "max")
+            if let minimum, let maximum, minimum > maximum { error("max is smaller than min for '\(p.name)'"); ok = false }
+            if raw.forbidden && p.mandatory {
+                error("'\(p.name)' is mandatory for '\(cmdlet.name)' and cannot be forbidden",
+                      hint: "leave the cmdlet out of the role instead"); ok = false
+            }
+            guard ok else { continue }
+            result.append(ParameterRestriction(parameter: p.name, forbidden: raw.forbidden, pattern: raw.pattern,
+                                               allowedValues: raw.set, minimum: minimum, maximum: maximum,
+                                               file: role.file, line: raw.line))
+        }
+        return result
     }
 }
 
@@ -139,6 +215,21 @@ public enum PolicyLoader {
 struct RawRole {
     struct Reference {
         let name: String
+        let line: Int
+        let column: Int
+        var restrictions: [RawRestriction] = []
+    }
+
+    /// A restriction as written; checked against the cmdlet once all
+    /// cmdlets are loaded.
+    struct RawRestriction {
+        let parameter: String
+        let forbidden: Bool
+        let pattern: AnchoredPattern?
+        let set: [String]?
+        /// Raw texts: their unit depends on the parameter's type.
+        let min: String?
+        let max: String?
         let line: Int
         let column: Int
     }
@@ -175,6 +266,58 @@ struct RoleParser {
         return scalars.allSatisfy { ASCII.isLetter($0) || ASCII.isDigit($0) || $0 == "-" || $0 == "_" || $0 == "." }
     }
 
+    static let restrictionKeys = ["pattern", "set", "min", "max", "forbidden"]
+
+    /// `- Set-Mailbox: {parameters: {Identity: {pattern: ...}, Force: {forbidden: true}}}`
+    func parseRestrictedCmdlet(_ node: Node) -> RawRole.Reference? {
+        guard let entries = reader.mapping(node, what: "a restricted cmdlet entry"), entries.count == 1,
+              let entry = entries.first else {
+            reader.error(at: node, "a restricted cmdlet entry is one 'Cmdlet-Name: {parameters: ...}' mapping")
+            return nil
+        }
+        guard let fields = reader.mapping(entry.value, what: "restrictions of '\(entry.key)'", allowed: ["parameters"]),
+              let parametersField = fields.first(where: { $0.key == "parameters" }),
+              let parameters = reader.mapping(parametersField.value, what: "parameters") else {
+            if case .mapping = entry.value {
+                reader.error(at: entry.keyNode, "restrictions of '\(entry.key)' need a 'parameters' mapping")
+            }
+            return nil
+        }
+        var ok = true
+        var restrictions: [RawRole.RawRestriction] = []
+        for p in parameters {
+            guard let keys = reader.mapping(p.value, what: "restriction of '\(p.key)'", allowed: RoleParser.restrictionKeys)
+            else { ok = false; continue }
+            var pattern: AnchoredPattern?
+            var set: [String]?
+            var min: String?, max: String?
+            var forbidden = false
+            for k in keys {
+                switch k.key {
+                case "pattern":
+                    if let text = reader.string(k.value, what: "pattern") {
+                        do { pattern = try AnchoredPattern(text) } catch {
+                            reader.error(at: k.value, "pattern is not a valid regular expression"); ok = false
+                        }
+                    }
+                case "set":
+                    set = reader.stringList(k.value, what: "set")?.map(\.0)
+                    if set?.isEmpty == true { reader.error(at: k.value, "set must not be empty"); ok = false }
+                case "min": min = reader.string(k.value, what: "min")
+                case "max": max = reader.string(k.value, what: "max")
+                case "forbidden": forbidden = reader.bool(k.value, what: "forbidden") ?? false
+                default: break
+                }
+            }
+            if keys.isEmpty { reader.error(at: p.keyNode, "restriction of '\(p.key)' is empty"); ok = false }
+            restrictions.append(.init(parameter: p.key, forbidden: forbidden, pattern: pattern, set: set, min: min,
+                                      max: max, line: reader.line(p.keyNode), column: reader.column(p.keyNode)))
+        }
+        guard ok else { return nil }
+        return .init(name: entry.key, line: reader.line(entry.keyNode), column: reader.column(entry.keyNode),
+                     restrictions: restrictions)
+    }
+
     func parseRole(_ entry: YAMLReader.Entry) -> RawRole? {
         var ok = true
         if !RoleParser.isRoleName(entry.key) {
@@ -196,9 +339,7 @@ struct RoleParser {
                 var refs: [RawRole.Reference] = []
                 for item in items {
                     if case .mapping = item {
-                        reader.error(at: item, "per-role parameter restrictions are not supported yet",
-                                     hint: "list the cmdlet name only")
-                        ok = false
+                        if let ref = parseRestrictedCmdlet(item) { refs.append(ref) } else { ok = false }
                         continue
                     }
                     guard let name = reader.string(item, what: "a cmdlet name") else { ok = false; continue }

@@ -6,6 +6,9 @@ public struct RoleDefinition: Sendable {
     public let description: String?
     /// Declared cmdlet names, each guaranteed to exist in the same snapshot.
     public let cmdlets: [String]
+    /// Per-cmdlet parameter restrictions, keyed by ASCII-lower-cased cmdlet
+    /// name. A cmdlet without an entry is allowed as its definition says.
+    public let restrictions: [String: [ParameterRestriction]]
     /// Longest elevation that may be requested for this role (seconds);
     /// nil when the role sets none (the Lockbox applies its own default).
     public let maxDurationSeconds: Int?
@@ -16,6 +19,17 @@ public struct RoleDefinition: Sendable {
     public func allows(cmdlet name: String) -> Bool {
         let key = ASCII.lowercased(name)
         return cmdlets.contains { ASCII.lowercased($0) == key }
+    }
+
+    /// The first restriction of this role that the bound values violate, as
+    /// a reason; nil when this role alone allows every value.
+    public func violation(cmdlet: String, values: [(name: String, value: ParameterValue)]) -> String? {
+        guard let list = restrictions[ASCII.lowercased(cmdlet)] else { return nil }
+        for restriction in list {
+            guard let bound = values.first(where: { $0.name == restriction.parameter }) else { continue }
+            if let reason = restriction.violation(bound.value) { return reason }
+        }
+        return nil
     }
 }
 

@@ -61,7 +61,7 @@ public final class CmdletInterpreter: @unchecked Sendable {
                 return .completed(exitStatus: ExitStatus.failure)
             }
             return .completed(exitStatus: elevationHandler(requestID, output))
-        case .getCommand, .getHelp:
+        case .getCommand, .getHelp, .getAccessClaim:
             return .completed(exitStatus: result.exitStatus)
         }
     }

@@ -79,6 +79,8 @@ public enum BuiltinCommand: Sendable, Equatable {
     case exitSession
     case getCommand
     case getHelp(name: String?)
+    /// `Get-AccessClaim`: user, roles, scope and expiry as evaluated now.
+    case getAccessClaim
     /// `Enter-Elevation -Request N`: the gateway prompts for the secret.
     case enterElevation(requestID: Int64)
 }
@@ -122,7 +124,7 @@ public enum Evaluation: Sendable {
 enum BuiltinName {
     static func match(_ word: String) -> String? {
         let lower = ASCII.lowercased(word)
-        return ["exit", "Exit-Session", "Get-Command", "Get-Help", "Enter-Elevation"]
+        return ["exit", "Exit-Session", "Get-Command", "Get-Help", "Get-AccessClaim", "Enter-Elevation"]
             .first { ASCII.lowercased($0) == lower }
     }
 }
