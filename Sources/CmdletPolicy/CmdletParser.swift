@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Yams
 
 /// Turns one `cmdlets:` file into validated `CmdletDefinition`s, reporting
@@ -9,6 +12,8 @@ final class CmdletParser {
     /// Parameter names of the cmdlet being parsed, valid or not: a template
     /// naming a parameter that failed validation gets no second error.
     var declaredParameters = Set<String>()
+    /// The validated parameters of the cmdlet being parsed (for lint).
+    var currentParameters: [ParameterDefinition] = []
 
     init(reader: YAMLReader, libexecDirectory: String) {
         self.reader = reader
@@ -23,11 +28,13 @@ final class CmdletParser {
     static let groupKeys = ["when", "argv"]
 
     /// Programs that would run a string they are handed as code.
-    static let interpreters: Set<String> = ["sh", "bash", "dash", "zsh", "ksh", "csh", "tcsh", "fish", "busybox",
-                                            "python", "python3", "perl", "ruby", "node", "php", "lua", "pwsh",
-                                            "powershell", "env", "xargs", "awk", "gawk", "sed"]
+    static let interpreters: Set<String> = ["sh", "bash", "dash", "zsh", "ksh", "mksh", "csh", "tcsh", "fish",
+                                            "busybox", "python", "python3", "perl", "ruby", "node", "nodejs", "deno",
+                                            "php", "lua", "tclsh", "expect", "julia", "Rscript", "pwsh",
+                                            "powershell", "pwsh-preview", "env", "xargs", "awk", "gawk", "mawk",
+                                            "sed", "ssh", "sudo", "su", "doas", "find"]
     static let codeFlags: Set<String> = ["-c", "-e", "-command", "-encodedcommand", "-ec", "--command", "--eval",
-                                         "-x", "-ce", "-ic"]
+                                         "-x", "-ce", "-ic", "-r", "-exec", "/c"]
 
     func parseFile(_ root: Node, declared: inout Set<String>) -> [CmdletDefinition] {
         guard let top = reader.mapping(root, what: "a cmdlets file", allowed: ["cmdlets"]) else { return [] }
@@ -386,6 +393,7 @@ final class CmdletParser {
         }
 
         guard ok, let executable else { return nil }
+        currentParameters = parameters
         lintInterpreter(executable: executable, argv: argv, node: node)
         return BackendTemplate(executable: executable, argv: argv, environment: environment,
                                timeoutSeconds: timeout, outputLimit: outputLimit)
@@ -418,6 +426,8 @@ final class CmdletParser {
         }
         if !FileManager.default.isExecutableFile(atPath: path) {
             reader.warning(at: node, "executable '\(path)' does not exist or is not executable (yet)")
+        } else {
+            lintOwnership(path, node: node)
         }
         return path
     }
@@ -594,6 +604,54 @@ final class CmdletParser {
         }
     }
 
+    /// Whoever can write the backend (or any directory above it) can run
+    /// code as the gateway's backend user. World-writable (without the
+    /// sticky bit on a directory) and owned by another non-root account are
+    /// errors; group-writable, and owned by the (non-root) account running
+    /// this check, are warnings: a developer's own build tree is the usual
+    /// case, while production backends should be root-owned.
+    func lintOwnership(_ path: String, node: Node) {
+        let euid = Int(geteuid())
+        // Symlinks' own modes mean nothing; judge what is really executed.
+        let real = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+        var current = real
+        var checked = 0
+        while !current.isEmpty, checked < 64 {
+            checked += 1
+            guard let attributes = try? FileManager.default.attributesOfItem(atPath: current),
+                  let mode = (attributes[.posixPermissions] as? NSNumber)?.intValue,
+                  let owner = (attributes[.ownerAccountID] as? NSNumber)?.intValue else { break }
+            let isDirectory = (attributes[.type] as? FileAttributeType) == .typeDirectory
+            let sticky = isDirectory && Self.hasStickyBit(current)
+            let what = current == real ? "backend '\(path)'" : "directory '\(current)' above backend '\(path)'"
+            if mode & 0o002 != 0 && !sticky {
+                reader.error(at: node, "\(what) is writable by every user",
+                             hint: "chmod o-w; anyone could replace the program the gateway runs")
+            } else if mode & 0o020 != 0 && !sticky {
+                reader.warning(at: node, "\(what) is writable by its group",
+                               hint: "chmod g-w unless the group is trusted like root")
+            }
+            if owner != 0 {
+                if owner == euid {
+                    reader.warning(at: node, "\(what) is owned by uid \(owner) (this account), not root",
+                                   hint: "install production backends root-owned, e.g. under /usr/libexec")
+                } else {
+                    reader.error(at: node, "\(what) is owned by uid \(owner), a non-root account that could replace it",
+                                 hint: "chown root and chmod go-w")
+                }
+            }
+            if current == "/" { break }
+            let parent = (current as NSString).deletingLastPathComponent
+            current = parent.isEmpty ? "/" : parent
+        }
+    }
+
+    static func hasStickyBit(_ path: String) -> Bool {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return false }
+        return info.st_mode & S_ISVTX != 0
+    }
+
     func lintInterpreter(executable: String, argv: [BackendTemplate.Element], node: Node) {
         let base = executable.split(separator: "/").last.map(String.init) ?? executable
         let isInterpreter = CmdletParser.interpreters.contains(base)
@@ -612,9 +670,37 @@ final class CmdletParser {
                 for case .literal(let s) in t.segments { literals.append(ASCII.lowercased(s)) }
             }
         }
-        if hasPlaceholder && literals.contains(where: { CmdletParser.codeFlags.contains($0) }) {
+        // The element that follows a code flag is read as a program.
+        var flat: [TemplateString] = []
+        for element in argv {
+            switch element {
+            case .single(let t): flat.append(t)
+            case .group(_, let items): flat.append(contentsOf: items)
+            }
+        }
+        var codeParameters: [String] = []
+        for (i, t) in flat.enumerated() {
+            let text = ASCII.lowercased(t.segments.compactMap { if case .literal(let s) = $0 { return s } else { return nil } }.joined())
+            let isFlag = t.parameterNames.isEmpty && CmdletParser.codeFlags.contains(text)
+            if isFlag, i + 1 < flat.count { codeParameters += flat[i + 1].parameterNames }
+            // `-c{X}` / `-Command:{X}` glued to the flag.
+            if !t.parameterNames.isEmpty, CmdletParser.codeFlags.contains(where: { !$0.isEmpty && text.hasPrefix($0) }) {
+                codeParameters += t.parameterNames
+            }
+        }
+        let free = flat.flatMap(\.parameterNames).filter { name in
+            guard let p = currentParameters.first(where: { $0.name == name }) else { return false }
+            return p.type == .string && p.pattern == nil && p.allowedValues == nil
+        }
+        if !codeParameters.isEmpty {
+            reader.error(at: node, "backend hands the typed value of '\(codeParameters[0])' to the interpreter '\(base)' as code",
+                         hint: "a value would be run as a program; call a dedicated program with fixed code instead")
+        } else if !free.isEmpty {
+            reader.error(at: node, "backend hands the free string '\(free[0])' (no pattern or set) to the interpreter '\(base)'",
+                         hint: "constrain the parameter with a pattern or a set, or call a dedicated program")
+        } else if hasPlaceholder && literals.contains(where: { CmdletParser.codeFlags.contains($0) }) {
             reader.warning(at: node, "backend hands typed values to the interpreter '\(base)' with a code flag",
-                           hint: "a value may then be run as code; call a dedicated program instead")
+                           hint: "the values are arguments of fixed code; make sure that code never evaluates them")
         } else {
             reader.warning(at: node, "backend runs the interpreter '\(base)'",
                            hint: "prefer a dedicated program; never pass typed values as code")

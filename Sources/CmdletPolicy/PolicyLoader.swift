@@ -9,6 +9,25 @@ public enum PolicyLoader {
                                             "Enter-Elevation", "Select-Object", "Where-Object", "Sort-Object",
                                             "Format-Table", "Format-List", "ConvertTo-Json", "Measure-Object"]
 
+    /// PowerShell commands that run code, load code, leave the session or
+    /// write files. JEA guidance is never to make these visible; a role that
+    /// lists a cmdlet with one of these names is a policy error, whatever its
+    /// backend does, because a reviewer reading the role would assume the
+    /// real thing.
+    public static let dangerousCmdletNames = [
+        "Invoke-Expression", "Invoke-Command", "Invoke-Item", "Invoke-WebRequest", "Invoke-RestMethod",
+        "Start-Process", "Start-Job", "Start-ThreadJob", "New-Object", "Add-Type", "Import-Module",
+        "Enter-PSSession", "New-PSSession", "Enter-PSHostProcess", "Set-ExecutionPolicy", "Register-ScheduledJob",
+        "Register-ScheduledTask", "New-ScheduledTask", "Set-Alias", "New-Alias", "Set-Variable", "New-Variable",
+        "Set-PSBreakpoint", "Out-File", "Set-Content", "Add-Content", "New-Item", "Copy-Item", "Move-Item",
+        "Remove-Item", "Set-Item", "New-Service", "Set-Service", "Start-Service", "Invoke-CimMethod",
+        "Invoke-WmiMethod", "Get-Credential", "ConvertTo-SecureString",
+    ]
+
+    static func isDangerous(_ name: String) -> Bool {
+        dangerousCmdletNames.contains { ASCII.equalsIgnoringCase($0, name) }
+    }
+
     /// Which part of the policy a source file holds.
     public enum SourceKind: Sendable {
         case cmdlets
@@ -86,6 +105,11 @@ public enum PolicyLoader {
             }
         }
 
+        for c in cmdlets where isDangerous(c.name) {
+            diagnostics.warning(c.file, c.line, 0, "cmdlet '\(c.name)' has the name of a dangerous PowerShell command",
+                                hint: "choose a name that says what the backend really does")
+        }
+
         // Names are unique across files, ASCII case-insensitively.
         var seenCmdlets: [String: CmdletDefinition] = [:]
         var uniqueCmdlets: [CmdletDefinition] = []
@@ -114,6 +138,12 @@ public enum PolicyLoader {
             var resolved: [String] = []
             var restrictions: [String: [ParameterRestriction]] = [:]
             for ref in raw.cmdlets {
+                if isDangerous(ref.name) {
+                    diagnostics.error(raw.file, ref.line, ref.column,
+                                      "role '\(raw.name)' makes the dangerous command '\(ref.name)' visible",
+                                      hint: "it runs code, loads code, leaves the session or writes files; "
+                                          + "expose a narrow purpose-built cmdlet instead")
+                }
                 if let c = seenCmdlets[ASCII.lowercased(ref.name)] {
                     if !ref.restrictions.isEmpty {
                         restrictions[ASCII.lowercased(c.name)] = resolveRestrictions(ref.restrictions, of: c, role: raw,

@@ -43,10 +43,17 @@ struct Policy: ParsableCommand {
 
         @OptionGroup var location: PolicyLocation
 
+        @Flag(name: .long, help: "Treat lint warnings as errors (exit 1 when there is any).")
+        var strict = false
+
         func run() throws {
             do {
                 let bundle = try location.load(policyDirectory: policyDirectory)
                 for warning in bundle.warnings { print(warning) }
+                if strict && !bundle.warnings.isEmpty {
+                    print("policy has \(bundle.warnings.count) warning(s), refused by --strict")
+                    throw ExitCode(1)
+                }
                 print("policy OK: \(bundle.policy.cmdlets.count) cmdlets, \(bundle.policy.roles.count) roles, "
                       + "\(bundle.directory.users.count) users, \(bundle.warnings.count) warning(s)")
             } catch let error as PolicyLoadError {
