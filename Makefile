@@ -7,7 +7,7 @@ BUILD_DIR  := .build/debug
 STATE_DIR  ?= .gatehouse-demo
 LISTEN     ?= 127.0.0.1:2222
 
-.PHONY: deps build demo test unit e2e bench clean
+.PHONY: deps build demo test unit e2e bench bench-parser fuzz clean
 
 deps:
 	scripts/install-deps
@@ -38,6 +38,16 @@ bench: deps
 	$(SWIFT) build -c release
 	.venv/bin/python bench/login_exec.py --build .build/release
 	.venv/bin/python bench/idle_sessions.py --build .build/release
+
+## make bench-parser: median time of parse+bind+authorize per line (release build).
+bench-parser:
+	$(SWIFT) build -c release --product gatehouse-bench-parser
+	.build/release/gatehouse-bench-parser policies
+
+## make fuzz: libFuzzer over lexer, parser, binder and formatters for FUZZ_SECONDS (default 60).
+FUZZ_SECONDS ?= 60
+fuzz:
+	fuzz/run $(FUZZ_SECONDS)
 
 clean:
 	rm -rf .build .venv $(STATE_DIR)

@@ -47,6 +47,9 @@ let package = Package(
         // separate program on purpose: the gateway only ever reaches it
         // through posix_spawn and an argv template, as it would a real one.
         .executableTarget(name: "gatehouse-demo-mailbox"),
+        // make bench-parser: parse+bind+authorize timing (bench/parser).
+        .executableTarget(name: "gatehouse-bench-parser", dependencies: ["CmdletShell", "CmdletPolicy", "GatehouseCore"],
+                          path: "bench/parser"),
         .target(name: "TestSupport", dependencies: ["GatehouseCore"], path: "Tests/TestSupport"),
         .testTarget(name: "CmdletShellTests", dependencies: ["CmdletShell", "CmdletPolicy", "TestSupport", "Yams"],
                     exclude: ["Golden"]),

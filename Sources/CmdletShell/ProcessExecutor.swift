@@ -38,6 +38,18 @@ public struct ExecutionResult: Sendable, Equatable {
     /// Bytes the backend wrote (including any that were dropped past the cap).
     public let stdoutBytes: Int
     public let stderrBytes: Int
+
+    /// Public so other executors (a privilege-separated spawner, test fakes)
+    /// can report how their command ended.
+    public init(exitStatus: Int32, timedOut: Bool, cancelled: Bool, truncated: Bool, stdoutBytes: Int,
+                stderrBytes: Int) {
+        self.exitStatus = exitStatus
+        self.timedOut = timedOut
+        self.cancelled = cancelled
+        self.truncated = truncated
+        self.stdoutBytes = stdoutBytes
+        self.stderrBytes = stderrBytes
+    }
 }
 
 /// The backend could not be started; nothing ran.
