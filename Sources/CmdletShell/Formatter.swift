@@ -107,10 +107,16 @@ public enum Pipeline {
                             maximum: type == .int ? 100_000 : nil, maxLength: maxLength, isList: list)
     }
 
-    private static let propertyPattern = try? AnchoredPattern("[A-Za-z_][A-Za-z0-9_]{0,63}")
+    /// `[A-Za-z_][A-Za-z0-9_]{0,63}`, checked by hand: no wildcards, no
+    /// dots (no reaching into nested objects), nothing to evaluate.
+    static func isPropertyName(_ name: String) -> Bool {
+        let s = Array(name.unicodeScalars)
+        guard let first = s.first, s.count <= 64, ASCII.isLetter(first) || first == "_" else { return false }
+        return s.allSatisfy { ASCII.isLetter($0) || ASCII.isDigit($0) || $0 == "_" }
+    }
 
     private static func spec(_ name: String) -> [ParameterDefinition] {
-        let property = propertyPattern
+        let property: AnchoredPattern? = nil // names are checked by isPropertyName after binding
         switch name {
         case "Select-Object":
             return [parameter("Property", .string, list: true, position: 0, pattern: property),
@@ -149,6 +155,12 @@ public enum Pipeline {
         func text(_ n: String) -> String? { value(n)?.argumentText }
         func names(_ n: String) -> [String]? { value(n).map { $0.items.map(\.argumentText) } }
         func flag(_ n: String) -> Bool { value(n) != nil }
+        for p in ["Property"] {
+            for item in value(p)?.items ?? [] where !isPropertyName(item.argumentText) {
+                return .failure(BindError("'\(Display.clip(item.argumentText))' is not a property name "
+                                          + "(letters, digits and '_'; no wildcards or expressions)", column: head.column))
+            }
+        }
         switch name {
         case "Select-Object":
             guard let properties = names("Property") else {

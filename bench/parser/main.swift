@@ -52,7 +52,8 @@ let lines: [(String, Bool)] = [
 ]
 
 var all: [Double] = []
-print(String(format: "%-60@ %10@ %10@", "line" as NSString, "median" as NSString, "p99" as NSString))
+func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
+print(pad("line", 60) + "    median        p99")
 for (line, shouldAllow) in lines {
     let bytes = Array(line.utf8)
     // Check once that the line does what the benchmark claims it does.
@@ -72,8 +73,8 @@ for (line, shouldAllow) in lines {
     samples.sort()
     all += samples
     let shown = line.count > 58 ? String(line.prefix(57)) + "…" : line
-    print(String(format: "%-60@ %8.2f µs %8.2f µs", shown as NSString, samples[samples.count / 2],
-                 samples[samples.count * 99 / 100]))
+    print(pad(shown, 60) + String(format: " %8.2f µs %8.2f µs", samples[samples.count / 2],
+                                  samples[samples.count * 99 / 100]))
 }
 all.sort()
 print(String(format: "all %d evaluations: median %.2f µs, p99 %.2f µs (parse+bind+authorize+expand, release build)",
