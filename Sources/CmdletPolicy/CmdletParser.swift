@@ -23,7 +23,7 @@ final class CmdletParser {
     static let cmdletKeys = ["synopsis", "description", "examples", "parameters", "backend", "output"]
     static let parameterKeys = ["type", "description", "mandatory", "position", "pattern", "set", "min", "max",
                                 "maxLength", "maxItems", "allowLeadingDash"]
-    static let backendKeys = ["executable", "argv", "environment", "timeout", "outputLimit"]
+    static let backendKeys = ["executable", "argv", "environment", "timeout", "outputLimit", "runAs"]
     static let exampleKeys = ["command", "description"]
     static let groupKeys = ["when", "argv"]
 
@@ -392,11 +392,31 @@ final class CmdletParser {
             } else { ok = false }
         }
 
+        var runAs: RunAsAccount?
+        if let f = field["runAs"], let name = reader.string(f.value, what: "runAs") {
+            let shapeOK = !name.isEmpty && name.unicodeScalars.count <= 32 && name.unicodeScalars.allSatisfy {
+                ASCII.isLetter($0) || ASCII.isDigit($0) || $0 == "_" || $0 == "-" || $0 == "."
+            } && !name.hasPrefix("-")
+            if !shapeOK {
+                reader.error(at: f.value, "runAs '\(TerminalSafe.text(name))' is not an account name"); ok = false
+            } else if let pw = getpwnam(name) {
+                runAs = RunAsAccount(name: name, uid: pw.pointee.pw_uid, gid: pw.pointee.pw_gid)
+                if pw.pointee.pw_uid == 0 {
+                    reader.warning(at: f.value, "runAs '\(name)' is root", hint: "run backends as a dedicated account")
+                }
+                if !FileManager.default.isExecutableFile(atPath: RunAsAccount.setprivPath) {
+                    reader.error(at: f.value, "runAs needs \(RunAsAccount.setprivPath) (util-linux)"); ok = false
+                }
+            } else {
+                reader.error(at: f.value, "runAs account '\(name)' does not exist on this host"); ok = false
+            }
+        }
+
         guard ok, let executable else { return nil }
         currentParameters = parameters
         lintInterpreter(executable: executable, argv: argv, node: node)
         return BackendTemplate(executable: executable, argv: argv, environment: environment,
-                               timeoutSeconds: timeout, outputLimit: outputLimit)
+                               timeoutSeconds: timeout, outputLimit: outputLimit, runAs: runAs)
     }
 
     func resolveExecutable(_ text: String, node: Node) -> String? {

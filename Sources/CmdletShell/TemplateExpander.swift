@@ -44,6 +44,7 @@ enum TemplateExpander {
         }
         var environment: [String: String] = [:]
         for (name, template) in backend.environment { environment[name] = render(template, values) }
+        if let account = backend.runAs { argv = account.argvPrefix + argv }
         return (argv, environment)
     }
 
