@@ -186,8 +186,16 @@ enum Builtins {
                 if let pos = p.position { facts.append("position \(pos)") }
                 if let set = p.allowedValues { facts.append("one of: " + set.joined(separator: ", ")) }
                 if let pattern = p.pattern { facts.append("pattern " + pattern.source) }
-                if let min = p.minimum { facts.append("min " + (p.type == .size ? ByteSize.format(min) : String(min))) }
-                if let max = p.maximum { facts.append("max " + (p.type == .size ? ByteSize.format(max) : String(max))) }
+                func bound(_ n: Int) -> String {
+                    switch p.type {
+                    case .size: return ByteSize.format(n)
+                    case .duration: return PolicyDuration.format(n)
+                    default: return String(n)
+                    }
+                }
+                if let min = p.minimum { facts.append("min " + bound(min)) }
+                if let max = p.maximum { facts.append("max " + bound(max)) }
+                if p.isList { facts.append("comma list of at most \(p.maxItems)") }
                 out += "    -\(p.name)  (\(facts.joined(separator: ", ")))\n"
                 if let d = p.description { out += "        \(oneLine(d))\n" }
             }

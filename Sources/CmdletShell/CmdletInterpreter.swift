@@ -91,6 +91,9 @@ public final class CmdletInterpreter: @unchecked Sendable {
             "environmentNames": command.environment.keys.sorted().joined(separator: ","),
         ]
         if let scope = command.grant.scope { fields["scope"] = scope }
+        if !command.formatters.isEmpty {
+            fields["formatters"] = command.formatters.map(PolicyTestReport.describe).joined(separator: " | ")
+        }
         if case .elevation(let requestID) = command.grant.source { fields["requestID"] = String(requestID) }
         do {
             try audit.record(AuditEvent(time: clock.now(), kind: .commandAllowed, user: claim.user.rawValue,
