@@ -358,9 +358,7 @@ public enum Pipeline {
         TerminalText.sanitize(value.displayText, keepLineBreaks: false)
     }
 
-    /// A width-aware table: columns in first-seen order; when the natural
-    /// widths do not fit, the widest column gives way first and cells are
-    /// cut with '…'.
+    /// A width-aware table: columns in first-seen order, fitted to `width`.
     static func table(_ items: [JSONValue], width: Int) -> String {
         guard !items.isEmpty else { return "" }
         var columns: [String] = []
@@ -376,24 +374,36 @@ public enum Pipeline {
         var widths = headers.indices.map { c in
             min(80, max(headers[c].unicodeScalars.count, rows.map { $0[c].unicodeScalars.count }.max() ?? 0))
         }
-        let minimum = 6
-        while widths.reduce(0, +) + widths.count - 1 > width {
-            guard let widest = widths.indices.max(by: { widths[$0] < widths[$1] }), widths[widest] > minimum else { break }
+        // Fit the terminal the way Format-Table does: very wide columns give
+        // way first, then columns are dropped from the right (and named in a
+        // note), and only then is the last column cut with '…'.
+        var shown = Array(headers.indices)
+        func total() -> Int { shown.map { widths[$0] }.reduce(0, +) + shown.count - 1 }
+        func shrinkWidest(above floor: Int) -> Bool {
+            guard let widest = shown.max(by: { widths[$0] < widths[$1] }), widths[widest] > floor else { return false }
             widths[widest] -= 1
+            return true
         }
+        while total() > width, shrinkWidest(above: 24) {}
+        while total() > width, shown.count > 1 { shown.removeLast() }
+        while total() > width, shrinkWidest(above: 6) {}
+        let hidden = headers.indices.filter { !shown.contains($0) }.map { headers[$0] }
         func fit(_ text: String, _ w: Int) -> String {
             let s = Array(text.unicodeScalars)
             if s.count > w { return String(String.UnicodeScalarView(s.prefix(max(0, w - 1)))) + "…" }
             return text + String(repeating: " ", count: w - s.count)
         }
         func line(_ cells: [String]) -> String {
-            var out = zip(cells, widths).map { fit($0, $1) }.joined(separator: " ")
+            var out = shown.map { fit(cells[$0], widths[$0]) }.joined(separator: " ")
             while out.hasSuffix(" ") { out.removeLast() }
             return out + "\n"
         }
         var out = line(headers)
         out += line(widths.map { String(repeating: "-", count: $0) })
         for row in rows { out += line(row) }
+        if !hidden.isEmpty {
+            out += "(not shown, too wide: \(hidden.joined(separator: ", ")); use Select-Object or Format-List)\n"
+        }
         return out
     }
 

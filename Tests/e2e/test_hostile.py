@@ -504,3 +504,24 @@ def test_formatters_render_backend_objects(gateway):
     assert [o["Identity"] for o in json.loads(json_text)] == ["bob"], json_text
     assert "Count" in count and "4" in count, count
     assert top.strip().splitlines()[-1].strip() == "carol", top
+
+
+def test_default_table_fits_the_terminal_width(gateway):
+    """Over an interactive shell with a 40-column pty, the JSON backend's
+    default table is cut to fit; over exec it uses 120 columns."""
+    async def go():
+        async with await connect(gateway, "alice") as conn:
+            proc = await conn.create_process(term_type="xterm", term_size=(40, 24))
+            proc.stdin.write("Get-MailboxReport\r")
+            proc.stdin.write("exit\r")
+            out = await asyncio.wait_for(proc.stdout.read(), 15)
+            return out
+    out = run(go())
+    lines = out.replace("\r", "").split("\n")
+    header = next(i for i, l in enumerate(lines) if l.startswith("Identity "))
+    table = lines[header:header + 6]
+    assert all(len(l) <= 40 for l in table), table
+    assert table[0].split() == ["Identity", "DisplayName", "PrimarySmtpAddress"], table
+    assert table[2].split() == ["alice", "Alice", "Anders", "alice@contoso.com"], table
+    note = lines[header + 6]
+    assert note.startswith("(not shown, too wide: ProhibitSendQuota, ItemCount, TotalItemSizeBytes;"), lines
