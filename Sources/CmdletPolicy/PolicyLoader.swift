@@ -86,6 +86,7 @@ public enum PolicyLoader {
                      diagnostics: DiagnosticCollector) throws -> PolicySnapshot {
         var cmdlets: [CmdletDefinition] = []
         var rawRoles: [RawRole] = []
+        var rawDenyRules: [RawDenyRule] = []
         // Names of cmdlets that were declared but failed validation: roles
         // naming them get no second, misleading "unknown cmdlet" error.
         var declaredNames = Set<String>()
@@ -101,7 +102,7 @@ public enum PolicyLoader {
                 let parser = CmdletParser(reader: reader, libexecDirectory: libexecDirectory)
                 cmdlets.append(contentsOf: parser.parseFile(root, declared: &declaredNames))
             case .roles:
-                rawRoles.append(contentsOf: RoleParser(reader: reader).parseFile(root))
+                rawRoles.append(contentsOf: RoleParser(reader: reader).parseFile(root, deny: &rawDenyRules))
             }
         }
 
@@ -166,8 +167,25 @@ public enum PolicyLoader {
                                         restrictions: restrictions, maxDurationSeconds: raw.maxDurationSeconds, file: raw.file, line: raw.line))
         }
 
+        var denyRules: [DenyRule] = []
+        for raw in rawDenyRules {
+            guard let c = seenCmdlets[ASCII.lowercased(raw.cmdlet)] else {
+                if !declaredNames.contains(ASCII.lowercased(raw.cmdlet)) && !cmdletFileUnreadable {
+                    diagnostics.error(raw.file, raw.line, raw.column, "deny rule names unknown cmdlet '\(raw.cmdlet)'",
+                                      hint: ASCII.suggestion(for: raw.cmdlet, among: cmdletNames).map { "did you mean '\($0)'?" })
+                }
+                continue
+            }
+            let owner = RawRole(name: "deny rule", description: nil, cmdlets: [], maxDurationSeconds: nil,
+                                file: raw.file, line: raw.line, column: raw.column)
+            let conditions = resolveRestrictions(raw.conditions, of: c, role: owner, diagnostics: diagnostics)
+            guard conditions.count == raw.conditions.count else { continue }
+            denyRules.append(DenyRule(cmdlet: c.name, conditions: conditions, reason: raw.reason, file: raw.file,
+                                      line: raw.line))
+        }
+
         let warnings = try diagnostics.throwIfErrors()
-        return PolicySnapshot(validatedCmdlets: uniqueCmdlets, roles: roles, warnings: warnings)
+        return PolicySnapshot(validatedCmdlets: uniqueCmdlets, roles: roles, denyRules: denyRules, warnings: warnings)
     }
 }
 
@@ -242,6 +260,15 @@ extension PolicyLoader {
 
 // MARK: - Roles
 
+struct RawDenyRule {
+    let cmdlet: String
+    let conditions: [RawRole.RawRestriction]
+    let reason: String?
+    let file: String
+    let line: Int
+    let column: Int
+}
+
 struct RawRole {
     struct Reference {
         let name: String
@@ -279,9 +306,21 @@ struct RoleParser {
     static let roleKeys = ["description", "cmdlets", "maxDuration"]
 
     func parseFile(_ root: Node) -> [RawRole] {
-        guard let top = reader.mapping(root, what: "a roles file", allowed: ["roles"]) else { return [] }
+        parseFile(root, deny: nil)
+    }
+
+    /// Roles, and (when `deny` is given) the file's top-level `deny:` rules.
+    func parseFile(_ root: Node, deny: UnsafeMutablePointer<[RawDenyRule]>?) -> [RawRole] {
+        guard let top = reader.mapping(root, what: "a roles file", allowed: ["roles", "deny"]) else { return [] }
         var result: [RawRole] = []
         for entry in top {
+            if entry.key == "deny" {
+                guard let items = reader.sequence(entry.value, what: "deny") else { continue }
+                for item in items {
+                    if let rule = parseDenyRule(item) { deny?.pointee.append(rule) }
+                }
+                continue
+            }
             guard let roles = reader.mapping(entry.value, what: "'roles'") else { continue }
             for role in roles {
                 if let parsed = parseRole(role) { result.append(parsed) }
@@ -297,22 +336,41 @@ struct RoleParser {
     }
 
     static let restrictionKeys = ["pattern", "set", "min", "max", "forbidden"]
+    static let denyKeys = ["cmdlet", "parameters", "reason"]
 
-    /// `- Set-Mailbox: {parameters: {Identity: {pattern: ...}, Force: {forbidden: true}}}`
-    func parseRestrictedCmdlet(_ node: Node) -> RawRole.Reference? {
-        guard let entries = reader.mapping(node, what: "a restricted cmdlet entry"), entries.count == 1,
-              let entry = entries.first else {
-            reader.error(at: node, "a restricted cmdlet entry is one 'Cmdlet-Name: {parameters: ...}' mapping")
-            return nil
-        }
-        guard let fields = reader.mapping(entry.value, what: "restrictions of '\(entry.key)'", allowed: ["parameters"]),
-              let parametersField = fields.first(where: { $0.key == "parameters" }),
-              let parameters = reader.mapping(parametersField.value, what: "parameters") else {
-            if case .mapping = entry.value {
-                reader.error(at: entry.keyNode, "restrictions of '\(entry.key)' need a 'parameters' mapping")
+    /// `- {cmdlet: Set-Mailbox, parameters: {Identity: {pattern: '^admin.*$'}}, reason: ...}`
+    func parseDenyRule(_ node: Node) -> RawDenyRule? {
+        guard let fields = reader.mapping(node, what: "a deny rule", allowed: RoleParser.denyKeys) else { return nil }
+        var cmdlet: String?
+        var reason: String?
+        var conditions: [RawRole.RawRestriction] = []
+        var ok = true
+        for f in fields {
+            switch f.key {
+            case "cmdlet": cmdlet = reader.string(f.value, what: "cmdlet")
+            case "reason": reason = reader.string(f.value, what: "reason")
+            default:
+                guard let parsed = parseConditions(f.value) else { ok = false; continue }
+                conditions = parsed
+                if conditions.contains(where: \.forbidden) {
+                    reader.error(at: f.value, "'forbidden' has no meaning in a deny rule",
+                                 hint: "a deny rule matches values; list the values to refuse")
+                    ok = false
+                }
             }
+        }
+        guard let cmdlet else {
+            reader.error(at: node, "a deny rule needs 'cmdlet'")
             return nil
         }
+        guard ok else { return nil }
+        return RawDenyRule(cmdlet: cmdlet, conditions: conditions, reason: reason, file: reader.file,
+                           line: reader.line(node), column: reader.column(node))
+    }
+
+    /// The `parameters:` mapping of a restriction or a deny rule.
+    func parseConditions(_ node: Node) -> [RawRole.RawRestriction]? {
+        guard let parameters = reader.mapping(node, what: "parameters") else { return nil }
         var ok = true
         var restrictions: [RawRole.RawRestriction] = []
         for p in parameters {
@@ -343,7 +401,24 @@ struct RoleParser {
             restrictions.append(.init(parameter: p.key, forbidden: forbidden, pattern: pattern, set: set, min: min,
                                       max: max, line: reader.line(p.keyNode), column: reader.column(p.keyNode)))
         }
-        guard ok else { return nil }
+        return ok ? restrictions : nil
+    }
+
+    /// `- Set-Mailbox: {parameters: {Identity: {pattern: ...}, Force: {forbidden: true}}}`
+    func parseRestrictedCmdlet(_ node: Node) -> RawRole.Reference? {
+        guard let entries = reader.mapping(node, what: "a restricted cmdlet entry"), entries.count == 1,
+              let entry = entries.first else {
+            reader.error(at: node, "a restricted cmdlet entry is one 'Cmdlet-Name: {parameters: ...}' mapping")
+            return nil
+        }
+        guard let fields = reader.mapping(entry.value, what: "restrictions of '\(entry.key)'", allowed: ["parameters"]),
+              let parametersField = fields.first(where: { $0.key == "parameters" }) else {
+            if case .mapping = entry.value {
+                reader.error(at: entry.keyNode, "restrictions of '\(entry.key)' need a 'parameters' mapping")
+            }
+            return nil
+        }
+        guard let restrictions = parseConditions(parametersField.value) else { return nil }
         return .init(name: entry.key, line: reader.line(entry.keyNode), column: reader.column(entry.keyNode),
                      restrictions: restrictions)
     }

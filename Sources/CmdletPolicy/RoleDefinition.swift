@@ -33,6 +33,26 @@ public struct RoleDefinition: Sendable {
     }
 }
 
+/// A rule that refuses matching invocations whatever the caller's roles:
+/// deny wins. It matches when every condition accepts its parameter's value
+/// (a condition on a parameter that was not given does not match); a rule
+/// without conditions refuses the cmdlet outright.
+public struct DenyRule: Sendable {
+    public let cmdlet: String
+    public let conditions: [ParameterRestriction]
+    public let reason: String?
+    public let file: String
+    public let line: Int
+
+    public func matches(cmdlet name: String, values: [(name: String, value: ParameterValue)]) -> Bool {
+        guard ASCII.equalsIgnoringCase(cmdlet, name) else { return false }
+        return conditions.allSatisfy { condition in
+            guard let bound = values.first(where: { $0.name == condition.parameter }) else { return false }
+            return condition.violation(bound.value) == nil
+        }
+    }
+}
+
 /// An immutable, validated policy. A reload builds a whole new snapshot; a
 /// command in flight keeps the snapshot it started with.
 public struct PolicySnapshot: Sendable {
@@ -40,6 +60,8 @@ public struct PolicySnapshot: Sendable {
     public let cmdlets: [CmdletDefinition]
     /// Sorted by ASCII-lower-cased name.
     public let roles: [RoleDefinition]
+    /// Deny rules, in file order; any match refuses the invocation.
+    public let denyRules: [DenyRule]
     /// Lint findings that did not stop the load.
     public let warnings: [PolicyDiagnostic]
 
@@ -47,9 +69,11 @@ public struct PolicySnapshot: Sendable {
     private let roleIndex: [String: Int]
 
     /// A policy that allows nothing.
-    public static let empty = PolicySnapshot(validatedCmdlets: [], roles: [], warnings: [])
+    public static let empty = PolicySnapshot(validatedCmdlets: [], roles: [], denyRules: [], warnings: [])
 
-    init(validatedCmdlets: [CmdletDefinition], roles: [RoleDefinition], warnings: [PolicyDiagnostic]) {
+    init(validatedCmdlets: [CmdletDefinition], roles: [RoleDefinition], denyRules: [DenyRule] = [],
+         warnings: [PolicyDiagnostic]) {
+        self.denyRules = denyRules
         let sortedCmdlets = validatedCmdlets.sorted { ASCII.lowercased($0.name) < ASCII.lowercased($1.name) }
         let sortedRoles = roles.sorted { ASCII.lowercased($0.name) < ASCII.lowercased($1.name) }
         cmdlets = sortedCmdlets

@@ -26,6 +26,11 @@ public enum Authorizer {
         var candidates: [RoleGrant] = []
         var restricted: [String] = []
         let values = parameters.map { (name: $0.name, value: $0.value) }
+        // Deny rules win over every role.
+        if let rule = snapshot.denyRules.first(where: { $0.matches(cmdlet: cmdlet.name, values: values) }) {
+            let why = rule.reason.map { ": " + Display.clip($0, max: 200) } ?? ""
+            return Authorization(decision: .deny(reason: "'\(cmdlet.name)' is refused by a deny rule\(why)"), grant: nil)
+        }
         for grant in claim.grants where grant.isActive(at: claim.issuedAt) {
             guard let role = snapshot.role(named: grant.role), role.allows(cmdlet: cmdlet.name) else { continue }
             // Each role is judged alone: its own restrictions must accept

@@ -130,6 +130,28 @@ final class RoleRestrictionTests: XCTestCase {
     }
 }
 
+/// Deny rules: parsed strictly, checked against the cmdlet, matching values.
+final class DenyRuleTests: XCTestCase {
+    func testDenyRulesLoadAndMatch() throws {
+        let snapshot = try loadPolicy(roles: baseRoles + "\ndeny:\n  - cmdlet: get-thing\n    parameters:\n"
+                                      + "      Limit: {min: 8}\n    reason: too many\n")
+        let rule = try XCTUnwrap(snapshot.denyRules.first)
+        XCTAssertEqual(rule.cmdlet, "Get-Thing")
+        XCTAssertTrue(rule.matches(cmdlet: "Get-Thing", values: [("Limit", .int(9))]))
+        XCTAssertFalse(rule.matches(cmdlet: "Get-Thing", values: [("Limit", .int(7))]))
+        XCTAssertFalse(rule.matches(cmdlet: "Get-Thing", values: []), "an absent parameter does not match")
+    }
+
+    func testBadDenyRulesAreErrors() {
+        XCTAssertTrue(loadErrors(roles: baseRoles + "\ndeny:\n  - cmdlet: Get-Thingy\n").first?.message
+            .contains("unknown cmdlet 'Get-Thingy'") ?? false)
+        XCTAssertTrue(loadErrors(roles: baseRoles + "\ndeny:\n  - cmdlet: Get-Thing\n    parameters: {Limit: {forbidden: true}}\n")
+            .first?.message.contains("no meaning in a deny rule") ?? false)
+        XCTAssertTrue(loadErrors(roles: baseRoles + "\ndeny:\n  - cmdlet: Get-Thing\n    when: always\n")
+            .first?.message.contains("when") ?? false)
+    }
+}
+
 /// duration, datetime and list values.
 final class NewTypeTests: XCTestCase {
     func parameter(_ type: ParameterType, list: Bool = false, min: Int? = nil, max: Int? = nil) -> ParameterDefinition {
