@@ -96,6 +96,17 @@ enum Builtins {
                             pattern: nil, allowedValues: nil, minimum: nil, maximum: nil, maxLength: 1),
     ]
 
+    static let formatterHelp: [(name: String, syntax: String, what: String)] = [
+        ("Select-Object", " [-Property] NAME[,NAME...] [-First N]", "Keeps the named properties (and the first N objects)."),
+        ("Where-Object", " [-Property] NAME (-EQ V | -NE V | -Like WILDCARD | -Match REGEX)",
+         "Keeps objects whose property compares true; -Match is bounded in length and time."),
+        ("Sort-Object", " [[-Property] NAME[,NAME...]] [-Descending]", "Sorts objects, numbers as numbers."),
+        ("Measure-Object", " [[-Property] NAME] [-Sum] [-Average] [-Minimum] [-Maximum]", "Counts objects and sums a property."),
+        ("Format-Table", " [[-Property] NAME[,NAME...]]", "Shows objects as a table that fits the terminal (the default)."),
+        ("Format-List", " [[-Property] NAME[,NAME...]]", "Shows one property per line."),
+        ("ConvertTo-Json", "", "Shows the objects as JSON."),
+    ]
+
     /// How much of a cmdlet's help to show.
     enum HelpDetail { case normal, examples, full }
 
@@ -122,6 +133,11 @@ enum Builtins {
 
             """
             return .builtin(BuiltinResult(command: .getHelp(name: nil), stdout: text, stderr: "", exitStatus: 0))
+        }
+        if let syntax = formatterHelp.first(where: { ASCII.equalsIgnoringCase($0.name, name) }) {
+            let text = "NAME\n    \(syntax.name)\n\nSYNTAX\n    ... | \(syntax.name)\(syntax.syntax)\n\nDESCRIPTION\n    "
+                + syntax.what + "\n    Arguments are data only: property names, numbers and literal values.\n"
+            return .builtin(BuiltinResult(command: .getHelp(name: syntax.name), stdout: text, stderr: "", exitStatus: 0))
         }
         let visible = Authorizer.visibleCmdlets(claim: claim, snapshot: snapshot)
         guard let cmdlet = visible.first(where: { ASCII.equalsIgnoringCase($0.name, name) }) else {

@@ -138,6 +138,9 @@ public enum Pipeline {
         }
     }
 
+    /// The parameter names of a formatter (for completion and help).
+    public static func parameterNames(of formatter: String) -> [String] { spec(formatter).map(\.name) }
+
     /// Binds one stage (its tokens start with the formatter's name).
     static func bindStage(_ tokens: ArraySlice<Token>) -> Result<FormatterStage, BindError> {
         guard let head = tokens.first else { return .failure(BindError("empty pipeline element", column: nil)) }

@@ -200,6 +200,8 @@ final class EvaluationTests: XCTestCase {
         XCTAssertEqual(examples.stdout, "NAME\n    Get-Mailbox\n\nSYNOPSIS\n    Show a mailbox.\n\nEXAMPLES\n"
                        + "    Get-Mailbox alice\n        Show alice.\n")
         XCTAssertEqual(try rejected("Get-Help Get-Mailbox -Full -Examples").message, "use -Examples or -Full, not both")
+        guard case .builtin(let formatter) = try evaluate("Get-Help where-object") else { return XCTFail() }
+        XCTAssertTrue(formatter.stdout.contains("... | Where-Object [-Property] NAME (-EQ V | -NE V"), formatter.stdout)
 
         // A hidden cmdlet and an unknown one get the same answer.
         guard case .builtin(let hidden) = try evaluate("Get-Help -Name New-Marker"),

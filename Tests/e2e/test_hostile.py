@@ -525,3 +525,20 @@ def test_default_table_fits_the_terminal_width(gateway):
     assert table[2].split() == ["alice", "Alice", "Anders", "alice@contoso.com"], table
     note = lines[header + 6]
     assert note.startswith("(not shown, too wide: ProhibitSendQuota, ItemCount, TotalItemSizeBytes;"), lines
+
+
+def test_tab_completion_offers_only_visible_cmdlets(gateway):
+    """On a pty, TAB completes what Get-Command would list, and nothing hidden."""
+    async def go():
+        async with await connect(gateway, "alice") as conn:
+            proc = await conn.create_process(term_type="xterm", term_size=(120, 24))
+            proc.stdin.write("Get-MailboxSt\tbob\r")   # completes to Get-MailboxStatistics
+            proc.stdin.write("Remove-Mail\t\r")         # hidden: only the bell, line stays as typed
+            proc.stdin.write("exit\r")
+            return await asyncio.wait_for(proc.stdout.read(), 15)
+    before = len(gateway.invocations())
+    out = run(go())
+    assert "Get-MailboxStatistics bob" in out, out
+    assert "ItemCount     : 402" in out, out
+    assert "Remove-Mail\x07" in out and "Remove-Mailbox" not in out, out
+    assert [c["argv"] for c in gateway.invocations()[before:]] == [["statistics", "--identity", "bob"]]

@@ -112,6 +112,7 @@ final class SessionRunner {
             guard let state = channels[channel.id], !state.started else { break }
             state.started = true
             state.editor = LineEditor(echo: state.pty != nil, maxLineBytes: Lexer.maxLineBytes)
+            state.editor?.completer = { [unowned self] typed in self.complete(typed) }
             write(state, Array(banner().utf8), stderr: false)
             prompt(state)
         case .execRequested(let channel, let command):
@@ -171,6 +172,13 @@ final class SessionRunner {
             }
             prompt(state)
         }
+    }
+
+    /// Tab completion with the claim as of now: only what the caller may run.
+    private func complete(_ typed: [UInt8]) -> [UInt8] {
+        guard let user else { return [] }
+        let claim = gateway.lockbox.claim(user: user, session: session, now: gateway.clock.now())
+        return Completion.complete(line: typed, claim: claim, snapshot: gateway.policy)
     }
 
     /// Runs one line through the gate pipeline with the claim as of now.
