@@ -1,6 +1,6 @@
 // libFuzzer entry point over the gate: lexer, parser, binder, authorizer,
-// template expansion, and the JSON parser + formatters that render backend
-// output. Built by fuzz/run with -sanitize=fuzzer,address; not part of
+// template expansion, tab completion, and the JSON parser + formatters that
+// render backend output. Built by fuzz/run with -sanitize=fuzzer,address; not part of
 // `make test`.
 //
 // Besides "no crash, no sanitizer report", it checks invariants that must
@@ -73,6 +73,10 @@ roles:
           parameters:
             Identity: {pattern: '^[a-m]+$'}
             Limit: {max: 10}
+deny:
+  - cmdlet: Set-Thing
+    parameters:
+      Identity: {pattern: '^adm.*$'}
 """
 
 let fuzzSnapshot: PolicySnapshot = {
@@ -128,7 +132,12 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         if command.argv.contains(where: { $0.unicodeScalars.contains("\n") }) { fatalError("newline in argv") }
     }
 
-    // 2. The input as backend JSON, rendered through a fixed set of stages.
+    // 2. The input as a half-typed line for tab completion.
+    let completion = Completion.complete(line: bytes, claim: fuzzClaim, snapshot: fuzzSnapshot)
+    if let text = String(validating: completion, as: UTF8.self) { checkClean(text, "completion") }
+    else if !completion.isEmpty { fatalError("completion is not valid UTF-8") }
+
+    // 3. The input as backend JSON, rendered through a fixed set of stages.
     for (i, line) in fuzzStages.enumerated() where size % fuzzStages.count == i || size < 64 {
         guard case .allowed(let command) = evaluate(line: Array(line.utf8), claim: fuzzClaim, snapshot: fuzzSnapshot,
                                                     context: fuzzContext) else { fatalError("stage line refused: \(line)") }
