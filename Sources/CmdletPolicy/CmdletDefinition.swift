@@ -30,8 +30,7 @@ public struct CmdletDefinition: Sendable {
 
     /// The declared parameter with this exact name (ASCII case-insensitive).
     public func parameter(named name: String) -> ParameterDefinition? {
-        let key = ASCII.lowercased(name)
-        return parameters.first { ASCII.lowercased($0.name) == key }
+        parameters.first { ASCII.equalsIgnoringCase($0.name, name) }
     }
 }
 

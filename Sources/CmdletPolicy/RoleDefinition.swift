@@ -17,8 +17,7 @@ public struct RoleDefinition: Sendable {
 
     /// ASCII case-insensitive membership.
     public func allows(cmdlet name: String) -> Bool {
-        let key = ASCII.lowercased(name)
-        return cmdlets.contains { ASCII.lowercased($0) == key }
+        cmdlets.contains { ASCII.equalsIgnoringCase($0, name) }
     }
 
     /// The first restriction of this role that the bound values violate, as

@@ -123,9 +123,8 @@ public enum Evaluation: Sendable {
 /// Names the shell answers itself (ASCII case-insensitive).
 enum BuiltinName {
     static func match(_ word: String) -> String? {
-        let lower = ASCII.lowercased(word)
-        return ["exit", "Exit-Session", "Get-Command", "Get-Help", "Get-AccessClaim", "Enter-Elevation"]
-            .first { ASCII.lowercased($0) == lower }
+        ["exit", "Exit-Session", "Get-Command", "Get-Help", "Get-AccessClaim", "Enter-Elevation"]
+            .first { ASCII.equalsIgnoringCase($0, word) }
     }
 }
 
