@@ -626,10 +626,12 @@ final class CmdletParser {
 
     /// Whoever can write the backend (or any directory above it) can run
     /// code as the gateway's backend user. World-writable (without the
-    /// sticky bit on a directory) and owned by another non-root account are
-    /// errors; group-writable, and owned by the (non-root) account running
-    /// this check, are warnings: a developer's own build tree is the usual
-    /// case, while production backends should be root-owned.
+    /// sticky bit on a directory) anywhere on the path is an error, and so is
+    /// the program or its own directory being owned by another non-root
+    /// account. Group-writable, owned by the (non-root) account running this
+    /// check, or another owner further up the path, are warnings: a
+    /// developer's build tree or a CI checkout is the usual case there, while
+    /// production backends should be root-owned all the way up.
     func lintOwnership(_ path: String, node: Node) {
         let euid = Int(geteuid())
         // Symlinks' own modes mean nothing; judge what is really executed.
@@ -652,8 +654,12 @@ final class CmdletParser {
                                hint: "chmod g-w unless the group is trusted like root")
             }
             if owner != 0 {
-                if owner == euid {
-                    reader.warning(at: node, "\(what) is owned by uid \(owner) (this account), not root",
+                // The program and its own directory must not belong to another
+                // account; further up, another owner is reported as a warning
+                // (checkouts and build trees often sit in a user's home).
+                let near = checked <= 2
+                if owner == euid || !near {
+                    reader.warning(at: node, "\(what) is owned by uid \(owner)\(owner == euid ? " (this account)" : ""), not root",
                                    hint: "install production backends root-owned, e.g. under /usr/libexec")
                 } else {
                     reader.error(at: node, "\(what) is owned by uid \(owner), a non-root account that could replace it",
