@@ -189,7 +189,8 @@ public enum Pipeline {
                 guard let regex = BoundedRegex(operand) else {
                     return .failure(BindError("-Match needs a valid regular expression of at most "
                                               + "\(BoundedRegex.maxLength) characters, without backreferences "
-                                              + "or (?...) groups other than (?:", column: head.column))
+                                              + "or (?...) groups other than (?:",
+                                              column: valueColumn("Match", in: tokens) ?? head.column))
                 }
                 return .success(.whereObject(property: property, test: .match(regex)))
             }
@@ -205,6 +206,20 @@ public enum Pipeline {
         default: // ConvertTo-Json
             return .success(.convertToJson)
         }
+    }
+
+    /// Where the value of `-name` (or a prefix of it) starts, for messages.
+    static func valueColumn(_ name: String, in tokens: ArraySlice<Token>) -> Int? {
+        var i = tokens.startIndex
+        while i < tokens.endIndex {
+            if case .parameter(let inline) = tokens[i].kind, !tokens[i].text.isEmpty,
+               ASCII.hasPrefixIgnoringCase(name, tokens[i].text) {
+                if let inline { return inline.column }
+                return i + 1 < tokens.endIndex ? tokens[i + 1].column : nil
+            }
+            i += 1
+        }
+        return nil
     }
 
     /// Binds every stage after the first `|`; `segments` are the token runs
