@@ -7,7 +7,7 @@ BUILD_DIR  := .build/debug
 STATE_DIR  ?= .gatehouse-demo
 LISTEN     ?= 127.0.0.1:2222
 
-.PHONY: deps build demo test unit e2e bench bench-parser fuzz clean
+.PHONY: deps build demo test unit e2e bench bench-lockbox bench-parser fuzz clean
 
 deps:
 	scripts/install-deps
@@ -48,6 +48,11 @@ bench-parser:
 FUZZ_SECONDS ?= 60
 fuzz:
 	fuzz/run $(FUZZ_SECONDS)
+
+## make bench-lockbox: Lockbox.claim p50/p99 on SQLite with 100,000 historical requests (release build).
+bench-lockbox:
+	$(SWIFT) build -c release --product lockbox-claim-bench
+	.build/release/lockbox-claim-bench 100000 50000
 
 clean:
 	rm -rf .build .venv $(STATE_DIR)

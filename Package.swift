@@ -17,6 +17,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         .systemLibrary(name: "CLibSSH", pkgConfig: "libssh",
@@ -28,7 +30,12 @@ let package = Package(
                                                   .product(name: "Logging", package: "swift-log")]),
         .target(name: "PAMAuth", dependencies: ["CPAM", "GatehouseCore"]),
         .target(name: "CmdletPolicy", dependencies: ["GatehouseCore", "Yams"]),
-        .target(name: "Lockbox", dependencies: ["GatehouseCore", "CmdletPolicy"]),
+        .target(name: "Lockbox", dependencies: [
+            "GatehouseCore", "CmdletPolicy", "Yams",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .target(name: "CmdletShell", dependencies: ["GatehouseCore", "CmdletPolicy"]),
         .target(name: "Transcript", dependencies: ["GatehouseCore"]),
         .target(name: "Gateway", dependencies: [
@@ -50,12 +57,20 @@ let package = Package(
         // make bench-parser: parse+bind+authorize timing (bench/parser).
         .executableTarget(name: "gatehouse-bench-parser", dependencies: ["CmdletShell", "CmdletPolicy", "GatehouseCore"],
                           path: "bench/parser"),
+        // `make bench-lockbox`: claim() latency with 100,000 historical requests.
+        .executableTarget(name: "lockbox-claim-bench", dependencies: [
+            "Lockbox", "GatehouseCore", .product(name: "GRDB", package: "GRDB.swift"),
+        ], path: "bench/LockboxClaimBench"),
+        // One process of the two-process store test (LockboxTests).
+        .executableTarget(name: "lockbox-race-helper", dependencies: ["Lockbox", "GatehouseCore"],
+                          path: "Tests/LockboxRaceHelper"),
         .target(name: "TestSupport", dependencies: ["GatehouseCore"], path: "Tests/TestSupport"),
         .testTarget(name: "CmdletShellTests", dependencies: ["CmdletShell", "CmdletPolicy", "TestSupport", "Yams"],
                     exclude: ["Golden"]),
         .testTarget(name: "CmdletPolicyTests", dependencies: ["CmdletPolicy", "TestSupport"]),
-        .testTarget(name: "LockboxTests", dependencies: ["Lockbox", "TestSupport"]),
-        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "TestSupport"]),
+        .testTarget(name: "LockboxTests", dependencies: ["Lockbox", "CmdletPolicy", "TestSupport"]),
+        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Lockbox", "CmdletShell", "CmdletPolicy", "TestSupport",
+                                                     .product(name: "Logging", package: "swift-log")]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -124,7 +124,7 @@ enum Builtins {
               Get-Command        list the cmdlets you may run now
               Get-Help NAME [-Examples|-Full]   show what a cmdlet does and its parameters
               Get-AccessClaim    who you are, your roles, where and until when
-              Enter-Elevation -Request N   redeem an approved elevation
+              Enter-Elevation -Id N   redeem an approved elevation (Lockbox)
               Exit-Session       end the session (or: exit)
             A cmdlet with JSON output can be piped into the built-in formatters:
               Select-Object, Where-Object, Sort-Object, Format-Table, Format-List,
@@ -232,12 +232,18 @@ enum Builtins {
     }
 
     static func enterElevation(_ arguments: ArraySlice<Token>) -> Evaluation {
-        switch singleValue(arguments, parameter: "Request", command: "Enter-Elevation") {
+        // -Id is the Lockbox cmdlets' spelling; -Request (the first design's) still works.
+        var parsed = singleValue(arguments, parameter: "Id", command: "Enter-Elevation")
+        if case .failure = parsed, case .success(let alt) = singleValue(arguments, parameter: "Request",
+                                                                         command: "Enter-Elevation") {
+            parsed = .success(alt)
+        }
+        switch parsed {
         case .failure(let e): return invalid(e.message, e.column, "Enter-Elevation")
-        case .success(nil): return invalid("Enter-Elevation needs -Request N", nil, "Enter-Elevation")
+        case .success(nil): return invalid("Enter-Elevation needs -Id N", nil, "Enter-Elevation")
         case .success(let value?):
             guard let number = ASCII.parseNonNegativeInt(value.0), number > 0 else {
-                return invalid("-Request expects a request number", value.1, "Enter-Elevation")
+                return invalid("-Id expects a request number", value.1, "Enter-Elevation")
             }
             return .builtin(BuiltinResult(command: .enterElevation(requestID: Int64(number)), stdout: "", stderr: "",
                                           exitStatus: 0))

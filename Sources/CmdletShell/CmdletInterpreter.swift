@@ -21,21 +21,31 @@ public final class CmdletInterpreter: @unchecked Sendable {
     private let clock: Clock
     private let executor: CommandExecutor
     private let elevationHandler: (@Sendable (Int64, CommandOutput) -> Int32)?
+    private let commandProvider: ShellCommandProvider?
 
     /// - Parameters:
     ///   - elevationHandler: runs `Enter-Elevation -Request N` (the gateway
     ///     prompts for the one-time secret and redeems it). Without one the
     ///     built-in answers that elevation is unavailable here.
+    ///   - commandProvider: extra commands the embedding application answers
+    ///     (the Lockbox workflow); they take precedence over policy cmdlets.
     public init(audit: AuditSink, clock: Clock, executor: CommandExecutor = ProcessExecutor(),
-                elevationHandler: (@Sendable (Int64, CommandOutput) -> Int32)? = nil) {
+                elevationHandler: (@Sendable (Int64, CommandOutput) -> Int32)? = nil,
+                commandProvider: ShellCommandProvider? = nil) {
         self.audit = audit
         self.clock = clock
         self.executor = executor
         self.elevationHandler = elevationHandler
+        self.commandProvider = commandProvider
     }
 
     public func run(line: [UInt8], claim: AccessClaim, snapshot: PolicySnapshot, context: ExecutionContext,
                     output: CommandOutput, cancellation: CancellationFlag? = nil) -> LineOutcome {
+        if let commandProvider, case .success(let tokens) = Lexer.tokenize(line), let head = tokens.first,
+           head.kind == .bare, commandProvider.handles(head.text) {
+            return .completed(exitStatus: commandProvider.run(name: head.text, arguments: tokens.dropFirst(),
+                                                              claim: claim, output: output))
+        }
         switch evaluate(line: line, claim: claim, snapshot: snapshot, context: context) {
         case .empty:
             return .completed(exitStatus: 0)

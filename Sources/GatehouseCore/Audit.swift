@@ -11,6 +11,18 @@ public enum AuditEventKind: String, Sendable, Codable, CaseIterable {
     case commandDenied = "command.denied"
     case commandFinished = "command.finished"
     case policyLoad = "policy.load"
+    // Lockbox (issue 4): one event per request transition, then the grant's life in a session.
+    case lockboxRequested = "lockbox.requested"
+    case lockboxRefused = "lockbox.refused"
+    case lockboxApproved = "lockbox.approved"
+    case lockboxDenied = "lockbox.denied"
+    case lockboxCredentialIssued = "lockbox.credential"
+    case lockboxRevoked = "lockbox.revoked"
+    case lockboxCancelled = "lockbox.cancelled"
+    case lockboxExpired = "lockbox.expired"
+    case elevationStart = "elevation.start"
+    case elevationEnd = "elevation.end"
+    case elevationFailed = "elevation.failed"
 }
 
 /// One decision, tied to a user and a session where there is one.

@@ -87,6 +87,7 @@ public enum Daemon {
             return 1
         }
         let port = server.boundPort
+        context.startLockboxSweeper()
         logger.info("listening", metadata: ["address": "\(configuration.listenHost):\(port)",
                                             "fips": "\(configuration.fips)"])
         if let demo {

@@ -41,8 +41,9 @@ public final class GatewayContext: @unchecked Sendable {
         keysByUser = loaded.keys
         warnings = loaded.warnings
         for warning in loaded.warnings { logger.warning("\(warning)") }
-        lockbox = loaded.makeLockbox()
         audit = try JSONLinesAuditLog(path: configuration.auditLogPath)
+        lockbox = try Self.makeLockbox(configuration: configuration, rules: loaded.lockboxPolicy, directory: directory,
+                                       audit: audit, clock: clock, logger: logger)
         interpreter = CmdletInterpreter(audit: audit, clock: clock)
         try audit.record(AuditEvent(time: clock.now(), kind: .policyLoad, fields: [
             "policyDirectory": configuration.policyDirectory,
@@ -52,6 +53,16 @@ public final class GatewayContext: @unchecked Sendable {
             "users": String(keysByUser.count),
             "node": configuration.nodeName,
         ]))
+    }
+
+    /// The elevation workflow: rules from `<policy>/lockbox.yaml` (absent:
+    /// nothing can be requested), requests in `<state>/lockbox.sqlite`.
+    static func makeLockbox(configuration: GatewayConfiguration, rules: LockboxPolicy, directory: DirectoryModel,
+                            audit: AuditSink, clock: Clock, logger: Logger) throws -> Lockbox {
+        let store = try SQLiteLockboxStore(path: configuration.stateDirectory + "/lockbox.sqlite")
+        let notifier = rules.notify.map { NotificationHookRunner(hook: $0, logger: logger) }
+        return Lockbox(directory: directory, policy: rules, store: store, audit: audit, clock: clock,
+                       notifier: notifier, logger: logger)
     }
 
     func authorizedKeys(of user: UserName) -> [SSHPublicKey]? { keysByUser[user] }

@@ -7,7 +7,7 @@
 // runs happened (and that a denied line started none).
 //
 // Exit status: 0 success, 1 no such mailbox / already exists, 2 usage error,
-// 3 data directory problem.
+// 3 data directory problem, 4 the mailbox lies outside the elevation's scope.
 import Foundation
 
 struct Mailbox: Codable {
@@ -120,6 +120,22 @@ guard let command = arguments.first else { fail(2, "usage: gatehouse-demo-mailbo
 var boxes = load()
 let rest = arguments.dropFirst()
 
+/// The tenant a mailbox belongs to: the first label of its address's domain
+/// (alice@contoso.com → contoso).
+func tenant(of box: Mailbox) -> String {
+    let domain = box.primarySmtpAddress.split(separator: "@").last.map(String.init) ?? ""
+    return domain.split(separator: ".").first.map { $0.lowercased() } ?? ""
+}
+
+/// Changes are confined to the elevation's scope, which the gateway passes
+/// from the claim (`--tenant {scope}`), never from the typed line.
+func requireScope(_ box: Mailbox, _ scope: String?) {
+    guard let scope else { return }
+    guard tenant(of: box) == scope.lowercased() else {
+        fail(4, "Mailbox '\(box.identity)' is in tenant \(tenant(of: box)), outside your elevation's scope (\(scope)).")
+    }
+}
+
 switch command {
 case "get":
     let opts = options(rest, allowed: ["identity", "result-size"])
@@ -176,34 +192,39 @@ case "statistics":
     }
     print("Identity      : \(box.identity)\nItemCount     : \(box.itemCount)\nTotalItemSize : \(formatSize(box.totalItemSizeBytes))")
 case "set":
-    let opts = options(rest, allowed: ["identity", "prohibit-send-quota"])
+    let opts = options(rest, allowed: ["identity", "prohibit-send-quota", "tenant"])
     guard let identity = opts["identity"], let quotaText = opts["prohibit-send-quota"],
           let quota = parseSize(quotaText) else { fail(2, "--identity and --prohibit-send-quota are required") }
     guard let index = boxes.firstIndex(where: { $0.identity.lowercased() == identity.lowercased() }) else {
         fail(1, "No mailbox '\(identity)'.")
     }
+    requireScope(boxes[index], opts["tenant"])
     boxes[index].prohibitSendQuotaBytes = quota
     save(boxes)
     print("Mailbox '\(boxes[index].identity)': ProhibitSendQuota set to \(formatSize(quota)).")
 case "new":
-    let opts = options(rest, allowed: ["identity", "display-name"])
+    let opts = options(rest, allowed: ["identity", "display-name", "tenant"])
     guard let identity = opts["identity"], let name = opts["display-name"] else {
         fail(2, "--identity and --display-name are required")
     }
     guard !boxes.contains(where: { $0.identity.lowercased() == identity.lowercased() }) else {
         fail(1, "Mailbox '\(identity)' already exists.")
     }
-    let address = identity.contains("@") ? identity : "\(identity)@example.com"
+    let address = identity.contains("@") ? identity : "\(identity)@\(opts["tenant"] ?? "example").com"
+    if let scope = opts["tenant"], !address.lowercased().hasSuffix("@\(scope.lowercased()).com") {
+        fail(4, "Mailbox '\(identity)' would be outside your elevation's scope (\(scope)).")
+    }
     boxes.append(Mailbox(identity: identity, displayName: name, primarySmtpAddress: address,
                          prohibitSendQuotaBytes: 2 << 30, itemCount: 0, totalItemSizeBytes: 0))
     save(boxes)
     print("Mailbox '\(identity)' created.")
 case "remove":
-    let opts = options(rest, allowed: ["identity"])
+    let opts = options(rest, allowed: ["identity", "tenant"])
     guard let identity = opts["identity"] else { fail(2, "--identity is required") }
     guard let index = boxes.firstIndex(where: { $0.identity.lowercased() == identity.lowercased() }) else {
         fail(1, "No mailbox '\(identity)'.")
     }
+    requireScope(boxes[index], opts["tenant"])
     boxes.remove(at: index)
     save(boxes)
     print("Mailbox '\(identity)' removed.")

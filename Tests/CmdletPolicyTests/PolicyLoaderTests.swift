@@ -82,7 +82,7 @@ final class PolicyLoaderTests: XCTestCase {
         let policy = try PolicyLoader.load(directory: Self.repoRoot.appendingPathComponent("policies").path,
                                            libexecDirectory: "/x")
         let directory = try DirectoryLoader.load(file: Self.repoRoot.appendingPathComponent("policies/directory.yaml").path)
-        XCTAssertEqual(directory.users.map(\.name.rawValue), ["alice", "bob", "carol"])
+        XCTAssertEqual(directory.users.map(\.name.rawValue), ["alice", "bob", "carol", "dave"])
         XCTAssertEqual(directory.users.first?.manager?.rawValue, "bob")
         XCTAssertEqual(directory.tenant(named: "contoso")?.customerLockbox, true)
         XCTAssertEqual(directory.tenant(named: "contoso")?.approvers.map(\.rawValue), ["carol"])

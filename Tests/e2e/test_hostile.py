@@ -496,14 +496,19 @@ def test_formatters_render_backend_objects(gateway):
                 out[line] = r.stdout
             return list(out.values())
     table, listing, json_text, count, top = run(go())
+    import json
+    # Other tests share this gateway and may add mailboxes: expect what the
+    # backend's data file holds now (the report lists it sorted by identity).
+    boxes = sorted(json.loads(gateway.mailbox_data()), key=lambda b: b["identity"])
     rows = [l.split() for l in table.strip().splitlines()]
     assert rows[0] == ["Identity", "ItemCount"], table
-    assert rows[2:] == [["alice", "1284"], ["bob", "402"]], table
+    assert rows[1] == ["--------", "---------"], table
+    assert rows[2:] == [[b["identity"], str(b["itemCount"])] for b in boxes[:2]], table
     assert "Identity" in listing and ": carol" in listing and "DisplayName" in listing, listing
-    import json
-    assert [o["Identity"] for o in json.loads(json_text)] == ["bob"], json_text
-    assert "Count" in count and "4" in count, count
-    assert top.strip().splitlines()[-1].strip() == "carol", top
+    assert [o["Identity"] for o in json.loads(json_text)] == [b["identity"] for b in boxes
+                                                             if b["identity"].lower().startswith("b")], json_text
+    assert count.split() == ["Count", ":", str(len(boxes))], count
+    assert top.strip().splitlines()[-1].strip() == max(boxes, key=lambda b: b["itemCount"])["identity"], top
 
 
 def test_default_table_fits_the_terminal_width(gateway):
@@ -523,7 +528,7 @@ def test_default_table_fits_the_terminal_width(gateway):
     assert all(len(l) <= 40 for l in table), table
     assert table[0].split() == ["Identity", "DisplayName", "PrimarySmtpAddress"], table
     assert table[2].split() == ["alice", "Alice", "Anders", "alice@contoso.com"], table
-    note = lines[header + 6]
+    note = next(l for l in lines[header:] if l.startswith("(not shown"))
     assert note.startswith("(not shown, too wide: ProhibitSendQuota, ItemCount, TotalItemSizeBytes;"), lines
 
 

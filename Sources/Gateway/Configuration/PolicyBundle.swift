@@ -13,6 +13,8 @@ public struct PolicyBundle: Sendable {
     public let keys: [UserName: [SSHPublicKey]]
     /// Lint warnings from every file (errors throw instead).
     public let warnings: [PolicyDiagnostic]
+    /// `<policy>/lockbox.yaml`: which roles may be requested and how.
+    public let lockboxPolicy: LockboxPolicy
 
     /// Loads everything and reports every problem of every file at once.
     public static func load(policyDirectory: String, directoryFile: String,
@@ -30,8 +32,14 @@ public struct PolicyBundle: Sendable {
         } catch let error as PolicyLoadError {
             diagnostics += error.diagnostics
         }
+        var lockboxPolicy = LockboxPolicy.none
         if let policy, let directory {
             diagnostics += policy.warnings + directory.validate(against: policy)
+            do {
+                lockboxPolicy = try LockboxPolicy.load(file: policyDirectory + "/lockbox.yaml", snapshot: policy)
+            } catch let error as PolicyLoadError {
+                diagnostics += error.diagnostics
+            }
         }
         guard let policy, let directory, !diagnostics.contains(where: { $0.severity == .error }) else {
             throw PolicyLoadError(diagnostics: diagnostics)
@@ -40,7 +48,8 @@ public struct PolicyBundle: Sendable {
         for user in directory.users {
             keys[user.name] = user.keys.compactMap { SSHPublicKey(type: $0.type, base64: $0.base64) }
         }
-        return PolicyBundle(policy: policy, directory: directory, keys: keys, warnings: diagnostics)
+        return PolicyBundle(policy: policy, directory: directory, keys: keys, warnings: diagnostics,
+                            lockboxPolicy: lockboxPolicy)
     }
 
     /// The claim authority over this directory's baseline roles.

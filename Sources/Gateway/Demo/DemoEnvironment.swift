@@ -40,9 +40,10 @@ public struct DemoEnvironment {
 
     /// Who the demo users are, and what each may do at baseline.
     static let roster: [(name: String, groups: [String], manager: String?, roles: [String], description: String)] = [
-        ("alice", ["engineers"], "bob", ["MailboxReader"], "engineer; manager bob; may read mailboxes"),
-        ("bob", ["engineers", "managers"], nil, ["MailboxReader"], "manager (approves alice's requests); may read mailboxes"),
-        ("carol", ["customer-approvers"], nil, [], "approver for tenant contoso (Customer Lockbox on); no cmdlets at baseline"),
+        ("alice", ["engineers"], "bob", ["MailboxReader"], "engineer; manager bob; may read mailboxes, may request MailboxAdmin"),
+        ("bob", ["managers"], nil, ["MailboxReader"], "manager of alice and dave: approves (first stage) or revokes their requests"),
+        ("carol", ["customer-approvers"], nil, [], "Customer Lockbox approver for tenant contoso (second stage); no cmdlets at baseline"),
+        ("dave", ["engineers"], "bob", ["MailboxReader"], "engineer; manager bob; may read mailboxes, may request MailboxAdmin"),
     ]
 
     public init(stateDirectory: String) {
@@ -132,6 +133,9 @@ public struct DemoEnvironment {
         lines.append("")
         lines.append("Try:  Get-Mailbox -Identity alice         (allowed for alice)")
         lines.append("      Set-Mailbox -Identity alice -ProhibitSendQuota 1GB   (refused: needs MailboxAdmin)")
+        lines.append("Elevation (Lockbox): alice> New-LockboxRequest -Role MailboxAdmin -Scope contoso -Duration 1h -Reason 'quota' -Ticket INC-1")
+        lines.append("      bob> Get-LockboxRequest -Pending; Approve-LockboxRequest -Id N   carol> Approve-LockboxRequest -Id N")
+        lines.append("      alice> Get-LockboxCredential -Id N; Enter-Elevation -Id N (type the secret); Set-Mailbox -Identity alice -ProhibitSendQuota 1GB")
         lines.append("Or run one command:  ssh -p \(port) -i \(users.first?.privateKey ?? "KEY") -o IdentitiesOnly=yes -o UserKnownHostsFile=\(knownHostsPath) alice@\(host) 'Get-Mailbox -Identity alice'")
         lines.append("Scripts can read users, keys and secrets from \(manifestPath).")
         lines.append("Audit log: \(stateDirectory)/audit.log    Stop with Ctrl-C.")
@@ -173,6 +177,8 @@ public struct DemoEnvironment {
           contoso:
             customerLockbox: true
             approvers: [carol]
+          fabrikam:
+            customerLockbox: false
 
         """
         return out
@@ -183,7 +189,8 @@ public struct DemoEnvironment {
       {"identity": "alice", "displayName": "Alice Anders", "primarySmtpAddress": "alice@contoso.com", "prohibitSendQuotaBytes": 2147483648, "itemCount": 1284, "totalItemSizeBytes": 734003200},
       {"identity": "bob", "displayName": "Bob Berg", "primarySmtpAddress": "bob@contoso.com", "prohibitSendQuotaBytes": 2147483648, "itemCount": 402, "totalItemSizeBytes": 104857600},
       {"identity": "carol", "displayName": "Carol Chen", "primarySmtpAddress": "carol@contoso.com", "prohibitSendQuotaBytes": 5368709120, "itemCount": 9120, "totalItemSizeBytes": 3221225472},
-      {"identity": "dave", "displayName": "Dave Diaz", "primarySmtpAddress": "dave@fabrikam.com", "prohibitSendQuotaBytes": 1073741824, "itemCount": 77, "totalItemSizeBytes": 12582912}
+      {"identity": "dave", "displayName": "Dave Diaz", "primarySmtpAddress": "dave@fabrikam.com", "prohibitSendQuotaBytes": 1073741824, "itemCount": 77, "totalItemSizeBytes": 12582912},
+      {"identity": "fiona", "displayName": "Fiona Falk", "primarySmtpAddress": "fiona@fabrikam.com", "prohibitSendQuotaBytes": 1073741824, "itemCount": 310, "totalItemSizeBytes": 52428800}
     ]
 
     """

@@ -13,7 +13,8 @@ struct LineEditor {
         case endOfInput     // Ctrl-D on an empty line
     }
 
-    let echo: Bool
+    /// Off while a secret is typed (Enter-Elevation): nothing is echoed.
+    var echo: Bool
     let maxLineBytes: Int
     /// Tab completion (only with echo): returns the bytes to append to the
     /// line typed so far. Without it, a tab is kept as a space.

@@ -10,18 +10,33 @@ import SSHServer
 /// touches the libssh session stays on this thread.
 final class SessionRunner {
     private let connection: SSHConnection
-    private let gateway: GatewayContext
-    private let session = SessionID.random()
-    private var logger: Logger
-    private var channels: [Int: ChannelState] = [:]
-    private var user: UserName?
+    let gateway: GatewayContext
+    let session = SessionID.random()
+    var logger: Logger
+    private(set) var channels: [Int: ChannelState] = [:]
+    private(set) var user: UserName?
     private var endReason = "disconnect"
+    /// The elevations this session held at the last look, to tell the user
+    /// when one ends (see SessionRunner+Elevation.swift).
+    var knownElevations: [Int64: RoleGrant] = [:]
+    /// This session's interpreter: its Enter-Elevation handler and Lockbox
+    /// commands act for this session.
+    private(set) lazy var interpreter: CmdletInterpreter = {
+        let box = UnownedRunner(self)
+        return CmdletInterpreter(audit: gateway.audit, clock: gateway.clock,
+                                 elevationHandler: { id, output in box.runner.beginElevation(id, output: output) },
+                                 commandProvider: LockboxCommands(lockbox: gateway.lockbox, clock: gateway.clock))
+    }()
 
     /// What one session channel is doing.
-    fileprivate final class ChannelState {
+    final class ChannelState {
         let channel: SSHChannel
         var pty: (term: String, columns: Int, rows: Int)?
         var editor: LineEditor?
+        /// Set while Enter-Elevation waits for the secret: input is not echoed
+        /// and the next line is the secret, never a command. Anything that
+        /// records typed input (transcripts) must skip input while it is set.
+        var secretPrompt: Int64?
         var started = false
         var lastStatus: Int32 = 0
         init(channel: SSHChannel) { self.channel = channel }
@@ -67,6 +82,8 @@ final class SessionRunner {
         }
         logger.info("session started")
         serveChannels()
+        // A grant never outlives its session.
+        gateway.lockbox.endElevations(session: session, user: user, reason: "session ended")
         _ = audit(.sessionEnd, ["reason": endReason])
         logger.info("session ended", metadata: ["reason": "\(endReason)"])
     }
@@ -86,6 +103,7 @@ final class SessionRunner {
             for event in events {
                 if !handle(event) { return }
             }
+            noticeEndedElevations(on: nil)
             if gateway.isShuttingDown {
                 endReason = "shutdown"
                 for state in channels.values where state.channel.isOpen {
@@ -143,20 +161,41 @@ final class SessionRunner {
         return true
     }
 
+    /// Feeds typed bytes one at a time, so that a line which starts the
+    /// secret prompt turns echo off before the very next byte.
     private func feed(_ bytes: [UInt8], to state: ChannelState) {
-        guard var editor = state.editor else { return }
-        let (echo, events) = editor.feed(bytes)
-        state.editor = editor
-        if !echo.isEmpty { write(state, echo, stderr: false, raw: true) }
+        for byte in bytes {
+            guard state.channel.isOpen, var editor = state.editor else { return }
+            editor.echo = state.pty != nil && state.secretPrompt == nil
+            let (echo, events) = editor.feed([byte])
+            state.editor = editor
+            if !echo.isEmpty { write(state, echo, stderr: false, raw: true) }
+            if !handleLineEvents(events, on: state) { return }
+        }
+    }
+
+    /// Returns false when the channel was finished.
+    private func handleLineEvents(_ events: [LineEditor.Event], on state: ChannelState) -> Bool {
         for event in events {
-            guard state.channel.isOpen else { return }
+            guard state.channel.isOpen else { return false }
+            if let requestID = state.secretPrompt {
+                state.secretPrompt = nil
+                if case .line(let secret) = event {
+                    finishElevation(requestID, secret: secret, on: state)
+                } else {
+                    write(state, Array("\nEnter-Elevation cancelled; nothing was redeemed.\n".utf8), stderr: true)
+                    state.lastStatus = 1
+                }
+                prompt(state)
+                continue
+            }
             switch event {
             case .line(let line):
                 switch runLine(line, on: state) {
                 case .endSession:
                     endReason = "exit"
                     finish(state, status: 0)
-                    return
+                    return false
                 case .completed(let status):
                     state.lastStatus = status
                 }
@@ -168,10 +207,11 @@ final class SessionRunner {
             case .endOfInput:
                 endReason = "exit"
                 finish(state, status: state.lastStatus)
-                return
+                return false
             }
-            prompt(state)
+            if state.secretPrompt == nil { prompt(state) }
         }
+        return true
     }
 
     /// Tab completion with the claim as of now: only what the caller may run.
@@ -184,23 +224,27 @@ final class SessionRunner {
     /// Runs one line through the gate pipeline with the claim as of now.
     private func runLine(_ line: [UInt8], on state: ChannelState) -> LineOutcome {
         guard let user else { return .completed(exitStatus: 126) }
+        noticeEndedElevations(on: state)
         let claim = gateway.lockbox.claim(user: user, session: session, now: gateway.clock.now())
         let output = ChannelOutput(runner: self, state: state)
-        return gateway.interpreter.run(line: line, claim: claim, snapshot: gateway.policy,
-                                       context: gateway.executionContext,
-                                       output: output)
+        // A backend running under an elevation is stopped when that grant ends.
+        let cancellation = CancellationFlag()
+        let watch = GrantWatch.start(line: line, claim: claim, gateway: gateway, cancellation: cancellation)
+        defer { watch?.stop() }
+        return interpreter.run(line: line, claim: claim, snapshot: gateway.policy,
+                               context: gateway.executionContext, output: output, cancellation: cancellation)
     }
 
-    private func finish(_ state: ChannelState, status: Int32) {
+    func finish(_ state: ChannelState, status: Int32) {
         guard state.channel.isOpen else { return }
         state.channel.sendExitStatus(status)
         state.channel.sendEOF()
         state.channel.close()
     }
 
-    private func prompt(_ state: ChannelState) {
+    func prompt(_ state: ChannelState) {
         guard state.pty != nil, let user else { return }
-        write(state, Array("gatehouse \(user)> ".utf8), stderr: false, raw: true)
+        write(state, Array("gatehouse \(user)\(elevationPromptSuffix())> ".utf8), stderr: false, raw: true)
     }
 
     private func banner() -> String {
@@ -210,12 +254,13 @@ final class SessionRunner {
         return """
         Gatehouse constrained shell on \(gateway.configuration.nodeName). Session \(session).
         Roles: \(roles.isEmpty ? "none" : roles.joined(separator: ", ")). Get-Command lists what you may run; exit leaves.
+        \(LockboxCommands.bannerLine)
 
         """
     }
 
     /// Writes to the channel; on a pty, line feeds become CR LF.
-    fileprivate func write(_ state: ChannelState, _ bytes: [UInt8], stderr: Bool, raw: Bool = false) {
+    func write(_ state: ChannelState, _ bytes: [UInt8], stderr: Bool, raw: Bool = false) {
         guard state.channel.isOpen, !bytes.isEmpty else { return }
         var out = bytes
         if state.pty != nil && !raw {
@@ -246,7 +291,7 @@ final class SessionRunner {
     }
 
     /// Relays a command's output to the channel it came from.
-    private final class ChannelOutput: CommandOutput {
+    final class ChannelOutput: SensitiveOutput {
         unowned let runner: SessionRunner
         let state: ChannelState
         init(runner: SessionRunner, state: ChannelState) {
@@ -256,5 +301,8 @@ final class SessionRunner {
         func stdout(_ bytes: [UInt8]) { runner.write(state, bytes, stderr: false) }
         func stderr(_ bytes: [UInt8]) { runner.write(state, bytes, stderr: true) }
         var terminalColumns: Int? { state.pty.map(\.columns) }
+        /// The one-time secret: straight to this channel, bypassing `write`,
+        /// so whatever records session output must never see it.
+        func sensitive(_ bytes: [UInt8]) { runner.writeUnrecorded(state, bytes) }
     }
 }

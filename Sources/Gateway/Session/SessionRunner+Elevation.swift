@@ -1,0 +1,161 @@
+import CmdletShell
+import Foundation
+import GatehouseCore
+import Lockbox
+
+/// The session's side of elevation: the hidden secret prompt of
+/// `Enter-Elevation`, binding the grant to this session, telling the user
+/// when a grant ends, and stopping a backend whose grant ended.
+extension SessionRunner {
+    /// `Enter-Elevation -Id N`: opens the hidden prompt; the next line typed
+    /// on this channel is the secret (SessionRunner.feed turns echo off
+    /// before the next byte). The secret never reaches the interpreter, the
+    /// audit log or a transcript.
+    func beginElevation(_ requestID: Int64, output: CommandOutput) -> Int32 {
+        guard let channelOutput = output as? ChannelOutput, channelOutput.state.editor != nil else {
+            output.stderr(Array(("Enter-Elevation needs an interactive session (ssh -t): the secret is typed at a "
+                                 + "hidden prompt and the elevation lives as long as the session.\n").utf8))
+            return ExitStatus.failure
+        }
+        let state = channelOutput.state
+        state.secretPrompt = requestID
+        write(state, Array("Secret for request \(requestID) (input is hidden): ".utf8), stderr: false, raw: true)
+        return 0
+    }
+
+    /// Redeems the typed secret and binds the grant to this session.
+    func finishElevation(_ requestID: Int64, secret typed: [UInt8], on state: ChannelState) {
+        var secret = typed
+        defer { for i in secret.indices { secret[i] = 0 } }
+        if state.pty != nil { write(state, [0x0d, 0x0a], stderr: false, raw: true) }
+        guard let user else { return }
+        do {
+            let request = try gateway.lockbox.redeem(id: requestID, secret: secret, by: user, session: session)
+            if let grant = request.grant { knownElevations[request.id] = grant }
+            let left = Int((request.expiresAt ?? gateway.clock.now()).timeIntervalSince(gateway.clock.now()))
+            write(state, Array(("Elevated: \(request.role) in \(request.scope) for \(ElevationPrompt.format(left)), "
+                                + "in this session only. Exit-Elevation ends it early.\n").utf8), stderr: false)
+            state.lastStatus = 0
+        } catch let error as LockboxError {
+            write(state, Array((error.message + "\n").utf8), stderr: true)
+            state.lastStatus = ExitStatus.failure
+        } catch {
+            write(state, Array("The Lockbox is unavailable; nothing was redeemed.\n".utf8), stderr: true)
+            state.lastStatus = ExitStatus.failure
+        }
+    }
+
+    /// Writes the one-time secret to the channel only. Deliberately not
+    /// `write(_:_:stderr:)`: session recording hooks in there, and a secret
+    /// must never reach a transcript or a log.
+    func writeUnrecorded(_ state: ChannelState, _ bytes: [UInt8]) {
+        guard state.channel.isOpen else { return }
+        var out: [UInt8] = []
+        for b in bytes {
+            if b == 0x0a && state.pty != nil { out.append(0x0d) }
+            out.append(b)
+        }
+        try? state.channel.write(out, stderr: false)
+    }
+
+    /// `[MailboxAdmin@contoso 59m]` while elevated, so the user always sees
+    /// which rights they are using and for how long.
+    func elevationPromptSuffix() -> String {
+        guard let user else { return "" }
+        let now = gateway.clock.now()
+        let claim = gateway.lockbox.claim(user: user, session: session, now: now)
+        let parts = claim.grants.compactMap { g -> String? in
+            guard case .elevation = g.source, let expires = g.expires else { return nil }
+            let left = max(0, Int(expires.timeIntervalSince(now).rounded(.up)))
+            return "\(g.role)@\(g.scope ?? "?") \(ElevationPrompt.format(left))"
+        }
+        return parts.isEmpty ? "" : " [" + parts.joined(separator: ", ") + "]"
+    }
+
+    /// Compares the session's elevations with the last look and tells the
+    /// user about each one that ended, and why. Called before each command and
+    /// on every tick of the session loop (at most every 500 ms), so an expiry
+    /// or a revocation from another session is announced promptly; the next
+    /// command's claim already excludes it either way.
+    ///
+    /// Grants join a session only through `finishElevation`, which records
+    /// them, so a session that holds none (nearly every idle one) costs
+    /// nothing here; the daemon's sweeper records expiries meanwhile.
+    func noticeEndedElevations(on current: ChannelState?) {
+        guard let user, !knownElevations.isEmpty else { return }
+        let now = gateway.clock.now()
+        var active: [Int64: RoleGrant] = [:]
+        for grant in gateway.lockbox.claim(user: user, session: session, now: now).grants {
+            if case .elevation(let id) = grant.source { active[id] = grant }
+        }
+        let ended = knownElevations.filter { active[$0.key] == nil }
+        knownElevations = active
+        // A grant that timed out leaves the claim at once; record its expiry
+        // now rather than at the next throttled sweep.
+        if !ended.isEmpty { gateway.lockbox.sweep() }
+        for (id, grant) in ended.sorted(by: { $0.key < $1.key }) {
+            let request = try? gateway.lockbox.store.request(id: id)
+            let why: String
+            switch request?.state {
+            case .revoked?:
+                why = "revoked by \(request?.endedBy?.rawValue ?? "an approver")"
+                    + (request?.endReason.map { " (\(TerminalText.sanitize($0, keepLineBreaks: false)))" } ?? "")
+            case .cancelled? where request?.endReason == "Exit-Elevation":
+                continue // the user asked for it and was already told
+            case .cancelled?: why = request?.endReason ?? "cancelled"
+            default: why = "its time is up"
+            }
+            let text = "\nElevation \(id) (\(grant.role) in \(grant.scope ?? "?")) ended: \(why). "
+                + "Commands run with your baseline rights again.\n"
+            let targets = current.map { [$0] } ?? channels.values.filter { $0.editor != nil && $0.channel.isOpen }
+            for state in targets {
+                write(state, Array(text.utf8), stderr: true)
+                if current == nil && state.secretPrompt == nil { prompt(state) }
+            }
+        }
+    }
+}
+
+/// Lets the session's interpreter call back into its runner without a
+/// retain cycle; the runner outlives its interpreter.
+final class UnownedRunner: @unchecked Sendable {
+    unowned let runner: SessionRunner
+    init(_ runner: SessionRunner) { self.runner = runner }
+}
+
+/// Watches, while one command runs, whether the elevation that allowed it is
+/// still in force; when it ends (expiry, revocation from another session) the
+/// command's backend is cancelled. Only commands decided by an elevation
+/// grant are watched, so a baseline command is never stopped.
+final class GrantWatch: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stopped = false
+
+    static func start(line: [UInt8], claim: AccessClaim, gateway: GatewayContext,
+                      cancellation: CancellationFlag) -> GrantWatch? {
+        guard case .allowed(let command) = evaluate(line: line, claim: claim, snapshot: gateway.policy,
+                                                    context: gateway.executionContext),
+              case .elevation(let requestID) = command.grant.source else { return nil }
+        let watch = GrantWatch()
+        let lockbox = gateway.lockbox, clock = gateway.clock
+        let thread = Thread {
+            while !watch.isStopped {
+                usleep(200_000)
+                let now = clock.now()
+                let still = lockbox.claim(user: claim.user, session: claim.session, now: now).grants.contains {
+                    $0.source == .elevation(requestID: requestID)
+                }
+                if !still {
+                    cancellation.cancel()
+                    return
+                }
+            }
+        }
+        thread.name = "gatehouse-grant-watch"
+        thread.start()
+        return watch
+    }
+
+    var isStopped: Bool { lock.withLock { stopped } }
+    func stop() { lock.withLock { stopped = true } }
+}

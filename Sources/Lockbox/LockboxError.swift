@@ -1,0 +1,35 @@
+import Foundation
+
+/// Every way a Lockbox operation can be refused or fail. `message` is short
+/// and safe to show the client: it names limits and states, never a secret.
+public enum LockboxError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The request is malformed or breaks the role's rules (the message says which limit).
+    case invalidRequest(String)
+    /// The actor may not do this (self-approval, wrong stage, not the requester...).
+    case notAuthorized(String)
+    case notFound(id: Int64)
+    /// The state machine refused the event; nothing changed.
+    case illegalTransition(from: RequestState, event: String)
+    /// Another actor changed the request first (lost a race); nothing changed.
+    case conflict(id: Int64)
+    /// The one-time secret was wrong, already used or already shown.
+    case secretRejected(String)
+    /// The store failed; the detail is for the log, not the client.
+    case storage(String)
+
+    public var message: String {
+        switch self {
+        case .invalidRequest(let m), .notAuthorized(let m), .secretRejected(let m): return m
+        case .notFound(let id): return "There is no Lockbox request \(id) you can see."
+        case .illegalTransition(let from, let event):
+            return "A request that is \(from.rawValue) cannot be changed by '\(event)'."
+        case .conflict(let id): return "Request \(id) was changed by someone else at the same moment; nothing was done."
+        case .storage: return "The Lockbox store is unavailable; nothing was changed."
+        }
+    }
+
+    public var description: String {
+        if case .storage(let detail) = self { return "Lockbox store error: \(detail)" }
+        return message
+    }
+}

@@ -1,0 +1,96 @@
+import Crypto
+import Foundation
+
+/// The one-time elevation secret: 160 bits from the system CSPRNG
+/// (`SystemRandomNumberGenerator`, i.e. `getrandom(2)` on Linux), written as
+/// 32 RFC 4648 base32 characters in groups of four for reading aloud.
+///
+/// Deliberately not `CustomStringConvertible`/`Codable`: interpolating it into
+/// a log or an audit event is a compile error waiting to be noticed, and the
+/// only way to the text is the explicit `revealedText`.
+public struct OneTimeSecret: Sendable {
+    let bytes: [UInt8]
+
+    static let byteCount = 20
+    static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567".utf8)
+
+    init(bytes: [UInt8]) { self.bytes = bytes }
+
+    public static func generate() -> OneTimeSecret {
+        var rng = SystemRandomNumberGenerator()
+        return OneTimeSecret(bytes: (0..<byteCount).map { _ in UInt8.random(in: .min ... .max, using: &rng) })
+    }
+
+    /// The text shown to the requester, once: `ABCD-EFGH-…` (8 groups of 4).
+    public var revealedText: String {
+        let chars = Self.encode(bytes)
+        return stride(from: 0, to: chars.count, by: 4).map {
+            String(decoding: chars[$0..<min($0 + 4, chars.count)], as: UTF8.self)
+        }.joined(separator: "-")
+    }
+
+    /// Parses what a user typed: case, dashes and spaces are forgiven.
+    public init?(typed: [UInt8]) {
+        var values: [UInt8] = []
+        for b in typed {
+            if b == UInt8(ascii: "-") || b == UInt8(ascii: " ") { continue }
+            let upper = (b >= 0x61 && b <= 0x7a) ? b - 0x20 : b
+            guard let v = Self.alphabet.firstIndex(of: upper) else { return nil }
+            values.append(UInt8(v))
+        }
+        guard values.count == Self.byteCount * 8 / 5 else { return nil }
+        var out: [UInt8] = []
+        var buffer: UInt32 = 0
+        var bits = 0
+        for v in values {
+            buffer = (buffer << 5) | UInt32(v)
+            bits += 5
+            if bits >= 8 {
+                bits -= 8
+                out.append(UInt8((buffer >> UInt32(bits)) & 0xff))
+            }
+        }
+        bytes = out
+    }
+
+    static func encode(_ data: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        var buffer: UInt32 = 0
+        var bits = 0
+        for byte in data {
+            buffer = (buffer << 8) | UInt32(byte)
+            bits += 8
+            while bits >= 5 {
+                bits -= 5
+                out.append(alphabet[Int((buffer >> UInt32(bits)) & 31)])
+            }
+        }
+        if bits > 0 { out.append(alphabet[Int((buffer << UInt32(5 - bits)) & 31)]) }
+        return out
+    }
+
+    /// A fresh random 16-byte salt.
+    static func makeSalt() -> [UInt8] {
+        var rng = SystemRandomNumberGenerator()
+        return (0..<16).map { _ in UInt8.random(in: .min ... .max, using: &rng) }
+    }
+
+    /// SHA-256(salt ‖ secret). A fast hash is enough here: the secret has 160
+    /// random bits, so there is nothing for a slow password hash to protect.
+    /// The salt keeps equal secrets (there are none in practice) from showing.
+    func hash(salt: [UInt8]) -> [UInt8] {
+        var hasher = SHA256()
+        hasher.update(data: salt)
+        hasher.update(data: bytes)
+        return Array(hasher.finalize())
+    }
+
+    /// Constant-time comparison against a stored salted hash.
+    func matches(salt: [UInt8], hash expected: [UInt8]) -> Bool {
+        let actual = hash(salt: salt)
+        guard actual.count == expected.count else { return false }
+        var difference: UInt8 = 0
+        for i in 0..<actual.count { difference |= actual[i] ^ expected[i] }
+        return difference == 0
+    }
+}

@@ -1,0 +1,235 @@
+import Foundation
+import GatehouseCore
+import GRDB
+
+/// The embedded `LockboxStore`: one SQLite file in WAL mode, through GRDB.
+///
+/// - Migrations are named and ordered and never edited once shipped
+///   (`DatabaseMigrator`); add a new one to change the schema.
+/// - Every state change is ONE conditional `UPDATE … WHERE id = ? AND state = ?`
+///   inside a write transaction, so concurrent approvers or redeemers in one
+///   process or in two processes on the same file cannot both win: SQLite
+///   serialises writers, and the loser's `WHERE` matches no row.
+/// - Writers wait up to `busyTimeout` for another process's write lock.
+/// - Times are stored as seconds since 1970 (REAL), so range conditions are
+///   plain numeric comparisons that the indexes serve.
+public final class SQLiteLockboxStore: LockboxStore, @unchecked Sendable {
+    // DatabasePool is thread-safe; @unchecked only because it is a class the
+    // compiler cannot see through in Swift 5 mode.
+    private let pool: DatabasePool
+
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    public init(path: String, busyTimeout: TimeInterval = 5) throws {
+        var config = Configuration()
+        config.busyMode = .timeout(busyTimeout)
+        config.journalMode = .wal
+        // Statement arguments stay out of error messages (GRDB's default); a
+        // salt or hash must never reach a log.
+        config.publicStatementArguments = false
+        do {
+            pool = try DatabasePool(path: path, configuration: config)
+            try Self.migrator.migrate(pool)
+        } catch {
+            throw LockboxError.storage("cannot open \(path): \(error)")
+        }
+    }
+
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("2026-11-29-requests") { db in
+            try db.execute(sql: """
+                CREATE TABLE request (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    requester TEXT NOT NULL,
+                    role TEXT NOT NULL,
+                    scope TEXT NOT NULL,
+                    duration_s INTEGER NOT NULL,
+                    reason TEXT NOT NULL,
+                    ticket TEXT,
+                    state TEXT NOT NULL,
+                    needs_customer INTEGER NOT NULL,
+                    created_at REAL NOT NULL,
+                    deadline REAL,
+                    manager_approver TEXT,
+                    manager_comment TEXT,
+                    customer_approver TEXT,
+                    customer_comment TEXT,
+                    approved_at REAL,
+                    secret_salt BLOB,
+                    secret_hash BLOB,
+                    credential_issued_at REAL,
+                    session TEXT,
+                    activated_at REAL,
+                    expires_at REAL,
+                    ended_at REAL,
+                    ended_by TEXT,
+                    end_reason TEXT
+                );
+                CREATE INDEX request_session_state ON request(session, state);
+                CREATE INDEX request_state_deadline ON request(state, deadline);
+                CREATE INDEX request_requester ON request(requester, id);
+                """)
+        }
+        return m
+    }
+
+    private func guarded<T>(_ body: () throws -> T) throws -> T {
+        do { return try body() } catch let error as LockboxError { throw error } catch {
+            throw LockboxError.storage(String(describing: error))
+        }
+    }
+
+    public func insert(_ r: NewRequest) throws -> LockboxRequest {
+        try guarded {
+            let id: Int64 = try pool.write { db in
+                try db.execute(sql: """
+                    INSERT INTO request (requester, role, scope, duration_s, reason, ticket, state, needs_customer,
+                                         created_at, deadline)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """, arguments: [r.requester.rawValue, r.role, r.scope, r.durationSeconds, r.reason, r.ticket,
+                                     RequestState.pendingManager.rawValue, r.needsCustomerApproval,
+                                     r.createdAt.timeIntervalSince1970, r.pendingDeadline.timeIntervalSince1970])
+                return db.lastInsertedRowID
+            }
+            guard let row = try request(id: id) else { throw LockboxError.storage("inserted row \(id) vanished") }
+            return row
+        }
+    }
+
+    public func request(id: Int64) throws -> LockboxRequest? {
+        try guarded {
+            try pool.read { db in
+                try Row.fetchOne(db, sql: "SELECT * FROM request WHERE id = ?", arguments: [id]).map(Self.decode)
+            }
+        }
+    }
+
+    public func requests(_ query: RequestQuery) throws -> [LockboxRequest] {
+        try guarded {
+            var conditions: [String] = []
+            var arguments: StatementArguments = []
+            if let requester = query.requester {
+                conditions.append("requester = ?")
+                _ = arguments.append(contentsOf: [requester.rawValue])
+            }
+            if let states = query.states {
+                guard !states.isEmpty else { return [] }
+                conditions.append("state IN (" + states.map { _ in "?" }.joined(separator: ",") + ")")
+                _ = arguments.append(contentsOf: StatementArguments(states.map(\.rawValue).sorted()))
+            }
+            let whereClause = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
+            _ = arguments.append(contentsOf: [query.limit])
+            return try pool.read { db in
+                try Row.fetchAll(db, sql: "SELECT * FROM request\(whereClause) ORDER BY id DESC LIMIT ?",
+                                 arguments: arguments).map(Self.decode)
+            }
+        }
+    }
+
+    public func transition(id: Int64, from: RequestState, to: RequestState, changes c: RequestChanges,
+                           onlyInSession session: SessionID?) throws -> LockboxRequest? {
+        try guarded {
+            var sets = ["state = ?"]
+            var args: [DatabaseValueConvertible?] = [to.rawValue]
+            func set(_ column: String, _ value: DatabaseValueConvertible?) {
+                guard let value else { return }
+                sets.append("\(column) = ?")
+                args.append(value)
+            }
+            if c.clearDeadline { sets.append("deadline = NULL") } else { set("deadline", c.deadline?.timeIntervalSince1970) }
+            set("manager_approver", c.managerApprover?.rawValue)
+            set("manager_comment", c.managerComment)
+            set("customer_approver", c.customerApprover?.rawValue)
+            set("customer_comment", c.customerComment)
+            set("approved_at", c.approvedAt?.timeIntervalSince1970)
+            set("session", c.session?.rawValue)
+            set("activated_at", c.activatedAt?.timeIntervalSince1970)
+            set("expires_at", c.expiresAt?.timeIntervalSince1970)
+            set("ended_at", c.endedAt?.timeIntervalSince1970)
+            set("ended_by", c.endedBy?.rawValue)
+            set("end_reason", c.endReason)
+            var sql = "UPDATE request SET \(sets.joined(separator: ", ")) WHERE id = ? AND state = ?"
+            args.append(id)
+            args.append(from.rawValue)
+            if let session {
+                sql += " AND session = ?"
+                args.append(session.rawValue)
+            }
+            // RETURNING gives the row exactly as this update left it, in the
+            // same statement (no second read that could see a later change).
+            return try pool.write { db in
+                try Row.fetchOne(db, sql: sql + " RETURNING *", arguments: StatementArguments(args)).map(Self.decode)
+            }
+        }
+    }
+
+    public func setSecret(id: Int64, salt: [UInt8], hash: [UInt8], issuedAt: Date) throws -> Bool {
+        try guarded {
+            try pool.write { db in
+                try db.execute(sql: """
+                    UPDATE request SET secret_salt = ?, secret_hash = ?, credential_issued_at = ?
+                    WHERE id = ? AND state = ? AND secret_hash IS NULL
+                    """, arguments: [Data(salt), Data(hash), issuedAt.timeIntervalSince1970, id,
+                                     RequestState.approved.rawValue])
+                return db.changesCount == 1
+            }
+        }
+    }
+
+    public func activeGrants(session: SessionID, now: Date) throws -> [ActiveGrant] {
+        try guarded {
+            // One SELECT is atomic on its own, so the read needs no explicit
+            // transaction (unsafeRead skips BEGIN/COMMIT); the statement is
+            // prepared once per reader connection and cached.
+            try pool.unsafeRead { db in
+                let statement = try db.cachedStatement(sql: """
+                    SELECT id, role, scope, expires_at FROM request
+                    WHERE session = ? AND state = 'active' AND expires_at > ? ORDER BY id
+                    """)
+                let rows = try Row.fetchAll(statement, arguments: [session.rawValue, now.timeIntervalSince1970])
+                return rows.map { row in
+                    ActiveGrant(requestID: row["id"], role: row["role"], scope: row["scope"],
+                                expiresAt: Date(timeIntervalSince1970: row["expires_at"]))
+                }
+            }
+        }
+    }
+
+    public func due(now: Date, limit: Int) throws -> [LockboxRequest] {
+        try guarded {
+            try pool.read { db in
+                try Row.fetchAll(db, sql: """
+                    SELECT * FROM request
+                    WHERE state IN ('pending-manager', 'pending-customer', 'approved', 'active') AND deadline <= ?
+                    ORDER BY id LIMIT ?
+                    """, arguments: [now.timeIntervalSince1970, limit]).map(Self.decode)
+            }
+        }
+    }
+
+    static func decode(_ row: Row) -> LockboxRequest {
+        func date(_ column: String) -> Date? { (row[column] as Double?).map { Date(timeIntervalSince1970: $0) } }
+        func user(_ column: String) -> UserName? { (row[column] as String?).flatMap(UserName.init) }
+        var r = LockboxRequest(
+            id: row["id"], requester: UserName(row["requester"] as String) ?? UserName("invalid")!,
+            role: row["role"], scope: row["scope"], durationSeconds: row["duration_s"], reason: row["reason"],
+            ticket: row["ticket"], state: RequestState(rawValue: row["state"] as String) ?? .cancelled,
+            needsCustomerApproval: row["needs_customer"], createdAt: date("created_at") ?? Date(timeIntervalSince1970: 0),
+            deadline: date("deadline"))
+        r.managerApprover = user("manager_approver")
+        r.managerComment = row["manager_comment"]
+        r.customerApprover = user("customer_approver")
+        r.customerComment = row["customer_comment"]
+        r.approvedAt = date("approved_at")
+        r.secretSalt = (row["secret_salt"] as Data?).map { Array($0) }
+        r.secretHash = (row["secret_hash"] as Data?).map { Array($0) }
+        r.credentialIssuedAt = date("credential_issued_at")
+        r.session = (row["session"] as String?).map { SessionID(rawValue: $0) }
+        r.activatedAt = date("activated_at")
+        r.expiresAt = date("expires_at")
+        r.endedAt = date("ended_at")
+        r.endedBy = user("ended_by")
+        r.endReason = row["end_reason"]
+        return r
+    }
+}

@@ -1,0 +1,147 @@
+import CmdletPolicy
+import CmdletShell
+import Foundation
+import GatehouseCore
+import Lockbox
+import TestSupport
+import XCTest
+@testable import Gateway
+
+/// The Lockbox shell commands through the real interpreter's provider hook,
+/// on an in-memory store with a manual clock.
+final class LockboxCommandsTests: XCTestCase {
+    final class Output: SensitiveOutput {
+        var out = "", err = "", secret = ""
+        func stdout(_ bytes: [UInt8]) { out += String(decoding: bytes, as: UTF8.self) }
+        func stderr(_ bytes: [UInt8]) { err += String(decoding: bytes, as: UTF8.self) }
+        func sensitive(_ bytes: [UInt8]) { secret += String(decoding: bytes, as: UTF8.self) }
+    }
+
+    final class PlainOutput: CommandOutput {
+        var out = "", err = ""
+        func stdout(_ bytes: [UInt8]) { out += String(decoding: bytes, as: UTF8.self) }
+        func stderr(_ bytes: [UInt8]) { err += String(decoding: bytes, as: UTF8.self) }
+    }
+
+    let clock = ManualClock()
+    let audit = RecordingAuditSink()
+    var lockbox: Lockbox!
+    var interpreter: CmdletInterpreter!
+    var snapshot: PolicySnapshot!
+
+    override func setUpWithError() throws {
+        snapshot = try PolicyLoader.load(sources: [
+            .init(kind: .cmdlets, file: "c.yaml", text: """
+            cmdlets:
+              New-LockboxRequest:
+                synopsis: A policy cmdlet of the same name, which the provider must shadow.
+                backend: {executable: /bin/false, argv: []}
+                output: text
+            """),
+            .init(kind: .roles, file: "r.yaml", text: """
+            roles:
+              Admin: {cmdlets: [New-LockboxRequest], maxDuration: 2h}
+            """),
+        ], libexecDirectory: "/x")
+        let directory = try DirectoryLoader.load(text: """
+        users:
+          alice: {groups: [engineers], manager: bob, roles: [Admin]}
+          bob: {groups: [managers], roles: []}
+        tenants:
+          fabrikam: {customerLockbox: false}
+        """, file: "d.yaml")
+        let rules = try LockboxPolicy.load(text: "roles:\n  Admin: {requestableBy: [engineers], approvals: [manager]}\n",
+                                           file: "l.yaml", snapshot: snapshot)
+        lockbox = Lockbox(directory: directory, policy: rules, store: InMemoryLockboxStore(), audit: audit, clock: clock)
+        interpreter = CmdletInterpreter(audit: audit, clock: clock,
+                                        commandProvider: LockboxCommands(lockbox: lockbox, clock: clock))
+    }
+
+    @discardableResult
+    func run(_ user: String, _ line: String, output: CommandOutput = Output()) -> (Int32, CommandOutput) {
+        let claim = lockbox.claim(user: UserName(user)!, session: SessionID(rawValue: "s-\(user)"), now: clock.now())
+        let context = ExecutionContext(node: "n", stateDir: "/tmp", workingDirectory: "/tmp")
+        guard case .completed(let status) = interpreter.run(line: Array(line.utf8), claim: claim, snapshot: snapshot,
+                                                            context: context, output: output) else {
+            XCTFail("session ended")
+            return (-1, output)
+        }
+        return (status, output)
+    }
+
+    func testRequestApproveAndCredentialThroughTheShell() throws {
+        let (status, out) = run("alice", "new-lockboxrequest -Role Admin -Sc fabrikam -Duration 90m -Reason 'disk full'")
+        XCTAssertEqual(status, 0, (out as! Output).err)
+        XCTAssertTrue((out as! Output).out.contains("Request 1 filed: Admin in fabrikam for 90m. Waiting for your manager."),
+                      (out as! Output).out)
+        XCTAssertEqual(audit.events(of: .commandAllowed).count, 0, "the provider shadowed the policy cmdlet")
+        let pending = run("bob", "Get-LockboxRequest -Pending").1 as! Output
+        XCTAssertTrue(pending.out.contains("1   pending-manager  alice"), pending.out)
+        XCTAssertEqual(run("bob", "Approve-LockboxRequest 1").0, 0)
+        let plain = PlainOutput()
+        XCTAssertEqual(run("alice", "Get-LockboxCredential -Id 1", output: plain).0, ExitStatus.usage)
+        XCTAssertTrue(plain.err.contains("only be shown on a session's own terminal"))
+        let cred = run("alice", "Get-LockboxCredential -Id 1").1 as! Output
+        XCTAssertEqual(cred.secret.trimmingCharacters(in: .whitespacesAndNewlines).count, 39)
+        XCTAssertFalse(cred.out.contains(cred.secret.trimmingCharacters(in: .whitespacesAndNewlines)),
+                       "the secret goes only to the sensitive channel")
+        XCTAssertEqual(run("alice", "Exit-Elevation").0, 0)
+    }
+
+    func testRefusalsMapToExitStatuses() {
+        let over = run("alice", "New-LockboxRequest -Role Admin -Scope fabrikam -Duration 3h -Reason x")
+        XCTAssertEqual(over.0, ExitStatus.failure)
+        XCTAssertTrue((over.1 as! Output).err.contains("maximum for Admin of 2h"))
+        run("alice", "New-LockboxRequest -Role Admin -Scope fabrikam -Duration 1h -Reason x")
+        let own = run("alice", "Approve-LockboxRequest -Id 1")
+        XCTAssertEqual(own.0, ExitStatus.notPermitted)
+        XCTAssertEqual(run("alice", "New-LockboxRequest -Role Admin -Duration soon").0, ExitStatus.usage)
+        XCTAssertEqual(run("alice", "Approve-LockboxRequest -Id 1 -Id 1").0, ExitStatus.usage)
+        XCTAssertEqual(run("alice", "Approve-LockboxRequest -Bogus 1").0, ExitStatus.usage)
+        XCTAssertEqual(run("alice", "Get-LockboxRequest -Pending:yes").0, ExitStatus.usage)
+        XCTAssertEqual(run("alice", "Exit-Elevation now").0, ExitStatus.usage)
+    }
+
+    func testLexerStillGuardsProviderCommands() {
+        let (status, out) = run("alice", "New-LockboxRequest -Reason $(id)")
+        XCTAssertEqual(status, ExitStatus.usage)
+        XCTAssertTrue((out as! Output).out.isEmpty)
+        XCTAssertTrue(try lockbox.store.requests(RequestQuery()).isEmpty)
+    }
+}
+
+/// lockbox.yaml is loaded and checked with the rest of the policy, so the
+/// daemon, --check-config and `gatehouse policy check` refuse the same mistakes.
+final class LockboxPolicyBundleTests: XCTestCase {
+    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+
+    func copyOfRepositoryPolicies() throws -> String {
+        let dir = NSTemporaryDirectory() + "gatehouse-bundle-" + UUID().uuidString
+        try FileManager.default.copyItem(atPath: Self.repo.appendingPathComponent("policies").path, toPath: dir)
+        return dir
+    }
+
+    func testRepositoryLockboxPolicyLoads() throws {
+        let dir = try copyOfRepositoryPolicies()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let bundle = try PolicyBundle.load(policyDirectory: dir, directoryFile: dir + "/directory.yaml", libexecDirectory: "/x")
+        let rule = try XCTUnwrap(bundle.lockboxPolicy.rule(for: "MailboxAdmin"))
+        XCTAssertEqual(rule.maxDurationSeconds, 4 * 3600)
+        XCTAssertEqual(rule.requestableBy, ["engineers"])
+        XCTAssertTrue(rule.customerStage)
+        XCTAssertNil(bundle.lockboxPolicy.rule(for: "MailboxReader"), "only listed roles can be requested")
+    }
+
+    func testLockboxPolicyMistakesAreReportedWithFileAndLine() throws {
+        let dir = try copyOfRepositoryPolicies()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "roles:\n  MailboxAdmin:\n    requestableBy: [engineers]\n    approvals: [customer]\n"
+            .write(toFile: dir + "/lockbox.yaml", atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try PolicyBundle.load(policyDirectory: dir, directoryFile: dir + "/directory.yaml",
+                                                   libexecDirectory: "/x")) { error in
+            XCTAssertTrue(String(describing: error).contains("lockbox.yaml:4:"), "\(error)")
+            XCTAssertTrue(String(describing: error).contains("approvals must include manager"), "\(error)")
+        }
+    }
+}

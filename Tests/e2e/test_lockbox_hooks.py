@@ -1,0 +1,118 @@
+"""Lockbox with a policy of its own: a notification hook that records every
+event (and then fails, which must not matter), and a long-running MailboxAdmin
+cmdlet, to show that a backend still running when its grant ends is stopped.
+
+This starts a second daemon (its own state directory and a copy of the
+repository's policies with the two additions).
+"""
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from gatehouse_harness import REPO, Gateway, run, run_exec
+from test_lockbox import Shell, approved_request
+
+
+@pytest.fixture(scope="module")
+def hooked():
+    with tempfile.TemporaryDirectory(prefix="gatehouse-e2e-hooks-") as tmp:
+        tmp = Path(tmp)
+        policies = tmp / "policies"
+        shutil.copytree(REPO / "policies", policies)
+        roles = policies / "roles" / "mailbox.yaml"
+        roles.write_text(roles.read_text().replace("      - Remove-Mailbox\n",
+                                                   "      - Remove-Mailbox\n      - Test-LongChange\n"))
+        (policies / "cmdlets" / "slow.yaml").write_text(
+            "cmdlets:\n"
+            "  Test-LongChange:\n"
+            "    synopsis: Sleeps; stands in for a long backend run.\n"
+            "    backend: {executable: /bin/sleep, argv: [\"30\"], timeout: 60s}\n"
+            "    output: text\n")
+        events = tmp / "notified.jsonl"
+        hook = tmp / "hook.sh"
+        # Records the event, then fails: a failing hook must be logged, not fatal.
+        hook.write_text(f"#!/bin/sh\ncat >> {events}\nexit 3\n")
+        hook.chmod(0o755)
+        lockbox = policies / "lockbox.yaml"
+        lockbox.write_text(lockbox.read_text().replace(
+            "  admins: [lockbox-admins]\n",
+            f"  admins: [lockbox-admins]\n  notify: {{command: [{hook}], timeout: 5s}}\n"))
+        gw = Gateway(tmp / "state", extra_args=["--policy-dir", str(policies)]).start()
+        gw.notified = events
+        try:
+            yield gw
+        finally:
+            gw.stop()
+
+
+def test_notification_hook_gets_every_state_change_as_json(hooked):
+    import json
+    rid = approved_request(hooked)
+    deadline = time.time() + 10
+    kinds = []
+    while time.time() < deadline:
+        if hooked.notified.exists():
+            records = [json.loads(l) for l in hooked.notified.read_text().splitlines() if l.strip()]
+            kinds = [r["kind"] for r in records if r["fields"].get("requestID") == str(rid)]
+            if len(kinds) >= 3:
+                break
+        time.sleep(0.1)
+    assert kinds == ["lockbox.requested", "lockbox.approved", "lockbox.approved"], kinds
+    assert "notification hook failed with status 3" in hooked.daemon_log()
+
+
+def test_backend_running_when_the_grant_ends_is_stopped(hooked):
+    rid = approved_request(hooked, duration="4s")
+
+    async def scenario():
+        shell = await Shell.open(hooked, "alice")
+        try:
+            secret = await shell.fetch_secret(rid)
+            assert "Elevated" in await shell.elevate(rid, secret)
+            started = time.monotonic()
+            out = await shell.command("Test-LongChange", timeout=20)
+            took = time.monotonic() - started
+            assert "Test-LongChange was stopped: its elevation ended" in out, out
+            assert took < 12, f"the backend ran {took:.1f}s past its grant"
+        finally:
+            await shell.close()
+
+    run(scenario())
+    finished = [e for e in hooked.audit_events() if e["kind"] == "command.finished"
+                and e["fields"].get("cmdlet") == "Test-LongChange"]
+    assert finished and finished[-1]["fields"]["cancelled"] == "true"
+
+
+def test_requests_survive_a_restart_and_a_used_secret_stays_used(hooked):
+    """Runs last in this module: it restarts the daemon on the same state."""
+    used = approved_request(hooked)
+    waiting = approved_request(hooked)
+
+    async def redeem_used():
+        shell = await Shell.open(hooked, "alice")
+        try:
+            secret = await shell.fetch_secret(used)
+            assert "Elevated" in await shell.elevate(used, secret)
+            return secret, await shell.fetch_secret(waiting)
+        finally:
+            await shell.close()
+
+    used_secret, waiting_secret = run(redeem_used())
+    hooked.stop()
+    hooked.start()
+
+    async def after_restart():
+        shell = await Shell.open(hooked, "alice")
+        try:
+            again = await shell.elevate(used, used_secret)
+            assert "Elevated" not in again and re.search(rf"Request {used} (is cancelled|was already redeemed)", again), again
+            fresh = await shell.elevate(waiting, waiting_secret)
+            assert "Elevated: MailboxAdmin in contoso" in fresh, fresh
+        finally:
+            await shell.close()
+
+    run(after_restart())
