@@ -1,4 +1,4 @@
-"""Hostile-input suite: 334 command lines (15 % legitimate) through the real
+"""Hostile-input suite: 341 command lines (15 % legitimate) through the real
 daemon over real SSH.
 
 Every line is sent as an SSH `exec` request (the raw bytes reach the
@@ -408,6 +408,14 @@ PRIVILEGE = [
     bad("Get-Mailbox -Session x"),
     bad("Remove-Mailbox -Identity bob | Format-List", 126),
     bad("Set-Mailbox -Identity alice -ProhibitSendQuota:1GB -Force", 126),
+    # The Lockbox commands go through the same lexer and take no pipeline.
+    bad("Approve-LockboxRequest 1 | Format-List"),
+    bad("Get-LockboxRequest | Get-Mailbox"),
+    bad("New-LockboxRequest -Role MailboxAdmin -Scope contoso -Duration 1h -Reason x -Ticket y; id"),
+    bad("Get-LockboxCredential -Id 99999999999999999999999"),
+    bad("Revoke-LockboxRequest -Id '-1'"),
+    bad("Enter-Elevation -Id $(id)"),
+    bad("Enter-Elevation -Id 1 | Format-List"),
 ]
 
 # carol holds no role at all.
