@@ -10,7 +10,10 @@ public enum Completion {
     /// The text to append to `line` (the bytes typed so far): the rest of
     /// the only candidate plus a space, or the candidates' longest common
     /// continuation; empty when there is nothing to add.
-    public static func complete(line: [UInt8], claim: AccessClaim, snapshot: PolicySnapshot) -> [UInt8] {
+    /// - Parameter extraCommands: command names the embedding application
+    ///   answers itself (the gateway's Lockbox commands), offered to everyone.
+    public static func complete(line: [UInt8], claim: AccessClaim, snapshot: PolicySnapshot,
+                                extraCommands: [String] = []) -> [UInt8] {
         guard line.count <= Lexer.maxLineBytes, case .success(let scalars) = UTF8Validation.decode(line),
               !scalars.contains(where: { $0.value < 0x20 && $0 != "\t" }) else { return [] }
         let text = String(String.UnicodeScalarView(scalars))
@@ -26,7 +29,7 @@ public enum Completion {
         let visible = Authorizer.visibleCmdlets(claim: claim, snapshot: snapshot)
         var candidates: [String] = []
         if previous.isEmpty {
-            candidates = afterPipe ? Pipeline.formatterNames : visible.map(\.name) + builtinNames
+            candidates = afterPipe ? Pipeline.formatterNames : visible.map(\.name) + builtinNames + extraCommands
         } else if current.hasPrefix("-") {
             let command = previous[0]
             if let cmdlet = visible.first(where: { ASCII.equalsIgnoringCase($0.name, command) }) {

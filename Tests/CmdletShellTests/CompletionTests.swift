@@ -38,6 +38,13 @@ final class CompletionTests: XCTestCase {
         XCTAssertEqual(try complete("Get-Mailbox | Select-Object -F"), "irst ")
     }
 
+    func testExtraCommandsFromTheEmbeddingApplication() throws {
+        let claim = try makeClaim([RoleGrant(role: "Reader")])
+        let added = Completion.complete(line: Array("New-Lock".utf8), claim: claim, snapshot: try shellSnapshot(),
+                                        extraCommands: ["New-LockboxRequest"])
+        XCTAssertEqual(String(decoding: added, as: UTF8.self), "boxRequest ")
+    }
+
     func testNothingInsideQuotesOrOnBadInput() throws {
         XCTAssertEqual(try complete("Get-Mailbox 'Get-Ma"), "")
         XCTAssertEqual(String(decoding: Completion.complete(line: [0x47, 0xff], claim: try makeClaim([]),

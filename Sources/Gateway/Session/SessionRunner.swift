@@ -218,7 +218,8 @@ final class SessionRunner {
     private func complete(_ typed: [UInt8]) -> [UInt8] {
         guard let user else { return [] }
         let claim = gateway.lockbox.claim(user: user, session: session, now: gateway.clock.now())
-        return Completion.complete(line: typed, claim: claim, snapshot: gateway.policy)
+        return Completion.complete(line: typed, claim: claim, snapshot: gateway.policy,
+                                   extraCommands: LockboxCommands.names)
     }
 
     /// Runs one line through the gate pipeline with the claim as of now.
