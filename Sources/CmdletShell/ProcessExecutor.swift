@@ -273,6 +273,10 @@ struct Relay {
 
     mutating func emit(_ part: ArraySlice<UInt8>, isStdout: Bool) {
         guard !part.isEmpty else { return }
+        if isStdout && output.receivesRawStdout {
+            output.stdout(Array(part)) // parsed, then sanitised when rendered
+            return
+        }
         let clean = isStdout ? out.feed(part) : err.feed(part)
         if !clean.isEmpty { isStdout ? output.stdout(clean) : output.stderr(clean) }
     }

@@ -249,6 +249,20 @@ final class RunAsAndJSONTests: XCTestCase {
         let (outcome, out) = try runLine("Get-Id | Sort-Object N", policy)
         XCTAssertEqual(outcome, .completed(exitStatus: 0), out.errText)
         XCTAssertEqual(out.outText, "Name         N\n------------ -\n\\x1b]0;t\\x07 1\nx            2\n")
+        // Raw U+2028 and a C1 control inside a JSON string are valid JSON:
+        // parsed as written, shown escaped.
+        let raw = try snapshot("""
+        cmdlets:
+          Get-Id:
+            synopsis: Objects with raw separators.
+            backend:
+              executable: /usr/bin/printf
+              argv: ['[\\173"Name":"a\\342\\200\\250b\\302\\233c"\\175]']
+            output: json
+        """)
+        let (rawStatus, rawOut) = try runLine("Get-Id | Format-List", raw)
+        XCTAssertEqual(rawStatus, .completed(exitStatus: 0), rawOut.errText)
+        XCTAssertEqual(rawOut.outText, "Name : a\\u{2028}b\\x9bc\n")
         let broken = try snapshot("""
         cmdlets:
           Get-Id:
