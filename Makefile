@@ -38,6 +38,7 @@ bench: deps
 	$(SWIFT) build -c release
 	.venv/bin/python bench/login_exec.py --build .build/release
 	.venv/bin/python bench/idle_sessions.py --build .build/release
+	.venv/bin/python bench/auth_flood.py --build .build/release
 
 ## make bench-parser: median time of parse+bind+authorize per line (release build).
 bench-parser:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "Tests" / "e2e"))
-import test_hostile  # noqa: E402  (only its case lists are used)
+import test_hostile_input as test_hostile  # noqa: E402  (only its case lists are used)
 
 seeds = []
 for line, _status, _argv in test_hostile.ALICE_CASES + test_hostile.CAROL:

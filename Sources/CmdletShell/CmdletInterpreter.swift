@@ -132,7 +132,7 @@ public final class CmdletInterpreter: @unchecked Sendable {
             if result.timedOut {
                 output.stderr(Array("\(command.cmdlet.name) timed out after \(PolicyDuration.format(command.timeoutSeconds)) and was stopped.\n".utf8))
             } else if result.cancelled {
-                output.stderr(Array("\(command.cmdlet.name) was stopped: its elevation ended.\n".utf8))
+                output.stderr(Array("\(command.cmdlet.name) was stopped: \(cancellation?.reason ?? "its elevation ended").\n".utf8))
             }
             if let capture, !capture.captured.isEmpty, !result.timedOut, !result.truncated {
                 switch Pipeline.render(json: capture.captured, stages: command.formatters,

@@ -65,12 +65,22 @@ public struct ExecutorError: Error, Sendable, Equatable, CustomStringConvertible
 public final class CancellationFlag: @unchecked Sendable {
     private let lock = NSLock()
     private var cancelled = false
+    private var why: String?
 
     public init() {}
 
-    public func cancel() { lock.withLock { cancelled = true } }
+    /// `reason` is shown to the user ("<cmdlet> was stopped: <reason>."); the first one wins.
+    public func cancel(reason: String? = nil) {
+        lock.withLock {
+            if !cancelled { why = reason }
+            cancelled = true
+        }
+    }
 
     public var isCancelled: Bool { lock.withLock { cancelled } }
+
+    /// Why the command was stopped, if the canceller said.
+    public var reason: String? { lock.withLock { why } }
 }
 
 /// Starts backends. A protocol so the interpreter can be tested with fakes

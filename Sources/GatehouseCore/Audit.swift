@@ -23,6 +23,15 @@ public enum AuditEventKind: String, Sendable, Codable, CaseIterable {
     case elevationStart = "elevation.start"
     case elevationEnd = "elevation.end"
     case elevationFailed = "elevation.failed"
+    // Session controls and hardening (issue 6).
+    case sessionRefused = "session.refused"
+    case sessionWarning = "session.warning"
+    case sessionKill = "session.kill"
+    case connectionRefused = "connection.refused"
+    case sourcePenalty = "auth.source-penalty"
+    case userLockout = "auth.user-lockout"
+    case userUnlock = "auth.user-unlock"
+    case policyReloadFailed = "policy.reload-failed"
 }
 
 /// One decision, tied to a user and a session where there is one.

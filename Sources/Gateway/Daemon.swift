@@ -75,7 +75,9 @@ public enum Daemon {
             return 1
         }
         if options.checkConfig {
+            // Like `sshd -t`, plus every effective setting and its source.
             print(context.summary())
+            print(configuration.dump())
             return 0
         }
 
@@ -90,6 +92,27 @@ public enum Daemon {
         context.startLockboxSweeper()
         logger.info("listening", metadata: ["address": "\(configuration.listenHost):\(port)",
                                             "fips": "\(configuration.fips)"])
+        // Without the control socket the gateway still serves; only the
+        // operator commands (sessions list --live / kill, users unlock) are
+        // unavailable, which is said loudly rather than refusing to start
+        // (a state directory path longer than a socket path can be is enough).
+        var control: ControlSocket?
+        do {
+            control = try ControlSocket(context: context)
+            control?.start()
+        } catch {
+            logger.error("control socket unavailable; operator commands will not work", metadata: ["error": "\(error)"])
+        }
+        let shutdownLogger = logger
+        // The handler only starts the shutdown; this thread, once serve()
+        // returns, waits (bounded) for the sessions to say goodbye and write
+        // their session.end events, then the process exits.
+        let signals = installShutdownHandlers { signal in
+            shutdownLogger.notice("shutting down", metadata: ["signal": "\(signal)"])
+            server.beginShutdown()
+        } + [installReloadHandler { _ = context.reload() }]
+        // Ready only now: signals are handled, so a SIGTERM right after the
+        // demo manifest appears is a graceful one.
         if let demo {
             do {
                 try demo.publish(listen: "\(configuration.listenHost):\(port)", host: configuration.listenHost,
@@ -102,15 +125,12 @@ public enum Daemon {
             fflush(stdout)
         }
 
-        let shutdownLogger = logger
-        let signals = installShutdownHandlers { signal in
-            shutdownLogger.notice("shutting down", metadata: ["signal": "\(signal)"])
-            server.shutdown()
-            exit(0)
-        }
         withExtendedLifetime(signals) {
             server.serve()
+            server.waitForSessions(grace: 5)
         }
+        control?.remove()
+        logger.notice("stopped")
         return 0
     }
 
@@ -127,6 +147,16 @@ public enum Daemon {
             set("stateDirectory", cwd + "/.gatehouse-demo", "demo")
             set("policyDirectory", cwd + "/policies", "demo")
             set("pamService", DemoEnvironment.pamService, "demo")
+            // The demo reads a configuration file only when one is named
+            // (tests use it for short timeouts); its values win over the
+            // demo's, and the command line wins over both.
+            if let file = options.configFile {
+                do {
+                    try ConfigurationFile.apply(file: file, to: &c)
+                } catch {
+                    return .failure("\(error)")
+                }
+            }
         } else {
             let file = options.configFile ?? "/etc/gatehouse/gatehouse.yaml"
             if options.configFile != nil || FileManager.default.fileExists(atPath: file) {
@@ -155,6 +185,16 @@ public enum Daemon {
         sigemptyset(&empty)
         pthread_sigmask(SIG_SETMASK, &empty, nil)
         signal(SIGPIPE, SIG_IGN)
+    }
+
+    /// SIGHUP reloads policy and directory (see `GatewayContext.reload`).
+    static func installReloadHandler(_ handler: @escaping @Sendable () -> Void) -> DispatchSourceSignal {
+        let queue = DispatchQueue(label: "gatehoused.reload")
+        signal(SIGHUP, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: queue)
+        source.setEventHandler { handler() }
+        source.resume()
+        return source
     }
 
     static func installShutdownHandlers(_ handler: @escaping @Sendable (Int32) -> Void) -> [DispatchSourceSignal] {

@@ -7,23 +7,39 @@ import Logging
 import SSHServer
 import Transcript
 
-/// Everything the sessions of one daemon share: configuration, the immutable
-/// policy snapshot, the directory, Lockbox, the audit sink and the
-/// interpreter. Built once at start; sessions only read it.
+/// Everything the sessions of one daemon share: configuration, the policy
+/// snapshot, the directory, Lockbox, the audit sink, the interpreter and the
+/// node's session limits.
+///
+/// Policy, directory and keys travel together as one immutable
+/// `PolicyBundle` behind a lock; `reload()` (SIGHUP) swaps in a whole new
+/// validated bundle, and a command in flight keeps the snapshot it started
+/// with. Lockbox is created once (it owns the request store) and sees the
+/// directory through `LiveDirectory`, so managers, tenants and baseline
+/// roles follow a reload too; its lockbox.yaml rules are read at start.
 public final class GatewayContext: @unchecked Sendable {
     public let configuration: GatewayConfiguration
     public let logger: Logger
     public let clock: Clock
-    public let policy: PolicySnapshot
-    public let directory: DirectoryModel
-    public let lockbox: Lockbox
     public let audit: AuditSink
     let interpreter: CmdletInterpreter
-    let warnings: [PolicyDiagnostic]
-    /// Authorized keys per user, parsed once at load.
-    private let keysByUser: [UserName: [SSHPublicKey]]
+    /// Live sessions on this node (one per user by default).
+    public let sessions = SessionRegistry()
+    public let preAuth: PreAuthLimits
+    public let lockouts: UserLockouts
+    private let bundleLock = NSLock()
+    private var bundle: PolicyBundle
+    /// The elevation workflow; one for the daemon's life.
+    public let lockbox: Lockbox
+    private let liveDirectory: LiveDirectory
     private let shutdownLock = NSLock()
     private var shuttingDown = false
+
+    /// The current snapshot; take it once per command.
+    public var policy: PolicySnapshot { bundleLock.withLock { bundle.policy } }
+    public var directory: DirectoryModel { bundleLock.withLock { bundle.directory } }
+    var warnings: [PolicyDiagnostic] { bundleLock.withLock { bundle.warnings } }
+    private var keysByUser: [UserName: [SSHPublicKey]] { bundleLock.withLock { bundle.keys } }
 
     /// Loads and validates policy and directory (every problem reported with
     /// file:line), opens the audit log and records the policy load.
@@ -36,28 +52,76 @@ public final class GatewayContext: @unchecked Sendable {
         let loaded = try PolicyBundle.load(policyDirectory: configuration.policyDirectory,
                                            directoryFile: configuration.directoryFile,
                                            libexecDirectory: Self.libexecDirectory())
-        policy = loaded.policy
-        directory = loaded.directory
-        keysByUser = loaded.keys
-        warnings = loaded.warnings
+        bundle = loaded
+        liveDirectory = LiveDirectory(loaded.directory)
         for warning in loaded.warnings { logger.warning("\(warning)") }
+        preAuth = PreAuthLimits(.init(
+            maxUnauthenticated: configuration.maxUnauthenticated,
+            maxUnauthenticatedPerSource: configuration.maxUnauthenticatedPerSource,
+            penalties: configuration.perSourcePenalties,
+            authFailPenalty: TimeInterval(configuration.perSourcePenaltyAuthFail),
+            noAuthPenalty: TimeInterval(configuration.perSourcePenaltyNoAuth),
+            penaltyMin: TimeInterval(configuration.perSourcePenaltyMin),
+            penaltyMax: TimeInterval(configuration.perSourcePenaltyMax),
+            exempt: Set(configuration.perSourcePenaltyExempt)))
+        lockouts = UserLockouts(failures: configuration.userLockoutFailures,
+                                window: TimeInterval(configuration.userLockoutWindowSeconds))
         audit = try JSONLinesAuditLog(path: configuration.auditLogPath)
-        lockbox = try Self.makeLockbox(configuration: configuration, rules: loaded.lockboxPolicy, directory: directory,
+        lockbox = try Self.makeLockbox(configuration: configuration, rules: loaded.lockboxPolicy, directory: liveDirectory,
                                        audit: audit, clock: clock, logger: logger)
         interpreter = CmdletInterpreter(audit: audit, clock: clock)
-        try audit.record(AuditEvent(time: clock.now(), kind: .policyLoad, fields: [
+        try audit.record(AuditEvent(time: clock.now(), kind: .policyLoad, fields: loadFields(loaded)))
+    }
+
+    private func loadFields(_ loaded: PolicyBundle) -> [String: String] {
+        [
             "policyDirectory": configuration.policyDirectory,
             "directoryFile": configuration.directoryFile,
-            "cmdlets": String(policy.cmdlets.count),
-            "roles": String(policy.roles.count),
-            "users": String(keysByUser.count),
+            "cmdlets": String(loaded.policy.cmdlets.count),
+            "roles": String(loaded.policy.roles.count),
+            "users": String(loaded.keys.count),
             "node": configuration.nodeName,
-        ]))
+        ]
+    }
+
+    /// SIGHUP: loads policy and directory again. On success the new bundle
+    /// replaces the old one whole; on any error the old one stays, every
+    /// error is logged with file:line, and `policy.reload-failed` is audited.
+    /// Returns the diagnostics (errors, or warnings on success).
+    @discardableResult
+    public func reload() -> (ok: Bool, diagnostics: [PolicyDiagnostic]) {
+        do {
+            let loaded = try PolicyBundle.load(policyDirectory: configuration.policyDirectory,
+                                               directoryFile: configuration.directoryFile,
+                                               libexecDirectory: Self.libexecDirectory())
+            bundleLock.withLock { bundle = loaded }
+            liveDirectory.replace(with: loaded.directory)
+            for warning in loaded.warnings { logger.warning("\(warning)") }
+            var fields = loadFields(loaded)
+            fields["reload"] = "true"
+            try? audit.record(AuditEvent(time: clock.now(), kind: .policyLoad, fields: fields))
+            logger.notice("policy reloaded", metadata: ["cmdlets": "\(loaded.policy.cmdlets.count)",
+                                                        "roles": "\(loaded.policy.roles.count)"])
+            return (true, loaded.warnings)
+        } catch {
+            let diagnostics = (error as? PolicyLoadError)?.diagnostics ?? []
+            for diagnostic in diagnostics { logger.error("reload: \(diagnostic)") }
+            if diagnostics.isEmpty { logger.error("reload failed: \(error)") }
+            let errors = diagnostics.filter { $0.severity == .error }
+            try? audit.record(AuditEvent(time: clock.now(), kind: .policyReloadFailed, fields: [
+                "errors": String(errors.count),
+                "first": String(errors.prefix(5).map { "\($0)" }.joined(separator: "; ").prefix(2000)),
+                "kept": "previous policy and directory",
+                "node": configuration.nodeName,
+            ]))
+            logger.error("reload rejected; keeping the previous policy and directory", metadata: ["errors": "\(errors.count)"])
+            return (false, diagnostics)
+        }
     }
 
     /// The elevation workflow: rules from `<policy>/lockbox.yaml` (absent:
     /// nothing can be requested), requests in `<state>/lockbox.sqlite`.
-    static func makeLockbox(configuration: GatewayConfiguration, rules: LockboxPolicy, directory: DirectoryModel,
+    static func makeLockbox(configuration: GatewayConfiguration, rules: LockboxPolicy, directory: LockboxDirectory,
                             audit: AuditSink, clock: Clock, logger: Logger) throws -> Lockbox {
         let store = try SQLiteLockboxStore(path: configuration.stateDirectory + "/lockbox.sqlite")
         let notifier = rules.notify.map { NotificationHookRunner(hook: $0, logger: logger) }
@@ -80,6 +144,7 @@ public final class GatewayContext: @unchecked Sendable {
     /// What `--check-config` prints after a successful validation.
     public func summary() -> String {
         var lines = ["configuration OK"]
+        let policy = self.policy, keysByUser = self.keysByUser
         lines.append("  policy:    \(configuration.policyDirectory): \(policy.cmdlets.count) cmdlets, \(policy.roles.count) roles")
         lines.append("  directory: \(configuration.directoryFile): \(keysByUser.count) users")
         for warning in warnings { lines.append("  \(warning)") }
@@ -91,4 +156,23 @@ public final class GatewayContext: @unchecked Sendable {
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         return URL(fileURLWithPath: exe).deletingLastPathComponent().path
     }
+}
+
+/// The directory as Lockbox sees it: whatever the last successful load or
+/// reload produced. Each question reads one whole snapshot.
+final class LiveDirectory: LockboxDirectory, @unchecked Sendable {
+    private let lock = NSLock()
+    private var model: DirectoryModel
+
+    init(_ model: DirectoryModel) { self.model = model }
+
+    func replace(with model: DirectoryModel) { lock.withLock { self.model = model } }
+
+    private var current: DirectoryModel { lock.withLock { model } }
+
+    func baselineRoles(of user: UserName) -> [String]? { current.baselineRoles(of: user) }
+    func manager(of user: UserName) -> UserName? { current.manager(of: user) }
+    func groups(of user: UserName) -> [String] { current.groups(of: user) }
+    func tenant(named name: String) -> (customerLockbox: Bool, approvers: [UserName])? { current.tenant(named: name) }
+    var tenantNames: [String] { current.tenantNames }
 }

@@ -23,12 +23,13 @@ public final class GatewayServer: @unchecked Sendable {
             hostKeyType: SSHKeyType(rawValue: c.hostKeyType) ?? .ecdsaP256,
             algorithms: c.fips ? SSHAlgorithms.fips : SSHAlgorithms.modern,
             loginGraceSeconds: c.loginGraceSeconds, maxAuthTries: c.maxAuthTries,
-            maxChannelsPerConnection: c.maxChannelsPerConnection)
+            maxChannelsPerConnection: c.maxChannelsPerConnection, ioTimeoutSeconds: c.ioTimeoutSeconds)
         listener = try SSHListener(config: ssh, logger: context.logger)
     }
 
     /// Accepts until `shutdown()`; returns then.
     public func serve() {
+        startWatchdog()
         while !context.isShuttingDown {
             let connection: SSHConnection
             do {
@@ -36,6 +37,17 @@ public final class GatewayServer: @unchecked Sendable {
             } catch {
                 if context.isShuttingDown { break }
                 context.logger.warning("accept failed: \(error)")
+                // EMFILE and friends persist for a while: do not spin.
+                usleep(20_000)
+                continue
+            }
+            // Pre-auth limits are decided here, before key exchange and
+            // before a thread exists: a refused connection costs one accept
+            // and one close.
+            let source = PreAuthLimits.host(of: connection.peerAddress)
+            let verdict = context.preAuth.admit(source: source, now: Date())
+            guard verdict == .admit else {
+                refused(connection, source: source, verdict: verdict)
                 continue
             }
             // The connection moves to its own thread and is touched only there.
@@ -43,7 +55,11 @@ public final class GatewayServer: @unchecked Sendable {
             liveLock.withLock { liveThreads += 1 }
             let thread = Thread { [self, context] in
                 if let connection = handoff.take() {
-                    SessionRunner(connection: connection, gateway: context).run()
+                    SessionRunner(connection: connection, gateway: context).run { outcome in
+                        if context.preAuth.release(source: source, outcome: outcome, now: Date()) {
+                            self.penaltyStarted(source)
+                        }
+                    }
                 }
                 liveLock.withLock { liveThreads -= 1 }
             }
@@ -53,10 +69,80 @@ public final class GatewayServer: @unchecked Sendable {
         }
     }
 
+    /// Refusals are logged and audited at most once per source and reason
+    /// every 10 seconds (with the count since), so a flood cannot flood the
+    /// audit log.
+    private var lastRefusalAudit: [String: (at: Date, suppressed: Int)] = [:]
+
+    private func refused(_ connection: SSHConnection, source: String, verdict: PreAuthLimits.Verdict) {
+        connection.close()
+        let reason: String
+        switch verdict {
+        case .admit: return
+        case .tooManyUnauthenticated: reason = "maxUnauthenticated"
+        case .tooManyFromSource: reason = "maxUnauthenticatedPerSource"
+        case .penalized(let remaining): reason = "penalty (\(remaining)s left)"
+        }
+        let now = Date()
+        let key = source + " " + (reason.split(separator: " ").first.map(String.init) ?? reason)
+        if let last = lastRefusalAudit[key], now.timeIntervalSince(last.at) < 10 {
+            lastRefusalAudit[key] = (last.at, last.suppressed + 1)
+            return
+        }
+        let suppressed = lastRefusalAudit[key]?.suppressed ?? 0
+        if lastRefusalAudit.count > 4096 { lastRefusalAudit = lastRefusalAudit.filter { now.timeIntervalSince($0.value.at) < 10 } }
+        lastRefusalAudit[key] = (now, 0)
+        context.logger.notice("connection refused before key exchange", metadata: ["source": "\(source)", "reason": "\(reason)"])
+        try? context.audit.record(AuditEvent(time: context.clock.now(), kind: .connectionRefused, fields: [
+            "source": source, "reason": reason, "suppressedSinceLast": String(suppressed),
+        ]))
+    }
+
+    private func penaltyStarted(_ source: String) {
+        context.logger.notice("source penalized after failed authentication", metadata: ["source": "\(source)"])
+        try? context.audit.record(AuditEvent(time: context.clock.now(), kind: .sourcePenalty, fields: [
+            "source": source, "minSeconds": String(context.configuration.perSourcePenaltyMin),
+        ]))
+    }
+
+    /// One thread for the node: fires session deadlines (lifetime, elevation
+    /// expiry) so a backend still running at that moment is stopped, even
+    /// though its session thread is blocked waiting for it.
+    private func startWatchdog() {
+        let thread = Thread { [context] in
+            while !context.isShuttingDown {
+                for (id, deadline) in context.sessions.fireDeadlines(now: context.clock.now()) {
+                    context.logger.info("session deadline passed", metadata: [
+                        "session": "\(id)", "reason": "\(deadline.request.reason)"])
+                }
+                usleep(200_000)
+            }
+        }
+        thread.name = "gatehouse-watchdog"
+        thread.start()
+    }
+
     /// Stops accepting and tells every session to end; waits up to `grace` for them.
     public func shutdown(grace: TimeInterval = 5) {
+        beginShutdown()
+        waitForSessions(grace: grace)
+    }
+
+    /// Stops accepting (`serve()` returns) and asks every session to end;
+    /// sessions blocked in a backend hear it through their cancellation flag.
+    /// Safe from any thread (the signal handler calls it).
+    public func beginShutdown() {
         context.beginShutdown()
         listener.close()
+        for live in context.sessions.list() {
+            _ = context.sessions.requestEnd(SessionID(rawValue: live.id),
+                                            .init(reason: "shutdown", message: "The gateway is shutting down."))
+        }
+    }
+
+    /// Waits up to `grace` for every session thread to finish (each writes
+    /// its `session.end` audit event first).
+    public func waitForSessions(grace: TimeInterval) {
         let deadline = Date() + grace
         while liveLock.withLock({ liveThreads }) > 0 && Date() < deadline {
             usleep(50_000)

@@ -48,6 +48,14 @@ public final class SSHChannel {
                 throw SSHError(.library, operation: stderr ? "ssh_channel_write_stderr" : "ssh_channel_write",
                                detail: connection.errorText())
             }
+            if n == 0 {
+                // libssh gave up waiting for the client to open its window
+                // (SSH_OPTIONS_TIMEOUT = ioTimeoutSeconds) and wrote nothing.
+                // Retrying would block this thread forever on a client that
+                // stopped reading; fail instead.
+                throw SSHError(.timeout, operation: stderr ? "ssh_channel_write_stderr" : "ssh_channel_write",
+                               detail: "the client has not read its output for \(connection.config.ioTimeoutSeconds)s")
+            }
             offset += Int(n)
         }
     }

@@ -22,13 +22,18 @@ public final class SSHConnection {
 
     /// Set at `handshake()`: key exchange and authentication must finish by then.
     var deadline = Date.distantFuture
+    /// false until `handshake()`: before it the peer has heard nothing, and
+    /// `close()` just drops the socket (a refusal at accept stays cheap).
+    var handshakeStarted = false
     var authenticatedUser: String?
 
     // After authentication (see SSHConnection+Events.swift).
     var event: ssh_event?
     var serverCallbacks: UnsafeMutablePointer<ssh_server_callbacks_struct>?
-    /// Every channel callbacks struct ever handed to libssh; freed only after
-    /// `ssh_free`, because libssh keeps the pointer, not a copy.
+    /// Channel callbacks structs handed to libssh and not yet released: each
+    /// is freed when its channel is closed and its callbacks removed (see
+    /// `channelReleased`), the rest after `ssh_free`. libssh keeps the
+    /// pointer, not a copy.
     var channelCallbacks: [UnsafeMutablePointer<ssh_channel_callbacks_struct>] = []
     var channels: [ObjectIdentifier: SSHChannel] = [:]
     var channelsByHandle: [OpaquePointer: SSHChannel] = [:]
@@ -59,6 +64,7 @@ public final class SSHConnection {
     /// clock that also bounds `authenticate`.
     public func handshake() throws {
         let s = try live("ssh_handle_key_exchange")
+        handshakeStarted = true
         deadline = Date().addingTimeInterval(TimeInterval(config.loginGraceSeconds))
         try setTimeout(seconds: config.loginGraceSeconds)
         let rc = ssh_handle_key_exchange(s)
@@ -93,12 +99,16 @@ public final class SSHConnection {
     public func close() {
         guard let s = session else { return }
         for ch in Array(channels.values) { ch.close() }
+        if handshakeStarted { primeWrite(s) }
         if let e = event {
             _ = ssh_event_remove_session(e, s)
             ssh_event_free(e)
             event = nil
         }
-        if ssh_is_connected(s) != 0 { ssh_disconnect(s) }
+        // ssh_is_connected() stays 0 on a server session driven by the message
+        // loop, so test the socket instead: otherwise SSH_MSG_DISCONNECT (and
+        // its message) is never sent.
+        if handshakeStarted && ssh_get_fd(s) >= 0 { ssh_disconnect(s) }
         ssh_free(s)
         session = nil
         for cb in channelCallbacks { cb.deinitialize(count: 1); cb.deallocate() }
@@ -106,6 +116,24 @@ public final class SSHConnection {
         if let cb = serverCallbacks { cb.deinitialize(count: 1); cb.deallocate(); serverCallbacks = nil }
         channels.removeAll()
         channelsByHandle.removeAll()
+    }
+
+    /// libssh writes a packet straight to the socket only after a poll has
+    /// seen it writable since the previous write (`write_wontblock`);
+    /// otherwise it queues it for the next poll. `ssh_disconnect` queues
+    /// SSH_MSG_DISCONNECT and closes the socket at once, so without this one
+    /// zero-timeout poll the disconnect message would never leave.
+    private func primeWrite(_ s: ssh_session) {
+        if let e = event {
+            _ = ssh_event_dopoll(e, 0)
+            return
+        }
+        guard ssh_get_fd(s) >= 0, let e = ssh_event_new() else { return }
+        if ssh_event_add_session(e, s) == SSH_OK {
+            _ = ssh_event_dopoll(e, 0)
+            _ = ssh_event_remove_session(e, s)
+        }
+        ssh_event_free(e)
     }
 
     // MARK: - internals shared by the extensions
@@ -125,7 +153,17 @@ public final class SSHConnection {
         try check(ssh_options_set(s, SSH_OPTIONS_TIMEOUT, &t), "ssh_options_set(TIMEOUT)", s)
     }
 
+    /// Called by `SSHChannel.close()` after `ssh_remove_channel_callbacks`
+    /// and `ssh_channel_free`: libssh no longer points at the callbacks
+    /// struct, so it is freed now rather than at connection close. Otherwise
+    /// a client opening and closing channels in a loop would grow memory for
+    /// as long as its connection lives.
     func channelReleased(_ ch: SSHChannel, handle: ssh_channel) {
+        if let i = channelCallbacks.firstIndex(of: ch.callbacks) {
+            let cb = channelCallbacks.remove(at: i)
+            cb.deinitialize(count: 1)
+            cb.deallocate()
+        }
         channels[ObjectIdentifier(ch)] = nil
         channelsByHandle[handle] = nil
     }

@@ -19,7 +19,9 @@ public struct SSHError: Error, CustomStringConvertible, Sendable {
         case hostKey
         /// The peer went away (EOF, reset, disconnect message).
         case disconnected
-        /// The login grace time ran out before authentication finished.
+        /// The login grace time ran out before authentication finished, or
+        /// (after it) a write waited `ioTimeoutSeconds` for a client that
+        /// does not read.
         case timeout
         /// Authentication ended without success (too many failures).
         case authenticationFailed

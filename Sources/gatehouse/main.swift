@@ -11,8 +11,8 @@ import Gateway
 struct GatehouseCLI: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gatehouse",
-        abstract: "Operate a Gatehouse gateway: check and test policy, review Lockbox requests.",
-        subcommands: [Policy.self, LockboxTool.self])
+        abstract: "Operate a Gatehouse gateway: check and test policy, review Lockbox requests, control live sessions.",
+        subcommands: [Policy.self, LockboxTool.self, Sessions.self, Users.self])
 }
 
 struct PolicyLocation: ParsableArguments {

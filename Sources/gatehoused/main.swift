@@ -8,7 +8,7 @@ struct Gatehoused: ParsableCommand {
         commandName: "gatehoused",
         abstract: "Gatehouse: a constrained SSH shell gateway (publickey + PAM MFA, policy-checked cmdlets).")
 
-    @Option(name: .long, help: "Configuration file (default /etc/gatehouse/gatehouse.yaml when it exists; not read in --demo mode).")
+    @Option(name: .long, help: "Configuration file (default /etc/gatehouse/gatehouse.yaml when it exists; with --demo only when given, over the demo settings).")
     var config: String?
 
     @Flag(name: .long, help: "Run the demo: create users, keys, TOTP secrets and PAM files under the state directory.")

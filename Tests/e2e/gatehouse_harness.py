@@ -42,9 +42,16 @@ def totp(secret_hex: str, at: float | None = None, step: int = 30, digits: int =
 class Gateway:
     """One running daemon with its demo state directory."""
 
-    def __init__(self, state_dir: Path, extra_args=()):
+    def __init__(self, state_dir: Path, extra_args=(), config=None):
+        """`config`: settings for a `--config` file (short test timeouts);
+        the demo reads it over its own settings."""
         self.state_dir = Path(state_dir)
         self.extra_args = list(extra_args)
+        if config:
+            self.config_path = self.state_dir.parent / (self.state_dir.name + ".gatehouse.yaml")
+            self.config_path.parent.mkdir(parents=True, exist_ok=True)
+            self.config_path.write_text("".join(f"{k}: {json.dumps(str(v))}\n" for k, v in config.items()))
+            self.extra_args += ["--config", str(self.config_path)]
         self.proc = None
         self.log_path = self.state_dir.parent / (self.state_dir.name + ".daemon.log")
 
@@ -59,12 +66,14 @@ class Gateway:
         self.proc = subprocess.Popen(
             [str(BUILD / "gatehoused"), "--demo", "--state-dir", str(self.state_dir),
              "--listen", "127.0.0.1:0", *self.extra_args],
-            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            **getattr(self, "popen_kwargs", {}))
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"gatehoused exited with {self.proc.returncode}:\n{self.daemon_log()}")
-            if manifest.exists():
+            # The demo writes the manifest, then known_hosts: wait for both.
+            if manifest.exists() and (self.state_dir / "known_hosts").exists():
                 try:
                     self.manifest = json.loads(manifest.read_text())
                     break
@@ -90,11 +99,38 @@ class Gateway:
         if getattr(self, "log", None):
             self.log.close()
 
-    def daemon_log(self) -> str:
+    def daemon_log(self, tail=4000) -> str:
         try:
-            return self.log_path.read_text(errors="replace")[-4000:]
+            return self.log_path.read_text(errors="replace")[-tail:]
         except FileNotFoundError:
             return ""
+
+    def rss_kib(self) -> int:
+        """The daemon's resident set size (VmRSS), KiB."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+    def cli(self, *args, check=True):
+        """Runs the operator tool `gatehouse` against this daemon's state directory."""
+        result = subprocess.run([str(BUILD / "gatehouse"), *args, "--state-dir", str(self.state_dir)],
+                                capture_output=True, text=True, timeout=30)
+        if check and result.returncode != 0:
+            raise RuntimeError(f"gatehouse {' '.join(args)} failed ({result.returncode}): {result.stderr}")
+        return result
+
+    def wait_for_audit(self, predicate, timeout=10):
+        """The first audit event matching `predicate`, waiting for it to be written."""
+        deadline = time.time() + timeout
+        while True:
+            for event in self.audit_events():
+                if predicate(event):
+                    return event
+            if time.time() > deadline:
+                raise AssertionError("no matching audit event; last: "
+                                     + json.dumps(self.audit_events()[-5:], indent=1))
+            time.sleep(0.05)
 
     # -- state the tests inspect ------------------------------------------
     def audit_events(self):
@@ -139,6 +175,11 @@ class KbdintClient(asyncssh.SSHClient):
         self.answers = answers
         self.prompts = []
         self.instructions = []
+        self.lost = None
+
+    def connection_lost(self, exc):
+        """Keeps why the server ended the connection (its disconnect message)."""
+        self.lost = exc
 
     def kbdint_auth_requested(self):
         return ""

@@ -17,9 +17,15 @@ final class GatewayAuthenticator: SSHAuthDelegate {
     private(set) var auditFailed = false
     /// PAM's own word on the last keyboard-interactive failure (pam_strerror; never an answer).
     private var lastPAMFailure: String?
+    /// Per-user lockout after repeated second-factor failures (nil: none).
+    private let lockouts: UserLockouts?
+    /// Counted failures and attempts on this connection, for the per-source penalty.
+    private(set) var failures = 0
+    private(set) var attempts = 0
 
     init(keys: @escaping (UserName) -> [SSHPublicKey]?, pamService: String, audit: AuditSink, clock: Clock,
-         session: SessionID, peer: String) {
+         session: SessionID, peer: String, lockouts: UserLockouts? = nil) {
+        self.lockouts = lockouts
         self.keys = keys
         self.pamService = pamService
         self.audit = audit
@@ -34,7 +40,15 @@ final class GatewayAuthenticator: SSHAuthDelegate {
     }
 
     func keyboardInteractive(user: String, prompter: KeyboardInteractivePrompter) -> Bool {
-        guard UserName(user) != nil else { return false }
+        guard let name = UserName(user) else { return false }
+        if let lockouts, lockouts.isLocked(name, now: clock.now()) {
+            // Still counted, so an ongoing attack keeps the lock; PAM is not
+            // asked, so no code is consumed or checked while locked.
+            lockouts.recordFailure(name, now: clock.now())
+            lastPAMFailure = "user locked out after repeated failures"
+            prompter.inform("Too many failed attempts: this account is locked. Ask an operator to unlock it.")
+            return false
+        }
         let bridge = PAMPrompterBridge(prompter: prompter)
         do {
             let transaction = try PAMTransaction(service: pamService, user: user, conversation: bridge)
@@ -44,11 +58,21 @@ final class GatewayAuthenticator: SSHAuthDelegate {
             return true
         } catch {
             lastPAMFailure = "\(error)"
+            if let lockouts, lockouts.recordFailure(name, now: clock.now()) {
+                record(AuditEvent(time: clock.now(), kind: .userLockout, user: name.rawValue, session: session,
+                                  fields: ["source": peer, "reason": "too many failed second factors"]))
+            }
             return false
         }
     }
 
+    private func record(_ event: AuditEvent) {
+        do { try audit.record(event) } catch { auditFailed = true }
+    }
+
     func authAttempt(user: String, method: String, success: Bool, partial: Bool, reason: String) {
+        attempts += 1
+        if !success && method != "none" { failures += 1 }
         var fields = ["method": method, "source": peer, "reason": reason]
         if partial { fields["partial"] = "true" }
         if !success, method == "keyboard-interactive", let pam = lastPAMFailure {

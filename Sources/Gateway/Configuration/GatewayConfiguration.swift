@@ -1,3 +1,4 @@
+import CmdletPolicy
 import Foundation
 
 /// Every setting of the daemon, each declared once (below, in `settings`) with
@@ -22,6 +23,21 @@ public struct GatewayConfiguration: Sendable {
     public var auditLogOverride: String?
     public var nodeName = ProcessInfo.processInfo.hostName
     public var backendWorkingDirectory = "/"
+    // Session controls and pre-auth limits (issue 6).
+    public var maxSessionsPerUser = 1
+    public var idleTimeoutSeconds = 30 * 60
+    public var maxSessionLifetimeSeconds = 24 * 3600
+    public var ioTimeoutSeconds = 120
+    public var maxUnauthenticated = 64
+    public var maxUnauthenticatedPerSource = 8
+    public var perSourcePenalties = true
+    public var perSourcePenaltyAuthFail = 5
+    public var perSourcePenaltyNoAuth = 1
+    public var perSourcePenaltyMin = 15
+    public var perSourcePenaltyMax = 600
+    public var perSourcePenaltyExempt: [String] = []
+    public var userLockoutFailures = 10
+    public var userLockoutWindowSeconds = 15 * 60
 
     public init() {}
 
@@ -89,6 +105,49 @@ public struct GatewayConfiguration: Sendable {
                 }, render: { $0.nodeName }),
         Setting(key: "backendWorkingDirectory", doc: "Working directory of every backend process.",
                 apply: { c, v in absolute(v) { c.backendWorkingDirectory = $0 } }, render: { $0.backendWorkingDirectory }),
+        Setting(key: "maxSessionsPerUser", doc: "Live sessions one user may hold on this node; a further login is refused after authentication.",
+                apply: { c, v in int(v, 1...100) { c.maxSessionsPerUser = $0 } }, render: { String($0.maxSessionsPerUser) }),
+        Setting(key: "idleTimeout", doc: "Disconnect after this long without client input (30m; seconds or 30s/5m/1h). Warnings go out 5m and 1m before (scaled down for short timeouts).",
+                apply: { c, v in duration(v, 1...(30 * 86400)) { c.idleTimeoutSeconds = $0 } },
+                render: { PolicyDuration.format($0.idleTimeoutSeconds) }),
+        Setting(key: "maxSessionLifetime", doc: "Forced logoff this long after login, whatever the activity (24h); warned like idleTimeout. Ends a running backend.",
+                apply: { c, v in duration(v, 1...(30 * 86400)) { c.maxSessionLifetimeSeconds = $0 } },
+                render: { PolicyDuration.format($0.maxSessionLifetimeSeconds) }),
+        Setting(key: "ioTimeout", doc: "After login: how long a write may wait for a client that does not read before the session is dropped.",
+                apply: { c, v in duration(v, 1...3600) { c.ioTimeoutSeconds = $0 } },
+                render: { PolicyDuration.format($0.ioTimeoutSeconds) }),
+        Setting(key: "maxUnauthenticated", doc: "Connections not yet authenticated, in total; further ones are closed at accept, before key exchange (like sshd MaxStartups).",
+                apply: { c, v in int(v, 1...10000) { c.maxUnauthenticated = $0 } }, render: { String($0.maxUnauthenticated) }),
+        Setting(key: "maxUnauthenticatedPerSource", doc: "Unauthenticated connections from one source address, so one client cannot take every slot.",
+                apply: { c, v in int(v, 1...10000) { c.maxUnauthenticatedPerSource = $0 } },
+                render: { String($0.maxUnauthenticatedPerSource) }),
+        Setting(key: "perSourcePenalties", doc: "Refuse connections from a source that keeps failing authentication (like sshd PerSourcePenalties).",
+                apply: { c, v in bool(v) { c.perSourcePenalties = $0 } }, render: { String($0.perSourcePenalties) }),
+        Setting(key: "perSourcePenaltyAuthFail", doc: "Penalty seconds a source earns for a connection that failed authentication.",
+                apply: { c, v in duration(v, 0...86400) { c.perSourcePenaltyAuthFail = $0 } },
+                render: { PolicyDuration.format($0.perSourcePenaltyAuthFail) }),
+        Setting(key: "perSourcePenaltyNoAuth", doc: "Penalty seconds for a connection that ended without completing authentication or trying it.",
+                apply: { c, v in duration(v, 0...86400) { c.perSourcePenaltyNoAuth = $0 } },
+                render: { PolicyDuration.format($0.perSourcePenaltyNoAuth) }),
+        Setting(key: "perSourcePenaltyMin", doc: "A source is refused once its accumulated penalty reaches this, until the penalty runs out.",
+                apply: { c, v in duration(v, 1...86400) { c.perSourcePenaltyMin = $0 } },
+                render: { PolicyDuration.format($0.perSourcePenaltyMin) }),
+        Setting(key: "perSourcePenaltyMax", doc: "Upper bound of a source's accumulated penalty.",
+                apply: { c, v in duration(v, 1...(30 * 86400)) { c.perSourcePenaltyMax = $0 } },
+                render: { PolicyDuration.format($0.perSourcePenaltyMax) }),
+        Setting(key: "perSourcePenaltyExempt", doc: "Comma-separated source addresses never penalized (for example a health checker or a load balancer).",
+                apply: { c, v in
+                    let items = v.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+                    guard items.allSatisfy({ $0.range(of: "^[0-9A-Fa-f:.]{2,45}$", options: .regularExpression) != nil }) else {
+                        return "expected comma-separated IP addresses"
+                    }
+                    c.perSourcePenaltyExempt = items; return nil
+                }, render: { $0.perSourcePenaltyExempt.joined(separator: ",") }),
+        Setting(key: "userLockoutFailures", doc: "Failed second factors (after a valid key) within userLockoutWindow that lock the user until the window passes or an operator runs `gatehouse users unlock`.",
+                apply: { c, v in int(v, 1...1000) { c.userLockoutFailures = $0 } }, render: { String($0.userLockoutFailures) }),
+        Setting(key: "userLockoutWindow", doc: "The window for userLockoutFailures (15m); also how long a lockout lasts.",
+                apply: { c, v in duration(v, 1...(30 * 86400)) { c.userLockoutWindowSeconds = $0 } },
+                render: { PolicyDuration.format($0.userLockoutWindowSeconds) }),
     ]
 
     public static func setting(named key: String) -> Setting? { settings.first { $0.key == key } }
@@ -130,6 +189,16 @@ public struct GatewayConfiguration: Sendable {
         case "false", "no": set(false); return nil
         default: return "expected true or false"
         }
+    }
+
+    /// Seconds: a plain number, or one unit as in policy files (`30s`, `5m`, `1h`, `1d`).
+    private static func duration(_ v: String, _ range: ClosedRange<Int>, _ set: (Int) -> Void) -> String? {
+        let seconds = v.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) ? Int(v) : PolicyDuration.parseSeconds(v)
+        guard let seconds, range.contains(seconds) else {
+            return "expected a duration (seconds, or 30s/5m/1h/1d) in \(range.lowerBound)...\(range.upperBound) seconds"
+        }
+        set(seconds)
+        return nil
     }
 
     private static func int(_ v: String, _ range: ClosedRange<Int>, _ set: (Int) -> Void) -> String? {

@@ -9,7 +9,7 @@ import SSHServer
 /// both authentication factors, then the session channels. Everything that
 /// touches the libssh session stays on this thread.
 final class SessionRunner {
-    private let connection: SSHConnection
+    let connection: SSHConnection
     let gateway: GatewayContext
     let session = SessionID.random()
     var logger: Logger
@@ -27,6 +27,8 @@ final class SessionRunner {
                                  elevationHandler: { id, output in box.runner.beginElevation(id, output: output) },
                                  commandProvider: LockboxCommands(lockbox: gateway.lockbox, clock: gateway.clock))
     }()
+    /// Session limits (idle, lifetime, kill), see SessionRunner+Limits.swift.
+    var limits: SessionLimitsState?
 
     /// What one session channel is doing.
     final class ChannelState {
@@ -51,37 +53,47 @@ final class SessionRunner {
         self.logger = logger
     }
 
-    func run() {
+    /// `preAuthRelease` is called exactly once, when the connection leaves
+    /// the unauthenticated state (the accept loop counted it).
+    func run(preAuthRelease: (PreAuthLimits.Outcome) -> Void = { _ in }) {
         defer { connection.close() }
         do {
             try connection.handshake()
         } catch {
             logger.debug("key exchange failed: \(error)")
+            preAuthRelease(.noAuth)
             return
         }
         let authenticator = GatewayAuthenticator(
             keys: { [gateway] name in gateway.authorizedKeys(of: name) },
             pamService: gateway.configuration.pamService, audit: gateway.audit, clock: gateway.clock,
-            session: session, peer: connection.peerAddress)
+            session: session, peer: connection.peerAddress, lockouts: gateway.lockouts)
         let name: String
         do {
             name = try connection.authenticate(authenticator)
         } catch {
             logger.info("authentication failed: \(error)")
+            preAuthRelease(authenticator.failures > 0 ? .authFailed : .noAuth)
             return
         }
+        preAuthRelease(.authenticated)
         guard !authenticator.auditFailed, let user = UserName(name) else {
             connection.disconnect(message: "audit log unavailable")
             return
         }
         self.user = user
         logger[metadataKey: "user"] = "\(user)"
+        guard admit(user) else { return }
+        defer { gateway.sessions.remove(session) }
         guard audit(.sessionStart, ["source": connection.peerAddress, "node": gateway.configuration.nodeName]) else {
             connection.disconnect(message: "audit log unavailable; session refused")
             return
         }
         logger.info("session started")
         serveChannels()
+        // Free the user's slot before the (fsync'd) audit write, so a user
+        // who reconnects at once is not refused by their own ended session.
+        gateway.sessions.remove(session)
         // A grant never outlives its session.
         gateway.lockbox.endElevations(session: session, user: user, reason: "session ended")
         _ = audit(.sessionEnd, ["reason": endReason])
@@ -101,9 +113,15 @@ final class SessionRunner {
                 return
             }
             for event in events {
+                noteInput(event)
                 if !handle(event) { return }
             }
             noticeEndedElevations(on: nil)
+            if let request = checkLimits() {
+                endReason = request.reason
+                endSession(request.message)
+                return
+            }
             if gateway.isShuttingDown {
                 endReason = "shutdown"
                 for state in channels.values where state.channel.isOpen {
@@ -151,6 +169,7 @@ final class SessionRunner {
             }
         case .closed(let channel):
             channels[channel.id] = nil
+            channel.close()     // release it now, not at connection close
         case .refused(let channel, let request, let detail):
             var fields = ["request": request, "detail": TerminalText.sanitize(String(detail.prefix(256)), keepLineBreaks: false)]
             if let channel { fields["channel"] = String(channel.id) }
@@ -228,12 +247,36 @@ final class SessionRunner {
         noticeEndedElevations(on: state)
         let claim = gateway.lockbox.claim(user: user, session: session, now: gateway.clock.now())
         let output = ChannelOutput(runner: self, state: state)
-        // A backend running under an elevation is stopped when that grant ends.
+        // One flag, two ways to set it: the grant that allowed the command
+        // ends (GrantWatch), or the session is killed or reaches a deadline
+        // (SessionRegistry's watchdog).
         let cancellation = CancellationFlag()
         let watch = GrantWatch.start(line: line, claim: claim, gateway: gateway, cancellation: cancellation)
-        defer { watch?.stop() }
+        gateway.sessions.setRunning(session, cancellation)
+        defer {
+            watch?.stop()
+            gateway.sessions.setRunning(session, nil)
+            commandFinished()
+        }
         return interpreter.run(line: line, claim: claim, snapshot: gateway.policy,
                                context: gateway.executionContext, output: output, cancellation: cancellation)
+    }
+
+    /// Says goodbye on every open channel, then disconnects with `message`.
+    private func endSession(_ message: String) {
+        for state in channels.values where state.channel.isOpen {
+            write(state, Array("\n\(message)\n".utf8), stderr: true)
+            state.channel.sendExitStatus(state.lastStatus == 0 ? 1 : state.lastStatus)
+        }
+        connection.disconnect(message: message)
+    }
+
+    /// Writes `text` to every open channel (warnings), on stderr.
+    func broadcast(_ text: String) {
+        for state in channels.values where state.channel.isOpen && state.started {
+            write(state, Array("\n\(text)\n".utf8), stderr: true)
+            if state.editor != nil { prompt(state) }
+        }
     }
 
     func finish(_ state: ChannelState, status: Int32) {
@@ -274,13 +317,20 @@ final class SessionRunner {
         }
         do {
             try state.channel.write(out, stderr: stderr && state.pty == nil)
+        } catch let error as SSHError where error.kind == .timeout {
+            // A client that stops reading must not hold this thread (or the
+            // backend's output) forever: end the session, stopping any backend.
+            logger.info("channel write timed out; ending the session", metadata: ["error": "\(error)"])
+            state.channel.close()
+            _ = gateway.sessions.requestEnd(session, .init(reason: "io-timeout",
+                                                           message: "The client stopped reading output."))
         } catch {
             logger.debug("channel write failed: \(error)")
         }
     }
 
     @discardableResult
-    private func audit(_ kind: AuditEventKind, _ fields: [String: String]) -> Bool {
+    func audit(_ kind: AuditEventKind, _ fields: [String: String]) -> Bool {
         do {
             try gateway.audit.record(AuditEvent(time: gateway.clock.now(), kind: kind, user: user?.rawValue,
                                                 session: session, fields: fields))
