@@ -36,4 +36,15 @@ def test_manifest_shape(gateway):
         assert stat.S_IMODE(os.stat(u["privateKey"]).st_mode) == 0o600
         assert len(u["totpSecretHex"]) == 40 and u["totpSecretBase32"]
         assert isinstance(u["roles"], list)
-    assert next(u for u in m["users"] if u["name"] == "alice")["roles"] == ["MailboxReader"]
+    assert "MailboxReader" in next(u for u in m["users"] if u["name"] == "alice")["roles"]
+
+
+def test_demo_keys_load_in_every_client(gateway):
+    """The generated private keys are read by paramiko and asyncssh as well as OpenSSH."""
+    import asyncssh
+    import paramiko
+    for u in gateway.manifest["users"]:
+        p = paramiko.ECDSAKey.from_private_key_file(u["privateKey"])
+        a = asyncssh.read_private_key(u["privateKey"])
+        assert p.get_base64() == u["publicKey"].split()[1]
+        assert a.export_public_key().decode().split()[1] == u["publicKey"].split()[1]
