@@ -7,7 +7,7 @@ BUILD_DIR  := .build/debug
 STATE_DIR  ?= .gatehouse-demo
 LISTEN     ?= 127.0.0.1:2222
 
-.PHONY: deps build demo test unit e2e bench bench-lockbox bench-transcripts clean
+.PHONY: deps build demo test unit e2e bench bench-lockbox bench-parser bench-transcripts fuzz clean
 
 deps:
 	scripts/install-deps
@@ -39,6 +39,16 @@ bench: deps
 	.venv/bin/python bench/login_exec.py --build .build/release
 	.venv/bin/python bench/idle_sessions.py --build .build/release
 	.venv/bin/python bench/auth_flood.py --build .build/release
+
+## make bench-parser: median time of parse+bind+authorize per line (release build).
+bench-parser:
+	$(SWIFT) build -c release --product gatehouse-bench-parser
+	.build/release/gatehouse-bench-parser policies
+
+## make fuzz: libFuzzer over lexer, parser, binder and formatters for FUZZ_SECONDS (default 60).
+FUZZ_SECONDS ?= 60
+fuzz:
+	fuzz/run $(FUZZ_SECONDS)
 
 ## make bench-lockbox: Lockbox.claim p50/p99 on SQLite with 100,000 historical requests (release build).
 bench-lockbox:

@@ -59,6 +59,9 @@ let package = Package(
         // separate program on purpose: the gateway only ever reaches it
         // through posix_spawn and an argv template, as it would a real one.
         .executableTarget(name: "gatehouse-demo-mailbox"),
+        // make bench-parser: parse+bind+authorize timing (bench/parser).
+        .executableTarget(name: "gatehouse-bench-parser", dependencies: ["CmdletShell", "CmdletPolicy", "GatehouseCore"],
+                          path: "bench/parser"),
         // `make bench-lockbox`: claim() latency with 100,000 historical requests.
         .executableTarget(name: "lockbox-claim-bench", dependencies: [
             "Lockbox", "GatehouseCore", .product(name: "GRDB", package: "GRDB.swift"),
@@ -67,7 +70,8 @@ let package = Package(
         .executableTarget(name: "lockbox-race-helper", dependencies: ["Lockbox", "GatehouseCore"],
                           path: "Tests/LockboxRaceHelper"),
         .target(name: "TestSupport", dependencies: ["GatehouseCore"], path: "Tests/TestSupport"),
-        .testTarget(name: "CmdletShellTests", dependencies: ["CmdletShell", "CmdletPolicy", "TestSupport"]),
+        .testTarget(name: "CmdletShellTests", dependencies: ["CmdletShell", "CmdletPolicy", "TestSupport", "Yams"],
+                    exclude: ["Golden"]),
         .testTarget(name: "CmdletPolicyTests", dependencies: ["CmdletPolicy", "TestSupport"]),
         .testTarget(name: "LockboxTests", dependencies: ["Lockbox", "CmdletPolicy", "TestSupport"]),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Lockbox", "CmdletShell", "CmdletPolicy", "TestSupport",

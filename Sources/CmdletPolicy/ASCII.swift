@@ -3,25 +3,36 @@
 /// e.g. U+212A KELVIN SIGN to "k", which would let a look-alike spelling reach
 /// a cmdlet that a byte-wise review of the policy would not expect.
 public enum ASCII {
-    /// Lower-cases A–Z and leaves every other scalar untouched.
+    /// Lower-cases A–Z and leaves every other scalar untouched. Works on
+    /// UTF-8 bytes: an ASCII byte never occurs inside a multi-byte sequence,
+    /// so this can neither split nor alter a non-ASCII scalar.
     public static func lowercased(_ text: String) -> String {
-        var out = String.UnicodeScalarView()
-        for scalar in text.unicodeScalars {
-            if scalar.value >= 0x41 && scalar.value <= 0x5a, let lower = Unicode.Scalar(scalar.value + 0x20) {
-                out.append(lower)
-            } else {
-                out.append(scalar)
-            }
-        }
-        return String(out)
+        guard text.utf8.contains(where: { $0 >= 0x41 && $0 <= 0x5a }) else { return text }
+        return String(decoding: text.utf8.map { $0 >= 0x41 && $0 <= 0x5a ? $0 + 0x20 : $0 }, as: UTF8.self)
     }
 
-    /// ASCII case-insensitive equality.
-    public static func equalsIgnoringCase(_ a: String, _ b: String) -> Bool { lowercased(a) == lowercased(b) }
+    @inline(__always)
+    static func fold(_ b: UInt8) -> UInt8 { b >= 0x41 && b <= 0x5a ? b + 0x20 : b }
 
-    /// ASCII case-insensitive prefix test.
+    /// ASCII case-insensitive equality, without allocating.
+    public static func equalsIgnoringCase(_ a: String, _ b: String) -> Bool {
+        var x = a.utf8.makeIterator(), y = b.utf8.makeIterator()
+        while true {
+            switch (x.next(), y.next()) {
+            case (nil, nil): return true
+            case (let p?, let q?): if fold(p) != fold(q) { return false }
+            default: return false
+            }
+        }
+    }
+
+    /// ASCII case-insensitive prefix test, without allocating.
     public static func hasPrefixIgnoringCase(_ text: String, _ prefix: String) -> Bool {
-        lowercased(text).hasPrefix(lowercased(prefix))
+        var x = text.utf8.makeIterator()
+        for q in prefix.utf8 {
+            guard let p = x.next(), fold(p) == fold(q) else { return false }
+        }
+        return true
     }
 
     public static func isLetter(_ s: Unicode.Scalar) -> Bool {

@@ -30,8 +30,7 @@ public struct CmdletDefinition: Sendable {
 
     /// The declared parameter with this exact name (ASCII case-insensitive).
     public func parameter(named name: String) -> ParameterDefinition? {
-        let key = ASCII.lowercased(name)
-        return parameters.first { ASCII.lowercased($0.name) == key }
+        parameters.first { ASCII.equalsIgnoringCase($0.name, name) }
     }
 }
 
@@ -89,6 +88,24 @@ public struct TemplateString: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+/// A backend's run-as account. The gateway starts `setpriv` (util-linux)
+/// with numeric ids, no supplementary groups, no new privileges and no
+/// inheritable capabilities, and setpriv then executes the backend: the
+/// account change is done by a small, audited program, never by a shell.
+public struct RunAsAccount: Sendable, Equatable {
+    public let name: String
+    public let uid: UInt32
+    public let gid: UInt32
+
+    public static let setprivPath = "/usr/bin/setpriv"
+
+    /// The argv prefix that runs the rest as this account.
+    public var argvPrefix: [String] {
+        [RunAsAccount.setprivPath, "--reuid=\(uid)", "--regid=\(gid)", "--clear-groups", "--no-new-privs",
+         "--inh-caps=-all", "--"]
+    }
+}
+
 /// The backend a cmdlet runs: an absolute executable and an argv template.
 public struct BackendTemplate: Sendable {
     /// One argv element, or a group that is dropped when `when` is unbound.
@@ -105,6 +122,9 @@ public struct BackendTemplate: Sendable {
     public let environment: [(name: String, value: TemplateString)]
     public let timeoutSeconds: Int
     public let outputLimit: Int
+    /// The account the backend runs as, resolved at load time; nil runs it
+    /// as the gateway's own account.
+    public let runAs: RunAsAccount?
 
     public static let defaultTimeoutSeconds = 30
     public static let maximumTimeoutSeconds = 3600

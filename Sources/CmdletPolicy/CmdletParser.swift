@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Yams
 
 /// Turns one `cmdlets:` file into validated `CmdletDefinition`s, reporting
@@ -9,6 +12,8 @@ final class CmdletParser {
     /// Parameter names of the cmdlet being parsed, valid or not: a template
     /// naming a parameter that failed validation gets no second error.
     var declaredParameters = Set<String>()
+    /// The validated parameters of the cmdlet being parsed (for lint).
+    var currentParameters: [ParameterDefinition] = []
 
     init(reader: YAMLReader, libexecDirectory: String) {
         self.reader = reader
@@ -17,17 +22,19 @@ final class CmdletParser {
 
     static let cmdletKeys = ["synopsis", "description", "examples", "parameters", "backend", "output"]
     static let parameterKeys = ["type", "description", "mandatory", "position", "pattern", "set", "min", "max",
-                                "maxLength"]
-    static let backendKeys = ["executable", "argv", "environment", "timeout", "outputLimit"]
+                                "maxLength", "maxItems", "allowLeadingDash"]
+    static let backendKeys = ["executable", "argv", "environment", "timeout", "outputLimit", "runAs"]
     static let exampleKeys = ["command", "description"]
     static let groupKeys = ["when", "argv"]
 
     /// Programs that would run a string they are handed as code.
-    static let interpreters: Set<String> = ["sh", "bash", "dash", "zsh", "ksh", "csh", "tcsh", "fish", "busybox",
-                                            "python", "python3", "perl", "ruby", "node", "php", "lua", "pwsh",
-                                            "powershell", "env", "xargs", "awk", "gawk", "sed"]
+    static let interpreters: Set<String> = ["sh", "bash", "dash", "zsh", "ksh", "mksh", "csh", "tcsh", "fish",
+                                            "busybox", "python", "python3", "perl", "ruby", "node", "nodejs", "deno",
+                                            "php", "lua", "tclsh", "expect", "julia", "Rscript", "pwsh",
+                                            "powershell", "pwsh-preview", "env", "xargs", "awk", "gawk", "mawk",
+                                            "sed", "ssh", "sudo", "su", "doas", "find"]
     static let codeFlags: Set<String> = ["-c", "-e", "-command", "-encodedcommand", "-ec", "--command", "--eval",
-                                         "-x", "-ce", "-ic"]
+                                         "-x", "-ce", "-ic", "-r", "-exec", "/c"]
 
     func parseFile(_ root: Node, declared: inout Set<String>) -> [CmdletDefinition] {
         guard let top = reader.mapping(root, what: "a cmdlets file", allowed: ["cmdlets"]) else { return [] }
@@ -179,7 +186,9 @@ final class CmdletParser {
                          hint: "one of: \(ParameterType.allCases.map(\.rawValue).joined(separator: ", "))")
             return nil
         }
-        guard let typeText = reader.string(typeEntry.value, what: "type") else { return nil }
+        guard var typeText = reader.string(typeEntry.value, what: "type") else { return nil }
+        let isList = typeText.hasSuffix("[]")
+        if isList { typeText.removeLast(2) }
         guard let type = ParameterType(rawValue: typeText) else {
             let all = ParameterType.allCases.map(\.rawValue)
             reader.error(at: typeEntry.value, "unknown parameter type '\(typeText)'",
@@ -195,7 +204,20 @@ final class CmdletParser {
             }
         }
 
+        if isList && type == .switch {
+            reader.error(at: typeEntry.value, "a switch cannot be a list"); ok = false
+        }
         let mandatory = field["mandatory"].flatMap { reader.bool($0.value, what: "mandatory") } ?? false
+        let allowLeadingDash = field["allowLeadingDash"].flatMap { reader.bool($0.value, what: "allowLeadingDash") } ?? false
+        var maxItems = ParameterDefinition.defaultMaxItems
+        if let f = field["maxItems"] {
+            if !isList {
+                reader.error(at: f.keyNode, "'maxItems' applies to list parameters (type: \(typeText)[])"); ok = false
+            } else if let value = reader.nonNegativeInt(f.value, what: "maxItems") {
+                if value < 1 || value > 256 { reader.error(at: f.value, "maxItems must be between 1 and 256"); ok = false }
+                maxItems = value
+            }
+        }
         let position = field["position"].flatMap { reader.nonNegativeInt($0.value, what: "position") }
         let description = field["description"].flatMap { reader.string($0.value, what: "description") }
 
@@ -243,6 +265,7 @@ final class CmdletParser {
             switch type {
             case .int: value = reader.nonNegativeInt(f.value, what: key)
             case .size: value = reader.size(f.value, what: key)
+            case .duration: value = reader.durationSeconds(f.value, what: key)
             default: value = nil
             }
             if key == "min" { minimum = value } else { maximum = value }
@@ -273,13 +296,20 @@ final class CmdletParser {
                 reader.error(at: entry.keyNode, "enum parameter '\(name)' needs a 'set' of allowed values")
                 ok = false
             }
-        case .int, .size:
+        case .int, .size, .duration:
             refuse("pattern", "a number is checked with min and max")
             refuse("set", "a number is checked with min and max")
             refuse("maxLength", "a number is checked with min and max")
+            if field["min"] == nil && field["max"] == nil {
+                reader.warning(at: entry.keyNode, "\(type.rawValue) parameter '\(name)' has no constraint",
+                               hint: "add 'min' and/or 'max' so only expected values reach the backend")
+            }
+        case .datetime:
+            for key in ["pattern", "set", "min", "max", "maxLength"] { refuse(key, "a date-time is checked for its shape only") }
         case .switch:
             for key in ["pattern", "set", "min", "max", "maxLength"] { refuse(key, "a switch takes no value") }
             refuse("position", "a switch is named, never positional")
+            refuse("allowLeadingDash", "a switch takes no value")
             if mandatory, let f = field["mandatory"] {
                 reader.error(at: f.value, "a switch cannot be mandatory"); ok = false
             }
@@ -289,7 +319,8 @@ final class CmdletParser {
         return ParameterDefinition(name: name, type: type, mandatory: mandatory,
                                    position: type == .switch ? nil : position, description: description,
                                    pattern: pattern, allowedValues: allowedValues, minimum: minimum,
-                                   maximum: maximum, maxLength: maxLength)
+                                   maximum: maximum, maxLength: maxLength, isList: isList, maxItems: maxItems,
+                                   allowLeadingDash: allowLeadingDash)
     }
 
     // MARK: Backend
@@ -361,10 +392,31 @@ final class CmdletParser {
             } else { ok = false }
         }
 
+        var runAs: RunAsAccount?
+        if let f = field["runAs"], let name = reader.string(f.value, what: "runAs") {
+            let shapeOK = !name.isEmpty && name.unicodeScalars.count <= 32 && name.unicodeScalars.allSatisfy {
+                ASCII.isLetter($0) || ASCII.isDigit($0) || $0 == "_" || $0 == "-" || $0 == "."
+            } && !name.hasPrefix("-")
+            if !shapeOK {
+                reader.error(at: f.value, "runAs '\(TerminalSafe.text(name))' is not an account name"); ok = false
+            } else if let pw = getpwnam(name) {
+                runAs = RunAsAccount(name: name, uid: pw.pointee.pw_uid, gid: pw.pointee.pw_gid)
+                if pw.pointee.pw_uid == 0 {
+                    reader.warning(at: f.value, "runAs '\(name)' is root", hint: "run backends as a dedicated account")
+                }
+                if !FileManager.default.isExecutableFile(atPath: RunAsAccount.setprivPath) {
+                    reader.error(at: f.value, "runAs needs \(RunAsAccount.setprivPath) (util-linux)"); ok = false
+                }
+            } else {
+                reader.error(at: f.value, "runAs account '\(name)' does not exist on this host"); ok = false
+            }
+        }
+
         guard ok, let executable else { return nil }
+        currentParameters = parameters
         lintInterpreter(executable: executable, argv: argv, node: node)
         return BackendTemplate(executable: executable, argv: argv, environment: environment,
-                               timeoutSeconds: timeout, outputLimit: outputLimit)
+                               timeoutSeconds: timeout, outputLimit: outputLimit, runAs: runAs)
     }
 
     func resolveExecutable(_ text: String, node: Node) -> String? {
@@ -394,6 +446,8 @@ final class CmdletParser {
         }
         if !FileManager.default.isExecutableFile(atPath: path) {
             reader.warning(at: node, "executable '\(path)' does not exist or is not executable (yet)")
+        } else {
+            lintOwnership(path, node: node)
         }
         return path
     }
@@ -462,6 +516,10 @@ final class CmdletParser {
             if p.type == .switch {
                 reader.error(at: node, "switch parameter '\(name)' has no value to put in a template",
                              hint: "use an argv group: {when: \(name), argv: [...]}")
+                ok = false
+            } else if p.isList && p.name != whenParameter {
+                reader.error(at: node, "list parameter '\(name)' can only be used inside its own 'when:' group",
+                             hint: "the group is repeated once per item: {when: \(name), argv: [--opt, \"{\(name)}\"]}")
                 ok = false
             } else if !p.mandatory && p.name != whenParameter {
                 reader.error(at: node, "'{\(name)}' names an optional parameter outside its 'when:' group",
@@ -566,6 +624,60 @@ final class CmdletParser {
         }
     }
 
+    /// Whoever can write the backend (or any directory above it) can run
+    /// code as the gateway's backend user. World-writable (without the
+    /// sticky bit on a directory) anywhere on the path is an error, and so is
+    /// the program or its own directory being owned by another non-root
+    /// account. Group-writable, owned by the (non-root) account running this
+    /// check, or another owner further up the path, are warnings: a
+    /// developer's build tree or a CI checkout is the usual case there, while
+    /// production backends should be root-owned all the way up.
+    func lintOwnership(_ path: String, node: Node) {
+        let euid = Int(geteuid())
+        // Symlinks' own modes mean nothing; judge what is really executed.
+        let real = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+        var current = real
+        var checked = 0
+        while !current.isEmpty, checked < 64 {
+            checked += 1
+            guard let attributes = try? FileManager.default.attributesOfItem(atPath: current),
+                  let mode = (attributes[.posixPermissions] as? NSNumber)?.intValue,
+                  let owner = (attributes[.ownerAccountID] as? NSNumber)?.intValue else { break }
+            let isDirectory = (attributes[.type] as? FileAttributeType) == .typeDirectory
+            let sticky = isDirectory && Self.hasStickyBit(current)
+            let what = current == real ? "backend '\(path)'" : "directory '\(current)' above backend '\(path)'"
+            if mode & 0o002 != 0 && !sticky {
+                reader.error(at: node, "\(what) is writable by every user",
+                             hint: "chmod o-w; anyone could replace the program the gateway runs")
+            } else if mode & 0o020 != 0 && !sticky {
+                reader.warning(at: node, "\(what) is writable by its group",
+                               hint: "chmod g-w unless the group is trusted like root")
+            }
+            if owner != 0 {
+                // The program and its own directory must not belong to another
+                // account; further up, another owner is reported as a warning
+                // (checkouts and build trees often sit in a user's home).
+                let near = checked <= 2
+                if owner == euid || !near {
+                    reader.warning(at: node, "\(what) is owned by uid \(owner)\(owner == euid ? " (this account)" : ""), not root",
+                                   hint: "install production backends root-owned, e.g. under /usr/libexec")
+                } else {
+                    reader.error(at: node, "\(what) is owned by uid \(owner), a non-root account that could replace it",
+                                 hint: "chown root and chmod go-w")
+                }
+            }
+            if current == "/" { break }
+            let parent = (current as NSString).deletingLastPathComponent
+            current = parent.isEmpty ? "/" : parent
+        }
+    }
+
+    static func hasStickyBit(_ path: String) -> Bool {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return false }
+        return info.st_mode & S_ISVTX != 0
+    }
+
     func lintInterpreter(executable: String, argv: [BackendTemplate.Element], node: Node) {
         let base = executable.split(separator: "/").last.map(String.init) ?? executable
         let isInterpreter = CmdletParser.interpreters.contains(base)
@@ -584,9 +696,37 @@ final class CmdletParser {
                 for case .literal(let s) in t.segments { literals.append(ASCII.lowercased(s)) }
             }
         }
-        if hasPlaceholder && literals.contains(where: { CmdletParser.codeFlags.contains($0) }) {
+        // The element that follows a code flag is read as a program.
+        var flat: [TemplateString] = []
+        for element in argv {
+            switch element {
+            case .single(let t): flat.append(t)
+            case .group(_, let items): flat.append(contentsOf: items)
+            }
+        }
+        var codeParameters: [String] = []
+        for (i, t) in flat.enumerated() {
+            let text = ASCII.lowercased(t.segments.compactMap { if case .literal(let s) = $0 { return s } else { return nil } }.joined())
+            let isFlag = t.parameterNames.isEmpty && CmdletParser.codeFlags.contains(text)
+            if isFlag, i + 1 < flat.count { codeParameters += flat[i + 1].parameterNames }
+            // `-c{X}` / `-Command:{X}` glued to the flag.
+            if !t.parameterNames.isEmpty, CmdletParser.codeFlags.contains(where: { !$0.isEmpty && text.hasPrefix($0) }) {
+                codeParameters += t.parameterNames
+            }
+        }
+        let free = flat.flatMap(\.parameterNames).filter { name in
+            guard let p = currentParameters.first(where: { $0.name == name }) else { return false }
+            return p.type == .string && p.pattern == nil && p.allowedValues == nil
+        }
+        if !codeParameters.isEmpty {
+            reader.error(at: node, "backend hands the typed value of '\(codeParameters[0])' to the interpreter '\(base)' as code",
+                         hint: "a value would be run as a program; call a dedicated program with fixed code instead")
+        } else if !free.isEmpty {
+            reader.error(at: node, "backend hands the free string '\(free[0])' (no pattern or set) to the interpreter '\(base)'",
+                         hint: "constrain the parameter with a pattern or a set, or call a dedicated program")
+        } else if hasPlaceholder && literals.contains(where: { CmdletParser.codeFlags.contains($0) }) {
             reader.warning(at: node, "backend hands typed values to the interpreter '\(base)' with a code flag",
-                           hint: "a value may then be run as code; call a dedicated program instead")
+                           hint: "the values are arguments of fixed code; make sure that code never evaluates them")
         } else {
             reader.warning(at: node, "backend runs the interpreter '\(base)'",
                            hint: "prefer a dedicated program; never pass typed values as code")

@@ -9,6 +9,11 @@ public enum ParameterType: String, Sendable, CaseIterable {
     case size
     case `switch`
     case `enum`
+    /// `30s`, `5m`, `2h`, `7d`; reaches the backend as whole seconds.
+    case duration
+    /// `2026-01-31` or `2026-01-31T08:00:00Z` (UTC only); reaches the backend
+    /// as `YYYY-MM-DDTHH:MM:SSZ`.
+    case datetime
 }
 
 /// A parameter as declared, with its constraints already compiled.
@@ -27,9 +32,64 @@ public struct ParameterDefinition: Sendable {
     public let maximum: Int?
     /// Longest accepted value in UTF-8 bytes (string parameters).
     public let maxLength: Int
+    /// Declared as `type: T[]`: the value is a comma list `a,b,c` (a quoted
+    /// value is one item, as in PowerShell), each item checked on its own.
+    public let isList: Bool
+    /// Most items a list may hold.
+    public let maxItems: Int
+    /// Only when the policy says so may a value start with '-'; otherwise
+    /// no typed value can ever look like an option to the backend.
+    public let allowLeadingDash: Bool
 
     public static let defaultMaxLength = 256
     public static let maximumMaxLength = 4096
+    public static let defaultMaxItems = 32
+
+    public init(name: String, type: ParameterType, mandatory: Bool, position: Int?, description: String?,
+                pattern: AnchoredPattern?, allowedValues: [String]?, minimum: Int?, maximum: Int?, maxLength: Int,
+                isList: Bool = false, maxItems: Int = ParameterDefinition.defaultMaxItems,
+                allowLeadingDash: Bool = false) {
+        self.name = name
+        self.type = type
+        self.mandatory = mandatory
+        self.position = position
+        self.description = description
+        self.pattern = pattern
+        self.allowedValues = allowedValues
+        self.minimum = minimum
+        self.maximum = maximum
+        self.maxLength = maxLength
+        self.isList = isList
+        self.maxItems = maxItems
+        self.allowLeadingDash = allowLeadingDash
+    }
+
+    /// The type as `Get-Help` shows it: `string`, `string[]`.
+    public var typeName: String { type.rawValue + (isList ? "[]" : "") }
+
+    /// Checks a list value item by item; `items` are already split.
+    public func validate(items: [String]) -> Result<ParameterValue, ParameterValueError> {
+        guard isList else {
+            guard items.count == 1 else { return .failure(.init("-\(name) takes one value, not a list")) }
+            return validate(items[0])
+        }
+        if items.count > maxItems {
+            return .failure(.init("-\(name) takes at most \(maxItems) values"))
+        }
+        var values: [ParameterValue] = []
+        for item in items {
+            if item.isEmpty { return .failure(.init("-\(name) has an empty list item")) }
+            if item.hasPrefix("-") && !allowLeadingDash {
+                return .failure(.init("values may not start with '-'"))
+            }
+            if item.hasPrefix("@") { return .failure(.init("values may not start with '@'")) }
+            switch validate(item) {
+            case .success(let v): values.append(v)
+            case .failure(let e): return .failure(e)
+            }
+        }
+        return .success(.list(values))
+    }
 
     /// Checks one raw value against type and constraints. The returned value
     /// carries the canonical text that reaches the backend.
@@ -63,6 +123,22 @@ public struct ParameterDefinition: Sendable {
                 return .failure(.init("-\(name) must be at most \(ByteSize.format(maximum))"))
             }
             return .success(.size(bytes: bytes))
+        case .duration:
+            guard let seconds = PolicyDuration.parseSeconds(raw) else {
+                return .failure(.init("-\(name) expects a duration such as 30s, 15m, 2h or 7d"))
+            }
+            if let minimum, seconds < minimum {
+                return .failure(.init("-\(name) must be at least \(PolicyDuration.format(minimum))"))
+            }
+            if let maximum, seconds > maximum {
+                return .failure(.init("-\(name) must be at most \(PolicyDuration.format(maximum))"))
+            }
+            return .success(.duration(seconds: seconds))
+        case .datetime:
+            guard let date = PolicyDateTime.parse(raw) else {
+                return .failure(.init("-\(name) expects a UTC date such as 2026-01-31 or 2026-01-31T08:00:00Z"))
+            }
+            return .success(.dateTime(date))
         }
     }
 
@@ -106,14 +182,31 @@ public enum ParameterValue: Sendable, Equatable {
     case switchPresent
     /// The declared spelling of the matching set member.
     case enumeration(String)
+    /// Whole seconds.
+    case duration(seconds: Int)
+    /// Seconds since 1970-01-01T00:00:00Z (UTC).
+    case dateTime(Int)
+    /// The items of a list parameter, each validated on its own.
+    case list([ParameterValue])
 
+    /// For a list, the items joined with ','; templates expand lists item by
+    /// item instead (see `TemplateExpander`), so this only feeds audit text.
     public var argumentText: String {
         switch self {
         case .string(let s), .enumeration(let s): return s
         case .int(let n): return String(n)
         case .size(let b): return String(b)
         case .switchPresent: return "true"
+        case .duration(let s): return String(s)
+        case .dateTime(let t): return PolicyDateTime.format(t)
+        case .list(let items): return items.map(\.argumentText).joined(separator: ",")
         }
+    }
+
+    /// The items of a list, or the value itself as a one-item list.
+    public var items: [ParameterValue] {
+        if case .list(let items) = self { return items }
+        return [self]
     }
 }
 

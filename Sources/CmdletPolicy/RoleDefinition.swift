@@ -6,6 +6,9 @@ public struct RoleDefinition: Sendable {
     public let description: String?
     /// Declared cmdlet names, each guaranteed to exist in the same snapshot.
     public let cmdlets: [String]
+    /// Per-cmdlet parameter restrictions, keyed by ASCII-lower-cased cmdlet
+    /// name. A cmdlet without an entry is allowed as its definition says.
+    public let restrictions: [String: [ParameterRestriction]]
     /// Longest elevation that may be requested for this role (seconds);
     /// nil when the role sets none (the Lockbox applies its own default).
     public let maxDurationSeconds: Int?
@@ -14,8 +17,38 @@ public struct RoleDefinition: Sendable {
 
     /// ASCII case-insensitive membership.
     public func allows(cmdlet name: String) -> Bool {
-        let key = ASCII.lowercased(name)
-        return cmdlets.contains { ASCII.lowercased($0) == key }
+        cmdlets.contains { ASCII.equalsIgnoringCase($0, name) }
+    }
+
+    /// The first restriction of this role that the bound values violate, as
+    /// a reason; nil when this role alone allows every value.
+    public func violation(cmdlet: String, values: [(name: String, value: ParameterValue)]) -> String? {
+        guard let list = restrictions[ASCII.lowercased(cmdlet)] else { return nil }
+        for restriction in list {
+            guard let bound = values.first(where: { $0.name == restriction.parameter }) else { continue }
+            if let reason = restriction.violation(bound.value) { return reason }
+        }
+        return nil
+    }
+}
+
+/// A rule that refuses matching invocations whatever the caller's roles:
+/// deny wins. It matches when every condition accepts its parameter's value
+/// (a condition on a parameter that was not given does not match); a rule
+/// without conditions refuses the cmdlet outright.
+public struct DenyRule: Sendable {
+    public let cmdlet: String
+    public let conditions: [ParameterRestriction]
+    public let reason: String?
+    public let file: String
+    public let line: Int
+
+    public func matches(cmdlet name: String, values: [(name: String, value: ParameterValue)]) -> Bool {
+        guard ASCII.equalsIgnoringCase(cmdlet, name) else { return false }
+        return conditions.allSatisfy { condition in
+            guard let bound = values.first(where: { $0.name == condition.parameter }) else { return false }
+            return condition.violation(bound.value) == nil
+        }
     }
 }
 
@@ -26,6 +59,8 @@ public struct PolicySnapshot: Sendable {
     public let cmdlets: [CmdletDefinition]
     /// Sorted by ASCII-lower-cased name.
     public let roles: [RoleDefinition]
+    /// Deny rules, in file order; any match refuses the invocation.
+    public let denyRules: [DenyRule]
     /// Lint findings that did not stop the load.
     public let warnings: [PolicyDiagnostic]
 
@@ -33,9 +68,11 @@ public struct PolicySnapshot: Sendable {
     private let roleIndex: [String: Int]
 
     /// A policy that allows nothing.
-    public static let empty = PolicySnapshot(validatedCmdlets: [], roles: [], warnings: [])
+    public static let empty = PolicySnapshot(validatedCmdlets: [], roles: [], denyRules: [], warnings: [])
 
-    init(validatedCmdlets: [CmdletDefinition], roles: [RoleDefinition], warnings: [PolicyDiagnostic]) {
+    init(validatedCmdlets: [CmdletDefinition], roles: [RoleDefinition], denyRules: [DenyRule] = [],
+         warnings: [PolicyDiagnostic]) {
+        self.denyRules = denyRules
         let sortedCmdlets = validatedCmdlets.sorted { ASCII.lowercased($0.name) < ASCII.lowercased($1.name) }
         let sortedRoles = roles.sorted { ASCII.lowercased($0.name) < ASCII.lowercased($1.name) }
         cmdlets = sortedCmdlets

@@ -11,9 +11,9 @@ public struct Authorization: Sendable, Equatable {
 /// Decides whether a claim may run a bound cmdlet. Default deny.
 ///
 /// A command is allowed only when ONE single active grant's role lists the
-/// cmdlet; roles are never merged. (Today roles only list cmdlets, so this
-/// is easy; it matters once roles restrict parameter values, because two
-/// half-permissions must never add up to a whole one.)
+/// cmdlet and that same role's parameter restrictions accept every bound
+/// value; roles are never merged, so two half-permissions never add up to a
+/// whole one.
 ///
 /// When the backend template uses `{scope}`, only a scoped grant may decide,
 /// and all scoped grants that could decide must agree on the tenant: the
@@ -24,12 +24,29 @@ public enum Authorizer {
                                  snapshot: PolicySnapshot) -> Authorization {
         let needsScope = cmdlet.backend.requiresScope
         var candidates: [RoleGrant] = []
+        var restricted: [String] = []
+        let values = parameters.map { (name: $0.name, value: $0.value) }
+        // Deny rules win over every role.
+        if let rule = snapshot.denyRules.first(where: { $0.matches(cmdlet: cmdlet.name, values: values) }) {
+            let why = rule.reason.map { ": " + Display.clip($0, max: 200) } ?? ""
+            return Authorization(decision: .deny(reason: "'\(cmdlet.name)' is refused by a deny rule\(why)"), grant: nil)
+        }
         for grant in claim.grants where grant.isActive(at: claim.issuedAt) {
             guard let role = snapshot.role(named: grant.role), role.allows(cmdlet: cmdlet.name) else { continue }
+            // Each role is judged alone: its own restrictions must accept
+            // every value. Two roles never add up to one permission.
+            if let reason = role.violation(cmdlet: cmdlet.name, values: values) {
+                if !restricted.contains(where: { $0.hasPrefix("role \(role.name):") }) {
+                    restricted.append("role \(role.name): \(reason)")
+                }
+                continue
+            }
             candidates.append(grant)
         }
         guard !candidates.isEmpty else {
-            return Authorization(decision: .deny(reason: notPermitted(cmdlet, claim)), grant: nil)
+            let reason = restricted.isEmpty ? notPermitted(cmdlet, claim)
+                : "'\(cmdlet.name)' is not permitted with these values (\(restricted.joined(separator: "; ")))."
+            return Authorization(decision: .deny(reason: reason), grant: nil)
         }
         guard needsScope else {
             return Authorization(decision: .allow(role: canonicalRole(candidates[0], snapshot)), grant: candidates[0])
@@ -46,6 +63,14 @@ public enum Authorizer {
                                                  + "the tenant cannot be chosen on the command line"), grant: nil)
         }
         return Authorization(decision: .allow(role: canonicalRole(first, snapshot)), grant: first)
+    }
+
+    /// True when some active grant's role lists the cmdlet at all, whatever
+    /// its parameters; used to refuse hidden cmdlets before binding.
+    public static func isListed(cmdlet: CmdletDefinition, claim: AccessClaim, snapshot: PolicySnapshot) -> Bool {
+        claim.grants.contains { grant in
+            grant.isActive(at: claim.issuedAt) && snapshot.role(named: grant.role)?.allows(cmdlet: cmdlet.name) == true
+        }
     }
 
     static func canonicalRole(_ grant: RoleGrant, _ snapshot: PolicySnapshot) -> String {

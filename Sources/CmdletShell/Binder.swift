@@ -31,21 +31,27 @@ public struct BoundParameter: Sendable, Equatable {
 /// - Repeated, unknown and missing mandatory parameters are errors.
 public enum Binder {
     public static func bind(_ arguments: ArraySlice<Token>, to cmdlet: CmdletDefinition) -> Result<[BoundParameter], BindError> {
+        bind(arguments, parameters: cmdlet.parameters, command: cmdlet.name)
+    }
+
+    /// The same binding rules for any declared parameter list (the built-in
+    /// formatters use it too, so they have no binding quirks of their own).
+    static func bind(_ arguments: ArraySlice<Token>, parameters declared: [ParameterDefinition],
+                     command: String) -> Result<[BoundParameter], BindError> {
         var bound: [String: ParameterValue] = [:]
-        var positional: [(text: String, column: Int)] = []
+        var positional: [(text: String, column: Int, quoted: Bool)] = []
         var i = arguments.startIndex
         while i < arguments.endIndex {
             let token = arguments[i]
             i += 1
             switch token.kind {
+            case .pipe:
+                return .failure(BindError("unexpected '|'", column: token.column))
             case .bare, .quoted:
-                if token.text.hasPrefix("-") {
-                    return .failure(BindError("values may not start with '-'", column: token.column))
-                }
-                positional.append((token.text, token.column))
+                positional.append((token.text, token.column, token.kind == .quoted))
             case .parameter(let inline):
                 let parameter: ParameterDefinition
-                switch resolve(token, in: cmdlet) {
+                switch resolve(token, in: declared, command: command) {
                 case .success(let p): parameter = p
                 case .failure(let e): return .failure(e)
                 }
@@ -59,29 +65,26 @@ public enum Binder {
                     bound[parameter.name] = .switchPresent
                     continue
                 }
-                let value: (text: String, column: Int)
+                let value: (text: String, column: Int, quoted: Bool)
                 if let inline {
                     guard inline.quoted || !inline.text.isEmpty else {
                         return .failure(BindError("-\(parameter.name) needs a value after ':'", column: token.column))
                     }
-                    value = (inline.text, inline.column)
+                    value = (inline.text, inline.column, inline.quoted)
                 } else if i < arguments.endIndex, arguments[i].kind == .bare || arguments[i].kind == .quoted {
-                    value = (arguments[i].text, arguments[i].column)
+                    value = (arguments[i].text, arguments[i].column, arguments[i].kind == .quoted)
                     i += 1
                 } else {
                     return .failure(BindError("-\(parameter.name) needs a value", column: token.column))
                 }
-                if value.text.hasPrefix("-") {
-                    return .failure(BindError("values may not start with '-'", column: value.column))
-                }
-                switch parameter.validate(value.text) {
+                switch check(value, for: parameter) {
                 case .success(let v): bound[parameter.name] = v
-                case .failure(let e): return .failure(BindError(e.message, column: value.column))
+                case .failure(let e): return .failure(e)
                 }
             }
         }
 
-        let slots = cmdlet.parameters
+        let slots = declared
             .filter { $0.position != nil && bound[$0.name] == nil }
             .sorted { ($0.position ?? 0) < ($1.position ?? 0) }
         for (index, item) in positional.enumerated() {
@@ -90,35 +93,59 @@ public enum Binder {
                                           column: item.column))
             }
             let parameter = slots[index]
-            switch parameter.validate(item.text) {
+            switch check(item, for: parameter) {
             case .success(let v): bound[parameter.name] = v
-            case .failure(let e): return .failure(BindError(e.message, column: item.column))
+            case .failure(let e): return .failure(e)
             }
         }
 
-        let missing = cmdlet.parameters.filter { $0.mandatory && bound[$0.name] == nil }.map { "-\($0.name)" }
+        let missing = declared.filter { $0.mandatory && bound[$0.name] == nil }.map { "-\($0.name)" }
         if !missing.isEmpty {
             let noun = missing.count == 1 ? "parameter" : "parameters"
             return .failure(BindError("missing mandatory \(noun) \(missing.joined(separator: ", "))", column: nil))
         }
-        return .success(cmdlet.parameters.compactMap { p in bound[p.name].map { BoundParameter(name: p.name, value: $0) } })
+        return .success(declared.compactMap { p in bound[p.name].map { BoundParameter(name: p.name, value: $0) } })
+    }
+
+    /// One typed value: the '-' and '@' rules, then the list split (bare
+    /// words only; a quoted value is a single item, as in PowerShell), then
+    /// the declared type and constraints.
+    static func check(_ value: (text: String, column: Int, quoted: Bool),
+                      for parameter: ParameterDefinition) -> Result<ParameterValue, BindError> {
+        if value.text.hasPrefix("-") && !parameter.allowLeadingDash {
+            return .failure(BindError("values may not start with '-'", column: value.column))
+        }
+        // '@file' is a response file to many programs (javac, gcc, msbuild…).
+        if value.text.hasPrefix("@") {
+            return .failure(BindError("values may not start with '@'", column: value.column))
+        }
+        let result: Result<ParameterValue, ParameterValueError>
+        if parameter.isList {
+            let items = value.quoted ? [value.text]
+                : value.text.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+            result = parameter.validate(items: items)
+        } else {
+            result = parameter.validate(value.text)
+        }
+        return result.mapError { BindError($0.message, column: value.column) }
     }
 
     /// Exact (case-insensitive) name first, then a unique prefix.
-    static func resolve(_ token: Token, in cmdlet: CmdletDefinition) -> Result<ParameterDefinition, BindError> {
+    static func resolve(_ token: Token, in parameters: [ParameterDefinition],
+                        command: String) -> Result<ParameterDefinition, BindError> {
         let name = token.text
         guard ASCII.isParameterName(name) else {
             let shown = Display.clip("-" + name)
             return .failure(BindError("'\(shown)' is not a valid parameter name", column: token.column))
         }
-        if let exact = cmdlet.parameter(named: name) { return .success(exact) }
-        let candidates = cmdlet.parameters.filter { ASCII.hasPrefixIgnoringCase($0.name, name) }
+        if let exact = parameters.first(where: { ASCII.equalsIgnoringCase($0.name, name) }) { return .success(exact) }
+        let candidates = parameters.filter { ASCII.hasPrefixIgnoringCase($0.name, name) }
         switch candidates.count {
         case 1:
             return .success(candidates[0])
         case 0:
-            var message = "\(cmdlet.name) has no parameter -\(name)"
-            if let near = ASCII.suggestion(for: name, among: cmdlet.parameters.map(\.name)) {
+            var message = "\(command) has no parameter -\(name)"
+            if let near = ASCII.suggestion(for: name, among: parameters.map(\.name)) {
                 message += "; did you mean -\(near)?"
             }
             return .failure(BindError(message, column: token.column))

@@ -1,3 +1,4 @@
+import Foundation
 import CmdletPolicy
 import GatehouseCore
 
@@ -20,6 +21,12 @@ enum Builtins {
                                           exitStatus: 0))
         case "Get-Help":
             return getHelp(arguments, claim, snapshot)
+        case "Get-AccessClaim":
+            if let extra = arguments.first {
+                return invalid("Get-AccessClaim takes no arguments", extra.column, name)
+            }
+            return .builtin(BuiltinResult(command: .getAccessClaim, stdout: accessClaim(claim, snapshot), stderr: "",
+                                          exitStatus: 0))
         default: // Enter-Elevation
             return enterElevation(arguments)
         }
@@ -41,6 +48,8 @@ enum Builtins {
                 return .failure(BindError("\(command) takes one \(parameter)", column: token.column))
             }
             switch token.kind {
+            case .pipe:
+                return .failure(BindError("\(command) cannot be piped", column: token.column))
             case .bare, .quoted:
                 if token.text.hasPrefix("-") { return .failure(BindError("values may not start with '-'", column: token.column)) }
                 found = (token.text, token.column)
@@ -77,22 +86,58 @@ enum Builtins {
         return out
     }
 
+    static let helpParameters: [ParameterDefinition] = [
+        ParameterDefinition(name: "Name", type: .string, mandatory: false, position: 0, description: nil,
+                            pattern: try? AnchoredPattern("[A-Za-z][A-Za-z-]{0,63}"), allowedValues: nil,
+                            minimum: nil, maximum: nil, maxLength: 64),
+        ParameterDefinition(name: "Examples", type: .switch, mandatory: false, position: nil, description: nil,
+                            pattern: nil, allowedValues: nil, minimum: nil, maximum: nil, maxLength: 1),
+        ParameterDefinition(name: "Full", type: .switch, mandatory: false, position: nil, description: nil,
+                            pattern: nil, allowedValues: nil, minimum: nil, maximum: nil, maxLength: 1),
+    ]
+
+    static let formatterHelp: [(name: String, syntax: String, what: String)] = [
+        ("Select-Object", " [-Property] NAME[,NAME...] [-First N]", "Keeps the named properties (and the first N objects)."),
+        ("Where-Object", " [-Property] NAME (-EQ V | -NE V | -Like WILDCARD | -Match REGEX)",
+         "Keeps objects whose property compares true; -Match is bounded in length and time."),
+        ("Sort-Object", " [[-Property] NAME[,NAME...]] [-Descending]", "Sorts objects, numbers as numbers."),
+        ("Measure-Object", " [[-Property] NAME] [-Sum] [-Average] [-Minimum] [-Maximum]", "Counts objects and sums a property."),
+        ("Format-Table", " [[-Property] NAME[,NAME...]]", "Shows objects as a table that fits the terminal (the default)."),
+        ("Format-List", " [[-Property] NAME[,NAME...]]", "Shows one property per line."),
+        ("ConvertTo-Json", "", "Shows the objects as JSON."),
+    ]
+
+    /// How much of a cmdlet's help to show.
+    enum HelpDetail { case normal, examples, full }
+
     static func getHelp(_ arguments: ArraySlice<Token>, _ claim: AccessClaim, _ snapshot: PolicySnapshot) -> Evaluation {
-        let name: String
-        switch singleValue(arguments, parameter: "Name", command: "Get-Help") {
+        let bound: [BoundParameter]
+        switch Binder.bind(arguments, parameters: helpParameters, command: "Get-Help") {
         case .failure(let e): return invalid(e.message, e.column, "Get-Help")
-        case .success(nil):
+        case .success(let b): bound = b
+        }
+        let examples = bound.contains { $0.name == "Examples" }, full = bound.contains { $0.name == "Full" }
+        if examples && full { return invalid("use -Examples or -Full, not both", nil, "Get-Help") }
+        guard let name = bound.first(where: { $0.name == "Name" })?.value.argumentText else {
             let text = """
             Type a cmdlet name followed by its parameters, e.g. Get-Mailbox -Identity alice.
               Get-Command        list the cmdlets you may run now
-              Get-Help NAME      show what a cmdlet does and its parameters
+              Get-Help NAME [-Examples|-Full]   show what a cmdlet does and its parameters
+              Get-AccessClaim    who you are, your roles, where and until when
               Enter-Elevation -Id N   redeem an approved elevation (Lockbox)
-              exit               end the session
-            There are no variables, pipelines, redirections or scripts.
+              Exit-Session       end the session (or: exit)
+            A cmdlet with JSON output can be piped into the built-in formatters:
+              Select-Object, Where-Object, Sort-Object, Format-Table, Format-List,
+              ConvertTo-Json, Measure-Object.
+            There are no variables, scripts, redirections or cmdlet-to-cmdlet pipelines.
 
             """
             return .builtin(BuiltinResult(command: .getHelp(name: nil), stdout: text, stderr: "", exitStatus: 0))
-        case .success(let value?): name = value.0
+        }
+        if let syntax = formatterHelp.first(where: { ASCII.equalsIgnoringCase($0.name, name) }) {
+            let text = "NAME\n    \(syntax.name)\n\nSYNTAX\n    ... | \(syntax.name)\(syntax.syntax)\n\nDESCRIPTION\n    "
+                + syntax.what + "\n    Arguments are data only: property names, numbers and literal values.\n"
+            return .builtin(BuiltinResult(command: .getHelp(name: syntax.name), stdout: text, stderr: "", exitStatus: 0))
         }
         let visible = Authorizer.visibleCmdlets(claim: claim, snapshot: snapshot)
         guard let cmdlet = visible.first(where: { ASCII.equalsIgnoringCase($0.name, name) }) else {
@@ -101,28 +146,72 @@ enum Builtins {
                                           stderr: "Get-Help: no help found for '\(Display.clip(name))'.\n",
                                           exitStatus: ExitStatus.failure))
         }
-        return .builtin(BuiltinResult(command: .getHelp(name: cmdlet.name), stdout: help(cmdlet), stderr: "",
-                                      exitStatus: 0))
+        let detail: HelpDetail = full ? .full : (examples ? .examples : .normal)
+        return .builtin(BuiltinResult(command: .getHelp(name: cmdlet.name), stdout: help(cmdlet, detail: detail),
+                                      stderr: "", exitStatus: 0))
     }
 
-    static func help(_ c: CmdletDefinition) -> String {
-        var out = "NAME\n    \(c.name)\n\nSYNOPSIS\n    \(oneLine(c.synopsis))\n\nSYNTAX\n    \(c.name)"
+    /// `Get-AccessClaim`: the claim as the gateway evaluates it right now.
+    static func accessClaim(_ claim: AccessClaim, _ snapshot: PolicySnapshot) -> String {
+        let formatter = ISO8601DateFormatter()
+        var out = "User     : \(claim.user.rawValue)\nSession  : \(claim.session.rawValue)\n"
+        out += "Evaluated: \(formatter.string(from: claim.issuedAt))\n"
+        if claim.grants.isEmpty { return out + "Roles    : none\n" }
+        out += "Roles    :\n"
+        for grant in claim.grants {
+            var line = "  " + (snapshot.role(named: grant.role)?.name ?? grant.role)
+            switch grant.source {
+            case .baseline: line += "  baseline"
+            case .elevation(let id): line += "  elevation #\(id)"
+            }
+            line += "  scope " + (grant.scope ?? "(none)")
+            line += "  until " + (grant.expires.map { formatter.string(from: $0) } ?? "(no expiry)")
+            out += TerminalText.sanitize(line, keepLineBreaks: false) + "\n"
+        }
+        return out
+    }
+
+    static func help(_ c: CmdletDefinition, detail: HelpDetail = .full) -> String {
+        var out = "NAME\n    \(c.name)\n\nSYNOPSIS\n    \(oneLine(c.synopsis))\n"
+        if detail == .examples {
+            out += "\nEXAMPLES\n"
+            if c.examples.isEmpty { out += "    (none)\n" }
+            for e in c.examples {
+                out += "    \(oneLine(e.command))\n"
+                if let d = e.description { out += "        \(oneLine(d))\n" }
+            }
+            return TerminalText.sanitize(out)
+        }
+        out += "\nSYNTAX\n    \(c.name)"
         for p in c.parameters {
-            var piece = p.type == .switch ? "-\(p.name)" : "-\(p.name) <\(p.type.rawValue)>"
-            if p.position != nil && p.type != .switch { piece = "[-\(p.name)] <\(p.type.rawValue)>" }
+            var piece = p.type == .switch ? "-\(p.name)" : "-\(p.name) <\(p.typeName)>"
+            if p.position != nil && p.type != .switch { piece = "[-\(p.name)] <\(p.typeName)>" }
             out += " " + (p.mandatory ? piece : "[\(piece)]")
         }
         out += "\n"
         if let d = c.description { out += "\nDESCRIPTION\n    \(oneLine(d))\n" }
+        if detail == .normal {
+            out += "\nREMARKS\n    Get-Help \(c.name) -Full shows the parameters; -Examples the examples.\n"
+            return TerminalText.sanitize(out)
+        }
+        if c.output == .json { out += "\nOUTPUTS\n    Objects (JSON); pipe them into the built-in formatters.\n" }
         if !c.parameters.isEmpty {
             out += "\nPARAMETERS\n"
             for p in c.parameters {
-                var facts = [p.type.rawValue, p.mandatory ? "mandatory" : "optional"]
+                var facts = [p.typeName, p.mandatory ? "mandatory" : "optional"]
                 if let pos = p.position { facts.append("position \(pos)") }
                 if let set = p.allowedValues { facts.append("one of: " + set.joined(separator: ", ")) }
                 if let pattern = p.pattern { facts.append("pattern " + pattern.source) }
-                if let min = p.minimum { facts.append("min " + (p.type == .size ? ByteSize.format(min) : String(min))) }
-                if let max = p.maximum { facts.append("max " + (p.type == .size ? ByteSize.format(max) : String(max))) }
+                func bound(_ n: Int) -> String {
+                    switch p.type {
+                    case .size: return ByteSize.format(n)
+                    case .duration: return PolicyDuration.format(n)
+                    default: return String(n)
+                    }
+                }
+                if let min = p.minimum { facts.append("min " + bound(min)) }
+                if let max = p.maximum { facts.append("max " + bound(max)) }
+                if p.isList { facts.append("comma list of at most \(p.maxItems)") }
                 out += "    -\(p.name)  (\(facts.joined(separator: ", ")))\n"
                 if let d = p.description { out += "        \(oneLine(d))\n" }
             }

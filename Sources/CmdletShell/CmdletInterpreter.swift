@@ -71,7 +71,7 @@ public final class CmdletInterpreter: @unchecked Sendable {
                 return .completed(exitStatus: ExitStatus.failure)
             }
             return .completed(exitStatus: elevationHandler(requestID, output))
-        case .getCommand, .getHelp:
+        case .getCommand, .getHelp, .getAccessClaim:
             return .completed(exitStatus: result.exitStatus)
         }
     }
@@ -101,6 +101,9 @@ public final class CmdletInterpreter: @unchecked Sendable {
             "environmentNames": command.environment.keys.sorted().joined(separator: ","),
         ]
         if let scope = command.grant.scope { fields["scope"] = scope }
+        if !command.formatters.isEmpty {
+            fields["formatters"] = command.formatters.map(PolicyTestReport.describe).joined(separator: " | ")
+        }
         if case .elevation(let requestID) = command.grant.source { fields["requestID"] = String(requestID) }
         do {
             try audit.record(AuditEvent(time: clock.now(), kind: .commandAllowed, user: claim.user.rawValue,
@@ -115,9 +118,10 @@ public final class CmdletInterpreter: @unchecked Sendable {
                                        workingDirectory: context.workingDirectory,
                                        timeoutSeconds: Double(command.timeoutSeconds), outputLimit: command.outputLimit)
         var finished = ["cmdlet": command.cmdlet.name]
-        let status: Int32
+        var status: Int32
+        let capture = command.cmdlet.output == .json ? CapturingOutput(inner: output) : nil
         do {
-            let result = try executor.run(request, output: output, cancellation: cancellation)
+            let result = try executor.run(request, output: capture ?? output, cancellation: cancellation)
             status = result.exitStatus
             finished["exitStatus"] = String(result.exitStatus)
             finished["stdoutBytes"] = String(result.stdoutBytes)
@@ -129,6 +133,18 @@ public final class CmdletInterpreter: @unchecked Sendable {
                 output.stderr(Array("\(command.cmdlet.name) timed out after \(PolicyDuration.format(command.timeoutSeconds)) and was stopped.\n".utf8))
             } else if result.cancelled {
                 output.stderr(Array("\(command.cmdlet.name) was stopped: \(cancellation?.reason ?? "its elevation ended").\n".utf8))
+            }
+            if let capture, !capture.captured.isEmpty, !result.timedOut, !result.truncated {
+                switch Pipeline.render(json: capture.captured, stages: command.formatters,
+                                       columns: output.terminalColumns) {
+                case .success(let text): if !text.isEmpty { output.stdout(Array(text.utf8)) }
+                case .failure(let error):
+                    output.stderr(Array("\(command.cmdlet.name): \(error.message)\n".utf8))
+                    finished["formatError"] = error.message
+                    if status == 0 { status = ExitStatus.failure }
+                }
+            } else if let capture, result.truncated, !capture.captured.isEmpty {
+                output.stderr(Array("\(command.cmdlet.name): the output was cut at the output limit; objects are not shown.\n".utf8))
             }
         } catch {
             status = ExitStatus.notFound

@@ -6,6 +6,32 @@ import GatehouseCore
 public protocol CommandOutput: AnyObject {
     func stdout(_ bytes: [UInt8])
     func stderr(_ bytes: [UInt8])
+    /// The client terminal's width, when it has one; tables fit into it.
+    var terminalColumns: Int? { get }
+    /// True only for a consumer that parses stdout and sanitises whatever it
+    /// prints itself (the JSON formatters): it gets the backend's bytes as
+    /// written, because sanitising first would corrupt valid JSON (a raw
+    /// U+2028 or C1 character inside a string is legal JSON).
+    var receivesRawStdout: Bool { get }
+}
+
+extension CommandOutput {
+    public var terminalColumns: Int? { nil }
+    public var receivesRawStdout: Bool { false }
+}
+
+/// Holds a JSON backend's stdout for the formatters (it is already bounded
+/// by the executor's output cap) and passes stderr straight through.
+final class CapturingOutput: CommandOutput {
+    let inner: CommandOutput
+    var captured: [UInt8] = []
+
+    init(inner: CommandOutput) { self.inner = inner }
+
+    func stdout(_ bytes: [UInt8]) { captured += bytes }
+    func stderr(_ bytes: [UInt8]) { inner.stderr(bytes) }
+    var terminalColumns: Int? { inner.terminalColumns }
+    var receivesRawStdout: Bool { true }
 }
 
 /// Sanitises a byte stream for a terminal without breaking a UTF-8 sequence

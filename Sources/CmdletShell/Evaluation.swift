@@ -79,6 +79,8 @@ public enum BuiltinCommand: Sendable, Equatable {
     case exitSession
     case getCommand
     case getHelp(name: String?)
+    /// `Get-AccessClaim`: user, roles, scope and expiry as evaluated now.
+    case getAccessClaim
     /// `Enter-Elevation -Request N`: the gateway prompts for the secret.
     case enterElevation(requestID: Int64)
 }
@@ -104,6 +106,9 @@ public struct AllowedCommand: Sendable {
     public let environment: [String: String]
     public let timeoutSeconds: Int
     public let outputLimit: Int
+    /// Formatter stages after `|` (only for `output: json` cmdlets). A json
+    /// cmdlet without any is rendered as a table.
+    public let formatters: [FormatterStage]
 }
 
 /// The result of evaluating one line, before anything runs.
@@ -118,13 +123,13 @@ public enum Evaluation: Sendable {
 /// Names the shell answers itself (ASCII case-insensitive).
 enum BuiltinName {
     static func match(_ word: String) -> String? {
-        let lower = ASCII.lowercased(word)
-        return ["exit", "Exit-Session", "Get-Command", "Get-Help", "Enter-Elevation"]
-            .first { ASCII.lowercased($0) == lower }
+        ["exit", "Exit-Session", "Get-Command", "Get-Help", "Get-AccessClaim", "Enter-Elevation"]
+            .first { ASCII.equalsIgnoringCase($0, word) }
     }
 }
 
-/// Evaluates one line: lex → parse → bind → authorize → expand the template.
+/// Evaluates one line: lex → parse → bind (cmdlet and formatters) → authorize
+/// → expand the template.
 /// Pure: it reads nothing, writes nothing and starts nothing, so the daemon
 /// and `gatehouse policy test` share exactly this code path.
 public func evaluate(line: [UInt8], claim: AccessClaim, snapshot: PolicySnapshot,
@@ -144,14 +149,41 @@ public func evaluate(line: [UInt8], claim: AccessClaim, snapshot: PolicySnapshot
         }
         return .rejected(Rejection(stage: .parse, reason: .invalid, message: message, column: head.column, cmdlet: nil))
     }
-    let arguments = tokens.dropFirst()
+    // Split at '|': the first run is the command, the rest are formatters.
+    var segments: [ArraySlice<Token>] = []
+    var start = tokens.startIndex
+    for (i, token) in tokens.enumerated() where token.kind == .pipe {
+        segments.append(tokens[start..<i])
+        start = i + 1
+    }
+    segments.append(tokens[start..<tokens.endIndex])
+    if let empty = segments.indices.first(where: { segments[$0].isEmpty }) {
+        let pipeColumn = empty == 0 ? head.column
+            : (tokens.filter { $0.kind == .pipe }.dropFirst(empty - 1).first?.column ?? head.column)
+        return .rejected(Rejection(stage: .parse, reason: .invalid, message: "empty element in the pipeline",
+                                   column: pipeColumn, cmdlet: nil))
+    }
+    let arguments = segments[0].dropFirst()
     if let builtin = BuiltinName.match(head.text) {
+        if segments.count > 1, let pipe = tokens.first(where: { $0.kind == .pipe }) {
+            return .rejected(Rejection(stage: .parse, reason: .invalid, message: "\(builtin) cannot be piped",
+                                       column: pipe.column, cmdlet: builtin))
+        }
         return Builtins.evaluate(builtin, arguments: arguments, claim: claim, snapshot: snapshot)
     }
     guard let cmdlet = snapshot.cmdlet(named: head.text) else {
-        return .rejected(Rejection(stage: .bind, reason: .unknownCmdlet,
-                                   message: "Unknown cmdlet '\(Display.clip(head.text))'. Get-Command lists what you may run.",
+        let message = Pipeline.isFormatter(head.text)
+            ? "'\(Display.clip(head.text))' is a formatter: use it after '|' behind a cmdlet."
+            : "Unknown cmdlet '\(Display.clip(head.text))'. Get-Command lists what you may run."
+        return .rejected(Rejection(stage: .bind, reason: .unknownCmdlet, message: message,
                                    column: head.column, cmdlet: nil))
+    }
+    // A cmdlet no role of the claim lists is refused before its arguments are
+    // looked at, so binding errors never describe a cmdlet the caller cannot
+    // see.
+    if !Authorizer.isListed(cmdlet: cmdlet, claim: claim, snapshot: snapshot) {
+        return .rejected(Rejection(stage: .authorize, reason: .notPermitted,
+                                   message: Authorizer.notPermitted(cmdlet, claim), column: nil, cmdlet: cmdlet.name))
     }
     let parameters: [BoundParameter]
     switch Binder.bind(arguments, to: cmdlet) {
@@ -159,6 +191,22 @@ public func evaluate(line: [UInt8], claim: AccessClaim, snapshot: PolicySnapshot
     case .failure(let e):
         return .rejected(Rejection(stage: .bind, reason: .invalid, message: e.message, column: e.column,
                                    cmdlet: cmdlet.name))
+    }
+    var formatters: [FormatterStage] = []
+    if segments.count > 1 {
+        guard cmdlet.output == .json else {
+            let pipe = tokens.first { $0.kind == .pipe }
+            return .rejected(Rejection(stage: .bind, reason: .invalid,
+                                       message: "\(cmdlet.name) writes text; only cmdlets with JSON output can be piped "
+                                           + "into formatters",
+                                       column: pipe?.column, cmdlet: cmdlet.name))
+        }
+        switch Pipeline.bind(Array(segments.dropFirst())) {
+        case .success(let f): formatters = f
+        case .failure(let e):
+            return .rejected(Rejection(stage: .bind, reason: .invalid, message: e.message, column: e.column,
+                                       cmdlet: cmdlet.name))
+        }
     }
     let authorization = Authorizer.authorize(cmdlet: cmdlet, parameters: parameters, claim: claim, snapshot: snapshot)
     switch authorization.decision {
@@ -176,6 +224,6 @@ public func evaluate(line: [UInt8], claim: AccessClaim, snapshot: PolicySnapshot
         return .allowed(AllowedCommand(cmdlet: cmdlet, role: role, grant: grant, parameters: parameters,
                                        argv: expanded.argv, environment: expanded.environment,
                                        timeoutSeconds: cmdlet.backend.timeoutSeconds,
-                                       outputLimit: cmdlet.backend.outputLimit))
+                                       outputLimit: cmdlet.backend.outputLimit, formatters: formatters))
     }
 }

@@ -20,6 +20,8 @@ public struct Token: Sendable, Equatable {
         case quoted
         /// `-Name` or `-Name:value`; `text` is the name without the dash.
         case parameter(inlineValue: InlineValue?)
+        /// `|` outside quotes: the line continues with a built-in formatter.
+        case pipe
     }
 
     /// The `value` of `-Name:value`, with its own column and quoting.
@@ -52,9 +54,12 @@ public struct Token: Sendable, Equatable {
 /// - control characters (C0, DEL, C1), U+2028/U+2029, invisible format
 ///   characters (zero-width, bidi overrides: "Trojan source") and non-ASCII
 ///   spaces; tab counts as a space;
-/// - language features: `$ { } ( ) ; & | < >` and backtick anywhere outside
-///   single quotes (`|` is explained as "pipelines are not supported"), `@`
-///   and `#` at the start of a word (splatting, comments), and `--%`;
+/// - language features: `$ { } ( ) ; & < >` and backtick anywhere outside
+///   single quotes, `@` and `#` at the start of a word (splatting,
+///   comments), and `--%`;
+///
+/// `|` outside quotes is a token of its own (`.pipe`); what may follow it
+/// (built-in formatters only) is decided by `Pipeline`, not here.
 /// - Unicode look-alikes of '-' and quotes — en dash, em dash, horizontal bar,
 ///   minus sign, and the smart quotes U+2018–U+201E — everywhere, even inside
 ///   quotes. PowerShell treats these exactly like '-', `'` and `"`, so a
@@ -120,7 +125,6 @@ public enum Lexer {
     /// Refused outside single quotes, with the reason shown to the user.
     static func metacharacterMessage(_ s: Unicode.Scalar) -> String? {
         switch s {
-        case "|": return "pipelines are not supported"
         case "$": return "'$' is not allowed: there are no variables or expressions"
         case "`": return "the backtick escape character is not allowed"
         case ";": return "';' is not allowed: one command per line"
@@ -156,6 +160,10 @@ public enum Lexer {
             let start = index
             let column = start + 1
             let first = scalars[start]
+            if first == "|" {
+                index += 1
+                return .success(Token(kind: .pipe, text: "|", column: column))
+            }
             if first == "'" || first == "\"" {
                 return quoted().map { Token(kind: .quoted, text: $0, column: column) }
             }
@@ -169,7 +177,7 @@ public enum Lexer {
             // word ends at the colon and a quoted inline value follows.
             var text = String.UnicodeScalarView()
             var inline: Token.InlineValue?
-            while index < scalars.count, !Scanner.isSpace(scalars[index]) {
+            while index < scalars.count, !Scanner.isSpace(scalars[index]), scalars[index] != "|" {
                 let s = scalars[index]
                 if let message = Lexer.metacharacterMessage(s) {
                     return .failure(SyntaxError(message, column: index + 1))
@@ -226,7 +234,7 @@ public enum Lexer {
                         continue
                     }
                     index += 1
-                    if index < scalars.count, !Scanner.isSpace(scalars[index]) {
+                    if index < scalars.count, !Scanner.isSpace(scalars[index]), scalars[index] != "|" {
                         return .failure(SyntaxError("expected a space after the closing quote", column: index + 1))
                     }
                     return .success(String(value))

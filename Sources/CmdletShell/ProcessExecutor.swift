@@ -38,6 +38,18 @@ public struct ExecutionResult: Sendable, Equatable {
     /// Bytes the backend wrote (including any that were dropped past the cap).
     public let stdoutBytes: Int
     public let stderrBytes: Int
+
+    /// Public so other executors (a privilege-separated spawner, test fakes)
+    /// can report how their command ended.
+    public init(exitStatus: Int32, timedOut: Bool, cancelled: Bool, truncated: Bool, stdoutBytes: Int,
+                stderrBytes: Int) {
+        self.exitStatus = exitStatus
+        self.timedOut = timedOut
+        self.cancelled = cancelled
+        self.truncated = truncated
+        self.stdoutBytes = stdoutBytes
+        self.stderrBytes = stderrBytes
+    }
 }
 
 /// The backend could not be started; nothing ran.
@@ -271,6 +283,10 @@ struct Relay {
 
     mutating func emit(_ part: ArraySlice<UInt8>, isStdout: Bool) {
         guard !part.isEmpty else { return }
+        if isStdout && output.receivesRawStdout {
+            output.stdout(Array(part)) // parsed, then sanitised when rendered
+            return
+        }
         let clean = isStdout ? out.feed(part) : err.feed(part)
         if !clean.isEmpty { isStdout ? output.stdout(clean) : output.stderr(clean) }
     }

@@ -25,6 +25,7 @@ struct TemplateValues {
 
 /// Expands a backend template by concatenation only: each element becomes
 /// exactly one argv string, values are never split, re-parsed or globbed.
+/// A `when:` group of a list parameter is emitted once per list item.
 enum TemplateExpander {
     static func expand(_ backend: BackendTemplate, values: TemplateValues) -> (argv: [String], environment: [String: String]) {
         var argv = [backend.executable]
@@ -33,16 +34,22 @@ enum TemplateExpander {
             case .single(let template):
                 argv.append(render(template, values))
             case .group(let when, let items):
-                guard values.parameter(when) != nil else { continue }
-                for template in items { argv.append(render(template, values)) }
+                guard let value = values.parameter(when) else { continue }
+                // A list repeats its group once per item, in the typed order,
+                // so every item is its own argv element(s): never joined.
+                for item in value.items {
+                    for template in items { argv.append(render(template, values, item: (when, item))) }
+                }
             }
         }
         var environment: [String: String] = [:]
         for (name, template) in backend.environment { environment[name] = render(template, values) }
+        if let account = backend.runAs { argv = account.argvPrefix + argv }
         return (argv, environment)
     }
 
-    static func render(_ template: TemplateString, _ values: TemplateValues) -> String {
+    static func render(_ template: TemplateString, _ values: TemplateValues,
+                       item: (name: String, value: ParameterValue)? = nil) -> String {
         var out = ""
         for segment in template.segments {
             switch segment {
@@ -50,7 +57,9 @@ enum TemplateExpander {
             case .context(let c): out += values.value(of: c)
             // Load-time checks guarantee the parameter is bound here (mandatory
             // or inside its own `when:` group); an absent one renders empty.
-            case .parameter(let name): out += values.parameter(name)?.argumentText ?? ""
+            case .parameter(let name):
+                if let item, item.name == name { out += item.value.argumentText; continue }
+                out += values.parameter(name)?.argumentText ?? ""
             }
         }
         return out

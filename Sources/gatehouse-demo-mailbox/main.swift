@@ -116,7 +116,7 @@ func options(_ args: ArraySlice<String>, allowed: Set<String>) -> [String: Strin
     return result
 }
 
-guard let command = arguments.first else { fail(2, "usage: gatehouse-demo-mailbox get|statistics|set|new|remove [--option value]...") }
+guard let command = arguments.first else { fail(2, "usage: gatehouse-demo-mailbox get|report|statistics|set|new|remove [--option value]...") }
 var boxes = load()
 let rest = arguments.dropFirst()
 
@@ -154,6 +154,36 @@ case "get":
                   + formatSize(box.prohibitSendQuotaBytes))
         }
     }
+case "report":
+    // JSON objects for the gateway's formatters; repeated --identity filters.
+    var wanted: [String] = []
+    var i = rest.startIndex
+    while i < rest.endIndex {
+        guard rest[i] == "--identity", i + 1 < rest.endIndex else { fail(2, "usage error near '\(rest[i])'") }
+        wanted.append(rest[i + 1].lowercased())
+        i += 2
+    }
+    let chosen = boxes.sorted { $0.identity < $1.identity }
+        .filter { wanted.isEmpty || wanted.contains($0.identity.lowercased()) }
+    let objects: [[String: Any]] = chosen.map {
+        ["Identity": $0.identity, "DisplayName": $0.displayName, "PrimarySmtpAddress": $0.primarySmtpAddress,
+         "ProhibitSendQuota": formatSize($0.prohibitSendQuotaBytes), "ItemCount": $0.itemCount,
+         "TotalItemSizeBytes": $0.totalItemSizeBytes]
+    }
+    // Key order is part of the output (the default table's column order), so
+    // each object is written by hand in a fixed order.
+    let order = ["Identity", "DisplayName", "PrimarySmtpAddress", "ProhibitSendQuota", "ItemCount", "TotalItemSizeBytes"]
+    var text = "["
+    for (n, object) in objects.enumerated() {
+        let fields = order.compactMap { key -> String? in
+            guard let value = object[key],
+                  let data = try? JSONSerialization.data(withJSONObject: [value], options: [.fragmentsAllowed]) else { return nil }
+            let encoded = String(decoding: data, as: UTF8.self).dropFirst().dropLast()
+            return "\"\(key)\": \(encoded)"
+        }
+        text += (n == 0 ? "\n  {" : ",\n  {") + fields.joined(separator: ", ") + "}"
+    }
+    print(text + "\n]")
 case "statistics":
     let opts = options(rest, allowed: ["identity"])
     guard let identity = opts["identity"] else { fail(2, "--identity is required") }

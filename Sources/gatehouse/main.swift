@@ -43,10 +43,17 @@ struct Policy: ParsableCommand {
 
         @OptionGroup var location: PolicyLocation
 
+        @Flag(name: .long, help: "Treat lint warnings as errors (exit 1 when there is any).")
+        var strict = false
+
         func run() throws {
             do {
                 let bundle = try location.load(policyDirectory: policyDirectory)
                 for warning in bundle.warnings { print(warning) }
+                if strict && !bundle.warnings.isEmpty {
+                    print("policy has \(bundle.warnings.count) warning(s), refused by --strict")
+                    throw ExitCode(1)
+                }
                 print("policy OK: \(bundle.policy.cmdlets.count) cmdlets, \(bundle.policy.roles.count) roles, "
                       + "\(bundle.directory.users.count) users, \(bundle.warnings.count) warning(s)")
             } catch let error as PolicyLoadError {
@@ -73,6 +80,9 @@ struct Policy: ParsableCommand {
 
         @OptionGroup var location: PolicyLocation
 
+        @Option(name: .long, help: ArgumentHelp("Also hold this role, as an approved elevation would grant it for one hour: ROLE or ROLE@TENANT (repeatable).", valueName: "role"))
+        var grant: [String] = []
+
         @Argument(help: "The command line, quoted as one argument.")
         var line: String
 
@@ -91,30 +101,22 @@ struct Policy: ParsableCommand {
                 print("deny: user '\(name)' is not in the directory")
                 throw ExitCode(ExitStatus.notPermitted)
             }
-            let claim = bundle.makeLockbox().claim(user: name, session: SessionID(rawValue: "policy-test"), now: Date())
-            let context = ExecutionContext(node: "policy-test", stateDir: stateDir, workingDirectory: "/")
-            switch evaluate(line: Array(line.utf8), claim: claim, snapshot: bundle.policy, context: context) {
-            case .empty:
-                print("empty line: nothing runs")
-            case .builtin(let result):
-                print("allow: built-in \(result.command)")
-            case .rejected(let rejection):
-                let column = rejection.column.map { " (column \($0))" } ?? ""
-                print("deny at \(rejection.stage.rawValue)\(column): \(rejection.message)")
-                throw ExitCode(rejection.exitStatus)
-            case .allowed(let command):
-                print("allow: role \(command.role) (\(command.cmdlet.file):\(command.cmdlet.line))")
-                print("argv: \(jsonArray(command.argv))")
-                if !command.environment.isEmpty {
-                    print("environment: " + command.environment.keys.sorted().map { "\($0)=\(command.environment[$0] ?? "")" }.joined(separator: " "))
-                }
-                print("timeout: \(command.timeoutSeconds)s, output limit: \(command.outputLimit) bytes")
+            let now = Date()
+            let baseline = bundle.makeLockbox().claim(user: name, session: SessionID(rawValue: "policy-test"), now: now)
+            let extra = grant.enumerated().map { index, text -> RoleGrant in
+                let parts = text.split(separator: "@", maxSplits: 1).map(String.init)
+                return RoleGrant(role: parts[0], scope: parts.count == 2 ? parts[1] : nil,
+                                 expires: now.addingTimeInterval(3600), source: .elevation(requestID: Int64(index + 1)))
             }
-        }
-
-        private func jsonArray(_ items: [String]) -> String {
-            let data = (try? JSONSerialization.data(withJSONObject: items, options: [.withoutEscapingSlashes])) ?? Data()
-            return String(decoding: data, as: UTF8.self)
+            let claim = AccessClaim(user: name, session: baseline.session, issuedAt: now,
+                                    grants: baseline.grants + extra)
+            let context = ExecutionContext(node: "policy-test", stateDir: stateDir, workingDirectory: "/")
+            // The daemon's own pure evaluation, rendered by the same report
+            // the golden decision tests compare.
+            let evaluation = evaluate(line: Array(line.utf8), claim: claim, snapshot: bundle.policy, context: context)
+            let report = PolicyTestReport.render(evaluation, snapshot: bundle.policy)
+            print(report.text, terminator: "")
+            if report.exitStatus != 0 { throw ExitCode(report.exitStatus) }
         }
     }
 }

@@ -62,7 +62,7 @@ final class PolicyLoaderTests: XCTestCase {
         let dir = Self.repoRoot.appendingPathComponent("policies").path
         let snapshot = try PolicyLoader.load(directory: dir, libexecDirectory: "/opt/gatehouse/libexec")
         XCTAssertEqual(snapshot.cmdlets.map(\.name),
-                       ["Get-Mailbox", "Get-MailboxStatistics", "New-Mailbox", "Remove-Mailbox", "Set-Mailbox"])
+                       ["Get-Mailbox", "Get-MailboxReport", "Get-MailboxStatistics", "New-Mailbox", "Remove-Mailbox", "Set-Mailbox"])
         XCTAssertEqual(snapshot.roles.map(\.name), ["MailboxAdmin", "MailboxReader"])
         let get = try XCTUnwrap(snapshot.cmdlet(named: "get-mailbox"))
         XCTAssertEqual(get.backend.executable, "/opt/gatehouse/libexec/gatehouse-demo-mailbox")
@@ -73,7 +73,7 @@ final class PolicyLoaderTests: XCTestCase {
         let set = try XCTUnwrap(snapshot.cmdlet(named: "Set-Mailbox"))
         XCTAssertEqual(set.parameter(named: "prohibitsendquota")?.minimum, 1 << 20)
         XCTAssertEqual(set.parameter(named: "ProhibitSendQuota")?.maximum, 100 << 30)
-        XCTAssertEqual(snapshot.role(named: "mailboxreader")?.cmdlets, ["Get-Mailbox", "Get-MailboxStatistics"])
+        XCTAssertEqual(snapshot.role(named: "mailboxreader")?.cmdlets, ["Get-Mailbox", "Get-MailboxReport", "Get-MailboxStatistics"])
         // The only warnings are about the demo backend not being installed at that path.
         XCTAssertTrue(snapshot.warnings.allSatisfy { $0.message.contains("does not exist") }, "\(snapshot.warnings)")
     }

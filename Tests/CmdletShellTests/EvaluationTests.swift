@@ -189,9 +189,19 @@ final class EvaluationTests: XCTestCase {
         }
         XCTAssertEqual(list.stdout, "Set-Mailbox  Change quotas.\n")
 
-        guard case .builtin(let help) = try evaluate("Get-Help get-mailbox") else { return XCTFail() }
+        guard case .builtin(let help) = try evaluate("Get-Help get-mailbox -Full") else { return XCTFail() }
         XCTAssertTrue(help.stdout.contains("SYNOPSIS\n    Show a mailbox."))
         XCTAssertTrue(help.stdout.contains("Get-Mailbox alice"))
+        XCTAssertTrue(help.stdout.contains("PARAMETERS\n    -Identity  (string, optional, position 0"))
+        guard case .builtin(let short) = try evaluate("Get-Help Get-Mailbox"),
+              case .builtin(let examples) = try evaluate("Get-Help -Name Get-Mailbox -Ex") else { return XCTFail() }
+        XCTAssertFalse(short.stdout.contains("PARAMETERS"))
+        XCTAssertTrue(short.stdout.contains("SYNTAX\n    Get-Mailbox [[-Identity] <string>] [-ResultSize <int>]"))
+        XCTAssertEqual(examples.stdout, "NAME\n    Get-Mailbox\n\nSYNOPSIS\n    Show a mailbox.\n\nEXAMPLES\n"
+                       + "    Get-Mailbox alice\n        Show alice.\n")
+        XCTAssertEqual(try rejected("Get-Help Get-Mailbox -Full -Examples").message, "use -Examples or -Full, not both")
+        guard case .builtin(let formatter) = try evaluate("Get-Help where-object") else { return XCTFail() }
+        XCTAssertTrue(formatter.stdout.contains("... | Where-Object [-Property] NAME (-EQ V | -NE V"), formatter.stdout)
 
         // A hidden cmdlet and an unknown one get the same answer.
         guard case .builtin(let hidden) = try evaluate("Get-Help -Name New-Marker"),

@@ -1,6 +1,7 @@
 import CmdletPolicy
 import CmdletShell
 import GatehouseCore
+import TestSupport
 import XCTest
 
 /// Deterministic random lines built from the characters that matter; the
@@ -53,5 +54,43 @@ final class HostileInputTests: XCTestCase {
         guard case .rejected(let big) = evaluate(line: huge, claim: claim, snapshot: snapshot, context: context)
         else { return XCTFail() }
         XCTAssertEqual(big.column, Lexer.maxLineBytes + 1)
+    }
+}
+
+/// Records every backend start instead of spawning anything.
+final class RecordingExecutor: CommandExecutor, @unchecked Sendable {
+    private(set) var requests: [ExecutionRequest] = []
+    func run(_ request: ExecutionRequest, output: CommandOutput, cancellation: CancellationFlag?) throws -> ExecutionResult {
+        requests.append(request)
+        return ExecutionResult(exitStatus: 0, timedOut: false, cancelled: false, truncated: false,
+                               stdoutBytes: 0, stderrBytes: 0)
+    }
+}
+
+/// What the SSH exec path cannot carry (libssh cuts exec commands at NUL):
+/// NUL and friends fed straight to the interpreter, with a recording backend.
+final class InterpreterHostileTests: XCTestCase {
+    func testNulAndControlBytesStartNothing() throws {
+        let snapshot = try shellSnapshot()
+        let claim = try makeClaim([RoleGrant(role: "Reader"), RoleGrant(role: "QuotaAdmin")])
+        let executor = RecordingExecutor()
+        let interpreter = CmdletInterpreter(audit: RecordingAuditSink(), clock: ManualClock(), executor: executor)
+        let context = ExecutionContext(node: "n", stateDir: "/s", workingDirectory: "/")
+        let lines: [[UInt8]] = [
+            Array("Get-Mailbox alice\0; Set-Mailbox bob".utf8), Array("\0Get-Mailbox alice".utf8),
+            Array("Get-Mailbox \0alice".utf8), Array("Get-Mailbox 'ali\0ce'".utf8), Array("Get-Mailbox -Identity:\0".utf8),
+            Array("Get-Mailbox alice\0".utf8), [0], Array("Set-Mailbox alice -Mode Normal\0".utf8),
+        ]
+        for line in lines {
+            let output = BufferOutput()
+            let outcome = interpreter.run(line: line, claim: claim, snapshot: snapshot, context: context, output: output)
+            XCTAssertEqual(outcome, .completed(exitStatus: 2), "\(line)")
+            XCTAssertTrue(output.errText.contains("control character U+0000"), output.errText)
+        }
+        XCTAssertEqual(executor.requests.count, 0)
+        // The same interpreter does start a legitimate line, with the exact argv.
+        _ = interpreter.run(line: Array("Set-Mailbox alice -Mode strict -Force".utf8), claim: claim, snapshot: snapshot,
+                            context: context, output: BufferOutput())
+        XCTAssertEqual(executor.requests.map(\.argv), [["/usr/bin/printf", "[%s]\\n", "set", "alice", "--mode", "Strict", "--force"]])
     }
 }

@@ -122,9 +122,9 @@ final class InterpreterTests: XCTestCase {
     }
 
     func testParseAndUnknownErrorsAreAuditedWithExitStatus() throws {
-        let (parse, out) = try run("Get-Mailbox | Remove-Mailbox")
+        let (parse, out) = try run("Get-Mailbox ; Remove-Mailbox")
         XCTAssertEqual(parse, .completed(exitStatus: 2))
-        XCTAssertEqual(out.errText, "pipelines are not supported (column 13)\n")
+        XCTAssertEqual(out.errText, "';' is not allowed: one command per line (column 13)\n")
         let (unknown, _) = try run("rm -rf /")
         XCTAssertEqual(unknown, .completed(exitStatus: 127))
         XCTAssertEqual(audit.events.map(\.kind), [.commandDenied, .commandDenied])
@@ -179,4 +179,101 @@ final class RequestBox: @unchecked Sendable {
     private var stored: Int64?
     func set(_ v: Int64) { lock.withLock { stored = v } }
     var value: Int64? { lock.withLock { stored } }
+}
+
+/// `runAs:` starts the backend through setpriv as another account, and JSON
+/// backends are rendered by the formatters.
+final class RunAsAndJSONTests: XCTestCase {
+    func snapshot(_ cmdlets: String) throws -> PolicySnapshot {
+        try PolicyLoader.load(sources: [.init(kind: .cmdlets, file: "cmdlets/t.yaml", text: cmdlets),
+                                        .init(kind: .roles, file: "roles/t.yaml",
+                                              text: "roles:\n  R:\n    cmdlets: [Get-Id]\n")],
+                              libexecDirectory: "/unused")
+    }
+
+    func runLine(_ line: String, _ snapshot: PolicySnapshot) throws -> (LineOutcome, BufferOutput) {
+        let temp = try TempDir()
+        let output = BufferOutput()
+        let outcome = CmdletInterpreter(audit: RecordingAuditSink(), clock: ManualClock())
+            .run(line: bytes(line), claim: try makeClaim([RoleGrant(role: "R")]), snapshot: snapshot,
+                 context: ExecutionContext(node: "n", stateDir: temp.path, workingDirectory: "/"), output: output)
+        return (outcome, output)
+    }
+
+    func testRunAsUsesSetprivWithNumericIds() throws {
+        guard geteuid() == 0 else { throw XCTSkip("changing account needs root") }
+        guard FileManager.default.isExecutableFile(atPath: RunAsAccount.setprivPath) else {
+            throw XCTSkip("\(RunAsAccount.setprivPath) is not installed")
+        }
+        let policy = try snapshot("""
+        cmdlets:
+          Get-Id:
+            synopsis: Who runs me.
+            backend:
+              executable: /usr/bin/id
+              argv: ["-u"]
+              runAs: nobody
+        """)
+        guard case .allowed(let command) = evaluate(line: bytes("Get-Id"), claim: try makeClaim([RoleGrant(role: "R")]),
+                                                    snapshot: policy,
+                                                    context: ExecutionContext(node: "n", stateDir: "/s", workingDirectory: "/"))
+        else { return XCTFail() }
+        XCTAssertEqual(command.argv, ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                      "--no-new-privs", "--inh-caps=-all", "--", "/usr/bin/id", "-u"])
+        let (outcome, out) = try runLine("Get-Id", policy)
+        XCTAssertEqual(outcome, .completed(exitStatus: 0), out.errText)
+        XCTAssertEqual(out.outText, "65534\n")
+    }
+
+    func testUnknownRunAsAccountIsALoadError() {
+        XCTAssertThrowsError(try snapshot("""
+        cmdlets:
+          Get-Id:
+            synopsis: Who runs me.
+            backend:
+              executable: /usr/bin/id
+              runAs: no-such-account-here
+        """))
+    }
+
+    func testJsonBackendIsRenderedAndBadJsonIsReported() throws {
+        let policy = try snapshot("""
+        cmdlets:
+          Get-Id:
+            synopsis: Objects.
+            backend:
+              executable: /usr/bin/printf
+              argv: ['[\\173"Name":"x","N":2\\175,\\173"Name":"\\\\u001b]0;t\\\\u0007","N":1\\175]']
+            output: json
+        """)
+        let (outcome, out) = try runLine("Get-Id | Sort-Object N", policy)
+        XCTAssertEqual(outcome, .completed(exitStatus: 0), out.errText)
+        XCTAssertEqual(out.outText, "Name         N\n------------ -\n\\x1b]0;t\\x07 1\nx            2\n")
+        // Raw U+2028 and a C1 control inside a JSON string are valid JSON:
+        // parsed as written, shown escaped.
+        let raw = try snapshot("""
+        cmdlets:
+          Get-Id:
+            synopsis: Objects with raw separators.
+            backend:
+              executable: /usr/bin/printf
+              argv: ['[\\173"Name":"a\\342\\200\\250b\\302\\233c"\\175]']
+            output: json
+        """)
+        let (rawStatus, rawOut) = try runLine("Get-Id | Format-List", raw)
+        XCTAssertEqual(rawStatus, .completed(exitStatus: 0), rawOut.errText)
+        XCTAssertEqual(rawOut.outText, "Name : a\\u{2028}b\\x9bc\n")
+        let broken = try snapshot("""
+        cmdlets:
+          Get-Id:
+            synopsis: Not JSON.
+            backend:
+              executable: /usr/bin/printf
+              argv: ['[\\173oops']
+            output: json
+        """)
+        let (status, err) = try runLine("Get-Id", broken)
+        XCTAssertEqual(status, .completed(exitStatus: 1))
+        XCTAssertEqual(err.errText, "Get-Id: the backend did not write valid JSON; nothing is shown\n")
+    }
 }

@@ -43,7 +43,7 @@ final class LexerTests: XCTestCase {
         let cases: [(word: String, fragment: String, column: Int)] = [
             ("a$x", "'$'", 24), ("a{", "script block", 24), ("a}", "script block", 24),
             ("a(", "subexpression", 24), ("a)", "subexpression", 24), ("a;", "one command", 24),
-            ("a&", "'&'", 24), ("a|", "pipelines are not supported", 24), ("a<", "redirection", 24),
+            ("a&", "'&'", 24), ("a<", "redirection", 24),
             ("a>", "redirection", 24), ("a`", "backtick", 24), ("#c", "comments", 23), ("@x", "splatting", 23),
             ("$x", "'$'", 23), ("(1)", "subexpression", 23),
         ]
@@ -56,8 +56,12 @@ final class LexerTests: XCTestCase {
         XCTAssertNoThrow(try tokens("Get-Mailbox alice@contoso.com a#b"))
     }
 
-    func testPipelineMessage() {
-        XCTAssertEqual(lexError("Get-Mailbox | Set-Mailbox"), SyntaxError("pipelines are not supported", column: 13))
+    func testPipeIsATokenOfItsOwnOutsideQuotes() throws {
+        let kinds = try tokens("Get-X a|Format-List | Sort-Object 'q|r'").map(\.kind)
+        XCTAssertEqual(kinds, [.bare, .bare, .pipe, .bare, .pipe, .bare, .quoted])
+        XCTAssertEqual(try tokens("Get-X 'a|b'").last?.text, "a|b")
+        XCTAssertEqual(try tokens("Get-X 'a'|Format-List").map(\.kind), [.bare, .quoted, .pipe, .bare])
+        XCTAssertEqual(try tokens("Get-X a||b").filter { $0.kind == .pipe }.map(\.column), [8, 9])
     }
 
     func testDoubleQuotesRefuseExpansion() {

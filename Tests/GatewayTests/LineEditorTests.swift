@@ -56,4 +56,22 @@ final class LineEditorTests: XCTestCase {
         _ = editor.feed(bytes("x"))
         XCTAssertEqual(editor.feed([0x04]).events, [], "Ctrl-D ends input only on an empty line")
     }
+
+    func testTabAsksTheCompleterOnlyWithEcho() {
+        var editor = LineEditor(echo: true, maxLineBytes: 100)
+        var asked: [[UInt8]] = []
+        editor.completer = { typed in asked.append(typed); return typed == Array("Get-Ma".utf8) ? Array("ilbox ".utf8) : [] }
+        let (echo, _) = editor.feed(Array("Get-Ma\t".utf8))
+        XCTAssertEqual(echo, Array("Get-Mailbox ".utf8))
+        XCTAssertEqual(editor.feed(Array("x\t\r".utf8)).events, [.line(Array("Get-Mailbox x".utf8))])
+        XCTAssertEqual(asked.count, 2)
+        // Nothing to complete rings the bell and changes nothing.
+        var quiet = LineEditor(echo: true, maxLineBytes: 100)
+        quiet.completer = { _ in [] }
+        XCTAssertEqual(quiet.feed(Array("a\t".utf8)).echo, [0x61, 0x07])
+        // Without a pty a tab stays a space for the lexer.
+        var plain = LineEditor(echo: false, maxLineBytes: 100)
+        plain.completer = { _ in XCTFail("no completion without a pty"); return [] }
+        XCTAssertEqual(plain.feed(Array("a\tb\n".utf8)).events, [.line(Array("a\tb".utf8))])
+    }
 }

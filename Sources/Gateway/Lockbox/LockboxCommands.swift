@@ -155,6 +155,8 @@ struct LockboxCommands: ShellCommandProvider {
             let t = tokens[i]
             i += 1
             switch t.kind {
+            case .pipe:
+                return .failure(UsageError("\(command) cannot be piped (column \(t.column))"))
             case .bare, .quoted:
                 guard spec["Id"] != nil, out["Id"] == nil else {
                     return .failure(UsageError("\(command): unexpected value '\(TerminalText.sanitize(String(t.text.prefix(40)), keepLineBreaks: false))' (column \(t.column))"))

@@ -16,6 +16,9 @@ struct LineEditor {
     /// Off while a secret is typed (Enter-Elevation): nothing is echoed.
     var echo: Bool
     let maxLineBytes: Int
+    /// Tab completion (only with echo): returns the bytes to append to the
+    /// line typed so far. Without it, a tab is kept as a space.
+    var completer: (([UInt8]) -> [UInt8])?
     private var buffer: [UInt8] = []
     private var overflowed = false
     private var lastWasCR = false
@@ -69,6 +72,15 @@ struct LineEditor {
                 overflowed = false
             case 0x1b:
                 escapeState = .escape
+            case 0x09 where echo && completer != nil:
+                guard !overflowed, let completer else { continue }
+                let addition = completer(buffer)
+                if addition.isEmpty || buffer.count + addition.count > maxLineBytes {
+                    out.append(0x07) // bell: nothing (unique) to complete
+                } else {
+                    buffer += addition
+                    out += addition
+                }
             case 0x09, 0x20...0x7e, 0x80...0xff:
                 if overflowed { continue }
                 if buffer.count >= maxLineBytes {

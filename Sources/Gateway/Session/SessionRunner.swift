@@ -155,6 +155,7 @@ final class SessionRunner {
             state.started = true
             startRecording(state, command: nil)
             state.editor = LineEditor(echo: state.pty != nil, maxLineBytes: Lexer.maxLineBytes)
+            state.editor?.completer = { [unowned self] typed in self.complete(typed) }
             write(state, Array(banner().utf8), stderr: false)
             prompt(state)
         case .execRequested(let channel, let command):
@@ -252,6 +253,14 @@ final class SessionRunner {
             if state.secretPrompt == nil { prompt(state) }
         }
         return true
+    }
+
+    /// Tab completion with the claim as of now: only what the caller may run.
+    private func complete(_ typed: [UInt8]) -> [UInt8] {
+        guard let user else { return [] }
+        let claim = gateway.lockbox.claim(user: user, session: session, now: gateway.clock.now())
+        return Completion.complete(line: typed, claim: claim, snapshot: gateway.policy,
+                                   extraCommands: LockboxCommands.names)
     }
 
     /// Runs one line through the gate pipeline with the claim as of now.
@@ -399,6 +408,7 @@ final class SessionRunner {
         }
         func stdout(_ bytes: [UInt8]) { runner.write(state, bytes, stderr: false) }
         func stderr(_ bytes: [UInt8]) { runner.write(state, bytes, stderr: true) }
+        var terminalColumns: Int? { state.pty.map(\.columns) }
         /// The one-time secret: straight to this channel, bypassing `write`,
         /// so whatever records session output must never see it.
         func sensitive(_ bytes: [UInt8]) { runner.writeUnrecorded(state, bytes) }
