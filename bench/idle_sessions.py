@@ -4,8 +4,9 @@ with a pty), measured from /proc/PID/status (VmRSS) before and after.
 
     .venv/bin/python bench/idle_sessions.py [--build .build/release] [-n 100]
 
-One session per user per node is not enforced yet, so all sessions log in as
-alice; each login gets a fresh TOTP replay state (see the e2e harness).
+All sessions log in as alice, so the bench's daemon raises maxSessionsPerUser
+(default 1) to N; each login gets a fresh TOTP replay state (see the e2e
+harness).
 """
 import argparse
 import asyncio
@@ -57,7 +58,7 @@ def main():
     args = ap.parse_args()
     h.BUILD = Path(args.build).resolve()
     with tempfile.TemporaryDirectory(prefix="gatehouse-bench-") as tmp:
-        gw = h.Gateway(Path(tmp) / "state").start()
+        gw = h.Gateway(Path(tmp) / "state", config={"maxSessionsPerUser": args.n}).start()
         try:
             base, loaded, after, threads = asyncio.run(run(gw, args.n))
             print(f"RSS idle daemon {base / 1024:.1f} MiB; with {args.n} idle shell sessions "

@@ -171,14 +171,14 @@ enum AuditText {
     }
 
     static func jsonArray(_ items: [String]) -> String {
-        let data = (try? JSONSerialization.data(withJSONObject: items, options: [])) ?? Data("[]".utf8)
+        let data = (try? JSONSerialization.data(withJSONObject: items, options: [.withoutEscapingSlashes])) ?? Data("[]".utf8)
         return String(decoding: data, as: UTF8.self)
     }
 
     static func jsonObject(_ pairs: [(String, String)]) -> String {
         var dict: [String: String] = [:]
         for (k, v) in pairs { dict[k] = v }
-        let data = (try? JSONSerialization.data(withJSONObject: dict, options: [.sortedKeys])) ?? Data("{}".utf8)
+        let data = (try? JSONSerialization.data(withJSONObject: dict, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
         return String(decoding: data, as: UTF8.self)
     }
 }

@@ -8,7 +8,7 @@ import SSHServer
 import Transcript
 
 /// Everything the sessions of one daemon share: configuration, the policy
-/// snapshot, the directory, Lockbox, the audit sink, the interpreter and the
+/// snapshot, the directory, Lockbox, the audit sink and the
 /// node's session limits.
 ///
 /// Policy, directory and keys travel together as one immutable
@@ -27,7 +27,6 @@ public final class GatewayContext: @unchecked Sendable {
     /// Held while the daemon runs; reviewer tools see a session without an
     /// end event as cut off when nobody holds it.
     private let daemonLock: DaemonLock?
-    let interpreter: CmdletInterpreter
     /// Live sessions on this node (one per user by default).
     public let sessions = SessionRegistry()
     public let preAuth: PreAuthLimits
@@ -81,7 +80,6 @@ public final class GatewayContext: @unchecked Sendable {
         audit = auditLog
         lockbox = try Self.makeLockbox(configuration: configuration, rules: loaded.lockboxPolicy, directory: liveDirectory,
                                        audit: audit, clock: clock, logger: logger)
-        interpreter = CmdletInterpreter(audit: audit, clock: clock)
         try audit.record(AuditEvent(time: clock.now(), kind: .policyLoad, fields: loadFields(loaded)))
     }
 
