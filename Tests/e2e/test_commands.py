@@ -67,6 +67,16 @@ def test_audit_log_records_the_decisions(gateway):
     allowed = [e for e in events if e["kind"] == "command.allowed"][-1]
     assert allowed["fields"]["cmdlet"] == "Get-MailboxStatistics"
     assert allowed["fields"]["role"] == "MailboxReader"
+    # The exec session ended normally once its command finished.
+    import time
+    deadline = time.time() + 5
+    while True:
+        ends = [e for e in gateway.audit_events()
+                if e["kind"] == "session.end" and e.get("session") == allowed.get("session")]
+        if ends or time.time() > deadline:
+            break
+        time.sleep(0.05)
+    assert ends and ends[0]["fields"]["reason"] == "exit", ends
     # No TOTP code, nor anything that looks like one, in the audit log.
     text = (gateway.state_dir / "audit.log").read_text()
     for user in gateway.users.values():

@@ -169,6 +169,9 @@ final class SessionRunner {
             }
             finish(state, status: status)
             if endForAuditFailure(state) { return false }
+            // The command ran to its end: a disconnect that follows is the
+            // client leaving normally, as after `exit` in a shell.
+            endReason = "exit"
         case .data(let channel, let bytes):
             guard let state = channels[channel.id], state.editor != nil else { break }
             feed(bytes, to: state)
