@@ -1,4 +1,5 @@
 import Foundation
+import GatehouseCore
 
 /// A TOTP shared secret (RFC 6238) as pam_oath and authenticator apps want it.
 struct TOTPSecret {
@@ -14,22 +15,7 @@ struct TOTPSecret {
     var hex: String { bytes.map { String(format: "%02x", $0) }.joined() }
 
     /// RFC 4648 base32 without padding: the form authenticator apps take.
-    var base32: String {
-        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
-        var out = ""
-        var buffer: UInt32 = 0
-        var bits = 0
-        for byte in bytes {
-            buffer = (buffer << 8) | UInt32(byte)
-            bits += 8
-            while bits >= 5 {
-                out.append(alphabet[Int((buffer >> UInt32(bits - 5)) & 31)])
-                bits -= 5
-            }
-        }
-        if bits > 0 { out.append(alphabet[Int((buffer << UInt32(5 - bits)) & 31)]) }
-        return out
-    }
+    var base32: String { Base32.encode(bytes) }
 
     init(bytes: [UInt8]) { self.bytes = bytes }
 

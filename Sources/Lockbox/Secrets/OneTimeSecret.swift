@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import GatehouseCore
 
 /// The one-time elevation secret: 160 bits from the system CSPRNG
 /// (`SystemRandomNumberGenerator`, i.e. `getrandom(2)` on Linux), written as
@@ -12,7 +13,7 @@ public struct OneTimeSecret: Sendable {
     let bytes: [UInt8]
 
     static let byteCount = 20
-    static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567".utf8)
+    static let alphabet = Base32.alphabet
 
     init(bytes: [UInt8]) { self.bytes = bytes }
 
@@ -23,7 +24,7 @@ public struct OneTimeSecret: Sendable {
 
     /// The text shown to the requester, once: `ABCD-EFGH-…` (8 groups of 4).
     public var revealedText: String {
-        let chars = Self.encode(bytes)
+        let chars = Array(Base32.encode(bytes).utf8)
         return stride(from: 0, to: chars.count, by: 4).map {
             String(decoding: chars[$0..<min($0 + 4, chars.count)], as: UTF8.self)
         }.joined(separator: "-")
@@ -51,22 +52,6 @@ public struct OneTimeSecret: Sendable {
             }
         }
         bytes = out
-    }
-
-    static func encode(_ data: [UInt8]) -> [UInt8] {
-        var out: [UInt8] = []
-        var buffer: UInt32 = 0
-        var bits = 0
-        for byte in data {
-            buffer = (buffer << 8) | UInt32(byte)
-            bits += 8
-            while bits >= 5 {
-                bits -= 5
-                out.append(alphabet[Int((buffer >> UInt32(bits)) & 31)])
-            }
-        }
-        if bits > 0 { out.append(alphabet[Int((buffer << UInt32(5 - bits)) & 31)]) }
-        return out
     }
 
     /// A fresh random 16-byte salt.
