@@ -54,8 +54,8 @@ public final class CmdletInterpreter: @unchecked Sendable {
         case .rejected(let rejection):
             return refuse(rejection, line: line, claim: claim, output: output)
         case .allowed(let command):
-            return runAllowed(command, line: line, claim: claim, context: context, output: output,
-                              cancellation: cancellation)
+            return runAllowed(command, line: line, claim: claim, snapshot: snapshot, context: context,
+                              output: output, cancellation: cancellation)
         }
     }
 
@@ -90,8 +90,9 @@ public final class CmdletInterpreter: @unchecked Sendable {
         return .completed(exitStatus: rejection.exitStatus)
     }
 
-    private func runAllowed(_ command: AllowedCommand, line: [UInt8], claim: AccessClaim, context: ExecutionContext,
-                            output: CommandOutput, cancellation: CancellationFlag?) -> LineOutcome {
+    private func runAllowed(_ command: AllowedCommand, line: [UInt8], claim: AccessClaim, snapshot: PolicySnapshot,
+                            context: ExecutionContext, output: CommandOutput,
+                            cancellation: CancellationFlag?) -> LineOutcome {
         var fields = [
             "line": AuditText.line(line),
             "cmdlet": command.cmdlet.name,
@@ -100,6 +101,11 @@ public final class CmdletInterpreter: @unchecked Sendable {
             "parameters": AuditText.jsonObject(command.parameters.map { ($0.name, $0.value.argumentText) }),
             "environmentNames": command.environment.keys.sorted().joined(separator: ","),
         ]
+        // The rule that decided: where the deciding role lists the cmdlet, so
+        // a reviewer can open the policy at that line.
+        if let role = snapshot.role(named: command.role) {
+            fields["rule"] = "\(role.file):\(role.line)"
+        }
         if let scope = command.grant.scope { fields["scope"] = scope }
         if !command.formatters.isEmpty {
             fields["formatters"] = command.formatters.map(PolicyTestReport.describe).joined(separator: " | ")

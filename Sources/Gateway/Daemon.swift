@@ -127,7 +127,7 @@ public enum Daemon {
 
         withExtendedLifetime(signals) {
             server.serve()
-            server.waitForSessions(grace: 5)
+            server.waitForSessions(grace: TimeInterval(configuration.shutdownGraceSeconds))
             // After the sessions' end events: the final signed checkpoint.
             context.closeAudit()
         }

@@ -27,7 +27,7 @@ public final class GatewayServer: @unchecked Sendable {
         listener = try SSHListener(config: ssh, logger: context.logger)
     }
 
-    /// Accepts until `shutdown()`; returns then.
+    /// Accepts until `beginShutdown()`; returns then.
     public func serve() {
         startWatchdog()
         while !context.isShuttingDown {
@@ -120,12 +120,6 @@ public final class GatewayServer: @unchecked Sendable {
         }
         thread.name = "gatehouse-watchdog"
         thread.start()
-    }
-
-    /// Stops accepting and tells every session to end; waits up to `grace` for them.
-    public func shutdown(grace: TimeInterval = 5) {
-        beginShutdown()
-        waitForSessions(grace: grace)
     }
 
     /// Stops accepting (`serve()` returns) and asks every session to end;

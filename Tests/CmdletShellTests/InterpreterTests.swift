@@ -44,6 +44,8 @@ final class InterpreterTests: XCTestCase {
         XCTAssertEqual(allowed.session, SessionID(rawValue: "sess01"))
         XCTAssertEqual(allowed.fields["cmdlet"], "Get-Mailbox")
         XCTAssertEqual(allowed.fields["role"], "Reader")
+        let reader = try XCTUnwrap(snapshot.role(named: "Reader"))
+        XCTAssertEqual(allowed.fields["rule"], "\(reader.file):\(reader.line)", "the deciding rule's place in the policy")
         XCTAssertEqual(allowed.fields["argv"], #"["/usr/bin/printf","[%s]\\n","get","--identity","alice"]"#)
         XCTAssertEqual(allowed.fields["parameters"], #"{"Identity":"alice"}"#)
         let finished = try XCTUnwrap(audit.events.last)

@@ -28,6 +28,7 @@ public struct GatewayConfiguration: Sendable {
     public var idleTimeoutSeconds = 30 * 60
     public var maxSessionLifetimeSeconds = 24 * 3600
     public var ioTimeoutSeconds = 120
+    public var shutdownGraceSeconds = 5
     public var maxUnauthenticated = 64
     public var maxUnauthenticatedPerSource = 8
     public var perSourcePenalties = true
@@ -119,6 +120,9 @@ public struct GatewayConfiguration: Sendable {
         Setting(key: "maxSessionLifetime", doc: "Forced logoff this long after login, whatever the activity (24h); warned like idleTimeout. Ends a running backend.",
                 apply: { c, v in duration(v, 1...(30 * 86400)) { c.maxSessionLifetimeSeconds = $0 } },
                 render: { PolicyDuration.format($0.maxSessionLifetimeSeconds) }),
+        Setting(key: "shutdownGrace", doc: "On SIGTERM: how long sessions get to tell their users, close transcripts and write their end events before the daemon exits.",
+                apply: { c, v in duration(v, 1...300) { c.shutdownGraceSeconds = $0 } },
+                render: { PolicyDuration.format($0.shutdownGraceSeconds) }),
         Setting(key: "ioTimeout", doc: "After login: how long a write may wait for a client that does not read before the session is dropped.",
                 apply: { c, v in duration(v, 1...3600) { c.ioTimeoutSeconds = $0 } },
                 render: { PolicyDuration.format($0.ioTimeoutSeconds) }),
