@@ -1,5 +1,6 @@
 import CLibSSH
 import Foundation
+import GatehouseCore
 
 extension SSHConnection {
     /// Runs the user-authentication protocol with libssh's blocking message
@@ -34,7 +35,9 @@ extension SSHConnection {
             guard counted else { return }
             failures += 1
             if failures >= config.maxAuthTries {
-                logger.notice("too many authentication failures", metadata: ["user": "\(user)"])
+                // The name is whatever the client sent: escape it for the log.
+                logger.notice("too many authentication failures",
+                              metadata: ["user": "\(TerminalText.sanitize(String(user.prefix(64)), keepLineBreaks: false))"])
                 disconnect(message: "Too many authentication failures")
                 throw SSHError(.authenticationFailed, operation: "authenticate",
                                detail: "too many authentication failures (\(failures))")
