@@ -30,18 +30,25 @@ extension SSHConnection {
         var bannerSent = config.banner == nil
         var carried: ssh_message?     // a message that interrupted a kbd-int round
 
-        func fail(_ user: String, _ method: String, _ reason: String, counted: Bool = true) throws {
+        /// Refuses `msg` (SSH_MSG_USERAUTH_FAILURE) and counts the failure.
+        /// The failure that reaches `maxAuthTries` is answered with
+        /// SSH_MSG_DISCONNECT instead, as sshd does: the client is waiting for
+        /// that answer, so it sends nothing more and the close is clean (no
+        /// reset racing the disconnect message).
+        func fail(_ msg: ssh_message?, _ user: String, _ method: String, _ reason: String,
+                  counted: Bool = true) throws {
             delegate.authAttempt(user: user, method: method, success: false, partial: false, reason: reason)
-            guard counted else { return }
-            failures += 1
-            if failures >= config.maxAuthTries {
-                // The name is whatever the client sent: escape it for the log.
-                logger.notice("too many authentication failures",
-                              metadata: ["user": "\(TerminalText.sanitize(String(user.prefix(64)), keepLineBreaks: false))"])
-                disconnect(message: "Too many authentication failures")
-                throw SSHError(.authenticationFailed, operation: "authenticate",
-                               detail: "too many authentication failures (\(failures))")
+            if counted { failures += 1 }
+            guard counted, failures >= config.maxAuthTries else {
+                if let msg { _ = ssh_message_reply_default(msg) }
+                return
             }
+            // The name is whatever the client sent: escape it for the log.
+            logger.notice("too many authentication failures",
+                          metadata: ["user": "\(TerminalText.sanitize(String(user.prefix(64)), keepLineBreaks: false))"])
+            disconnect(message: "Too many authentication failures")
+            throw SSHError(.authenticationFailed, operation: "authenticate",
+                           detail: "too many authentication failures (\(failures))")
         }
 
         while true {
@@ -79,25 +86,21 @@ extension SSHConnection {
             let method = UInt32(bitPattern: ssh_message_subtype(msg))
             switch method {
             case SSH_AUTH_METHOD_NONE:
-                _ = ssh_message_reply_default(msg)
-                try fail(user, "none", "method none is not allowed", counted: false)
+                try fail(msg, user, "none", "method none is not allowed", counted: false)
 
             case SSH_AUTH_METHOD_PUBLICKEY:
                 let state = gh_message_auth_publickey_state(msg)
                 guard let raw = gh_message_auth_pubkey(msg), let key = SSHPublicKey(libsshKey: raw) else {
-                    _ = ssh_message_reply_default(msg)
-                    try fail(user, "publickey", "unreadable public key")
+                    try fail(msg, user, "publickey", "unreadable public key")
                     continue
                 }
                 let fp = key.fingerprintSHA256
                 if keyUser != nil {
-                    _ = ssh_message_reply_default(msg)
-                    try fail(user, "publickey", "publickey already done; keyboard-interactive required")
+                    try fail(msg, user, "publickey", "publickey already done; keyboard-interactive required")
                     continue
                 }
                 guard config.algorithms.accepts(clientKeyType: key.type) else {
-                    _ = ssh_message_reply_default(msg)
-                    try fail(user, "publickey", "key type \(key.type) not accepted (\(fp))")
+                    try fail(msg, user, "publickey", "key type \(key.type) not accepted (\(fp))")
                     continue
                 }
                 let authorized = delegate.isAuthorized(user: user, key: key)
@@ -106,8 +109,7 @@ extension SSHConnection {
                     if authorized {
                         _ = ssh_message_auth_reply_pk_ok_simple(msg)
                     } else {
-                        _ = ssh_message_reply_default(msg)
-                        try fail(user, "publickey", "key not authorized (\(key.type) \(fp))")
+                        try fail(msg, user, "publickey", "key not authorized (\(key.type) \(fp))")
                     }
                 case SSH_PUBLICKEY_STATE_VALID.rawValue:
                     if authorized {
@@ -117,24 +119,20 @@ extension SSHConnection {
                         delegate.authAttempt(user: user, method: "publickey", success: true, partial: true,
                                              reason: "key accepted (\(key.type) \(fp)); keyboard-interactive required")
                     } else {
-                        _ = ssh_message_reply_default(msg)
-                        try fail(user, "publickey", "key not authorized (\(key.type) \(fp))")
+                        try fail(msg, user, "publickey", "key not authorized (\(key.type) \(fp))")
                     }
                 default:
-                    _ = ssh_message_reply_default(msg)
-                    try fail(user, "publickey", "invalid signature (\(key.type) \(fp))")
+                    try fail(msg, user, "publickey", "invalid signature (\(key.type) \(fp))")
                 }
 
             case SSH_AUTH_METHOD_INTERACTIVE:
                 if ssh_message_auth_kbdint_is_response(msg) != 0 {
                     // An answer to a round that is no longer running.
-                    _ = ssh_message_reply_default(msg)
-                    try fail(user, "keyboard-interactive", "unexpected response")
+                    try fail(msg, user, "keyboard-interactive", "unexpected response")
                     continue
                 }
                 guard keyUser == user else {
-                    _ = ssh_message_reply_default(msg)
-                    try fail(user, "keyboard-interactive", "publickey required first")
+                    try fail(msg, user, "keyboard-interactive", "publickey required first")
                     continue
                 }
                 freeMsg = false      // the prompter owns it now
@@ -144,13 +142,13 @@ extension SSHConnection {
                 defer { prompter.release() }
                 switch outcome {
                 case .gone:
-                    try? fail(user, "keyboard-interactive", "client disconnected or timed out", counted: false)
+                    try? fail(nil, user, "keyboard-interactive", "client disconnected or timed out", counted: false)
                     let timedOut = Date() >= deadline
                     throw SSHError(timedOut ? .timeout : .disconnected, operation: "keyboard-interactive",
                                    detail: timedOut ? "login grace time exceeded" : "client went away mid-round")
                 case .interrupted(let next):
                     do {
-                        try fail(user, "keyboard-interactive", "client abandoned the round")
+                        try fail(nil, user, "keyboard-interactive", "client abandoned the round")
                     } catch {
                         ssh_message_free(next)
                         throw error
@@ -166,8 +164,7 @@ extension SSHConnection {
                         logger.info("authenticated", metadata: ["user": "\(user)"])
                         return user
                     }
-                    _ = ssh_message_reply_default(last)
-                    try fail(user, "keyboard-interactive",
+                    try fail(last, user, "keyboard-interactive",
                              prompter.failureReason ?? "keyboard-interactive stack refused")
                 }
 
@@ -179,8 +176,7 @@ extension SSHConnection {
                 case SSH_AUTH_METHOD_GSSAPI_MIC: name = "gssapi-with-mic"
                 default: name = "unknown"
                 }
-                _ = ssh_message_reply_default(msg)
-                try fail(user, name, "method \(name) is not allowed")
+                try fail(msg, user, name, "method \(name) is not allowed")
             }
         }
     }

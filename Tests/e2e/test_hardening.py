@@ -221,25 +221,30 @@ def test_exempt_source_is_never_penalized(tmp_path):
 
 def test_user_lockout_and_operator_unlock(strict):
     wrong = lambda prompts: ["000000"] * len(prompts)
-    paramiko_kbdint(strict, "alice", wrong, tries=2)
-    paramiko_kbdint(strict, "alice", wrong, tries=2)
-    locked = strict.wait_for_audit(lambda e: e["kind"] == "auth.user-lockout" and e["user"] == "alice")
-    assert "000000" not in json.dumps(locked)
-    assert "alice" in strict.cli("sessions", "list", "--live").stdout.split("locked users:")[1]
-    # Even the right code is refused while locked, and PAM is not asked;
-    # the client is told why.
-    client = KbdintClient(strict.fresh_totp("alice"))
-    async def attempt():
-        conn, _ = await asyncssh.create_connection(
-            lambda: client, strict.host, strict.port, username="alice", client_keys=[strict.key("alice")],
-            known_hosts=strict.known_hosts(), preferred_auth=["publickey", "keyboard-interactive"],
-            agent_path=None, login_timeout=15)
-        conn.close()
-    with pytest.raises((asyncssh.PermissionDenied, asyncssh.DisconnectError)):
-        run(attempt())
-    assert any("account is locked" in text for text in client.instructions), client.instructions
-    assert not client.prompts, "PAM was not asked for a code"
-    assert strict.cli("users", "unlock", "alice").stdout.strip() == "alice unlocked"
+    try:
+        paramiko_kbdint(strict, "alice", wrong, tries=2)
+        paramiko_kbdint(strict, "alice", wrong, tries=2)
+        locked = strict.wait_for_audit(lambda e: e["kind"] == "auth.user-lockout" and e["user"] == "alice")
+        assert "000000" not in json.dumps(locked)
+        assert "alice" in strict.cli("sessions", "list", "--live").stdout.split("locked users:")[1]
+        # Even the right code is refused while locked, and PAM is not asked;
+        # the client is told why, and the last refusal is the disconnect
+        # message itself (asyncssh retries keyboard-interactive until then).
+        client = KbdintClient(strict.fresh_totp("alice"))
+        async def attempt():
+            conn, _ = await asyncssh.create_connection(
+                lambda: client, strict.host, strict.port, username="alice", client_keys=[strict.key("alice")],
+                known_hosts=strict.known_hosts(), preferred_auth=["publickey", "keyboard-interactive"],
+                agent_path=None, login_timeout=15)
+            conn.close()
+        with pytest.raises(asyncssh.DisconnectError, match="Too many authentication failures"):
+            run(attempt())
+        assert any("account is locked" in text for text in client.instructions), client.instructions
+        assert not client.prompts, "PAM was not asked for a code"
+    finally:
+        # Unlock even when an assertion above failed: later tests share the daemon.
+        unlocked = strict.cli("users", "unlock", "alice").stdout.strip()
+    assert unlocked == "alice unlocked"
     assert strict.wait_for_audit(lambda e: e["kind"] == "auth.user-unlock" and e["user"] == "alice")
     assert login_ok(strict, "alice")
 
