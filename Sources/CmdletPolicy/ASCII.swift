@@ -48,6 +48,15 @@ public enum ASCII {
         return parts.allSatisfy { !$0.isEmpty && $0.unicodeScalars.allSatisfy(isLetter) }
     }
 
+    /// Aliases a policy declares: an ASCII letter, then ASCII letters, digits
+    /// or single hyphens (≤ 32), not ending in a hyphen: `gmbx`, `Get-Mbx`.
+    public static func isAliasName(_ name: String) -> Bool {
+        let scalars = Array(name.unicodeScalars)
+        guard let first = scalars.first, isLetter(first), scalars.count <= 32, scalars.last != "-",
+              !name.contains("--") else { return false }
+        return scalars.allSatisfy { isLetter($0) || isDigit($0) || $0 == "-" }
+    }
+
     /// Parameter names: an ASCII letter, then ASCII letters or digits (≤ 64).
     public static func isParameterName(_ name: String) -> Bool {
         let scalars = Array(name.unicodeScalars)

@@ -5,6 +5,9 @@ import Foundation
 public struct CmdletDefinition: Sendable {
     /// The declared spelling (`Get-Mailbox`), used in messages and audit events.
     public let name: String
+    /// Other names the policy declares for this cmdlet (`aliases:`), in file
+    /// order. Unique across the policy and never a cmdlet or built-in name.
+    public let aliases: [Alias]
     public let synopsis: String
     public let description: String?
     public let examples: [Example]
@@ -15,6 +18,19 @@ public struct CmdletDefinition: Sendable {
     /// Where the cmdlet was declared, for `gatehouse policy test` explanations.
     public let file: String
     public let line: Int
+
+    public struct Alias: Sendable, Equatable {
+        public let name: String
+        /// Where the alias is written in the cmdlet's file.
+        public let line: Int
+        public let column: Int
+    }
+
+    /// True when `word` is the cmdlet's name or one of its aliases (ASCII
+    /// case-insensitive).
+    public func isNamed(_ word: String) -> Bool {
+        ASCII.equalsIgnoringCase(name, word) || aliases.contains { ASCII.equalsIgnoringCase($0.name, word) }
+    }
 
     public struct Example: Sendable, Equatable {
         public let command: String

@@ -20,7 +20,7 @@ final class CmdletParser {
         self.libexecDirectory = libexecDirectory
     }
 
-    static let cmdletKeys = ["synopsis", "description", "examples", "parameters", "backend", "output"]
+    static let cmdletKeys = ["synopsis", "description", "aliases", "examples", "parameters", "backend", "output"]
     static let parameterKeys = ["type", "description", "mandatory", "position", "pattern", "set", "min", "max",
                                 "maxLength", "maxItems", "allowLeadingDash"]
     static let backendKeys = ["executable", "argv", "environment", "timeout", "outputLimit", "runAs"]
@@ -67,6 +67,7 @@ final class CmdletParser {
         var synopsis: String?
         var description: String?
         var examples: [CmdletDefinition.Example] = []
+        var aliases: [CmdletDefinition.Alias] = []
         var parameters: [ParameterDefinition] = []
         var parameterNodes: [String: Node] = [:]
         var backendNode: Node?
@@ -76,6 +77,7 @@ final class CmdletParser {
             switch field.key {
             case "synopsis": synopsis = reader.string(field.value, what: "synopsis")
             case "description": description = reader.string(field.value, what: "description")
+            case "aliases": aliases = parseAliases(field.value, cmdlet: name)
             case "examples": examples = parseExamples(field.value)
             case "parameters": (parameters, parameterNodes) = parseParameters(field.value, cmdlet: name)
             case "backend": backendNode = field.value
@@ -104,9 +106,33 @@ final class CmdletParser {
         }
         let errorsAfter = reader.diagnostics.diagnostics.filter { $0.severity == .error }.count
         guard errorsAfter == errorsBefore, let backend, let synopsis else { return nil }
-        return CmdletDefinition(name: name, synopsis: synopsis, description: description, examples: examples,
+        return CmdletDefinition(name: name, aliases: aliases, synopsis: synopsis, description: description, examples: examples,
                                 parameters: parameters, backend: backend, output: output,
                                 file: reader.file, line: reader.line(entry.keyNode))
+    }
+
+    /// `aliases: [gmbx]`: each one a valid alias name that is not a built-in.
+    /// Clashes with other cmdlets and their aliases are checked by the loader,
+    /// which sees every file.
+    func parseAliases(_ node: Node, cmdlet: String) -> [CmdletDefinition.Alias] {
+        guard let items = reader.sequence(node, what: "aliases") else { return [] }
+        var result: [CmdletDefinition.Alias] = []
+        for item in items {
+            guard let alias = reader.string(item, what: "an alias") else { continue }
+            if !ASCII.isAliasName(alias) {
+                reader.error(at: item, "invalid alias '\(alias)' for '\(cmdlet)'",
+                             hint: "an ASCII letter, then letters, digits or single hyphens, at most 32")
+            } else if ASCII.equalsIgnoringCase(alias, cmdlet) {
+                reader.error(at: item, "alias '\(alias)' is the cmdlet's own name")
+            } else if let reserved = PolicyLoader.reservedCmdletNames.first(where: { ASCII.equalsIgnoringCase($0, alias) }) {
+                reader.error(at: item, "alias '\(alias)' would hide the built-in command '\(reserved)'")
+            } else if result.contains(where: { ASCII.equalsIgnoringCase($0.name, alias) }) {
+                reader.error(at: item, "alias '\(alias)' is listed twice for '\(cmdlet)'")
+            } else {
+                result.append(.init(name: alias, line: reader.line(item), column: reader.column(item)))
+            }
+        }
+        return result
     }
 
     func parseExamples(_ node: Node) -> [CmdletDefinition.Example] {

@@ -30,7 +30,9 @@ public struct PolicyDiagnostic: Sendable, Equatable, CustomStringConvertible {
     /// `file:line:col: error: message (hint)`, the shape compilers use, so
     /// editors can jump to the spot.
     public var description: String {
-        var text = "\(file):\(line):\(column): \(severity.rawValue): \(message)"
+        // file:line:column, as compilers print it; an unknown part is left out.
+        let place = line == 0 ? file : (column == 0 ? "\(file):\(line)" : "\(file):\(line):\(column)")
+        var text = "\(place): \(severity.rawValue): \(message)"
         if let hint { text += " (\(hint))" }
         return text
     }

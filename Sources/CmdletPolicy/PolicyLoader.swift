@@ -5,9 +5,17 @@ import Yams
 /// parse, then validate everything (collecting every problem), then freeze.
 public enum PolicyLoader {
     /// Names the shell handles itself; a policy may not redefine them.
-    public static let reservedCmdletNames = ["Exit-Session", "Get-Command", "Get-Help", "Get-AccessClaim",
+    public static let reservedCmdletNames = ["exit", "Exit-Session", "Get-Command", "Get-Help", "Get-AccessClaim",
                                             "Enter-Elevation", "Select-Object", "Where-Object", "Sort-Object",
                                             "Format-Table", "Format-List", "ConvertTo-Json", "Measure-Object"]
+        + lockboxCommandNames
+
+    /// The gateway's Lockbox workflow commands; the gateway answers them
+    /// before policy cmdlets, so a policy name or alias equal to one of them
+    /// would never run and is an error.
+    public static let lockboxCommandNames = [
+        "New-LockboxRequest", "Get-LockboxRequest", "Approve-LockboxRequest", "Deny-LockboxRequest",
+        "Revoke-LockboxRequest", "Cancel-LockboxRequest", "Get-LockboxCredential", "Exit-Elevation"]
 
     /// PowerShell commands that run code, load code, leave the session or
     /// write files. JEA guidance is never to make these visible; a role that
@@ -24,8 +32,17 @@ public enum PolicyLoader {
         "Invoke-WmiMethod", "Get-Credential", "ConvertTo-SecureString",
     ]
 
+    /// PowerShell's own aliases of those commands (`iex`, `icm`, ...): a
+    /// policy alias spelled like one reads as the real thing.
+    static let dangerousAliases = ["iex", "icm", "ii", "iwr", "irm", "curl", "wget", "saps", "start", "sajb",
+                                   "ipmo", "etsn", "nsn", "ni", "sc", "ac"]
+
     static func isDangerous(_ name: String) -> Bool {
         dangerousCmdletNames.contains { ASCII.equalsIgnoringCase($0, name) }
+    }
+
+    static func isDangerousAlias(_ name: String) -> Bool {
+        isDangerous(name) || dangerousAliases.contains { ASCII.equalsIgnoringCase($0, name) }
     }
 
     /// Which part of the policy a source file holds.
@@ -125,6 +142,26 @@ public enum PolicyLoader {
             }
         }
 
+        // An alias is unique across the policy and never another cmdlet's name.
+        var seenAliases: [String: (cmdlet: CmdletDefinition, alias: CmdletDefinition.Alias)] = [:]
+        for c in uniqueCmdlets {
+            for alias in c.aliases {
+                let key = ASCII.lowercased(alias.name)
+                if let other = seenCmdlets[key] {
+                    diagnostics.error(c.file, alias.line, alias.column, "alias '\(alias.name)' of '\(c.name)' is the name of "
+                                      + "cmdlet '\(other.name)'", hint: "defined at \(other.file):\(other.line)")
+                } else if let first = seenAliases[key] {
+                    diagnostics.error(c.file, alias.line, alias.column, "alias '\(alias.name)' of '\(c.name)' is already an alias "
+                                      + "of '\(first.cmdlet.name)'", hint: "at \(first.cmdlet.file):\(first.alias.line)")
+                } else if isDangerousAlias(alias.name) {
+                    diagnostics.error(c.file, alias.line, alias.column, "alias '\(alias.name)' of '\(c.name)' has the name of a "
+                                      + "dangerous PowerShell command")
+                } else {
+                    seenAliases[key] = (c, alias)
+                }
+            }
+        }
+
         var seenRoles: [String: RawRole] = [:]
         var roles: [RoleDefinition] = []
         let cmdletNames = uniqueCmdlets.map(\.name)
@@ -157,7 +194,9 @@ public enum PolicyLoader {
                         resolved.append(c.name)
                     }
                 } else if !declaredNames.contains(ASCII.lowercased(ref.name)) && !cmdletFileUnreadable {
-                    let hint = ASCII.suggestion(for: ref.name, among: cmdletNames).map { "did you mean '\($0)'?" }
+                    let hint = seenAliases[ASCII.lowercased(ref.name)].map { "that is an alias of '\($0.cmdlet.name)'; "
+                        + "roles name cmdlets by their own name" }
+                        ?? ASCII.suggestion(for: ref.name, among: cmdletNames).map { "did you mean '\($0)'?" }
                         ?? "declare it under cmdlets/ first"
                     diagnostics.error(raw.file, ref.line, ref.column,
                                       "role '\(raw.name)' lists unknown cmdlet '\(ref.name)'", hint: hint)
@@ -172,7 +211,9 @@ public enum PolicyLoader {
             guard let c = seenCmdlets[ASCII.lowercased(raw.cmdlet)] else {
                 if !declaredNames.contains(ASCII.lowercased(raw.cmdlet)) && !cmdletFileUnreadable {
                     diagnostics.error(raw.file, raw.line, raw.column, "deny rule names unknown cmdlet '\(raw.cmdlet)'",
-                                      hint: ASCII.suggestion(for: raw.cmdlet, among: cmdletNames).map { "did you mean '\($0)'?" })
+                                      hint: seenAliases[ASCII.lowercased(raw.cmdlet)].map {
+                                          "that is an alias of '\($0.cmdlet.name)'; deny rules name cmdlets by their own name"
+                                      } ?? ASCII.suggestion(for: raw.cmdlet, among: cmdletNames).map { "did you mean '\($0)'?" })
                 }
                 continue
             }

@@ -82,6 +82,10 @@ public struct PolicySnapshot: Sendable {
         for (i, c) in sortedCmdlets.enumerated() where ci[ASCII.lowercased(c.name)] == nil {
             ci[ASCII.lowercased(c.name)] = i
         }
+        // Aliases after all names: the loader refuses a clash, and a name wins anyway.
+        for (i, c) in sortedCmdlets.enumerated() {
+            for alias in c.aliases where ci[ASCII.lowercased(alias.name)] == nil { ci[ASCII.lowercased(alias.name)] = i }
+        }
         var ri: [String: Int] = [:]
         for (i, r) in sortedRoles.enumerated() where ri[ASCII.lowercased(r.name)] == nil {
             ri[ASCII.lowercased(r.name)] = i
@@ -90,7 +94,8 @@ public struct PolicySnapshot: Sendable {
         roleIndex = ri
     }
 
-    /// ASCII case-insensitive lookup (`get-mailbox` finds `Get-Mailbox`).
+    /// ASCII case-insensitive lookup by name or declared alias (`get-mailbox`
+    /// and `gmbx` find `Get-Mailbox`).
     public func cmdlet(named name: String) -> CmdletDefinition? {
         cmdletIndex[ASCII.lowercased(name)].map { cmdlets[$0] }
     }

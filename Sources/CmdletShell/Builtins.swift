@@ -81,14 +81,16 @@ enum Builtins {
         let width = visible.map { $0.name.count }.max() ?? 0
         var out = ""
         for c in visible {
-            out += c.name + String(repeating: " ", count: width - c.name.count + 2) + oneLine(c.synopsis) + "\n"
+            out += c.name + String(repeating: " ", count: width - c.name.count + 2) + oneLine(c.synopsis)
+            if !c.aliases.isEmpty { out += " (alias: " + c.aliases.map(\.name).joined(separator: ", ") + ")" }
+            out += "\n"
         }
         return out
     }
 
     static let helpParameters: [ParameterDefinition] = [
         ParameterDefinition(name: "Name", type: .string, mandatory: false, position: 0, description: nil,
-                            pattern: try? AnchoredPattern("[A-Za-z][A-Za-z-]{0,63}"), allowedValues: nil,
+                            pattern: try? AnchoredPattern("[A-Za-z][A-Za-z0-9-]{0,63}"), allowedValues: nil,
                             minimum: nil, maximum: nil, maxLength: 64),
         ParameterDefinition(name: "Examples", type: .switch, mandatory: false, position: nil, description: nil,
                             pattern: nil, allowedValues: nil, minimum: nil, maximum: nil, maxLength: 1),
@@ -140,7 +142,7 @@ enum Builtins {
             return .builtin(BuiltinResult(command: .getHelp(name: syntax.name), stdout: text, stderr: "", exitStatus: 0))
         }
         let visible = Authorizer.visibleCmdlets(claim: claim, snapshot: snapshot)
-        guard let cmdlet = visible.first(where: { ASCII.equalsIgnoringCase($0.name, name) }) else {
+        guard let cmdlet = visible.first(where: { $0.isNamed(name) }) else {
             // Hidden and unknown cmdlets get the very same answer.
             return .builtin(BuiltinResult(command: .getHelp(name: name), stdout: "",
                                           stderr: "Get-Help: no help found for '\(Display.clip(name))'.\n",
@@ -173,6 +175,7 @@ enum Builtins {
 
     static func help(_ c: CmdletDefinition, detail: HelpDetail = .full) -> String {
         var out = "NAME\n    \(c.name)\n\nSYNOPSIS\n    \(oneLine(c.synopsis))\n"
+        if !c.aliases.isEmpty { out += "\nALIASES\n    " + c.aliases.map(\.name).joined(separator: ", ") + "\n" }
         if detail == .examples {
             out += "\nEXAMPLES\n"
             if c.examples.isEmpty { out += "    (none)\n" }

@@ -32,7 +32,7 @@ public enum Completion {
             candidates = afterPipe ? Pipeline.formatterNames : visible.map(\.name) + builtinNames + extraCommands
         } else if current.hasPrefix("-") {
             let command = previous[0]
-            if let cmdlet = visible.first(where: { ASCII.equalsIgnoringCase($0.name, command) }) {
+            if let cmdlet = visible.first(where: { $0.isNamed(command) }) {
                 candidates = cmdlet.parameters.map { "-" + $0.name }
             } else if afterPipe, let name = Pipeline.formatterNames.first(where: { ASCII.equalsIgnoringCase($0, command) }) {
                 candidates = Pipeline.parameterNames(of: name).map { "-" + $0 }

@@ -68,7 +68,7 @@ struct Sessions: ParsableCommand {
 
         func run() throws {
             if live {
-                var live = try LiveSessions.List.parse(["--live", "--state-dir", location.directory] + (json ? ["--json"] : []))
+                let live = try LiveSessions.List.parse(["--live", "--state-dir", location.directory] + (json ? ["--json"] : []))
                 try live.run()
                 return
             }

@@ -238,6 +238,66 @@ final class PolicyLoaderTests: XCTestCase {
         XCTAssertTrue(loadErrors(cmdlets: text, roles: "roles: {}").contains { $0.message.contains("built-in") })
     }
 
+    // MARK: Aliases (only those the policy declares)
+
+    static func withAliases(_ list: String) -> String {
+        baseCmdlets.replacingOccurrences(of: "    synopsis: Show a thing.", with: "    synopsis: Show a thing.\n    aliases: \(list)")
+    }
+
+    func testDeclaredAliasFindsTheCmdletAndNothingElseDoes() throws {
+        let snapshot = try loadPolicy(cmdlets: Self.withAliases("[gth, Show-Th1ng]"))
+        XCTAssertEqual(snapshot.cmdlet(named: "GTH")?.name, "Get-Thing")
+        XCTAssertEqual(snapshot.cmdlet(named: "show-th1ng")?.name, "Get-Thing")
+        XCTAssertEqual(snapshot.cmdlet(named: "Get-Thing")?.aliases.map(\.name), ["gth", "Show-Th1ng"])
+        XCTAssertEqual(snapshot.cmdlet(named: "Get-Thing")?.aliases.first?.line, 4)
+        XCTAssertEqual(snapshot.cmdlet(named: "Get-Thing")?.aliases.first?.column, 15)
+        // No implicit Get- prefix and no prefix matching of names.
+        XCTAssertNil(snapshot.cmdlet(named: "Thing"))
+        XCTAssertNil(snapshot.cmdlet(named: "gt"))
+        XCTAssertNil(try loadPolicy().cmdlet(named: "gth"), "no alias without a declaration")
+    }
+
+    func testBadAliasesAreErrorsWithTheirLine() {
+        for (list, needle) in [("[exit]", "built-in"), ("[Get-Help]", "built-in"), ("[New-LockboxRequest]", "built-in"),
+                               ("[Select-Object]", "built-in"), ("[iex]", "dangerous"), ("[Invoke-Expression]", "dangerous"),
+                               ("['g th']", "invalid alias"), ("['-x']", "invalid alias"), ("[gth-]", "invalid alias"),
+                               ("['g\u{212A}th']", "invalid alias"), ("[get-thing]", "own name"), ("[gth, GTH]", "twice"),
+                               ("gth", "aliases"), ("[1gth]", "invalid alias")] {
+            let errors = loadErrors(cmdlets: Self.withAliases(list))
+            XCTAssertTrue(errors.contains { $0.message.contains(needle) && $0.line == 4 && $0.file == "cmdlets/test.yaml" },
+                          "\(list): \(errors)")
+        }
+    }
+
+    func testAliasClashingWithAnotherCmdletOrAliasIsAnError() {
+        let other = """
+        cmdlets:
+          Get-Other:
+            synopsis: Other.
+            aliases: [gth, Get-Thing]
+            backend:
+              executable: /usr/bin/true
+        """
+        do {
+            _ = try PolicyLoader.load(sources: [.init(kind: .cmdlets, file: "a.yaml", text: Self.withAliases("[gth]")),
+                                                .init(kind: .cmdlets, file: "b.yaml", text: other),
+                                                .init(kind: .roles, file: "r.yaml", text: baseRoles)],
+                                      libexecDirectory: "/x")
+            XCTFail("expected alias clashes")
+        } catch let error as PolicyLoadError {
+            let messages = error.errors.map { "\($0.file):\($0.line) \($0.message)" }
+            XCTAssertTrue(messages.contains("b.yaml:4 alias 'gth' of 'Get-Other' is already an alias of 'Get-Thing'"), "\(messages)")
+            XCTAssertTrue(messages.contains("b.yaml:4 alias 'Get-Thing' of 'Get-Other' is the name of cmdlet 'Get-Thing'"), "\(messages)")
+        } catch { XCTFail("\(error)") }
+    }
+
+    func testRolesAndDenyRulesNameCmdletsNotAliases() {
+        let roles = "roles:\n  Reader:\n    cmdlets: [gth]\n"
+        let errors = loadErrors(cmdlets: Self.withAliases("[gth]"), roles: roles)
+        XCTAssertTrue(errors.contains { $0.message.contains("unknown cmdlet 'gth'") && ($0.hint ?? "").contains("alias of 'Get-Thing'") },
+                      "\(errors)")
+    }
+
     func testLookupUsesASCIIFoldingOnly() throws {
         let snapshot = try loadPolicy()
         XCTAssertNotNil(snapshot.cmdlet(named: "GET-THING"))

@@ -29,6 +29,9 @@ final class CompletionTests: XCTestCase {
         XCTAssertEqual(try complete("Get-Help Set-M"), "")
         XCTAssertEqual(try complete("Get-Help Get-Mail"), "box ")
         XCTAssertEqual(try complete("Get-Help Get-Mailbox -F"), "ull ")
+        // A declared alias completes the parameters of its cmdlet, for those who may see it.
+        XCTAssertEqual(try complete("smbx alice -ProhibitSendR", roles: ["QuotaAdmin"]), "eceiveQuota ")
+        XCTAssertEqual(try complete("smbx alice -ProhibitSendR"), "")
     }
 
     func testFormattersAfterAPipe() throws {

@@ -178,6 +178,27 @@ final class EvaluationTests: XCTestCase {
         XCTAssertEqual(env, ["GATEHOUSE_ACTOR": "alice", "GATEHOUSE_NODE": "gw1", "GATEHOUSE_SESSION": "sess01"])
     }
 
+    func testDeclaredAliasRunsTheCmdletUnderItsOwnName() throws {
+        let viaAlias = try allowed("SMBX bob -ProhibitSendQuota 1MB")
+        XCTAssertEqual(viaAlias.cmdlet.name, "Set-Mailbox", "audit and policy test name the cmdlet, not the alias")
+        XCTAssertEqual(viaAlias.argv, try allowed("Set-Mailbox bob -ProhibitSendQuota 1MB").argv)
+        // The alias is no way around roles: the same refusal as by name.
+        let hidden = try rejected("smbx bob -ProhibitSendQuota 1MB", roles: [RoleGrant(role: "Reader")])
+        XCTAssertEqual(hidden.message, try rejected("Set-Mailbox bob -ProhibitSendQuota 1MB",
+                                                    roles: [RoleGrant(role: "Reader")]).message)
+        XCTAssertEqual(hidden.exitStatus, 126)
+        // Undeclared aliases and the implicit Get- prefix do not exist.
+        XCTAssertEqual(try rejected("gmbx alice").exitStatus, 127)
+        XCTAssertEqual(try rejected("Mailbox alice").exitStatus, 127)
+        guard case .builtin(let help) = try evaluate("Get-Help smbx") else { return XCTFail("Get-Help is a built-in") }
+        XCTAssertTrue(help.stdout.hasPrefix("NAME\n    Set-Mailbox\n"), help.stdout)
+        XCTAssertTrue(help.stdout.contains("ALIASES\n    smbx\n"), help.stdout)
+        guard case .builtin(let hiddenHelp) = try evaluate("Get-Help smbx", roles: [RoleGrant(role: "Reader")]) else {
+            return XCTFail("Get-Help is a built-in")
+        }
+        XCTAssertEqual(hiddenHelp.stderr, "Get-Help: no help found for 'smbx'.\n")
+    }
+
     func testBuiltins() throws {
         guard case .builtin(let exit) = try evaluate("exit"), case .builtin(let exit2) = try evaluate("exit-session")
         else { return XCTFail("exit is a built-in") }
@@ -187,7 +208,7 @@ final class EvaluationTests: XCTestCase {
         guard case .builtin(let list) = try evaluate("Get-Command", roles: [RoleGrant(role: "QuotaAdmin")]) else {
             return XCTFail("Get-Command is a built-in")
         }
-        XCTAssertEqual(list.stdout, "Set-Mailbox  Change quotas.\n")
+        XCTAssertEqual(list.stdout, "Set-Mailbox  Change quotas. (alias: smbx)\n")
 
         guard case .builtin(let help) = try evaluate("Get-Help get-mailbox -Full") else { return XCTFail() }
         XCTAssertTrue(help.stdout.contains("SYNOPSIS\n    Show a mailbox."))

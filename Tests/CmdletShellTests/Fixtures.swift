@@ -57,6 +57,7 @@ func shellPolicyYAML() -> String {
               argv: ["--result-size={ResultSize}"]
       Set-Mailbox:
         synopsis: Change quotas.
+        aliases: [smbx]
         parameters:
           Identity:
             type: string

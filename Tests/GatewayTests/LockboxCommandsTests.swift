@@ -33,14 +33,14 @@ final class LockboxCommandsTests: XCTestCase {
         snapshot = try PolicyLoader.load(sources: [
             .init(kind: .cmdlets, file: "c.yaml", text: """
             cmdlets:
-              New-LockboxRequest:
-                synopsis: A policy cmdlet of the same name, which the provider must shadow.
+              Get-Report:
+                synopsis: A cmdlet the Admin role makes visible.
                 backend: {executable: /bin/false, argv: []}
                 output: text
             """),
             .init(kind: .roles, file: "r.yaml", text: """
             roles:
-              Admin: {cmdlets: [New-LockboxRequest], maxDuration: 2h}
+              Admin: {cmdlets: [Get-Report], maxDuration: 2h}
             """),
         ], libexecDirectory: "/x")
         let directory = try DirectoryLoader.load(text: """
@@ -100,6 +100,16 @@ final class LockboxCommandsTests: XCTestCase {
         XCTAssertEqual(run("alice", "Approve-LockboxRequest -Bogus 1").0, ExitStatus.usage)
         XCTAssertEqual(run("alice", "Get-LockboxRequest -Pending:yes").0, ExitStatus.usage)
         XCTAssertEqual(run("alice", "Exit-Elevation now").0, ExitStatus.usage)
+    }
+
+    func testPolicyCannotShadowTheLockboxCommands() {
+        for name in LockboxCommands.names {
+            let text = "cmdlets:\n  \(name):\n    synopsis: x\n    backend: {executable: /bin/false}\n"
+            XCTAssertThrowsError(try PolicyLoader.load(sources: [.init(kind: .cmdlets, file: "c.yaml", text: text)],
+                                                       libexecDirectory: "/x"), name) { error in
+                XCTAssertTrue("\(error)".contains("c.yaml:2:3: error: '\(name)' is a built-in command"), "\(error)")
+            }
+        }
     }
 
     func testLexerStillGuardsProviderCommands() {

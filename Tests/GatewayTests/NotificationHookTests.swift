@@ -22,9 +22,8 @@ final class NotificationHookTests: XCTestCase {
             get { metadata[key] }
             set { metadata[key] = newValue }
         }
-        func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String,
-                 file: String, function: String, line: UInt) {
-            sink.add("\(level): \(message)")
+        func log(event: LogEvent) {
+            sink.add("\(event.level): \(event.message)")
         }
     }
 

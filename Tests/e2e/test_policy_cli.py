@@ -72,3 +72,33 @@ def test_shipped_policy_is_clean_even_in_strict_mode():
         assert r.returncode == 0 and "0 warning(s)" in r.stdout, r.stdout
     else:
         assert r.returncode == 1 and "refused by --strict" in r.stdout, r.stdout
+
+
+def test_declared_alias_decides_as_its_cmdlet_and_clashes_name_file_and_line(tmp_path):
+    policy = tmp_path / "policies"
+    shutil.copytree(REPO / "policies", policy)
+    mailbox = policy / "cmdlets" / "mailbox.yaml"
+    text = mailbox.read_text()
+    anchor = "  Get-Mailbox:\n    synopsis: Show the properties of one mailbox, or list mailboxes.\n"
+    assert anchor in text
+    mailbox.write_text(text.replace(anchor, anchor + "    aliases: [gmbx]\n"))
+    r = gatehouse("policy", "test", "--policy-dir", str(policy), "--user", "alice", "GMBX -Identity alice")
+    assert r.returncode == 0 and "decision: allow" in r.stdout, r.stdout + r.stderr
+    assert "cmdlet: Get-Mailbox" in r.stdout, r.stdout
+    # Without the declaration the same word is an unknown cmdlet.
+    r = gatehouse("policy", "test", "--user", "alice", "gmbx -Identity alice")
+    assert r.returncode == 127, r.stdout
+
+    (policy / "cmdlets" / "clash.yaml").write_text(
+        "cmdlets:\n  Show-Box:\n    synopsis: Shows.\n    aliases:\n      - gmbx\n      - iex\n"
+        "    backend:\n      executable: /usr/bin/true\n"
+        "  Show-Other:\n    synopsis: Shows.\n    aliases: [exit]\n    backend:\n      executable: /usr/bin/true\n")
+    r = gatehouse("policy", "check", str(policy))
+    assert r.returncode == 1, r.stdout
+    clash = f"{policy}/cmdlets/clash.yaml"
+    # Files load in name order, so the second claimant of 'gmbx' is mailbox.yaml.
+    assert (f"{policy}/cmdlets/mailbox.yaml:16:15: error: alias 'gmbx' of 'Get-Mailbox' is already an alias of "
+            f"'Show-Box' (at {clash}:5)") in r.stdout, r.stdout
+    assert f"{clash}:6:9: error: alias 'iex' of 'Show-Box' has the name of a dangerous PowerShell command" in r.stdout, r.stdout
+    assert f"{clash}:11:15: error: alias 'exit' would hide the built-in command 'exit'" in r.stdout, r.stdout
+    assert "policy has 3 error(s)" in r.stdout, r.stdout

@@ -22,8 +22,8 @@ struct LockboxCommands: ShellCommandProvider {
     let lockbox: Lockbox
     let clock: Clock
 
-    static let names = ["New-LockboxRequest", "Get-LockboxRequest", "Approve-LockboxRequest", "Deny-LockboxRequest",
-                        "Revoke-LockboxRequest", "Cancel-LockboxRequest", "Get-LockboxCredential", "Exit-Elevation"]
+    /// Reserved in the policy language too, so no cmdlet or alias shadows them.
+    static let names = PolicyLoader.lockboxCommandNames
 
     /// Shown in the session banner: Get-Command lists only policy cmdlets.
     static let bannerLine = "Elevation: New-LockboxRequest, Get-LockboxRequest [-Pending], Approve-/Deny-/Revoke-/"
