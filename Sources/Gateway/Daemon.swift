@@ -45,6 +45,13 @@ public enum Daemon {
             return 2
         }
 
+        // Before the demo set-up rewrites anything in the state directory; the
+        // context takes the lock itself, so a race here still fails closed.
+        if !options.checkConfig && !options.dumpConfig && DaemonLock.isHeld(stateDirectory: configuration.stateDirectory) {
+            printError(GatewayStartupError.alreadyRunning(configuration.stateDirectory).description)
+            return 1
+        }
+
         var demo: DemoEnvironment?
         if options.demo && !options.dumpConfig {
             var environment = DemoEnvironment(stateDirectory: configuration.stateDirectory)
@@ -67,18 +74,27 @@ public enum Daemon {
             return 0
         }
 
+        if options.checkConfig {
+            // Like `sshd -t`, plus every effective setting and its source. It
+            // only reads: a running daemon's audit log and store are not touched.
+            do {
+                let bundle = try PolicyBundle.load(policyDirectory: configuration.policyDirectory,
+                                                   directoryFile: configuration.directoryFile,
+                                                   libexecDirectory: GatewayContext.libexecDirectory())
+                print(GatewayContext.summary(configuration, bundle))
+                print(configuration.dump())
+                return 0
+            } catch {
+                printError("\(error)")
+                return 1
+            }
+        }
         let context: GatewayContext
         do {
             context = try GatewayContext(configuration: configuration, logger: logger)
         } catch {
             printError("\(error)")
             return 1
-        }
-        if options.checkConfig {
-            // Like `sshd -t`, plus every effective setting and its source.
-            print(context.summary())
-            print(configuration.dump())
-            return 0
         }
 
         let server: GatewayServer

@@ -24,9 +24,10 @@ public final class GatewayContext: @unchecked Sendable {
     public let audit: AuditSink
     /// The chained log behind `audit` (checkpoints, shutdown, failure state).
     let auditLog: ChainedAuditLog
-    /// Held while the daemon runs; reviewer tools see a session without an
-    /// end event as cut off when nobody holds it.
-    private let daemonLock: DaemonLock?
+    /// Held while the daemon runs: one daemon per state directory (two
+    /// would fork the audit chain), and reviewer tools see a session without
+    /// an end event as cut off when nobody holds it.
+    private let daemonLock: DaemonLock
     /// Live sessions on this node (one per user by default).
     public let sessions = SessionRegistry()
     public let preAuth: PreAuthLimits
@@ -70,7 +71,10 @@ public final class GatewayContext: @unchecked Sendable {
             exempt: Set(configuration.perSourcePenaltyExempt)))
         lockouts = UserLockouts(failures: configuration.userLockoutFailures,
                                 window: TimeInterval(configuration.userLockoutWindowSeconds))
-        daemonLock = DaemonLock.acquire(stateDirectory: configuration.stateDirectory)
+        guard let lock = DaemonLock.acquire(stateDirectory: configuration.stateDirectory) else {
+            throw GatewayStartupError.alreadyRunning(configuration.stateDirectory)
+        }
+        daemonLock = lock
         let signingKey = try AuditSigningKey.loadOrCreate(in: configuration.stateDirectory)
         auditLog = try ChainedAuditLog(path: configuration.auditLogPath, key: signingKey, clock: clock,
                                        checkpointInterval: TimeInterval(configuration.auditCheckpointSeconds))
@@ -81,6 +85,14 @@ public final class GatewayContext: @unchecked Sendable {
         lockbox = try Self.makeLockbox(configuration: configuration, rules: loaded.lockboxPolicy, directory: liveDirectory,
                                        audit: audit, clock: clock, logger: logger)
         try audit.record(AuditEvent(time: clock.now(), kind: .policyLoad, fields: loadFields(loaded)))
+        // Sessions live only inside this process and no other daemon uses this
+        // store, so a grant still active now was left by a daemon that died
+        // (kill -9, power loss) with its session: end it.
+        let orphaned = lockbox.endElevations(ofSessionsOtherThan: [], reason: "its session ended with the previous daemon")
+        if !orphaned.isEmpty {
+            logger.notice("ended elevations left active by the previous daemon",
+                          metadata: ["requests": "\(orphaned.map { String($0.id) }.joined(separator: ","))"])
+        }
     }
 
     private func loadFields(_ loaded: PolicyBundle) -> [String: String] {
@@ -164,9 +176,9 @@ public final class GatewayContext: @unchecked Sendable {
     func beginShutdown() { shutdownLock.withLock { shuttingDown = true } }
 
     /// What `--check-config` prints after a successful validation.
-    public func summary() -> String {
+    public static func summary(_ configuration: GatewayConfiguration, _ bundle: PolicyBundle) -> String {
         var lines = ["configuration OK"]
-        let policy = self.policy, keysByUser = self.keysByUser
+        let policy = bundle.policy, keysByUser = bundle.keys, warnings = bundle.warnings
         lines.append("  policy:    \(configuration.policyDirectory): \(policy.cmdlets.count) cmdlets, \(policy.roles.count) roles")
         lines.append("  directory: \(configuration.directoryFile): \(keysByUser.count) users")
         for warning in warnings { lines.append("  \(warning)") }
@@ -177,6 +189,17 @@ public final class GatewayContext: @unchecked Sendable {
     public static func libexecDirectory() -> String {
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         return URL(fileURLWithPath: exe).deletingLastPathComponent().path
+    }
+}
+
+/// Why the daemon cannot start, in words for the operator.
+struct GatewayStartupError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+
+    static func alreadyRunning(_ stateDirectory: String) -> GatewayStartupError {
+        GatewayStartupError("another gatehoused is running on the state directory \(stateDirectory) "
+                            + "(it holds \(DaemonLock.fileName)); one daemon per state directory")
     }
 }
 

@@ -297,12 +297,32 @@ public final class Lockbox: @unchecked Sendable {
             logger?.error("Lockbox store unreadable while ending elevations: \(error)")
             return []
         }
+        return endGrants(active, actor: user, reason: reason)
+    }
+
+    /// Ends every active grant bound to a session not in `live`: at daemon
+    /// start (nothing is live yet) these are grants whose session died with
+    /// the previous daemon. Only for a store this process alone serves.
+    @discardableResult
+    public func endElevations(ofSessionsOtherThan live: Set<SessionID>, reason: String) -> [LockboxRequest] {
+        let active: [LockboxRequest]
+        do {
+            active = try store.requests(RequestQuery(states: [.active], limit: 10_000))
+        } catch {
+            logger?.error("Lockbox store unreadable while ending orphaned elevations: \(error)")
+            return []
+        }
+        return endGrants(active.filter { $0.session.map { !live.contains($0) } ?? false }, actor: nil, reason: reason)
+    }
+
+    /// Ends active grants, each in its own session. A grant whose time already
+    /// ran out is recorded as expired, not as ended.
+    private func endGrants(_ active: [LockboxRequest], actor: UserName?, reason: String) -> [LockboxRequest] {
         let now = clock.now()
         return active.compactMap { request in
-            // A grant whose time already ran out is recorded as expired, not as ended by the user.
             if let deadline = request.deadline, deadline <= now { return try? expire(request) }
-            return try? end(request, event: .cancel, kind: .elevationEnd, actor: user, reason: reason, session: session,
-                            onlyInSession: session)
+            return try? end(request, event: .cancel, kind: .elevationEnd, actor: actor, reason: reason,
+                            session: request.session, onlyInSession: request.session)
         }
     }
 

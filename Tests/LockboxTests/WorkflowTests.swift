@@ -242,6 +242,25 @@ final class WorkflowTests: XCTestCase {
         XCTAssertEqual(h.lockbox.claim(user: World.alice, session: s2, now: h.clock.now()).grants.count, 2)
     }
 
+    func testGrantsOfSessionsThatDiedWithTheDaemonAreEndedAtStart() throws {
+        let h = try Harness()
+        let (a, sa) = try h.withSecret()
+        let (b, sb) = try h.withSecret("fabrikam")
+        _ = try h.lockbox.redeem(id: a, secret: Array(sa.utf8), by: World.alice, session: s1)
+        _ = try h.lockbox.redeem(id: b, secret: Array(sb.utf8), by: World.alice, session: s2)
+        let ended = h.lockbox.endElevations(ofSessionsOtherThan: [s2], reason: "its session ended with the previous daemon")
+        XCTAssertEqual(ended.map(\.id), [a])
+        XCTAssertEqual(try h.store.request(id: a)?.state, .cancelled)
+        XCTAssertEqual(try h.store.request(id: b)?.state, .active, "a live session keeps its grant")
+        let event = try XCTUnwrap(h.audit.events(of: .elevationEnd).last)
+        XCTAssertEqual(event.session, s1)
+        XCTAssertEqual(event.fields["actor"], "lockbox")
+        XCTAssertEqual(event.fields["reason"], "its session ended with the previous daemon")
+        // A grant whose time ran out meanwhile is recorded as expired.
+        h.clock.advance(by: 3 * 3600)
+        XCTAssertEqual(h.lockbox.endElevations(ofSessionsOtherThan: [], reason: "restart").map(\.state), [.expired])
+    }
+
     func testRequesterMayCancelButNotOthers() throws {
         let h = try Harness()
         let r = try h.submit()

@@ -116,3 +116,45 @@ def test_requests_survive_a_restart_and_a_used_secret_stays_used(hooked):
             await shell.close()
 
     run(after_restart())
+
+
+def test_a_grant_does_not_outlive_a_killed_daemon_and_one_daemon_per_state_dir(hooked):
+    """Runs after the restart test: kill -9 while elevated, then start again."""
+    import os
+    import signal
+    import subprocess
+    from gatehouse_harness import BUILD
+    rid = approved_request(hooked)
+
+    async def elevate_then_kill():
+        shell = await Shell.open(hooked, "alice")
+        secret = await shell.fetch_secret(rid)
+        assert "Elevated" in await shell.elevate(rid, secret)
+        os.kill(hooked.proc.pid, signal.SIGKILL)
+        hooked.proc.wait(10)
+    try:
+        run(elevate_then_kill())
+    except Exception:
+        pass  # the connection dies with the daemon
+    assert hooked.proc.returncode == -signal.SIGKILL
+    shown = hooked.cli("lockbox", "show", str(rid)).stdout
+    assert re.search(r"State\s+: active", shown), "the store still says active: nothing ran to end it\n" + shown
+
+    hooked.start()
+    shown = hooked.cli("lockbox", "show", str(rid)).stdout
+    assert re.search(r"State\s+: cancelled", shown), shown
+    ended = [e for e in hooked.audit_events() if e["kind"] == "elevation.end" and e["fields"].get("requestID") == str(rid)]
+    assert ended and ended[-1]["fields"]["reason"] == "its session ended with the previous daemon", ended
+
+    # A second daemon on the same state directory is refused: two writers
+    # would fork the audit chain. --check-config only reads, so it still works.
+    before = (hooked.state_dir / "audit.log").read_bytes()
+    args = [str(BUILD / "gatehoused"), "--demo", "--state-dir", str(hooked.state_dir), "--listen", "127.0.0.1:0",
+            "--policy-dir", str(hooked.state_dir.parent / "policies")]
+    second = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert second.returncode != 0
+    assert "another gatehoused is running on the state directory" in second.stderr, second.stderr
+    check = subprocess.run(args + ["--check-config"], capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0 and "configuration OK" in check.stdout, check.stdout + check.stderr
+    assert (hooked.state_dir / "audit.log").read_bytes()[:len(before)] == before
+    assert hooked.cli("audit", "verify").returncode == 0
