@@ -13,11 +13,16 @@ public protocol CommandOutput: AnyObject {
     /// written, because sanitising first would corrupt valid JSON (a raw
     /// U+2028 or C1 character inside a string is legal JSON).
     var receivesRawStdout: Bool { get }
+    /// Called on the command's own thread every few tens of milliseconds
+    /// while a backend runs, so the session can say something meanwhile
+    /// (a warning that the session is about to be logged off).
+    func tick()
 }
 
 extension CommandOutput {
     public var terminalColumns: Int? { nil }
     public var receivesRawStdout: Bool { false }
+    public func tick() {}
 }
 
 /// Holds a JSON backend's stdout for the formatters (it is already bounded
@@ -32,6 +37,7 @@ final class CapturingOutput: CommandOutput {
     func stderr(_ bytes: [UInt8]) { inner.stderr(bytes) }
     var terminalColumns: Int? { inner.terminalColumns }
     var receivesRawStdout: Bool { true }
+    func tick() { inner.tick() }
 }
 
 /// Sanitises a byte stream for a terminal without breaking a UTF-8 sequence

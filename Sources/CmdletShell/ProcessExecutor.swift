@@ -151,6 +151,7 @@ public struct ProcessExecutor: CommandExecutor {
         var buffer = [UInt8](repeating: 0, count: 65536)
 
         while true {
+            output.tick()
             let now = Monotonic.now()
             if exitedAt == nil && ChildStatus.hasExited(pid) {
                 exitedAt = now

@@ -17,6 +17,27 @@ final class ExecutorTests: XCTestCase {
         XCTAssertLessThan(Date().timeIntervalSince(started), 5)
     }
 
+    func testTickIsCalledOnTheCommandThreadWhileTheBackendRuns() throws {
+        final class TickingOutput: CommandOutput {
+            var ticks = 0
+            var threads = Set<String>()
+            func stdout(_ bytes: [UInt8]) {}
+            func stderr(_ bytes: [UInt8]) {}
+            func tick() {
+                ticks += 1
+                threads.insert("\(Thread.current)")
+            }
+        }
+        let output = TickingOutput()
+        let request = ExecutionRequest(argv: ["/bin/sleep", "0.5"], environment: [:], workingDirectory: "/",
+                                       timeoutSeconds: 10, outputLimit: 1024)
+        let result = try ProcessExecutor().run(request, output: output, cancellation: nil)
+        XCTAssertEqual(result.exitStatus, 0)
+        // The loop polls every 50 ms at most: a 500 ms backend gives several ticks.
+        XCTAssertGreaterThanOrEqual(output.ticks, 5)
+        XCTAssertEqual(output.threads, ["\(Thread.current)"], "ticks run on the caller's thread only")
+    }
+
     func testStdinIsDevNullAndNoExtraDescriptorsLeak() throws {
         let output = BufferOutput()
         // `cat` sees EOF at once; /proc/self/fd shows only 0, 1, 2 (and the one ls opens).

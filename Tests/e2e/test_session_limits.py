@@ -208,3 +208,28 @@ def test_lifetime_forces_logoff_even_when_active_and_ends_backend(tmp_path):
                    for e in gw.audit_events())
     finally:
         gw.stop()
+
+
+def test_lifetime_warnings_reach_the_user_while_a_command_runs(tmp_path):
+    """Both warnings (3 s and 1 s before a 6 s lifetime) fall due while one
+    long backend runs: they are shown then, not lost or held back."""
+    gw = Gateway(tmp_path / "state", extra_args=["--policy-dir", str(policy_with_wait(tmp_path))],
+                 config={"maxSessionLifetime": "6s", "idleTimeout": "1h"}).start()
+    try:
+        async def go():
+            async with await connect(gw, "alice") as conn:
+                proc, out = await open_shell(conn, term_type="xterm")
+                await wait_for_text(out, "> ", 5)
+                proc.stdin.write("Start-Wait 60\r")
+                await asyncio.wait_for(out.closed.wait(), 20)
+                return out.text
+        text = run(go())
+        during = text.split("Start-Wait 60", 1)[1].split("Start-Wait was stopped", 1)[0]
+        warnings = re.findall(r"maximum lifetime in (\d+) seconds?", during)
+        assert [int(w) for w in warnings] == [3, 1], text
+        assert "alice> " not in during, "no prompt is drawn in the middle of a running command"
+        kinds = [e["fields"]["remainingSeconds"] for e in gw.audit_events()
+                 if e["kind"] == "session.warning" and e["fields"]["limit"] == "maxSessionLifetime"]
+        assert kinds == ["3", "1"], kinds
+    finally:
+        gw.stop()

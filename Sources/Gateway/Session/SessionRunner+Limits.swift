@@ -59,6 +59,22 @@ extension SessionRunner {
         }
     }
 
+    /// The lifetime warning that is due, if any, once per offset: between
+    /// commands (`checkLimits`) and while a backend runs (`tick`).
+    func warnOfLifetime(duringCommand: Bool) {
+        guard var state = limits else { return }
+        let offsets = Self.warningOffsets(for: gateway.configuration.maxSessionLifetimeSeconds)
+        let left = state.lifetimeEnd.timeIntervalSince(gateway.clock.now())
+        guard left > 0, let offset = offsets.first(where: { left <= Double($0) && !state.lifetimeWarned.contains($0) })
+        else { return }
+        state.lifetimeWarned.formUnion(offsets.filter { $0 >= offset })
+        limits = state
+        let seconds = Int(left.rounded(.up))
+        audit(.sessionWarning, ["limit": "maxSessionLifetime", "remainingSeconds": String(seconds)])
+        broadcast("Warning: this session reaches its maximum lifetime in \(Self.spell(seconds)) and will be logged off.",
+                  duringCommand: duringCommand)
+    }
+
     private func lifetimeEndMessage() -> String {
         "This session reached its maximum lifetime of "
             + "\(Self.spell(gateway.configuration.maxSessionLifetimeSeconds)) and was logged off."
@@ -89,24 +105,18 @@ extension SessionRunner {
     /// idle and lifetime clocks with their warnings. Returns why the session
     /// must end now, or nil.
     func checkLimits() -> SessionRegistry.EndRequest? {
-        guard var state = limits else { return nil }
-        defer { limits = state }
+        guard let lifetimeEnd = limits?.lifetimeEnd else { return nil }
         if let request = gateway.sessions.endRequest(session) { return request }
         let c = gateway.configuration
         let now = gateway.clock.now()
 
-        let lifetimeLeft = state.lifetimeEnd.timeIntervalSince(now)
-        if lifetimeLeft <= 0 {
+        if lifetimeEnd.timeIntervalSince(now) <= 0 {
             return .init(reason: "lifetime", message: lifetimeEndMessage())
         }
-        for offset in Self.warningOffsets(for: c.maxSessionLifetimeSeconds)
-        where lifetimeLeft <= Double(offset) && !state.lifetimeWarned.contains(offset) {
-            state.lifetimeWarned.formUnion(Self.warningOffsets(for: c.maxSessionLifetimeSeconds).filter { $0 >= offset })
-            let left = Int(lifetimeLeft.rounded(.up))
-            audit(.sessionWarning, ["limit": "maxSessionLifetime", "remainingSeconds": String(left)])
-            broadcast("Warning: this session reaches its maximum lifetime in \(Self.spell(left)) and will be logged off.")
-            break
-        }
+        warnOfLifetime(duringCommand: false)
+
+        guard var state = limits else { return nil }
+        defer { limits = state }
 
         let idleLeft = TimeInterval(c.idleTimeoutSeconds) - now.timeIntervalSince(state.lastInput)
         if idleLeft <= 0 {

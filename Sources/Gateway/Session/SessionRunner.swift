@@ -331,10 +331,12 @@ final class SessionRunner {
     }
 
     /// Writes `text` to every open channel (warnings), on stderr.
-    func broadcast(_ text: String) {
+    /// Tells every started channel; the prompt is shown again after it,
+    /// unless a command is running (its output continues instead).
+    func broadcast(_ text: String, duringCommand: Bool = false) {
         for state in channels.values where state.channel.isOpen && state.started {
             write(state, Array("\n\(text)\n".utf8), stderr: true)
-            if state.editor != nil { prompt(state) }
+            if state.editor != nil && !duringCommand { prompt(state) }
         }
     }
 
@@ -412,6 +414,9 @@ final class SessionRunner {
         func stdout(_ bytes: [UInt8]) { runner.write(state, bytes, stderr: false) }
         func stderr(_ bytes: [UInt8]) { runner.write(state, bytes, stderr: true) }
         var terminalColumns: Int? { state.pty.map(\.columns) }
+        /// A lifetime warning falls due while the backend runs: say it now,
+        /// not after the command (which the logoff may cut short).
+        func tick() { runner.warnOfLifetime(duringCommand: true) }
         /// The one-time secret: straight to this channel, bypassing `write`,
         /// so whatever records session output must never see it.
         func sensitive(_ bytes: [UInt8]) { runner.writeUnrecorded(state, bytes) }
