@@ -390,7 +390,7 @@ public enum Pipeline {
         let headers = columns.map { TerminalText.sanitize($0, keepLineBreaks: false) }
         let rows = items.map { item in columns.map { cell(item.property($0) ?? .null) } }
         var widths = headers.indices.map { c in
-            min(80, max(headers[c].unicodeScalars.count, rows.map { $0[c].unicodeScalars.count }.max() ?? 0))
+            min(80, max(TerminalText.columns(headers[c]), rows.map { TerminalText.columns($0[c]) }.max() ?? 0))
         }
         // Fit the terminal the way Format-Table does: very wide columns give
         // way first, then columns are dropped from the right (and named in a
@@ -406,10 +406,19 @@ public enum Pipeline {
         while total() > width, shown.count > 1 { shown.removeLast() }
         while total() > width, shrinkWidest(above: 6) {}
         let hidden = headers.indices.filter { !shown.contains($0) }.map { headers[$0] }
+        /// Pads or cuts to exactly `w` terminal columns; a cut ends in '…'.
         func fit(_ text: String, _ w: Int) -> String {
-            let s = Array(text.unicodeScalars)
-            if s.count > w { return String(String.UnicodeScalarView(s.prefix(max(0, w - 1)))) + "…" }
-            return text + String(repeating: " ", count: w - s.count)
+            let used = TerminalText.columns(text)
+            if used <= w { return text + String(repeating: " ", count: w - used) }
+            var kept = String.UnicodeScalarView()
+            var taken = 0
+            for scalar in text.unicodeScalars {
+                let c = TerminalText.columns(of: scalar)
+                if taken + c > w - 1 { break }
+                kept.append(scalar)
+                taken += c
+            }
+            return String(kept) + "…" + String(repeating: " ", count: max(0, w - 1 - taken))
         }
         func line(_ cells: [String]) -> String {
             var out = shown.map { fit(cells[$0], widths[$0]) }.joined(separator: " ")
@@ -431,10 +440,10 @@ public enum Pipeline {
         for item in items {
             guard case .object(let pairs) = item else { blocks.append(cell(item) + "\n"); continue }
             let keys = pairs.map { TerminalText.sanitize($0.key, keepLineBreaks: false) }
-            let pad = keys.map { $0.unicodeScalars.count }.max() ?? 0
+            let pad = keys.map { TerminalText.columns($0) }.max() ?? 0
             var block = ""
             for (key, pair) in zip(keys, pairs) {
-                block += key + String(repeating: " ", count: pad - key.unicodeScalars.count) + " : " + cell(pair.value) + "\n"
+                block += key + String(repeating: " ", count: pad - TerminalText.columns(key)) + " : " + cell(pair.value) + "\n"
             }
             blocks.append(block)
         }

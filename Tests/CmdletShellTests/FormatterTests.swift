@@ -52,8 +52,33 @@ final class FormatterTests: XCTestCase {
         XCTAssertEqual(try render("Format-Table Tag", columns: 20), "Tag\n--------------\nx\\x1b[2J\n\nlong text here\n")
         let narrow = try render("Format-Table -Property Tag,Name", columns: 20)
         XCTAssertEqual(narrow.split(separator: "\n")[4], "long text here c")
-        XCTAssertEqual(try Pipeline.table([.object([("T", .string(String(repeating: "x", count: 30)))])], width: 20),
+        XCTAssertEqual(Pipeline.table([.object([("T", .string(String(repeating: "x", count: 30)))])], width: 20),
                        "T\n--------------------\nxxxxxxxxxxxxxxxxxxx…\n")
+    }
+
+    func testTableCountsTerminalColumnsNotScalars() {
+        // 東京 is four columns wide; "e\u{301}" (e + combining acute) one.
+        let items: [JSONValue] = [.object([("City", .string("\u{6771}\u{4EAC}")), ("N", .number("1"))]),
+                                  .object([("City", .string("Caf" + "e\u{301}")), ("N", .number("2"))])]
+        XCTAssertEqual(Pipeline.table(items, width: 80), """
+        City N
+        ---- -
+        \u{6771}\u{4EAC} 1
+        Cafe\u{301} 2
+
+        """)
+        // A cut never splits a wide character across the column edge.
+        let wide: [JSONValue] = [.object([("T", .string(String(repeating: "\u{6F22}", count: 20)))])]
+        let lines = Pipeline.table(wide, width: 10).split(separator: "\n")
+        XCTAssertEqual(lines[2], Substring(String(repeating: "\u{6F22}", count: 4) + "…"))
+        XCTAssertEqual(lines.map { TerminalText.columns(String($0)) }, [1, 10, 9])
+    }
+
+    func testBidiControlsAreShownEscaped() {
+        // U+202E would display "txt.exe" as "exe.txt"-like text; it is shown escaped instead.
+        XCTAssertEqual(TerminalText.sanitize("invoice\u{202E}txt.exe"), "invoice\\u{202e}txt.exe")
+        XCTAssertEqual(TerminalText.sanitize("a\u{2066}b\u{2069}\u{200F}"), "a\\u{2066}b\\u{2069}\\u{200f}")
+        XCTAssertEqual(TerminalText.sanitize("\u{05D0}\u{05D1}"), "\u{05D0}\u{05D1}", "Hebrew letters themselves pass")
     }
 
     func testSelectWhereSortMeasure() throws {

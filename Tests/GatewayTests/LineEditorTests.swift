@@ -27,6 +27,22 @@ final class LineEditorTests: XCTestCase {
         XCTAssertEqual(editor.feed(bytes("\r")).events, [.line(bytes("a"))])
     }
 
+    func testBackspaceErasesAsManyColumnsAsTheEchoTook() {
+        var editor = LineEditor(echo: true, maxLineBytes: 100)
+        _ = editor.feed(bytes("a\u{6F22}"))           // 漢: two columns
+        XCTAssertEqual(editor.feed([0x7f]).echo, [0x08, 0x08, 0x20, 0x20, 0x08, 0x08])
+        _ = editor.feed([0x01])                          // echoed as ^A
+        XCTAssertEqual(editor.feed([0x7f]).echo, [0x08, 0x08, 0x20, 0x20, 0x08, 0x08])
+        _ = editor.feed(bytes("e\u{301}"))              // e + combining acute: the mark takes no column
+        XCTAssertEqual(editor.feed([0x7f]).echo, [])
+        XCTAssertEqual(editor.feed([0x7f]).echo, [0x08, 0x20, 0x08])
+        XCTAssertEqual(editor.feed(bytes("\r")).events, [.line(bytes("a"))])
+        _ = editor.feed(bytes("\u{6F22}b"))
+        // Ctrl-U erases the whole echo: 2 + 1 columns.
+        XCTAssertEqual(editor.feed([0x15]).echo, [0x08, 0x08, 0x08, 0x20, 0x20, 0x20, 0x08, 0x08, 0x08])
+        XCTAssertEqual(LineEditor.echoColumns([0x09, 0xff, 0x41][...]), 3)
+    }
+
     func testEscapeSequencesAreSwallowed() {
         var editor = LineEditor(echo: true, maxLineBytes: 100)
         let (echo, events) = editor.feed(bytes("ab\u{1b}[A\u{1b}[1;5Dc\r"))

@@ -1,3 +1,5 @@
+import GatehouseCore
+
 /// Turns the bytes a client types into command lines.
 ///
 /// With a pty the server echoes (the client's terminal is in raw mode), so
@@ -65,7 +67,10 @@ struct LineEditor {
             case 0x04:
                 if buffer.isEmpty && !overflowed { events.append(.endOfInput) }
             case 0x7f, 0x08:
-                if removeLastCharacter() && echo { out += [0x08, 0x20, 0x08] }
+                if let removed = removeLastCharacter(), echo {
+                    let n = Self.echoColumns(removed)
+                    out += Array(repeating: 0x08, count: n) + Array(repeating: 0x20, count: n) + Array(repeating: 0x08, count: n)
+                }
             case 0x15:   // Ctrl-U: kill the line
                 if echo { out += Array(repeating: 0x08, count: displayWidth) + Array(repeating: 0x20, count: displayWidth) + Array(repeating: 0x08, count: displayWidth) }
                 buffer.removeAll()
@@ -102,17 +107,44 @@ struct LineEditor {
         return (out, events)
     }
 
-    /// The number of terminal columns the current line occupies (1 per scalar).
-    private var displayWidth: Int {
-        buffer.reduce(0) { $0 + (($1 & 0xc0) == 0x80 ? 0 : 1) }
+    /// The number of terminal columns the current line's echo occupies.
+    private var displayWidth: Int { Self.echoColumns(buffer[...]) }
+
+    /// Columns the echo of `bytes` took: caret notation (`^A`) for a control
+    /// byte, one column for a tab (echoed as a space) or a stray byte, and
+    /// the character's own width otherwise (two for CJK, none for a
+    /// combining mark), so erasing it erases exactly that much.
+    static func echoColumns(_ bytes: ArraySlice<UInt8>) -> Int {
+        var total = 0
+        var i = bytes.startIndex
+        while i < bytes.endIndex {
+            let lead = bytes[i]
+            var end = i + 1
+            while end < bytes.endIndex, (bytes[end] & 0xc0) == 0x80 { end += 1 }
+            if lead == 0x09 {
+                total += 1
+            } else if lead < 0x20 || lead == 0x7f {
+                total += 2
+            } else if lead < 0x80 {
+                total += 1
+            } else if let scalar = String(validating: bytes[i..<end], as: UTF8.self)?.unicodeScalars.first {
+                total += TerminalText.columns(of: scalar)
+            } else {
+                total += end - i    // invalid UTF-8: the terminal shows a replacement per byte
+            }
+            i = end
+        }
+        return total
     }
 
-    /// Removes the last UTF-8 scalar (all its continuation bytes).
-    private mutating func removeLastCharacter() -> Bool {
-        guard !buffer.isEmpty else { return false }
-        while let last = buffer.popLast() {
-            if (last & 0xc0) != 0x80 { break }
-        }
-        return true
+    /// Removes the last UTF-8 scalar (all its continuation bytes) and
+    /// returns its bytes; nil when the line is empty.
+    private mutating func removeLastCharacter() -> ArraySlice<UInt8>? {
+        guard !buffer.isEmpty else { return nil }
+        var start = buffer.endIndex - 1
+        while start > buffer.startIndex, (buffer[start] & 0xc0) == 0x80 { start -= 1 }
+        let removed = buffer[start...]
+        defer { buffer.removeSubrange(start...) }
+        return Array(removed)[...]
     }
 }
