@@ -228,6 +228,7 @@ def test_lifetime_warnings_reach_the_user_while_a_command_runs(tmp_path):
         warnings = re.findall(r"maximum lifetime in (\d+) seconds?", during)
         assert [int(w) for w in warnings] == [3, 1], text
         assert "alice> " not in during, "no prompt is drawn in the middle of a running command"
+        assert "alice> " not in text.split("Start-Wait was stopped", 1)[1], "nor after it, when the session ends"
         kinds = [e["fields"]["remainingSeconds"] for e in gw.audit_events()
                  if e["kind"] == "session.warning" and e["fields"]["limit"] == "maxSessionLifetime"]
         assert kinds == ["3", "1"], kinds

@@ -253,7 +253,9 @@ final class SessionRunner {
                 return false
             }
             if endForAuditFailure(state) { return false }
-            if state.secretPrompt == nil { prompt(state) }
+            // No fresh prompt when the session is about to end (a kill or the
+            // lifetime stopped that command): the goodbye follows at once.
+            if state.secretPrompt == nil && gateway.sessions.endRequest(session) == nil { prompt(state) }
         }
         return true
     }
