@@ -42,9 +42,9 @@ public final class CmdletInterpreter: @unchecked Sendable {
     public func run(line: [UInt8], claim: AccessClaim, snapshot: PolicySnapshot, context: ExecutionContext,
                     output: CommandOutput, cancellation: CancellationFlag? = nil) -> LineOutcome {
         if let commandProvider, case .success(let tokens) = Lexer.tokenize(line), let head = tokens.first,
-           head.kind == .bare, commandProvider.handles(head.text) {
-            return .completed(exitStatus: commandProvider.run(name: head.text, arguments: tokens.dropFirst(),
-                                                              claim: claim, output: output))
+           head.kind == .bare, let name = commandProvider.commandName(head.text) {
+            return runProvided(commandProvider, name: name, arguments: tokens.dropFirst(), line: line, claim: claim,
+                               output: output)
         }
         switch evaluate(line: line, claim: claim, snapshot: snapshot, context: context) {
         case .empty:
@@ -88,6 +88,34 @@ public final class CmdletInterpreter: @unchecked Sendable {
         let place = rejection.column.map { " (column \($0))" } ?? ""
         output.stderr(Array((TerminalText.sanitize(rejection.message, keepLineBreaks: false) + place + "\n").utf8))
         return .completed(exitStatus: rejection.exitStatus)
+    }
+
+    /// A command the embedding application answers (the Lockbox workflow):
+    /// audited like a cmdlet, before it runs and failing closed, and its
+    /// exit status after. Its own decisions (an approval refused) are the
+    /// provider's events.
+    private func runProvided(_ provider: ShellCommandProvider, name: String, arguments: ArraySlice<Token>,
+                             line: [UInt8], claim: AccessClaim, output: CommandOutput) -> LineOutcome {
+        var fields = provider.auditFields(command: name, arguments: arguments)
+        fields["line"] = AuditText.line(line)
+        fields["cmdlet"] = name
+        fields["role"] = "(Lockbox workflow)"
+        do {
+            try audit.record(AuditEvent(time: clock.now(), kind: .commandAllowed, user: claim.user.rawValue,
+                                        session: claim.session, fields: fields))
+        } catch {
+            output.stderr(Array("audit log unavailable; command refused\n".utf8))
+            return .completed(exitStatus: ExitStatus.auditUnavailable)
+        }
+        let started = clock.now()
+        let status = provider.run(name: name, arguments: arguments, claim: claim, output: output)
+        let elapsed = max(0, clock.now().timeIntervalSince(started))
+        try? audit.record(AuditEvent(time: clock.now(), kind: .commandFinished, user: claim.user.rawValue,
+                                     session: claim.session, fields: [
+                                         "cmdlet": name, "exitStatus": String(status),
+                                         "durationMs": String(Int((elapsed * 1000).rounded())),
+                                     ]))
+        return .completed(exitStatus: status)
     }
 
     private func runAllowed(_ command: AllowedCommand, line: [UInt8], claim: AccessClaim, snapshot: PolicySnapshot,
@@ -168,7 +196,7 @@ public final class CmdletInterpreter: @unchecked Sendable {
 }
 
 /// Text for audit fields: sanitised, bounded, and unambiguous.
-enum AuditText {
+public enum AuditText {
     /// The typed line, sanitised (invalid UTF-8 shows as U+FFFD) and bounded.
     static func line(_ bytes: [UInt8]) -> String {
         let bounded = bytes.count > Lexer.maxLineBytes ? Array(bytes.prefix(Lexer.maxLineBytes)) : bytes
@@ -181,7 +209,7 @@ enum AuditText {
         return String(decoding: data, as: UTF8.self)
     }
 
-    static func jsonObject(_ pairs: [(String, String)]) -> String {
+    public static func jsonObject(_ pairs: [(String, String)]) -> String {
         var dict: [String: String] = [:]
         for (k, v) in pairs { dict[k] = v }
         let data = (try? JSONSerialization.data(withJSONObject: dict, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)

@@ -74,7 +74,15 @@ final class LockboxCommandsTests: XCTestCase {
         XCTAssertEqual(status, 0, (out as! Output).err)
         XCTAssertTrue((out as! Output).out.contains("Request 1 filed: Admin in fabrikam for 90m. Waiting for your manager."),
                       (out as! Output).out)
-        XCTAssertEqual(audit.events(of: .commandAllowed).count, 0, "the provider shadowed the policy cmdlet")
+        // The line is audited like a cmdlet's, with its parameters; the backend-less
+        // provider has no argv.
+        let line = try XCTUnwrap(audit.events(of: .commandAllowed).last)
+        XCTAssertEqual(line.fields["cmdlet"], "New-LockboxRequest")
+        XCTAssertEqual(line.fields["role"], "(Lockbox workflow)")
+        XCTAssertEqual(line.fields["parameters"],
+                       #"{"Duration":"90m","Reason":"disk full","Role":"Admin","Scope":"fabrikam"}"#)
+        XCTAssertNil(line.fields["argv"])
+        XCTAssertEqual(audit.events(of: .commandFinished).last?.fields["exitStatus"], "0")
         let pending = run("bob", "Get-LockboxRequest -Pending").1 as! Output
         XCTAssertTrue(pending.out.contains("1   pending-manager  alice"), pending.out)
         XCTAssertEqual(run("bob", "Approve-LockboxRequest 1").0, 0)
@@ -100,6 +108,30 @@ final class LockboxCommandsTests: XCTestCase {
         XCTAssertEqual(run("alice", "Approve-LockboxRequest -Bogus 1").0, ExitStatus.usage)
         XCTAssertEqual(run("alice", "Get-LockboxRequest -Pending:yes").0, ExitStatus.usage)
         XCTAssertEqual(run("alice", "Exit-Elevation now").0, ExitStatus.usage)
+    }
+
+    func testLockboxLinesAreAuditedFirstAndFailClosed() throws {
+        run("alice", "New-LockboxRequest -Role Admin -Scope fabrikam -Duration 1h -Reason x")
+        XCTAssertEqual(run("bob", "approve-lockboxrequest -Id 1 -Comment ok").0, 0)
+        let approve = try XCTUnwrap(audit.events(of: .commandAllowed).last)
+        XCTAssertEqual(approve.fields["cmdlet"], "Approve-LockboxRequest", "the command's own spelling")
+        XCTAssertEqual(approve.fields["requestID"], "1", "links the line to its request in the index")
+        XCTAssertEqual(approve.fields["line"], "approve-lockboxrequest -Id 1 -Comment ok")
+        let allowedSeq = try XCTUnwrap(audit.events.firstIndex { $0.kind == .commandAllowed && $0.fields["requestID"] == "1" })
+        let approvedSeq = try XCTUnwrap(audit.events.firstIndex { $0.kind == .lockboxApproved })
+        XCTAssertLessThan(allowedSeq, approvedSeq, "the line is on record before the Lockbox acts on it")
+        // A usage error is still on record, with no parameters to show.
+        XCTAssertEqual(run("alice", "Cancel-LockboxRequest -Bogus 1").0, ExitStatus.usage)
+        XCTAssertNil(audit.events(of: .commandAllowed).last?.fields["parameters"])
+        XCTAssertEqual(audit.events(of: .commandFinished).last?.fields["exitStatus"], String(ExitStatus.usage))
+
+        // No audit log, no Lockbox action.
+        run("alice", "New-LockboxRequest -Role Admin -Scope fabrikam -Duration 1h -Reason y")
+        audit.setFailing(true)
+        let (status, out) = run("alice", "Cancel-LockboxRequest -Id 2")
+        XCTAssertEqual(status, ExitStatus.auditUnavailable)
+        XCTAssertEqual((out as! Output).err, "audit log unavailable; command refused\n")
+        XCTAssertEqual(try lockbox.store.request(id: 2)?.state, .pendingManager)
     }
 
     func testPolicyCannotShadowTheLockboxCommands() {

@@ -151,7 +151,13 @@ def test_full_path_alice_bob_carol_secret_elevation_set_mailbox(gateway):
     for kind in ["lockbox.requested", "lockbox.approved", "lockbox.credential", "elevation.start", "elevation.end"]:
         assert kind in kinds, kinds
     allowed = [e for e in events if e["kind"] == "command.allowed" and e["fields"].get("requestID") == str(rid)]
-    assert allowed and allowed[0]["fields"]["scope"] == "contoso"
+    by_cmdlet = {}
+    for e in allowed:
+        by_cmdlet.setdefault(e["fields"]["cmdlet"], []).append(e)
+    assert by_cmdlet["Set-Mailbox"][0]["fields"]["scope"] == "contoso"
+    # The Lockbox lines themselves are on record and linked to the request too.
+    assert [e["user"] for e in by_cmdlet["Approve-LockboxRequest"]] == ["bob", "carol"], by_cmdlet.keys()
+    assert by_cmdlet["Get-LockboxCredential"][0]["user"] == "alice"
     # The secret is nowhere at rest: not in the audit log, not in the store.
     assert secret not in (gateway.state_dir / "audit.log").read_text()
     for path in gateway.state_dir.glob("lockbox.sqlite*"):

@@ -29,7 +29,17 @@ struct LockboxCommands: ShellCommandProvider {
     static let bannerLine = "Elevation: New-LockboxRequest, Get-LockboxRequest [-Pending], Approve-/Deny-/Revoke-/"
         + "Cancel-LockboxRequest -Id N, Get-LockboxCredential -Id N, Enter-Elevation -Id N, Exit-Elevation."
 
-    func handles(_ name: String) -> Bool { Self.canonical(name) != nil }
+    func commandName(_ name: String) -> String? { Self.canonical(name) }
+
+    /// The parsed parameters (a reason, a comment, an id: never a secret)
+    /// and the request id, which links the line to its request in the index.
+    func auditFields(command: String, arguments: ArraySlice<Token>) -> [String: String] {
+        guard case .success(let args) = Self.parse(arguments, spec: Self.parameters[command] ?? [:], command: command)
+        else { return [:] }
+        var fields = ["parameters": AuditText.jsonObject(args.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })]
+        if let id = Self.id(args["Id"]) { fields["requestID"] = String(id) }
+        return fields
+    }
 
     static func canonical(_ name: String) -> String? { names.first { ASCII.equalsIgnoringCase($0, name) } }
 
