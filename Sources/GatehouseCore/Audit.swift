@@ -32,6 +32,8 @@ public enum AuditEventKind: String, Sendable, Codable, CaseIterable {
     case userLockout = "auth.user-lockout"
     case userUnlock = "auth.user-unlock"
     case policyReloadFailed = "policy.reload-failed"
+    /// A session's transcript could not be created or written; the session ends.
+    case transcriptFailed = "transcript.failed"
     /// A signed checkpoint of the audit chain (Transcript's ChainedAuditLog).
     case auditCheckpoint = "audit.checkpoint"
 }

@@ -203,6 +203,10 @@ public enum Daemon {
         sigemptyset(&empty)
         pthread_sigmask(SIG_SETMASK, &empty, nil)
         signal(SIGPIPE, SIG_IGN)
+        // A file-size limit (RLIMIT_FSIZE) must fail the write (EFBIG), which
+        // the audit log and transcripts handle by failing closed, rather than
+        // kill the daemon. Backends get default dispositions again at spawn.
+        signal(SIGXFSZ, SIG_IGN)
     }
 
     /// SIGHUP reloads policy and directory (see `GatewayContext.reload`).

@@ -418,3 +418,66 @@ def test_elevated_session_review_and_no_secret_in_the_transcript(gateway):
     found = gatehouse(gateway.state_dir, "audit", "search", "--cmdlet", "Set-Mailbox", "--scope", "contoso",
                       "--request", str(rid), "--decision", "allow").stdout.decode()
     assert session in found and "1 command(s)" in found, found
+
+
+def test_a_session_that_cannot_be_recorded_does_not_run(tmp_path):
+    """The transcript directory cannot be created (its parent is a file): the
+    exec command is refused with 125 before its backend starts, and the
+    failure is audited."""
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    gw = Gateway(tmp_path / "state", config={"transcriptDirectory": f"{blocker}/transcripts"}).start()
+    try:
+        result = run(run_exec(gw, "alice", "Get-Mailbox -Identity alice"))
+        assert result.exit_status == 125, (result.stdout, result.stderr)
+        assert "Session recording is unavailable; the session ends." in result.stderr
+        assert "alice@contoso.com" not in result.stdout
+        assert gw.invocations() == [], "no backend ran unrecorded"
+        failed = gw.wait_for_audit(lambda e: e["kind"] == "transcript.failed")
+        assert "cannot create the transcript" in failed["fields"]["error"]
+        assert session_end(gw, failed["session"])["fields"]["reason"] == "error"
+        assert not [e for e in gw.audit_events() if e["kind"] == "command.allowed"]
+    finally:
+        gw.stop()
+
+
+def test_a_transcript_that_fills_its_disk_ends_the_session(tmp_path):
+    """Transcripts on a tiny tmpfs that the session's own output fills: the
+    session ends with a message instead of going on unrecorded."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mnt)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.decode().strip()}")
+    gw = Gateway(tmp_path / "state", config={"transcriptDirectory": str(mnt)})
+    try:
+        gw.start()
+
+        async def go():
+            async with await connect(gw, "alice") as conn:
+                proc = await conn.create_process(term_type="xterm", term_size=(200, 50))
+                await asyncio.wait_for(proc.stdout.readuntil("alice> "), 10)
+                tail = ""
+                for _ in range(400):
+                    proc.stdin.write("Get-Mailbox -ResultSize 1000\r")
+                    out = ""
+                    try:
+                        while "alice> " not in out:
+                            chunk = await asyncio.wait_for(proc.stdout.read(65536), 10)
+                            if not chunk:
+                                return tail + out
+                            out += chunk
+                    except asyncio.TimeoutError:
+                        return tail + out
+                    tail = out[-2000:]
+                raise AssertionError("96 KiB of transcript never filled up")
+        tail = run(go())
+        assert "Session recording is unavailable; the session ends." in tail, tail[-500:]
+        failed = gw.wait_for_audit(lambda e: e["kind"] == "transcript.failed")
+        assert "transcript write failed" in failed["fields"]["error"], failed
+        assert session_end(gw, failed["session"])["fields"]["reason"] == "error"
+        # The audit log, on another file system, is whole.
+        assert gatehouse(gw.state_dir, "audit", "verify").returncode == 0
+    finally:
+        gw.stop()
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)

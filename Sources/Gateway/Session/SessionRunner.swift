@@ -18,6 +18,10 @@ final class SessionRunner {
     private var endReason = "disconnect"
     /// The asciicast recording (issue 5); see SessionTranscript.
     let transcript = SessionTranscript()
+    /// The transcript's failure was logged and audited (once per session).
+    private var transcriptFailureNoted = false
+    /// The running command's flag, so a failed recording can stop it.
+    private var running: CancellationFlag?
     /// The elevations this session held at the last look, to tell the user
     /// when one ends (see SessionRunner+Elevation.swift).
     var knownElevations: [Int64: RoleGrant] = [:]
@@ -122,6 +126,12 @@ final class SessionRunner {
                 if !handle(event) { return }
             }
             noticeEndedElevations(on: nil)
+            // A transcript write that failed in the background (disk full)
+            // ends the session at the next turn, not at the next command.
+            if let state = channels.values.first(where: { $0.started && $0.channel.isOpen }),
+               endForRecordFailure(state) {
+                return
+            }
             if let request = checkLimits() {
                 endReason = request.reason
                 endSession(request.message)
@@ -154,6 +164,7 @@ final class SessionRunner {
             guard let state = channels[channel.id], !state.started else { break }
             state.started = true
             startRecording(state, command: nil)
+            if endForRecordFailure(state) { return false }
             state.editor = LineEditor(echo: state.pty != nil, maxLineBytes: Lexer.maxLineBytes)
             state.editor?.completer = { [unowned self] typed in self.complete(typed) }
             write(state, Array(banner().utf8), stderr: false)
@@ -162,13 +173,14 @@ final class SessionRunner {
             guard let state = channels[channel.id], !state.started else { break }
             state.started = true
             startRecording(state, command: command)
+            if endForRecordFailure(state) { return false }
             let status: Int32
             switch runLine(command, on: state) {
             case .endSession: status = 0
             case .completed(let exitStatus): status = exitStatus
             }
             finish(state, status: status)
-            if endForAuditFailure(state) { return false }
+            if endForRecordFailure(state) { return false }
             // The command ran to its end: a disconnect that follows is the
             // client leaving normally, as after `exit` in a shell.
             endReason = "exit"
@@ -252,7 +264,7 @@ final class SessionRunner {
                 finish(state, status: state.lastStatus)
                 return false
             }
-            if endForAuditFailure(state) { return false }
+            if endForRecordFailure(state) { return false }
             // No fresh prompt when the session is about to end (a kill or the
             // lifetime stopped that command): the goodbye follows at once.
             if state.secretPrompt == nil && gateway.sessions.endRequest(session) == nil { prompt(state) }
@@ -280,7 +292,9 @@ final class SessionRunner {
         let cancellation = CancellationFlag()
         let watch = GrantWatch.start(line: line, claim: claim, gateway: gateway, cancellation: cancellation)
         gateway.sessions.setRunning(session, cancellation)
+        running = cancellation
         defer {
+            running = nil
             watch?.stop()
             gateway.sessions.setRunning(session, nil)
             commandFinished()
@@ -301,9 +315,6 @@ final class SessionRunner {
                         term: state.pty?.term, columns: state.pty?.columns ?? 80, rows: state.pty?.rows ?? 24,
                         channel: command == nil ? "shell" : "exec",
                         command: command.map { String(decoding: $0, as: UTF8.self) })
-        if let failure = transcript.openFailure {
-            logger.error("transcript could not be created: \(failure)")
-        }
     }
 
     /// Records typed bytes; typed at the no-echo secret prompt, only a
@@ -312,14 +323,36 @@ final class SessionRunner {
         transcript.input(bytes, redacted: redacted)
     }
 
-    /// If the audit log can no longer be written, the command was refused
-    /// (exit 125) and the session ends: the gateway fails closed.
-    private func endForAuditFailure(_ state: ChannelState) -> Bool {
-        guard gateway.auditFailed else { return false }
+    /// What can no longer record this session, or nil: the audit log, or
+    /// the transcript (it could not be created, or a write failed).
+    private func recordFailure() -> String? {
+        if gateway.auditFailed { return "The audit log is unavailable" }
+        if let failure = transcript.failure {
+            if !transcriptFailureNoted {
+                transcriptFailureNoted = true
+                logger.error("transcript failed; the session ends", metadata: ["error": "\(failure)"])
+                _ = audit(.transcriptFailed, ["error": failure, "directory": gateway.configuration.transcriptDirectory])
+            }
+            return "Session recording is unavailable"
+        }
+        return nil
+    }
+
+    /// While a backend runs: a transcript that stopped recording stops it
+    /// too (within one poll turn), so unrecorded output stays bounded.
+    func stopIfUnrecorded() {
+        if let running, transcript.failure != nil { running.cancel(reason: "session recording is unavailable") }
+    }
+
+    /// Every session is recorded, so when its audit log or its transcript
+    /// can no longer be written the session ends (exit 125): the gateway
+    /// fails closed rather than run unrecorded commands.
+    private func endForRecordFailure(_ state: ChannelState) -> Bool {
+        guard let what = recordFailure() else { return false }
         endReason = "error"
-        write(state, Array("The audit log is unavailable; the session ends.\n".utf8), stderr: true)
+        write(state, Array("\(what); the session ends.\n".utf8), stderr: true)
         finish(state, status: ExitStatus.auditUnavailable)
-        connection.disconnect(message: "audit log unavailable")
+        connection.disconnect(message: what.prefix(1).lowercased() + what.dropFirst())
         return true
     }
 
@@ -418,7 +451,10 @@ final class SessionRunner {
         var terminalColumns: Int? { state.pty.map(\.columns) }
         /// A lifetime warning falls due while the backend runs: say it now,
         /// not after the command (which the logoff may cut short).
-        func tick() { runner.warnOfLifetime(duringCommand: true) }
+        func tick() {
+            runner.warnOfLifetime(duringCommand: true)
+            runner.stopIfUnrecorded()
+        }
         /// The one-time secret: straight to this channel, bypassing `write`,
         /// so whatever records session output must never see it.
         func sensitive(_ bytes: [UInt8]) { runner.writeUnrecorded(state, bytes) }

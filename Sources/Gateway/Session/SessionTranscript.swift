@@ -7,14 +7,22 @@ import Transcript
 /// the session's end reason. One file per session:
 /// `<transcriptDirectory>/<session id>.cast`.
 ///
-/// Recording never blocks a session: if the transcript cannot be created or
-/// written the gateway logs it and the session goes on; the audit log is the
-/// record that fails closed.
+/// Recording fails closed like the audit log: if the transcript cannot be
+/// created or a write fails, `failure` says why and the session ends.
 final class SessionTranscript {
     private var writer: AsciicastWriter?
     private(set) var openFailure: String?
 
     var path: String? { writer?.path }
+
+    /// Why this session can no longer be recorded, or nil while it can.
+    var failure: String? {
+        if let openFailure { return "cannot create the transcript: \(openFailure)" }
+        if let writer, let errno = writer.failureErrno {
+            return "transcript write failed: \(String(cString: strerror(errno)))"
+        }
+        return nil
+    }
 
     /// Opens the file unless it is already open (a second channel shares it).
     func open(directory: String, session: SessionID, user: UserName, node: String, client: String,

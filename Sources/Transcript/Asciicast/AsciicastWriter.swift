@@ -224,10 +224,9 @@ public final class AsciicastWriter: @unchecked Sendable {
         buffer.removeAll(keepingCapacity: buffer.capacity <= 1 << 12)
     }
 
-    /// True once a write failed (disk full); the gateway logs it. Recording
-    /// stops, the session goes on: the audit log, not the transcript, is the
-    /// fail-closed record.
-    public var hasFailed: Bool { lock.withLock { failure != nil } }
+    /// The errno of the first failed write (disk full), after which nothing
+    /// more is written; the gateway then ends the session.
+    public var failureErrno: Int32? { lock.withLock { failure } }
 
     static func formatTime(_ seconds: Double) -> String {
         let micros = Int((seconds * 1e6).rounded())
