@@ -14,8 +14,16 @@ public enum Completion {
     ///   answers itself (the gateway's Lockbox commands), offered to everyone.
     public static func complete(line: [UInt8], claim: AccessClaim, snapshot: PolicySnapshot,
                                 extraCommands: [String] = []) -> [UInt8] {
+        candidates(line: line, claim: claim, snapshot: snapshot, extraCommands: extraCommands).addition
+    }
+
+    /// The addition (as `complete`) and every candidate that matches what
+    /// is typed, for a second Tab to list when there is no unique one.
+    public static func candidates(line: [UInt8], claim: AccessClaim, snapshot: PolicySnapshot,
+                                  extraCommands: [String] = []) -> (addition: [UInt8], candidates: [String]) {
+        let none: (addition: [UInt8], candidates: [String]) = ([], [])
         guard line.count <= Lexer.maxLineBytes, case .success(let scalars) = UTF8Validation.decode(line),
-              !scalars.contains(where: { $0.value < 0x20 && $0 != "\t" }) else { return [] }
+              !scalars.contains(where: { $0.value < 0x20 && $0 != "\t" }) else { return none }
         let text = String(String.UnicodeScalarView(scalars))
         // Words of the current pipeline element, and the one being typed.
         let element = text.split(separator: "|", omittingEmptySubsequences: false).last.map(String.init) ?? ""
@@ -24,7 +32,7 @@ public enum Completion {
         let endsWithSpace = element.last == " " || element.last == "\t"
         let current = endsWithSpace ? "" : (words.last ?? "")
         let previous = endsWithSpace ? words : Array(words.dropLast())
-        if current.contains("'") || current.contains("\"") { return [] }
+        if current.contains("'") || current.contains("\"") { return none }
 
         let visible = Authorizer.visibleCmdlets(claim: claim, snapshot: snapshot)
         var candidates: [String] = []
@@ -42,16 +50,17 @@ public enum Completion {
         } else if ASCII.equalsIgnoringCase(previous[0], "Get-Help") {
             candidates = visible.map(\.name)
         }
-        let matching = candidates.filter { ASCII.hasPrefixIgnoringCase($0, current) }
-        guard let first = matching.first else { return [] }
+        var seen = Set<String>()
+        let matching = candidates.filter { ASCII.hasPrefixIgnoringCase($0, current) && seen.insert($0).inserted }
+        guard let first = matching.first else { return none }
         if matching.count == 1 {
-            return Array((String(first.unicodeScalars.dropFirst(current.unicodeScalars.count)) + " ").utf8)
+            return (Array((String(first.unicodeScalars.dropFirst(current.unicodeScalars.count)) + " ").utf8), matching)
         }
         // Longest common continuation, ASCII case-insensitively.
         let lowered = matching.map { Array(ASCII.lowercased($0).unicodeScalars) }
         var length = current.unicodeScalars.count
         while lowered.allSatisfy({ $0.count > length && $0[length] == lowered[0][length] }) { length += 1 }
         let spelled = Array(first.unicodeScalars)
-        return Array(String(String.UnicodeScalarView(spelled[current.unicodeScalars.count..<length])).utf8)
+        return (Array(String(String.UnicodeScalarView(spelled[current.unicodeScalars.count..<length])).utf8), matching)
     }
 }

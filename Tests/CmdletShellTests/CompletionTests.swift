@@ -34,6 +34,15 @@ final class CompletionTests: XCTestCase {
         XCTAssertEqual(try complete("smbx alice -ProhibitSendR"), "")
     }
 
+    func testCandidatesForASecondTab() throws {
+        let claim = try makeClaim([RoleGrant(role: "Reader")])
+        let result = Completion.candidates(line: Array("Get-".utf8), claim: claim, snapshot: try shellSnapshot())
+        XCTAssertEqual(result.addition, [])
+        XCTAssertTrue(result.candidates.contains("Get-Mailbox") && result.candidates.contains("Get-AccessClaim"), "\(result)")
+        XCTAssertFalse(result.candidates.contains("Set-Mailbox"), "hidden cmdlets are not listed either")
+        XCTAssertEqual(Set(result.candidates).count, result.candidates.count, "each name once")
+    }
+
     func testFormattersAfterAPipe() throws {
         XCTAssertEqual(try complete("Get-Mailbox | Where"), "-Object ")
         XCTAssertEqual(try complete("Get-Mailbox | Format-"), "")

@@ -76,18 +76,35 @@ final class LineEditorTests: XCTestCase {
     func testTabAsksTheCompleterOnlyWithEcho() {
         var editor = LineEditor(echo: true, maxLineBytes: 100)
         var asked: [[UInt8]] = []
-        editor.completer = { typed in asked.append(typed); return typed == Array("Get-Ma".utf8) ? Array("ilbox ".utf8) : [] }
+        editor.completer = { typed in
+            asked.append(typed)
+            return typed == Array("Get-Ma".utf8) ? (Array("ilbox ".utf8), ["Get-Mailbox"]) : ([], [])
+        }
         let (echo, _) = editor.feed(Array("Get-Ma\t".utf8))
         XCTAssertEqual(echo, Array("Get-Mailbox ".utf8))
         XCTAssertEqual(editor.feed(Array("x\t\r".utf8)).events, [.line(Array("Get-Mailbox x".utf8))])
         XCTAssertEqual(asked.count, 2)
         // Nothing to complete rings the bell and changes nothing.
         var quiet = LineEditor(echo: true, maxLineBytes: 100)
-        quiet.completer = { _ in [] }
+        quiet.completer = { _ in ([], []) }
         XCTAssertEqual(quiet.feed(Array("a\t".utf8)).echo, [0x61, 0x07])
+        XCTAssertEqual(quiet.feed(Array("\t".utf8)).echo, [0x07], "a second Tab with no candidates rings again")
         // Without a pty a tab stays a space for the lexer.
         var plain = LineEditor(echo: false, maxLineBytes: 100)
-        plain.completer = { _ in XCTFail("no completion without a pty"); return [] }
+        plain.completer = { _ in XCTFail("no completion without a pty"); return ([], []) }
         XCTAssertEqual(plain.feed(Array("a\tb\n".utf8)).events, [.line(Array("a\tb".utf8))])
+    }
+
+    func testSecondTabListsTheCandidatesAndKeepsTheLine() {
+        var editor = LineEditor(echo: true, maxLineBytes: 100)
+        editor.completer = { _ in ([], ["Get-Mailbox", "Get-MailboxStatistics"]) }
+        XCTAssertEqual(editor.feed(Array("G\u{01}et\t".utf8)).echo.last, 0x07, "the first Tab only rings")
+        let (echo, events) = editor.feed([0x09])
+        XCTAssertEqual(events, [.showCandidates(["Get-Mailbox", "Get-MailboxStatistics"])])
+        XCTAssertTrue(echo.isEmpty)
+        XCTAssertEqual(editor.echoOfLine, Array("G^Aet".utf8), "redrawn as it was echoed")
+        // A Tab after other input is a first Tab again.
+        XCTAssertEqual(editor.feed(Array("x\t".utf8)).events, [])
+        XCTAssertEqual(SessionRunner.columns(["a", "bbb", "cc"], width: 11), "a    bbb\ncc\n")
     }
 }

@@ -555,3 +555,25 @@ def test_tab_completion_offers_only_visible_cmdlets(gateway):
     assert "ItemCount     : 402" in out, out
     assert "Remove-Mail\x07" in out and "Remove-Mailbox" not in out, out
     assert [c["argv"] for c in gateway.invocations()[before:]] == [["statistics", "--identity", "bob"]]
+
+
+def test_a_second_tab_lists_the_visible_candidates(gateway):
+    """Like a shell: the first Tab rings, the second lists what matches
+    (only what alice may run), then the prompt and her line come back."""
+    async def go():
+        async with await connect(gateway, "alice") as conn:
+            proc = await conn.create_process(term_type="xterm", term_size=(120, 24))
+            await asyncio.wait_for(proc.stdout.readuntil("alice> "), 10)
+            proc.stdin.write("Get-Mailbox\t")
+            await asyncio.sleep(0.3)
+            proc.stdin.write("\t")
+            await asyncio.sleep(0.3)
+            proc.stdin.write("Statistics bob\r")
+            proc.stdin.write("exit\r")
+            return await asyncio.wait_for(proc.stdout.read(), 15)
+    out = run(go()).replace("\r", "")
+    listing = out.split("Get-Mailbox\x07\n", 1)[1].split("gatehouse alice> Get-Mailbox", 1)[0]
+    assert set(listing.split()) == {"Get-Mailbox", "Get-MailboxReport", "Get-MailboxStatistics"}, out
+    assert "Remove-Mailbox" not in out and "Set-Mailbox" not in listing
+    assert "gatehouse alice> Get-MailboxStatistics bob\n" in out, out
+    assert "ItemCount     : 402" in out, out

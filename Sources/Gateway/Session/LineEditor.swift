@@ -13,14 +13,20 @@ struct LineEditor {
         case tooLong
         case interrupt      // Ctrl-C: the line is discarded
         case endOfInput     // Ctrl-D on an empty line
+        /// A second Tab with several candidates and nothing to add: show
+        /// them, then the prompt and the line again (`echoOfLine`).
+        case showCandidates([String])
     }
 
     /// Off while a secret is typed (Enter-Elevation): nothing is echoed.
     var echo: Bool
     let maxLineBytes: Int
-    /// Tab completion (only with echo): returns the bytes to append to the
-    /// line typed so far. Without it, a tab is kept as a space.
-    var completer: (([UInt8]) -> [UInt8])?
+    /// Tab completion (only with echo): for the line typed so far, the bytes
+    /// to append and every matching candidate. Without it, a tab is kept as
+    /// a space.
+    var completer: (([UInt8]) -> (addition: [UInt8], candidates: [String]))?
+    /// The previous byte was a Tab that completed nothing.
+    private var lastTabFoundNothing = false
     private var buffer: [UInt8] = []
     private var overflowed = false
     private var lastWasCR = false
@@ -52,6 +58,8 @@ struct LineEditor {
             }
             let wasCR = lastWasCR
             lastWasCR = byte == 0x0d
+            let secondTab = lastTabFoundNothing && byte == 0x09
+            lastTabFoundNothing = false
             switch byte {
             case 0x0d, 0x0a:
                 if byte == 0x0a && wasCR { continue }   // CR LF counts once
@@ -79,9 +87,14 @@ struct LineEditor {
                 escapeState = .escape
             case 0x09 where echo && completer != nil:
                 guard !overflowed, let completer else { continue }
-                let addition = completer(buffer)
+                let (addition, candidates) = completer(buffer)
                 if addition.isEmpty || buffer.count + addition.count > maxLineBytes {
-                    out.append(0x07) // bell: nothing (unique) to complete
+                    if secondTab && candidates.count > 1 {
+                        events.append(.showCandidates(candidates))
+                    } else {
+                        out.append(0x07) // bell: nothing (unique) to complete; a second Tab lists
+                        lastTabFoundNothing = true
+                    }
                 } else {
                     buffer += addition
                     out += addition
@@ -105,6 +118,16 @@ struct LineEditor {
             }
         }
         return (out, events)
+    }
+
+    /// The line as it was echoed (caret notation for control bytes, a space
+    /// for a tab), to draw it again after a listing.
+    var echoOfLine: [UInt8] {
+        var out: [UInt8] = []
+        for byte in buffer {
+            if byte == 0x09 { out.append(0x20) } else if byte < 0x20 || byte == 0x7f { out += [0x5e, byte ^ 0x40] } else { out.append(byte) }
+        }
+        return out
     }
 
     /// The number of terminal columns the current line's echo occupies.

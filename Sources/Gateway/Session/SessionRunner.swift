@@ -259,6 +259,13 @@ final class SessionRunner {
                 state.lastStatus = 2
             case .interrupt:
                 break
+            case .showCandidates(let names):
+                // Like a shell's second Tab: the candidates in columns, then the
+                // prompt and the line typed so far, ready to go on.
+                write(state, Array(("\n" + Self.columns(names, width: state.pty?.columns ?? 80)).utf8), stderr: false)
+                prompt(state)
+                if let line = state.editor?.echoOfLine { write(state, line, stderr: false, raw: true) }
+                continue
             case .endOfInput:
                 endReason = "exit"
                 finish(state, status: state.lastStatus)
@@ -273,11 +280,23 @@ final class SessionRunner {
     }
 
     /// Tab completion with the claim as of now: only what the caller may run.
-    private func complete(_ typed: [UInt8]) -> [UInt8] {
-        guard let user else { return [] }
+    private func complete(_ typed: [UInt8]) -> (addition: [UInt8], candidates: [String]) {
+        guard let user else { return ([], []) }
         let claim = gateway.lockbox.claim(user: user, session: session, now: gateway.clock.now())
-        return Completion.complete(line: typed, claim: claim, snapshot: gateway.policy,
-                                   extraCommands: LockboxCommands.names)
+        return Completion.candidates(line: typed, claim: claim, snapshot: gateway.policy,
+                                     extraCommands: LockboxCommands.names)
+    }
+
+    /// Names laid out in columns across `width`, one line per row.
+    static func columns(_ names: [String], width: Int) -> String {
+        let cell = (names.map { TerminalText.columns($0) }.max() ?? 0) + 2
+        let perRow = max(1, width / max(cell, 1))
+        var out = ""
+        for (i, name) in names.enumerated() {
+            let last = i % perRow == perRow - 1 || i == names.count - 1
+            out += name + (last ? "\n" : String(repeating: " ", count: cell - TerminalText.columns(name)))
+        }
+        return out
     }
 
     /// Runs one line through the gate pipeline with the claim as of now.
