@@ -16,7 +16,8 @@ import Transcript
 /// validated bundle, and a command in flight keeps the snapshot it started
 /// with. Lockbox is created once (it owns the request store) and sees the
 /// directory through `LiveDirectory`, so managers, tenants and baseline
-/// roles follow a reload too; its lockbox.yaml rules are read at start.
+/// roles follow a reload too, and the reload hands it the new lockbox.yaml
+/// rules (with the roles' `maxDuration`).
 public final class GatewayContext: @unchecked Sendable {
     public let configuration: GatewayConfiguration
     public let logger: Logger
@@ -118,6 +119,7 @@ public final class GatewayContext: @unchecked Sendable {
                                                libexecDirectory: Self.libexecDirectory())
             bundleLock.withLock { bundle = loaded }
             liveDirectory.replace(with: loaded.directory)
+            lockbox.replacePolicy(loaded.lockboxPolicy, notifier: Self.notifier(for: loaded.lockboxPolicy, logger: logger))
             for warning in loaded.warnings { logger.warning("\(warning)") }
             var fields = loadFields(loaded)
             fields["reload"] = "true"
@@ -142,13 +144,17 @@ public final class GatewayContext: @unchecked Sendable {
     }
 
     /// The elevation workflow: rules from `<policy>/lockbox.yaml` (absent:
-    /// nothing can be requested), requests in `<state>/lockbox.sqlite`.
+    /// nothing can be requested), requests in `<state>/lockbox.sqlite`. A
+    /// reload replaces the rules (and the roles' `maxDuration` they carry).
     static func makeLockbox(configuration: GatewayConfiguration, rules: LockboxPolicy, directory: LockboxDirectory,
                             audit: AuditSink, clock: Clock, logger: Logger) throws -> Lockbox {
         let store = try SQLiteLockboxStore(path: configuration.stateDirectory + "/lockbox.sqlite")
-        let notifier = rules.notify.map { NotificationHookRunner(hook: $0, logger: logger) }
         return Lockbox(directory: directory, policy: rules, store: store, audit: audit, clock: clock,
-                       notifier: notifier, logger: logger)
+                       notifier: notifier(for: rules, logger: logger), logger: logger)
+    }
+
+    static func notifier(for rules: LockboxPolicy, logger: Logger) -> LockboxNotifier? {
+        rules.notify.map { NotificationHookRunner(hook: $0, logger: logger) }
     }
 
     func authorizedKeys(of user: UserName) -> [SSHPublicKey]? { keysByUser[user] }

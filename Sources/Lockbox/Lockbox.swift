@@ -16,12 +16,14 @@ import Logging
 /// on the store, and is recorded as one audit event with actor, request id
 /// and reason.
 public final class Lockbox: @unchecked Sendable {
-    // Immutable after init except `lastSweep`, which `sweepLock` guards.
+    // Immutable after init except `lastSweep`, which `sweepLock` guards, and
+    // the rules with their notifier, which `rulesLock` guards (SIGHUP).
     private let directory: BaselineRoleSource
-    public let policy: LockboxPolicy
     public let store: LockboxStore
     private let audit: AuditSink
-    private let notifier: LockboxNotifier?
+    private let rulesLock = NSLock()
+    private var currentPolicy: LockboxPolicy
+    private var currentNotifier: LockboxNotifier?
     private let clock: Clock
     private let logger: Logger?
     private let sweepLock = NSLock()
@@ -41,12 +43,27 @@ public final class Lockbox: @unchecked Sendable {
     public init(directory: BaselineRoleSource, policy: LockboxPolicy, store: LockboxStore, audit: AuditSink,
                 clock: Clock, notifier: LockboxNotifier? = nil, logger: Logger? = nil) {
         self.directory = directory
-        self.policy = policy
+        self.currentPolicy = policy
         self.store = store
         self.audit = audit
         self.clock = clock
-        self.notifier = notifier
+        self.currentNotifier = notifier
         self.logger = logger
+    }
+
+    /// The rules in force: who may request what, for how long, with which
+    /// approvals. Read once per operation.
+    public var policy: LockboxPolicy { rulesLock.withLock { currentPolicy } }
+    private var notifier: LockboxNotifier? { rulesLock.withLock { currentNotifier } }
+
+    /// A reload (SIGHUP) brings new rules, e.g. a lowered `maxDuration`: every
+    /// request from now on is judged by them. Requests already filed or
+    /// granted keep what they were approved for.
+    public func replacePolicy(_ policy: LockboxPolicy, notifier: LockboxNotifier?) {
+        rulesLock.withLock {
+            currentPolicy = policy
+            currentNotifier = notifier
+        }
     }
 
     // MARK: - Claim

@@ -122,6 +122,23 @@ final class WorkflowTests: XCTestCase {
         XCTAssertEqual(try h.submit(duration: 4 * 3600).durationSeconds, 4 * 3600)
     }
 
+    func testReloadedRulesApplyToTheNextRequestOnly() throws {
+        let h = try Harness()
+        let filed = try h.submit(duration: 3 * 3600)
+        // An admin lowers maxDuration to 1h and reloads.
+        let snapshot = try PolicyLoader.load(sources: [
+            .init(kind: .cmdlets, file: "cmdlets.yaml", text: World.cmdletsYAML),
+            .init(kind: .roles, file: "roles.yaml",
+                  text: World.policyYAML.replacingOccurrences(of: "maxDuration: 4h", with: "maxDuration: 1h")),
+        ], libexecDirectory: "/usr/libexec")
+        h.lockbox.replacePolicy(try LockboxPolicy.load(text: World.lockboxYAML, file: "lockbox.yaml", snapshot: snapshot),
+                                notifier: nil)
+        XCTAssertLockboxError(try h.submit(duration: 2 * 3600)) {
+            if case .invalidRequest(let m) = $0 { return m.contains("maximum for MailboxAdmin of 1h") } else { return false }
+        }
+        XCTAssertEqual(try h.store.request(id: filed.id)?.durationSeconds, 3 * 3600, "a filed request keeps its duration")
+    }
+
     func testDenialEndsTheRequestAtEitherStage() throws {
         let h = try Harness()
         let a = try h.submit()

@@ -15,7 +15,7 @@ import asyncssh
 import paramiko
 import pytest
 
-from gatehouse_harness import Gateway, KbdintClient, connect, run, totp
+from gatehouse_harness import Gateway, KbdintClient, connect, run, run_exec, totp
 from limits_fixtures import open_shell, policy_with_wait, wait_for_text
 
 BAD = "127.0.0.2"
@@ -303,6 +303,19 @@ def test_sighup_reload_keeps_old_policy_on_error_and_applies_a_good_one(tmp_path
             assert time.time() < deadline
             time.sleep(0.05)
         assert not login_ok(gw, "bob"), "bob lost MailboxReader in the directory"
+
+        # A lowered maxDuration reaches the Lockbox too: a 2h request is now over the limit.
+        request = "New-LockboxRequest -Role MailboxAdmin -Scope fabrikam -Duration 2h -Reason 'disk' -Ticket INC-1"
+        assert run(run_exec(gw, "alice", request)).exit_status == 0, "2h is within the shipped 4h"
+        roles.write_text(roles.read_text().replace("maxDuration: 4h", "maxDuration: 1h"))
+        reloads = sum(1 for e in gw.audit_events() if e["kind"] == "policy.load" and e["fields"].get("reload") == "true")
+        gw.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        while sum(1 for e in gw.audit_events() if e["kind"] == "policy.load" and e["fields"].get("reload") == "true") == reloads:
+            assert time.time() < deadline
+            time.sleep(0.05)
+        refused = run(run_exec(gw, "alice", request))
+        assert refused.exit_status != 0 and "maximum for MailboxAdmin of 1h" in refused.stderr, refused.stderr
         assert gw.proc.poll() is None
     finally:
         gw.stop()
