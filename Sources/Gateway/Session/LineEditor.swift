@@ -75,12 +75,9 @@ struct LineEditor {
             case 0x04:
                 if buffer.isEmpty && !overflowed { events.append(.endOfInput) }
             case 0x7f, 0x08:
-                if let removed = removeLastCharacter(), echo {
-                    let n = Self.echoColumns(removed)
-                    out += Array(repeating: 0x08, count: n) + Array(repeating: 0x20, count: n) + Array(repeating: 0x08, count: n)
-                }
+                if let removed = removeLastCharacter(), echo { out += Self.erase(Self.echoColumns(removed[...])) }
             case 0x15:   // Ctrl-U: kill the line
-                if echo { out += Array(repeating: 0x08, count: displayWidth) + Array(repeating: 0x20, count: displayWidth) + Array(repeating: 0x08, count: displayWidth) }
+                if echo { out += Self.erase(Self.echoColumns(buffer[...])) }
                 buffer.removeAll()
                 overflowed = false
             case 0x1b:
@@ -107,14 +104,14 @@ struct LineEditor {
                     continue
                 }
                 buffer.append(byte)
-                if echo { out.append(byte == 0x09 ? 0x20 : byte) }
+                if echo { out += Self.echo(of: byte) }
             default:
                 // Other control characters are kept so the lexer can refuse
                 // the line with a precise column, but never echoed raw.
                 if overflowed { continue }
                 if buffer.count >= maxLineBytes { overflowed = true; buffer.removeAll(); continue }
                 buffer.append(byte)
-                if echo { out += [0x5e, byte ^ 0x40] }   // caret notation, e.g. ^A
+                if echo { out += Self.echo(of: byte) }
             }
         }
         return (out, events)
@@ -122,16 +119,20 @@ struct LineEditor {
 
     /// The line as it was echoed (caret notation for control bytes, a space
     /// for a tab), to draw it again after a listing.
-    var echoOfLine: [UInt8] {
-        var out: [UInt8] = []
-        for byte in buffer {
-            if byte == 0x09 { out.append(0x20) } else if byte < 0x20 || byte == 0x7f { out += [0x5e, byte ^ 0x40] } else { out.append(byte) }
-        }
-        return out
+    var echoOfLine: [UInt8] { buffer.flatMap(Self.echo(of:)) }
+
+    /// How a kept byte is echoed: a tab as a space, another control byte in
+    /// caret notation (`^A`), anything else as itself.
+    static func echo(of byte: UInt8) -> [UInt8] {
+        if byte == 0x09 { return [0x20] }
+        if byte < 0x20 || byte == 0x7f { return [0x5e, byte ^ 0x40] }
+        return [byte]
     }
 
-    /// The number of terminal columns the current line's echo occupies.
-    private var displayWidth: Int { Self.echoColumns(buffer[...]) }
+    /// Backspace, space, backspace over `columns` columns.
+    static func erase(_ columns: Int) -> [UInt8] {
+        Array(repeating: 0x08, count: columns) + Array(repeating: 0x20, count: columns) + Array(repeating: 0x08, count: columns)
+    }
 
     /// Columns the echo of `bytes` took: caret notation (`^A`) for a control
     /// byte, one column for a tab (echoed as a space) or a stray byte, and
@@ -162,12 +163,12 @@ struct LineEditor {
 
     /// Removes the last UTF-8 scalar (all its continuation bytes) and
     /// returns its bytes; nil when the line is empty.
-    private mutating func removeLastCharacter() -> ArraySlice<UInt8>? {
+    private mutating func removeLastCharacter() -> [UInt8]? {
         guard !buffer.isEmpty else { return nil }
         var start = buffer.endIndex - 1
         while start > buffer.startIndex, (buffer[start] & 0xc0) == 0x80 { start -= 1 }
-        let removed = buffer[start...]
-        defer { buffer.removeSubrange(start...) }
-        return Array(removed)[...]
+        let removed = Array(buffer[start...])
+        buffer.removeSubrange(start...)
+        return removed
     }
 }

@@ -384,9 +384,9 @@ final class SessionRunner {
         connection.disconnect(message: message)
     }
 
-    /// Writes `text` to every open channel (warnings), on stderr.
-    /// Tells every started channel; the prompt is shown again after it,
-    /// unless a command is running (its output continues instead).
+    /// Writes `text` (a warning) on stderr to every started channel; the
+    /// prompt is drawn again after it, unless a command is running (its
+    /// output continues instead).
     func broadcast(_ text: String, duringCommand: Bool = false) {
         for state in channels.values where state.channel.isOpen && state.started {
             write(state, Array("\n\(text)\n".utf8), stderr: true)
