@@ -19,6 +19,7 @@ let fuzzCmdlets = """
 cmdlets:
   Get-Thing:
     synopsis: Fuzz target with every parameter type.
+    aliases: [gth, Show-Th1ng]
     parameters:
       Identity: {type: string, pattern: '^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$', position: 0}
       Names: {type: 'string[]', pattern: '^[a-z]{1,8}$', maxItems: 4}
@@ -111,7 +112,7 @@ let fuzzStages: [String] = [
 
 func checkClean(_ text: String, _ what: String) {
     for s in text.unicodeScalars where (s.value < 0x20 && s != "\n" && s != "\t") || s.value == 0x7f
-        || (0x80...0x9f).contains(s.value) {
+        || (0x80...0x9f).contains(s.value) || TerminalText.isBidiControl(s.value) {
         fatalError("\(what) holds control character U+\(String(s.value, radix: 16))")
     }
 }
@@ -133,9 +134,10 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     }
 
     // 2. The input as a half-typed line for tab completion.
-    let completion = Completion.complete(line: bytes, claim: fuzzClaim, snapshot: fuzzSnapshot)
+    let (completion, candidates) = Completion.candidates(line: bytes, claim: fuzzClaim, snapshot: fuzzSnapshot)
     if let text = String(validating: completion, as: UTF8.self) { checkClean(text, "completion") }
     else if !completion.isEmpty { fatalError("completion is not valid UTF-8") }
+    for candidate in candidates { checkClean(candidate, "completion candidate") }
 
     // 3. The input as backend JSON, rendered through a fixed set of stages.
     for (i, line) in fuzzStages.enumerated() where size % fuzzStages.count == i || size < 64 {

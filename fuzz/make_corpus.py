@@ -18,6 +18,10 @@ for line, _status, _argv in test_hostile.ALICE_CASES + test_hostile.CAROL:
 seeds += [
     b"Get-Thing alice -Names a,b,c -Limit 5 -Quota 1GB -Window 2h -Since 2026-01-31T08:00:00Z -Mode strict -Force",
     b"Set-Thing abc -Limit 10",
+    b"gth alice -Lim 3 | Select-Object -Property a",
+    b"SHOW-TH1NG -Identity:bob",
+    b"Get-Th\t",
+    b"invoice\xe2\x80\xaetxt",
     b'[{"a": "x1", "b": 2, "n": 3.5}, {"a": "\\u001b[2J", "b": null, "n": -1e3}]',
     b'{"a": {"nested": [1, 2, {"deep": true}]}, "b": "\\ud83d\\ude00"}',
     b'[1, "two", false, null, [], {}]',

@@ -28,7 +28,7 @@ public enum TerminalText {
     /// Bidirectional embeddings, overrides and isolates (and the implicit
     /// marks): shown escaped, so text cannot display in an order other than
     /// the one it is stored in ("Trojan Source").
-    static func isBidiControl(_ v: UInt32) -> Bool {
+    public static func isBidiControl(_ v: UInt32) -> Bool {
         (0x202a...0x202e).contains(v) || (0x2066...0x2069).contains(v) || v == 0x200e || v == 0x200f || v == 0x061c
     }
 
