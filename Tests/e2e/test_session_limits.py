@@ -211,10 +211,10 @@ def test_lifetime_forces_logoff_even_when_active_and_ends_backend(tmp_path):
 
 
 def test_lifetime_warnings_reach_the_user_while_a_command_runs(tmp_path):
-    """Both warnings (3 s and 1 s before a 6 s lifetime) fall due while one
+    """Both warnings (5 s and 2 s before a 10 s lifetime) fall due while one
     long backend runs: they are shown then, not lost or held back."""
     gw = Gateway(tmp_path / "state", extra_args=["--policy-dir", str(policy_with_wait(tmp_path))],
-                 config={"maxSessionLifetime": "6s", "idleTimeout": "1h"}).start()
+                 config={"maxSessionLifetime": "10s", "idleTimeout": "1h"}).start()
     try:
         async def go():
             async with await connect(gw, "alice") as conn:
@@ -226,11 +226,11 @@ def test_lifetime_warnings_reach_the_user_while_a_command_runs(tmp_path):
         text = run(go())
         during = text.split("Start-Wait 60", 1)[1].split("Start-Wait was stopped", 1)[0]
         warnings = re.findall(r"maximum lifetime in (\d+) seconds?", during)
-        assert [int(w) for w in warnings] == [3, 1], text
+        assert [int(w) for w in warnings] == [5, 2], text
         assert "alice> " not in during, "no prompt is drawn in the middle of a running command"
         assert "alice> " not in text.split("Start-Wait was stopped", 1)[1], "nor after it, when the session ends"
         kinds = [e["fields"]["remainingSeconds"] for e in gw.audit_events()
                  if e["kind"] == "session.warning" and e["fields"]["limit"] == "maxSessionLifetime"]
-        assert kinds == ["3", "1"], kinds
+        assert kinds == ["5", "2"], kinds
     finally:
         gw.stop()
