@@ -136,13 +136,16 @@ public final class Lockbox: @unchecked Sendable {
             }
             _ = manager
             let needsCustomer = rule.customerStage && tenant.customerLockbox
+            var written: [AuditEvent] = []
             let request = try store.insert(NewRequest(
                 requester: requester, role: rule.role, scope: scope, durationSeconds: durationSeconds,
                 reason: trimmedReason, ticket: ticket, needsCustomerApproval: needsCustomer, createdAt: now,
-                pendingDeadline: now.addingTimeInterval(TimeInterval(rule.pendingTTLSeconds))))
-            var fields = describe(request)
-            fields["actor"] = requester.rawValue
-            record(.lockboxRequested, user: requester, session: session, fields)
+                pendingDeadline: now.addingTimeInterval(TimeInterval(rule.pendingTTLSeconds)))) { request in
+                var fields = describe(request)
+                fields["actor"] = requester.rawValue
+                written.append(try write(.lockboxRequested, user: requester, session: session, fields))
+            }
+            notify(written)
             return request
         } catch let error as LockboxError {
             record(.lockboxRefused, user: requester, session: session, [
@@ -180,15 +183,18 @@ public final class Lockbox: @unchecked Sendable {
                 let window = policy.rule(for: request.role)?.redeemWindowSeconds ?? LockboxPolicy.defaultRedeemWindow
                 changes.deadline = now.addingTimeInterval(TimeInterval(window))
             }
+            var written: [AuditEvent] = []
             guard let updated = try store.transition(id: id, from: request.state, to: next, changes: changes,
-                                                     onlyInSession: nil) else {
+                                                     onlyInSession: nil, beforeCommit: { updated in
+                var fields = describe(updated)
+                fields["actor"] = actor.rawValue
+                fields["stage"] = request.state == .pendingManager ? "manager" : "customer"
+                if let comment { fields["comment"] = Self.clip(comment) }
+                written.append(try write(.lockboxApproved, user: actor, session: session, fields))
+            }) else {
                 throw LockboxError.conflict(id: id)
             }
-            var fields = describe(updated)
-            fields["actor"] = actor.rawValue
-            fields["stage"] = request.state == .pendingManager ? "manager" : "customer"
-            if let comment { fields["comment"] = Self.clip(comment) }
-            record(.lockboxApproved, user: actor, session: session, fields)
+            notify(written)
             return updated
         }
     }
@@ -257,11 +263,15 @@ public final class Lockbox: @unchecked Sendable {
             }
             let secret = OneTimeSecret.generate()
             let salt = OneTimeSecret.makeSalt()
-            guard try store.setSecret(id: id, salt: salt, hash: secret.hash(salt: salt), issuedAt: clock.now()) else {
+            var written: [AuditEvent] = []
+            guard try store.setSecret(id: id, salt: salt, hash: secret.hash(salt: salt), issuedAt: clock.now(),
+                                      beforeCommit: {
+                written.append(try write(.lockboxCredentialIssued, user: actor, session: session, [
+                    "requestID": String(id), "actor": actor.rawValue, "reason": "credential shown to requester"]))
+            }) else {
                 throw LockboxError.secretRejected("The credential for request \(id) was already shown; it is shown only once.")
             }
-            record(.lockboxCredentialIssued, user: actor, session: session,
-                   ["requestID": String(id), "actor": actor.rawValue, "reason": "credential shown to requester"])
+            notify(written)
             return secret
         }
     }
@@ -288,13 +298,16 @@ public final class Lockbox: @unchecked Sendable {
             let expires = now.addingTimeInterval(TimeInterval(request.durationSeconds))
             changes.expiresAt = expires
             changes.deadline = expires
+            var written: [AuditEvent] = []
             guard let updated = try store.transition(id: id, from: .approved, to: next, changes: changes,
-                                                     onlyInSession: nil) else {
+                                                     onlyInSession: nil, beforeCommit: { updated in
+                var fields = describe(updated)
+                fields["actor"] = actor.rawValue
+                written.append(try write(.elevationStart, user: actor, session: session, fields))
+            }) else {
                 throw LockboxError.secretRejected("Request \(id) was already redeemed; its secret cannot be used again.")
             }
-            var fields = describe(updated)
-            fields["actor"] = actor.rawValue
-            record(.elevationStart, user: actor, session: session, fields)
+            notify(written)
             return updated
         } catch let error as LockboxError {
             record(.elevationFailed, user: actor, session: session,
@@ -424,21 +437,24 @@ public final class Lockbox: @unchecked Sendable {
         changes.endedAt = clock.now()
         changes.endedBy = actor
         changes.endReason = reason
+        var written: [AuditEvent] = []
         guard let updated = try store.transition(id: request.id, from: request.state, to: next, changes: changes,
-                                                 onlyInSession: onlyInSession) else {
+                                                 onlyInSession: onlyInSession, beforeCommit: { updated in
+            var fields = describe(updated)
+            fields["actor"] = actor?.rawValue ?? "lockbox"
+            fields["reason"] = reason
+            fields["previousState"] = request.state.rawValue
+            if request.state == .active && kind != .elevationEnd {
+                // A revoked or cancelled grant also ends the elevation: say so once more for the session's record.
+                written.append(try write(kind, user: actor ?? request.requester, session: session, fields))
+                written.append(try write(.elevationEnd, user: request.requester, session: request.session, fields))
+            } else {
+                written.append(try write(kind, user: actor ?? request.requester, session: session ?? request.session, fields))
+            }
+        }) else {
             throw LockboxError.conflict(id: request.id)
         }
-        var fields = describe(updated)
-        fields["actor"] = actor?.rawValue ?? "lockbox"
-        fields["reason"] = reason
-        fields["previousState"] = request.state.rawValue
-        if request.state == .active && kind != .elevationEnd {
-            // A revoked or cancelled grant also ends the elevation: say so once more for the session's record.
-            record(kind, user: actor ?? request.requester, session: session, fields)
-            record(.elevationEnd, user: request.requester, session: request.session, fields)
-        } else {
-            record(kind, user: actor ?? request.requester, session: session ?? request.session, fields)
-        }
+        notify(written)
         return updated
     }
 
@@ -510,6 +526,8 @@ public final class Lockbox: @unchecked Sendable {
         return f
     }
 
+    /// A refusal (nothing changed): recorded if the audit log can take it,
+    /// and logged if not.
     private func record(_ kind: AuditEventKind, user: UserName?, session: SessionID?, _ fields: [String: String]) {
         let event = AuditEvent(time: clock.now(), kind: kind, user: user?.rawValue, session: session, fields: fields)
         do {
@@ -518,6 +536,26 @@ public final class Lockbox: @unchecked Sendable {
             logger?.error("audit write failed for \(kind.rawValue): \(error)")
         }
         notifier?.notify(event)
+    }
+
+    /// A change's event, written from inside the store's transaction
+    /// (`beforeCommit`): if the audit log does not take it, this throws and
+    /// the store rolls the change back, so nothing changes unrecorded.
+    private func write(_ kind: AuditEventKind, user: UserName?, session: SessionID?,
+                       _ fields: [String: String]) throws -> AuditEvent {
+        let event = AuditEvent(time: clock.now(), kind: kind, user: user?.rawValue, session: session, fields: fields)
+        do {
+            try audit.record(event)
+        } catch {
+            logger?.error("audit write failed for \(kind.rawValue); the change was rolled back: \(error)")
+            throw LockboxError.auditUnavailable
+        }
+        return event
+    }
+
+    /// Hooks hear about a change only once it is committed.
+    private func notify(_ events: [AuditEvent]) {
+        for event in events { notifier?.notify(event) }
     }
 
     static func clip(_ text: String) -> String {

@@ -16,6 +16,9 @@ public enum LockboxError: Error, Sendable, Equatable, CustomStringConvertible {
     case secretRejected(String)
     /// The store failed; the detail is for the log, not the client.
     case storage(String)
+    /// The audit log did not take the change's event, so the change was
+    /// rolled back: nothing happens unrecorded.
+    case auditUnavailable
 
     public var message: String {
         switch self {
@@ -25,6 +28,7 @@ public enum LockboxError: Error, Sendable, Equatable, CustomStringConvertible {
             return "A request that is \(from.rawValue) cannot be changed by '\(event)'."
         case .conflict(let id): return "Request \(id) was changed by someone else at the same moment; nothing was done."
         case .storage: return "The Lockbox store is unavailable; nothing was changed."
+        case .auditUnavailable: return "The audit log is unavailable; nothing was changed."
         }
     }
 

@@ -56,6 +56,30 @@ enum StoreCompliance {
         XCTAssertEqual(row.credentialIssuedAt, t0)
     }
 
+    /// A `beforeCommit` that throws (the audit log is down) rolls the change
+    /// back: the row is as before, and the error reaches the caller.
+    static func failedBeforeCommitRollsBack(_ store: LockboxStore) throws {
+        XCTAssertThrowsError(try store.insert(new(), beforeCommit: { _ in throw LockboxError.auditUnavailable })) {
+            XCTAssertEqual($0 as? LockboxError, .auditUnavailable)
+        }
+        XCTAssertEqual(try store.requests(RequestQuery()).count, 0, "no half-filed request")
+
+        let a = try store.insert(new())
+        var c = RequestChanges()
+        c.managerApprover = UserName("bob")
+        var seen: LockboxRequest?
+        XCTAssertThrowsError(try store.transition(id: a.id, from: .pendingManager, to: .approved, changes: c,
+                                                  onlyInSession: nil, beforeCommit: { seen = $0; throw LockboxError.auditUnavailable }))
+        XCTAssertEqual(seen?.state, .approved, "the closure sees the row as the change left it")
+        XCTAssertEqual(try store.request(id: a.id), a, "and the change is gone")
+
+        _ = try store.transition(id: a.id, from: .pendingManager, to: .approved, changes: c, onlyInSession: nil)
+        XCTAssertThrowsError(try store.setSecret(id: a.id, salt: [1], hash: [2], issuedAt: t0,
+                                                 beforeCommit: { throw LockboxError.auditUnavailable }))
+        XCTAssertNil(try store.request(id: a.id)?.secretHash)
+        XCTAssertTrue(try store.setSecret(id: a.id, salt: [1], hash: [2], issuedAt: t0), "still settable once")
+    }
+
     static func activeGrantsAreBoundToTheSessionAndExpire(_ store: LockboxStore) throws {
         let s1 = SessionID(rawValue: "s1"), s2 = SessionID(rawValue: "s2")
         let a = try store.insert(new())
@@ -130,6 +154,7 @@ final class InMemoryStoreComplianceTests: XCTestCase {
     func testActiveGrants() throws { try StoreCompliance.activeGrantsAreBoundToTheSessionAndExpire(store()) }
     func testDueAndQueries() throws { try StoreCompliance.dueAndQueries(store()) }
     func testConcurrentTransitions() throws { try StoreCompliance.concurrentTransitionsHaveOneWinner(store()) }
+    func testFailedBeforeCommitRollsBack() throws { try StoreCompliance.failedBeforeCommitRollsBack(store()) }
 }
 
 final class SQLiteStoreComplianceTests: XCTestCase {
@@ -150,6 +175,7 @@ final class SQLiteStoreComplianceTests: XCTestCase {
     func testActiveGrants() throws { try StoreCompliance.activeGrantsAreBoundToTheSessionAndExpire(store()) }
     func testDueAndQueries() throws { try StoreCompliance.dueAndQueries(store()) }
     func testConcurrentTransitions() throws { try StoreCompliance.concurrentTransitionsHaveOneWinner(store()) }
+    func testFailedBeforeCommitRollsBack() throws { try StoreCompliance.failedBeforeCommitRollsBack(store()) }
 
     /// Survives a restart: a reopened file has the same rows, and migrations
     /// are not re-run.

@@ -139,6 +139,29 @@ final class WorkflowTests: XCTestCase {
         XCTAssertEqual(try h.store.request(id: filed.id)?.durationSeconds, 3 * 3600, "a filed request keeps its duration")
     }
 
+    func testNoChangeWithoutItsAuditEvent() throws {
+        let h = try Harness()
+        let r = try h.submit()
+        h.audit.setFailing(true)
+        XCTAssertLockboxError(try h.lockbox.approve(id: r.id, by: World.bob)) { $0 == .auditUnavailable }
+        XCTAssertEqual(try h.store.request(id: r.id)?.state, .pendingManager, "the approval was rolled back")
+        XCTAssertLockboxError(try h.submit()) { $0 == .auditUnavailable }
+        XCTAssertEqual(try h.store.requests(RequestQuery()).count, 1, "no request was filed unrecorded")
+        h.audit.setFailing(false)
+        let (id, secret) = try h.withSecret()
+        h.audit.setFailing(true)
+        XCTAssertLockboxError(try h.lockbox.redeem(id: id, secret: Array(secret.utf8), by: World.alice, session: s1)) {
+            $0 == .auditUnavailable
+        }
+        XCTAssertEqual(try h.store.request(id: id)?.state, .approved, "no grant without elevation.start on record")
+        XCTAssertTrue(h.lockbox.claim(user: World.alice, session: s1, now: h.clock.now()).grants.allSatisfy {
+            if case .baseline = $0.source { return true } else { return false }
+        })
+        h.audit.setFailing(false)
+        XCTAssertEqual(try h.lockbox.redeem(id: id, secret: Array(secret.utf8), by: World.alice, session: s1).state, .active,
+                       "the secret still works once the audit log is back")
+    }
+
     func testDenialEndsTheRequestAtEitherStage() throws {
         let h = try Harness()
         let a = try h.submit()

@@ -122,6 +122,7 @@ struct LockboxCommands: ShellCommandProvider {
         } catch let error as LockboxError {
             output.stderr(Array((TerminalText.sanitize(error.message, keepLineBreaks: false) + "\n").utf8))
             if case .notAuthorized = error { return ExitStatus.notPermitted }
+            if case .auditUnavailable = error { return ExitStatus.auditUnavailable }
             return ExitStatus.failure
         } catch {
             output.stderr(Array("The Lockbox is unavailable; nothing was changed.\n".utf8))

@@ -11,12 +11,13 @@ public final class InMemoryLockboxStore: LockboxStore, @unchecked Sendable {
 
     public init() {}
 
-    public func insert(_ r: NewRequest) throws -> LockboxRequest {
-        lock.withLock {
+    public func insert(_ r: NewRequest, beforeCommit: (LockboxRequest) throws -> Void) throws -> LockboxRequest {
+        try lock.withLock {
             let row = LockboxRequest(id: nextID, requester: r.requester, role: r.role, scope: r.scope,
                                      durationSeconds: r.durationSeconds, reason: r.reason, ticket: r.ticket,
                                      state: .pendingManager, needsCustomerApproval: r.needsCustomerApproval,
                                      createdAt: r.createdAt, deadline: r.pendingDeadline)
+            try beforeCommit(row)
             rows[nextID] = row
             nextID += 1
             return row
@@ -37,8 +38,9 @@ public final class InMemoryLockboxStore: LockboxStore, @unchecked Sendable {
     }
 
     public func transition(id: Int64, from: RequestState, to: RequestState, changes c: RequestChanges,
-                           onlyInSession session: SessionID?) throws -> LockboxRequest? {
-        lock.withLock {
+                           onlyInSession session: SessionID?,
+                           beforeCommit: (LockboxRequest) throws -> Void) throws -> LockboxRequest? {
+        try lock.withLock {
             guard var row = rows[id], row.state == from else { return nil }
             if let session, row.session != session { return nil }
             row.state = to
@@ -54,17 +56,20 @@ public final class InMemoryLockboxStore: LockboxStore, @unchecked Sendable {
             if let v = c.endedAt { row.endedAt = v }
             if let v = c.endedBy { row.endedBy = v }
             if let v = c.endReason { row.endReason = v }
+            try beforeCommit(row)
             rows[id] = row
             return row
         }
     }
 
-    public func setSecret(id: Int64, salt: [UInt8], hash: [UInt8], issuedAt: Date) throws -> Bool {
-        lock.withLock {
+    public func setSecret(id: Int64, salt: [UInt8], hash: [UInt8], issuedAt: Date,
+                          beforeCommit: () throws -> Void) throws -> Bool {
+        try lock.withLock {
             guard var row = rows[id], row.state == .approved, row.secretHash == nil else { return false }
             row.secretSalt = salt
             row.secretHash = hash
             row.credentialIssuedAt = issuedAt
+            try beforeCommit()
             rows[id] = row
             return true
         }

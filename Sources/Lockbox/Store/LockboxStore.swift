@@ -65,9 +65,14 @@ public struct RequestQuery: Sendable, Equatable {
 /// approvers, concurrent redeemers and two gateway processes on one database
 /// can never both win. The in-memory store (tests) and the SQLite store pass
 /// the same compliance suite.
+///
+/// Each change takes a `beforeCommit` closure, run inside the change's
+/// transaction with the row as the change left it: the Lockbox writes the
+/// change's audit event there, and if that throws the change is rolled back
+/// and the error rethrown. So no transition is stored without its event.
 public protocol LockboxStore: Sendable {
     /// Stores a new request in `pending-manager` and returns it with its id.
-    func insert(_ request: NewRequest) throws -> LockboxRequest
+    func insert(_ request: NewRequest, beforeCommit: (LockboxRequest) throws -> Void) throws -> LockboxRequest
 
     func request(id: Int64) throws -> LockboxRequest?
 
@@ -79,11 +84,14 @@ public protocol LockboxStore: Sendable {
     /// Returns the updated request, or nil when the condition did not hold
     /// (someone else won the race, or the request is elsewhere now).
     func transition(id: Int64, from: RequestState, to: RequestState, changes: RequestChanges,
-                    onlyInSession session: SessionID?) throws -> LockboxRequest?
+                    onlyInSession session: SessionID?,
+                    beforeCommit: (LockboxRequest) throws -> Void) throws -> LockboxRequest?
 
     /// Sets the one-time secret's salt and hash, only while the request is
     /// `approved` and has no secret yet: a credential is issued at most once.
-    func setSecret(id: Int64, salt: [UInt8], hash: [UInt8], issuedAt: Date) throws -> Bool
+    /// `beforeCommit` runs only when the secret was set.
+    func setSecret(id: Int64, salt: [UInt8], hash: [UInt8], issuedAt: Date,
+                   beforeCommit: () throws -> Void) throws -> Bool
 
     /// The active grants bound to `session` that have not expired at `now`.
     /// This is the claim's hot path: one indexed read.
@@ -91,4 +99,20 @@ public protocol LockboxStore: Sendable {
 
     /// Non-terminal requests whose deadline is at or before `now`.
     func due(now: Date, limit: Int) throws -> [LockboxRequest]
+}
+
+extension LockboxStore {
+    /// A change with nothing to write beside it (tests, tools).
+    public func insert(_ request: NewRequest) throws -> LockboxRequest {
+        try insert(request, beforeCommit: { _ in })
+    }
+
+    public func transition(id: Int64, from: RequestState, to: RequestState, changes: RequestChanges,
+                           onlyInSession session: SessionID?) throws -> LockboxRequest? {
+        try transition(id: id, from: from, to: to, changes: changes, onlyInSession: session, beforeCommit: { _ in })
+    }
+
+    public func setSecret(id: Int64, salt: [UInt8], hash: [UInt8], issuedAt: Date) throws -> Bool {
+        try setSecret(id: id, salt: salt, hash: hash, issuedAt: issuedAt, beforeCommit: {})
+    }
 }

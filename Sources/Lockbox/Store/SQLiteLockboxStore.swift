@@ -79,9 +79,9 @@ public final class SQLiteLockboxStore: LockboxStore, @unchecked Sendable {
         }
     }
 
-    public func insert(_ r: NewRequest) throws -> LockboxRequest {
+    public func insert(_ r: NewRequest, beforeCommit: (LockboxRequest) throws -> Void) throws -> LockboxRequest {
         try guarded {
-            let id: Int64 = try pool.write { db in
+            try pool.write { db in
                 try db.execute(sql: """
                     INSERT INTO request (requester, role, scope, duration_s, reason, ticket, state, needs_customer,
                                          created_at, deadline)
@@ -89,10 +89,13 @@ public final class SQLiteLockboxStore: LockboxStore, @unchecked Sendable {
                     """, arguments: [r.requester.rawValue, r.role, r.scope, r.durationSeconds, r.reason, r.ticket,
                                      RequestState.pendingManager.rawValue, r.needsCustomerApproval,
                                      r.createdAt.timeIntervalSince1970, r.pendingDeadline.timeIntervalSince1970])
-                return db.lastInsertedRowID
+                let id = db.lastInsertedRowID
+                guard let row = try Row.fetchOne(db, sql: "SELECT * FROM request WHERE id = ?", arguments: [id])
+                    .map(Self.decode) else { throw LockboxError.storage("inserted row \(id) vanished") }
+                // Throwing here rolls the insert back (pool.write is one transaction).
+                try beforeCommit(row)
+                return row
             }
-            guard let row = try request(id: id) else { throw LockboxError.storage("inserted row \(id) vanished") }
-            return row
         }
     }
 
@@ -127,7 +130,8 @@ public final class SQLiteLockboxStore: LockboxStore, @unchecked Sendable {
     }
 
     public func transition(id: Int64, from: RequestState, to: RequestState, changes c: RequestChanges,
-                           onlyInSession session: SessionID?) throws -> LockboxRequest? {
+                           onlyInSession session: SessionID?,
+                           beforeCommit: (LockboxRequest) throws -> Void) throws -> LockboxRequest? {
         try guarded {
             var sets = ["state = ?"]
             var args: [DatabaseValueConvertible?] = [to.rawValue]
@@ -158,12 +162,16 @@ public final class SQLiteLockboxStore: LockboxStore, @unchecked Sendable {
             // RETURNING gives the row exactly as this update left it, in the
             // same statement (no second read that could see a later change).
             return try pool.write { db in
-                try Row.fetchOne(db, sql: sql + " RETURNING *", arguments: StatementArguments(args)).map(Self.decode)
+                guard let row = try Row.fetchOne(db, sql: sql + " RETURNING *", arguments: StatementArguments(args))
+                    .map(Self.decode) else { return nil }
+                try beforeCommit(row)
+                return row
             }
         }
     }
 
-    public func setSecret(id: Int64, salt: [UInt8], hash: [UInt8], issuedAt: Date) throws -> Bool {
+    public func setSecret(id: Int64, salt: [UInt8], hash: [UInt8], issuedAt: Date,
+                          beforeCommit: () throws -> Void) throws -> Bool {
         try guarded {
             try pool.write { db in
                 try db.execute(sql: """
@@ -171,7 +179,9 @@ public final class SQLiteLockboxStore: LockboxStore, @unchecked Sendable {
                     WHERE id = ? AND state = ? AND secret_hash IS NULL
                     """, arguments: [Data(salt), Data(hash), issuedAt.timeIntervalSince1970, id,
                                      RequestState.approved.rawValue])
-                return db.changesCount == 1
+                guard db.changesCount == 1 else { return false }
+                try beforeCommit()
+                return true
             }
         }
     }
