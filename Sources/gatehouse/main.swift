@@ -110,6 +110,17 @@ struct Policy: ParsableCommand {
             }
             let claim = AccessClaim(user: name, session: baseline.session, issuedAt: now,
                                     grants: baseline.grants + extra)
+            // The daemon hands a Lockbox command to the Lockbox before policy
+            // sees it (CmdletInterpreter's command provider); say so rather
+            // than call it an unknown cmdlet.
+            if case .success(let tokens) = Lexer.tokenize(Array(line.utf8)), let head = tokens.first, head.kind == .bare,
+               let command = PolicyLoader.lockboxCommandNames.first(where: { ASCII.equalsIgnoringCase($0, head.text) }) {
+                print("decision: Lockbox workflow\ncommand: \(command)\n"
+                      + "note: the gateway's Lockbox answers this command, not the policy roles; who may request, "
+                      + "approve, deny or revoke is decided from the directory and lockbox.yaml when it runs, "
+                      + "and the line is audited before it acts")
+                return
+            }
             let context = ExecutionContext(node: "policy-test", stateDir: stateDir, workingDirectory: "/")
             // The daemon's own pure evaluation, rendered by the same report
             // the golden decision tests compare.

@@ -102,3 +102,13 @@ def test_declared_alias_decides_as_its_cmdlet_and_clashes_name_file_and_line(tmp
     assert f"{clash}:6:9: error: alias 'iex' of 'Show-Box' has the name of a dangerous PowerShell command" in r.stdout, r.stdout
     assert f"{clash}:11:15: error: alias 'exit' would hide the built-in command 'exit'" in r.stdout, r.stdout
     assert "policy has 3 error(s)" in r.stdout, r.stdout
+
+
+def test_policy_test_names_a_lockbox_command_as_such():
+    """The daemon answers Lockbox commands before policy; `policy test` says so
+    instead of calling them unknown cmdlets."""
+    r = gatehouse("policy", "test", "--user", "alice", "approve-lockboxrequest -Id 3")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.startswith("decision: Lockbox workflow\ncommand: Approve-LockboxRequest\n"), r.stdout
+    r = gatehouse("policy", "test", "--user", "alice", "Approve-LockboxRequests -Id 3")
+    assert r.returncode == 127 and "Unknown cmdlet" in r.stdout, r.stdout
