@@ -44,7 +44,6 @@ public final class GatewayContext: @unchecked Sendable {
     /// The current snapshot; take it once per command.
     public var policy: PolicySnapshot { bundleLock.withLock { bundle.policy } }
     public var directory: DirectoryModel { bundleLock.withLock { bundle.directory } }
-    var warnings: [PolicyDiagnostic] { bundleLock.withLock { bundle.warnings } }
     private var keysByUser: [UserName: [SSHPublicKey]] { bundleLock.withLock { bundle.keys } }
 
     /// Loads and validates policy and directory (every problem reported with
