@@ -100,22 +100,33 @@ public final class CmdletInterpreter: @unchecked Sendable {
         fields["line"] = AuditText.line(line)
         fields["cmdlet"] = name
         fields["role"] = "(Lockbox workflow)"
+        if let refused = recordAllowed(fields, claim: claim, output: output) { return refused }
+        let started = clock.now()
+        let status = provider.run(name: name, arguments: arguments, claim: claim, output: output)
+        recordFinished(["cmdlet": name, "exitStatus": String(status)], since: started, claim: claim)
+        return .completed(exitStatus: status)
+    }
+
+    /// The allowed line, written and flushed before anything runs; when the
+    /// audit log cannot take it, the command is refused (125): fail closed.
+    private func recordAllowed(_ fields: [String: String], claim: AccessClaim, output: CommandOutput) -> LineOutcome? {
         do {
             try audit.record(AuditEvent(time: clock.now(), kind: .commandAllowed, user: claim.user.rawValue,
                                         session: claim.session, fields: fields))
+            return nil
         } catch {
             output.stderr(Array("audit log unavailable; command refused\n".utf8))
             return .completed(exitStatus: ExitStatus.auditUnavailable)
         }
-        let started = clock.now()
-        let status = provider.run(name: name, arguments: arguments, claim: claim, output: output)
-        let elapsed = max(0, clock.now().timeIntervalSince(started))
+    }
+
+    /// How the command ended. It already ran, so a failed write here cannot
+    /// undo it; the sticky audit failure ends the session next.
+    private func recordFinished(_ fields: [String: String], since started: Date, claim: AccessClaim) {
+        var fields = fields
+        fields["durationMs"] = String(Int((max(0, clock.now().timeIntervalSince(started)) * 1000).rounded()))
         try? audit.record(AuditEvent(time: clock.now(), kind: .commandFinished, user: claim.user.rawValue,
-                                     session: claim.session, fields: [
-                                         "cmdlet": name, "exitStatus": String(status),
-                                         "durationMs": String(Int((elapsed * 1000).rounded())),
-                                     ]))
-        return .completed(exitStatus: status)
+                                     session: claim.session, fields: fields))
     }
 
     private func runAllowed(_ command: AllowedCommand, line: [UInt8], claim: AccessClaim, snapshot: PolicySnapshot,
@@ -139,13 +150,7 @@ public final class CmdletInterpreter: @unchecked Sendable {
             fields["formatters"] = command.formatters.map(PolicyTestReport.describe).joined(separator: " | ")
         }
         if case .elevation(let requestID) = command.grant.source { fields["requestID"] = String(requestID) }
-        do {
-            try audit.record(AuditEvent(time: clock.now(), kind: .commandAllowed, user: claim.user.rawValue,
-                                        session: claim.session, fields: fields))
-        } catch {
-            output.stderr(Array("audit log unavailable; command refused\n".utf8))
-            return .completed(exitStatus: ExitStatus.auditUnavailable)
-        }
+        if let refused = recordAllowed(fields, claim: claim, output: output) { return refused }
 
         let started = clock.now()
         let request = ExecutionRequest(argv: command.argv, environment: command.environment,
@@ -186,11 +191,7 @@ public final class CmdletInterpreter: @unchecked Sendable {
             finished["error"] = String(describing: error)
             output.stderr(Array("\(command.cmdlet.name): the backend could not be started.\n".utf8))
         }
-        let elapsed = clock.now().timeIntervalSince(started)
-        finished["durationMs"] = String(Int((max(0, elapsed) * 1000).rounded()))
-        // The command already ran; a failed write here cannot undo it.
-        try? audit.record(AuditEvent(time: clock.now(), kind: .commandFinished, user: claim.user.rawValue,
-                                     session: claim.session, fields: finished))
+        recordFinished(finished, since: started, claim: claim)
         return .completed(exitStatus: status)
     }
 }

@@ -258,6 +258,18 @@ def test_lockout_needs_the_key_first(strict):
 
 # -- operations ---------------------------------------------------------------
 
+def reload_and_wait(gw, timeout=10):
+    """SIGHUP, then wait for the successful reload's policy.load event."""
+    def reloads():
+        return sum(1 for e in gw.audit_events() if e["kind"] == "policy.load" and e["fields"].get("reload") == "true")
+    before = reloads()
+    gw.proc.send_signal(signal.SIGHUP)
+    deadline = time.time() + timeout
+    while reloads() == before:
+        assert time.time() < deadline, "no successful reload"
+        time.sleep(0.05)
+
+
 def test_sighup_reload_keeps_old_policy_on_error_and_applies_a_good_one(tmp_path):
     policies = policy_with_wait(tmp_path)
     gw = Gateway(tmp_path / "state", extra_args=["--policy-dir", str(policies)],
@@ -296,24 +308,14 @@ def test_sighup_reload_keeps_old_policy_on_error_and_applies_a_good_one(tmp_path
         bob_roles = "  bob:\n    groups: [managers]\n    roles: [MailboxReader]\n"
         assert bob_roles in text
         directory.write_text(text.replace(bob_roles, "  bob:\n    groups: [managers]\n    roles: []\n"))
-        reloads = sum(1 for e in gw.audit_events() if e["kind"] == "policy.load" and e["fields"].get("reload") == "true")
-        gw.proc.send_signal(signal.SIGHUP)
-        deadline = time.time() + 10
-        while sum(1 for e in gw.audit_events() if e["kind"] == "policy.load" and e["fields"].get("reload") == "true") == reloads:
-            assert time.time() < deadline
-            time.sleep(0.05)
+        reload_and_wait(gw)
         assert not login_ok(gw, "bob"), "bob lost MailboxReader in the directory"
 
         # A lowered maxDuration reaches the Lockbox too: a 2h request is now over the limit.
         request = "New-LockboxRequest -Role MailboxAdmin -Scope fabrikam -Duration 2h -Reason 'disk' -Ticket INC-1"
         assert run(run_exec(gw, "alice", request)).exit_status == 0, "2h is within the shipped 4h"
         roles.write_text(roles.read_text().replace("maxDuration: 4h", "maxDuration: 1h"))
-        reloads = sum(1 for e in gw.audit_events() if e["kind"] == "policy.load" and e["fields"].get("reload") == "true")
-        gw.proc.send_signal(signal.SIGHUP)
-        deadline = time.time() + 10
-        while sum(1 for e in gw.audit_events() if e["kind"] == "policy.load" and e["fields"].get("reload") == "true") == reloads:
-            assert time.time() < deadline
-            time.sleep(0.05)
+        reload_and_wait(gw)
         refused = run(run_exec(gw, "alice", request))
         assert refused.exit_status != 0 and "maximum for MailboxAdmin of 1h" in refused.stderr, refused.stderr
         assert gw.proc.poll() is None
