@@ -127,11 +127,15 @@ struct Sessions: ParsableCommand {
                     text += "\n        role \(ReviewText.field(c.role))"
                     if let scope = c.scope { text += ", scope \(ReviewText.field(scope))" }
                     if let status = c.exitStatus {
-                        text += "; exit \(status), \(c.durationMs ?? 0) ms, \(c.stdoutBytes ?? 0)+\(c.stderrBytes ?? 0) bytes"
+                        text += "; exit \(status), \(c.durationMs ?? 0) ms"
+                        if c.stdoutBytes != nil || c.stderrBytes != nil {
+                            text += ", \(c.stdoutBytes ?? 0)+\(c.stderrBytes ?? 0) bytes"
+                        }
                     } else {
                         text += "; no finish event (cut off or still running)"
                     }
-                    text += "\n        argv \(ReviewText.field(c.argv))"
+                    // A Lockbox line starts no backend, so it has no argv.
+                    if let argv = c.argv { text += "\n        argv \(ReviewText.field(argv))" }
                 } else {
                     text += "\n        \(ReviewText.field(c.reason))"
                 }

@@ -158,6 +158,15 @@ def test_full_path_alice_bob_carol_secret_elevation_set_mailbox(gateway):
     # The Lockbox lines themselves are on record and linked to the request too.
     assert [e["user"] for e in by_cmdlet["Approve-LockboxRequest"]] == ["bob", "carol"], by_cmdlet.keys()
     assert by_cmdlet["Get-LockboxCredential"][0]["user"] == "alice"
+    # The reviewer's timeline shows the approval line, linked to the request, without a backend argv.
+    import subprocess
+    from gatehouse_harness import BUILD
+    bob_session = by_cmdlet["Approve-LockboxRequest"][0]["session"]
+    shown = subprocess.run([str(BUILD / "gatehouse"), "sessions", "show", bob_session, "--state-dir", str(gateway.state_dir)],
+                           capture_output=True, text=True, timeout=30).stdout
+    entry = shown.split(f"ALLOW  Approve-LockboxRequest -Id {rid}", 1)[1].split("\n  20", 1)[0]
+    assert "role (Lockbox workflow); exit 0" in entry and f"via Lockbox request #{rid}" in entry, shown
+    assert "argv" not in entry and "bytes" not in entry, entry
     # The secret is nowhere at rest: not in the audit log, not in the store.
     assert secret not in (gateway.state_dir / "audit.log").read_text()
     for path in gateway.state_dir.glob("lockbox.sqlite*"):
