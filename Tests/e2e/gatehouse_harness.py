@@ -39,6 +39,19 @@ def totp(secret_hex: str, at: float | None = None, step: int = 30, digits: int =
     return str(code).zfill(digits)
 
 
+def read_json_lines(path: Path) -> list:
+    """The complete JSON lines of a file another process is appending to. A
+    last line without its newline is a write still in progress (a reader can
+    see part of it), so it is left for the next read; every complete line
+    must parse."""
+    if not path.exists():
+        return []
+    text = path.read_text()
+    lines = text.split("\n")
+    complete = lines[:-1]   # the part after the last newline is unfinished (or empty)
+    return [json.loads(line) for line in complete if line.strip()]
+
+
 class Gateway:
     """One running daemon with its demo state directory."""
 
@@ -134,16 +147,10 @@ class Gateway:
 
     # -- state the tests inspect ------------------------------------------
     def audit_events(self):
-        path = self.state_dir / "audit.log"
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return read_json_lines(self.state_dir / "audit.log")
 
     def invocations(self):
-        path = self.state_dir / "mailboxes" / "invocations.log"
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return read_json_lines(self.state_dir / "mailboxes" / "invocations.log")
 
     def mailbox_data(self) -> str:
         return (self.state_dir / "mailboxes" / "mailboxes.json").read_text()

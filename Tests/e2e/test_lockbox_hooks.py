@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gatehouse_harness import REPO, Gateway, run, run_exec
+from gatehouse_harness import REPO, Gateway, read_json_lines, run, run_exec
 from test_lockbox import Shell, approved_request
 
 
@@ -56,7 +56,7 @@ def test_notification_hook_gets_every_state_change_as_json(hooked):
     kinds = []
     while time.time() < deadline:
         if hooked.notified.exists():
-            records = [json.loads(l) for l in hooked.notified.read_text().splitlines() if l.strip()]
+            records = read_json_lines(hooked.notified)
             kinds = [r["kind"] for r in records if r["fields"].get("requestID") == str(rid)]
             if len(kinds) >= 3:
                 break

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gatehouse_harness import BUILD, REPO, Gateway, connect, run, run_exec
+from gatehouse_harness import BUILD, REPO, Gateway, connect, read_json_lines, run, run_exec
 
 ASCIINEMA = REPO / ".venv" / "bin" / "asciinema"
 
@@ -292,7 +292,7 @@ def test_gateway_fails_closed_when_the_audit_log_cannot_be_written(tmp_path):
     config.write_text(f"auditLog: {mnt}/audit.log\nauditCheckpointInterval: 3600\n")
     gw = Gateway(tmp_path / "state", extra_args=["--config", str(config)])
     try:
-        gw.audit_events = lambda: [json.loads(l) for l in (mnt / "audit.log").read_text().splitlines() if l.strip()]
+        gw.audit_events = lambda: read_json_lines(mnt / "audit.log")
         gw.start()
 
         async def go():
