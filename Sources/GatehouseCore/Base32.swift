@@ -20,4 +20,24 @@ public enum Base32 {
         if bits > 0 { out.append(alphabet[Int((buffer << UInt32(5 - bits)) & 31)]) }
         return String(decoding: out, as: UTF8.self)
     }
+
+    /// The bytes `text` encodes (letters in either case, no padding, no
+    /// separators); nil at the first character outside the alphabet. Bits
+    /// left over after the last whole byte are dropped, as `encode` pads them.
+    public static func decode(_ text: some Sequence<UInt8>) -> [UInt8]? {
+        var out: [UInt8] = []
+        var buffer: UInt32 = 0
+        var bits = 0
+        for c in text {
+            let upper = (c >= 0x61 && c <= 0x7a) ? c - 0x20 : c
+            guard let v = alphabet.firstIndex(of: upper) else { return nil }
+            buffer = ((buffer << 5) | UInt32(v)) & 0xfff
+            bits += 5
+            if bits >= 8 {
+                bits -= 8
+                out.append(UInt8((buffer >> UInt32(bits)) & 0xff))
+            }
+        }
+        return out
+    }
 }

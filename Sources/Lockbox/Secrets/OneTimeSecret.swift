@@ -13,7 +13,6 @@ public struct OneTimeSecret: Sendable {
     let bytes: [UInt8]
 
     static let byteCount = 20
-    static let alphabet = Base32.alphabet
 
     init(bytes: [UInt8]) { self.bytes = bytes }
 
@@ -32,26 +31,9 @@ public struct OneTimeSecret: Sendable {
 
     /// Parses what a user typed: case, dashes and spaces are forgiven.
     public init?(typed: [UInt8]) {
-        var values: [UInt8] = []
-        for b in typed {
-            if b == UInt8(ascii: "-") || b == UInt8(ascii: " ") { continue }
-            let upper = (b >= 0x61 && b <= 0x7a) ? b - 0x20 : b
-            guard let v = Self.alphabet.firstIndex(of: upper) else { return nil }
-            values.append(UInt8(v))
-        }
-        guard values.count == Self.byteCount * 8 / 5 else { return nil }
-        var out: [UInt8] = []
-        var buffer: UInt32 = 0
-        var bits = 0
-        for v in values {
-            buffer = (buffer << 5) | UInt32(v)
-            bits += 5
-            if bits >= 8 {
-                bits -= 8
-                out.append(UInt8((buffer >> UInt32(bits)) & 0xff))
-            }
-        }
-        bytes = out
+        let characters = typed.filter { $0 != UInt8(ascii: "-") && $0 != UInt8(ascii: " ") }
+        guard characters.count == Self.byteCount * 8 / 5, let decoded = Base32.decode(characters) else { return nil }
+        bytes = decoded
     }
 
     /// A fresh random 16-byte salt.

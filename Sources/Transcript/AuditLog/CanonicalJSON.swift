@@ -137,20 +137,7 @@ public enum JSONValue: Sendable, Equatable, Codable {
     /// `out` partly written) at the first byte that is not, so the caller
     /// can fall back to the validating path.
     public static func writeEscapedASCII(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) -> Bool {
-        var runStart = 0
-        var i = 0
-        let n = bytes.count
-        while i < n {
-            let b = bytes[i]
-            if b >= 0x80 { return false }
-            if b >= 0x20 && b != 0x22 && b != 0x5c { i += 1; continue }
-            if runStart < i { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<i])) }
-            writeEscape(b, to: &out)
-            i += 1
-            runStart = i
-        }
-        if runStart < n { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<n])) }
-        return true
+        escape(bytes, to: &out, stopAtNonASCII: true)
     }
 
     private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
@@ -171,14 +158,22 @@ public enum JSONValue: Sendable, Equatable, Codable {
         }
     }
 
-    /// Escapes valid UTF-8 bytes for the inside of a JSON string. Fast path:
-    /// runs of bytes that need no escape are copied in one go.
+    /// Escapes valid UTF-8 bytes for the inside of a JSON string.
     public static func writeEscaped(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
+        _ = escape(bytes, to: &out, stopAtNonASCII: false)
+    }
+
+    /// The one escaping loop. Fast path: runs of bytes that need no escape
+    /// are copied in one go. Inlined, so each caller gets its own copy with
+    /// the flag folded away.
+    @inline(__always)
+    private static func escape(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8], stopAtNonASCII: Bool) -> Bool {
         var runStart = 0
         var i = 0
         let n = bytes.count
         while i < n {
             let b = bytes[i]
+            if stopAtNonASCII && b >= 0x80 { return false }
             if b >= 0x20 && b != 0x22 && b != 0x5c { i += 1; continue }
             if runStart < i { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<i])) }
             writeEscape(b, to: &out)
@@ -186,5 +181,6 @@ public enum JSONValue: Sendable, Equatable, Codable {
             runStart = i
         }
         if runStart < n { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<n])) }
+        return true
     }
 }
