@@ -7,7 +7,7 @@ import PackageDescription
 //   everything; the executables stay thin.
 let package = Package(
     name: "Gatehouse",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "gatehoused", targets: ["gatehoused"]),
         .executable(name: "gatehouse", targets: ["gatehouse"]),
