@@ -1,4 +1,5 @@
 import Foundation
+import PolicyFormat
 
 /// One cmdlet as the policy declares it, validated and frozen. Instances are
 /// only made by `PolicyLoader`, so every one of them has passed validation.

@@ -2,6 +2,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import PolicyFormat
 import Yams
 
 /// Turns one `cmdlets:` file into validated `CmdletDefinition`s, reporting

@@ -1,3 +1,5 @@
+import PolicyFormat
+
 /// A role's extra condition on one parameter of one cmdlet.
 ///
 /// A restriction is checked *in addition to* the cmdlet's own definition, so

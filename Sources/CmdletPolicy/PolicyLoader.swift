@@ -1,4 +1,5 @@
 import Foundation
+import PolicyFormat
 import Yams
 
 /// Loads `cmdlets/*.yaml` and `roles/*.yaml` into a `PolicySnapshot`:

@@ -1,3 +1,5 @@
+import PolicyFormat
+
 /// A role: a named list of cmdlets. A command is allowed when one single role
 /// lists it; roles are never merged, so a later per-role parameter restriction
 /// can never be bypassed by combining two roles.

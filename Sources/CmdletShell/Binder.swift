@@ -1,4 +1,5 @@
 import CmdletPolicy
+import PolicyFormat
 
 /// A problem with the arguments of a known cmdlet; `column` is 1-based, nil
 /// when the problem is something missing rather than something present.

@@ -1,6 +1,7 @@
-import Foundation
 import CmdletPolicy
+import Foundation
 import GatehouseCore
+import PolicyFormat
 
 /// The commands the shell answers itself. They go through the same lexer as
 /// every other line, so they cannot smuggle anything either.

@@ -1,6 +1,7 @@
 import CmdletPolicy
 import Foundation
 import GatehouseCore
+import PolicyFormat
 
 /// What the session does after a line.
 public enum LineOutcome: Sendable, Equatable {

@@ -1,5 +1,6 @@
 import CmdletPolicy
 import GatehouseCore
+import PolicyFormat
 
 /// Tab completion for the interactive shell: command names, parameter names
 /// and `Get-Help` targets, computed from the same visibility rule as

@@ -1,5 +1,6 @@
 import CmdletPolicy
 import GatehouseCore
+import PolicyFormat
 
 /// Values the gateway (not the user, not the claim) supplies to templates.
 ///

@@ -1,6 +1,7 @@
 import CmdletPolicy
 import Foundation
 import GatehouseCore
+import PolicyFormat
 
 /// One built-in formatter after a `|`. Formatters only reshape the objects a
 /// `output: json` backend printed: their arguments are data (property names,

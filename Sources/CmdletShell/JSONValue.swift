@@ -1,4 +1,5 @@
 import CmdletPolicy
+import PolicyFormat
 
 /// A JSON value as a backend wrote it, with object keys in their written
 /// order (so a table's columns follow the backend, not a hash).

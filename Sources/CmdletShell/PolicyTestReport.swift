@@ -1,6 +1,7 @@
 import CmdletPolicy
 import Foundation
 import GatehouseCore
+import PolicyFormat
 
 /// The text `gatehouse policy test` prints for one evaluated line: the
 /// decision, the role (and where it is declared) that decided it, and the

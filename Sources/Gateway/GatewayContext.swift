@@ -1,9 +1,11 @@
 import CmdletPolicy
 import CmdletShell
+import Directory
 import Foundation
 import GatehouseCore
 import Lockbox
 import Logging
+import PolicyFormat
 import SSHServer
 import Transcript
 

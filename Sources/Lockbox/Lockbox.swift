@@ -1,7 +1,7 @@
-import CmdletPolicy
 import Foundation
 import GatehouseCore
 import Logging
+import PolicyFormat
 
 /// The access-claim authority and the elevation workflow.
 ///

@@ -1,4 +1,4 @@
-import CmdletPolicy
+import Directory
 import GatehouseCore
 
 /// What Lockbox needs to know about users: their baseline (standing) roles.

@@ -7,6 +7,7 @@ import CmdletShell
 import Foundation
 import GatehouseCore
 import Gateway
+import PolicyFormat
 
 struct GatehouseCLI: ParsableCommand {
     static let configuration = CommandConfiguration(

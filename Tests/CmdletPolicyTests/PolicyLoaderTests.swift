@@ -1,5 +1,7 @@
 import CmdletPolicy
+import Directory
 import Foundation
+import PolicyFormat
 import XCTest
 
 /// A minimal valid cmdlet file, to which tests add one mistake at a time.
@@ -86,7 +88,7 @@ final class PolicyLoaderTests: XCTestCase {
         XCTAssertEqual(directory.users.first?.manager?.rawValue, "bob")
         XCTAssertEqual(directory.tenant(named: "contoso")?.customerLockbox, true)
         XCTAssertEqual(directory.tenant(named: "contoso")?.approvers.map(\.rawValue), ["carol"])
-        XCTAssertEqual(directory.validate(against: policy), [])
+        XCTAssertEqual(directory.validate(knownRoles: policy.roles.map(\.name)), [])
     }
 
     func testBaseFixtureLoads() throws {

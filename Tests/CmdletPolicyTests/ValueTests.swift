@@ -1,4 +1,6 @@
 import CmdletPolicy
+import Directory
+import PolicyFormat
 import XCTest
 
 final class ValueTests: XCTestCase {
@@ -108,7 +110,7 @@ final class ValueTests: XCTestCase {
         """
         let directory = try DirectoryLoader.load(text: text, file: "d.yaml")
         XCTAssertEqual(directory.users.first?.keys.first?.comment, "alice@laptop")
-        let problems = directory.validate(against: try loadPolicy())
+        let problems = directory.validate(knownRoles: try loadPolicy().roles.map(\.name))
         XCTAssertEqual(problems.count, 1)
         XCTAssertEqual(problems.first?.line, 3)
         XCTAssertTrue(problems.first?.message.contains("'Writer'") ?? false)

@@ -1,5 +1,6 @@
 import CmdletPolicy
 import CmdletShell
+import Directory
 import GatehouseCore
 import TestSupport
 import XCTest

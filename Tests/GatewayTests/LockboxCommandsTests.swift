@@ -1,5 +1,6 @@
 import CmdletPolicy
 import CmdletShell
+import Directory
 import Foundation
 import GatehouseCore
 import Lockbox
@@ -51,7 +52,7 @@ final class LockboxCommandsTests: XCTestCase {
           fabrikam: {customerLockbox: false}
         """, file: "d.yaml")
         let rules = try LockboxPolicy.load(text: "roles:\n  Admin: {requestableBy: [engineers], approvals: [manager]}\n",
-                                           file: "l.yaml", snapshot: snapshot)
+                                           file: "l.yaml", roles: snapshot.lockboxRoles)
         lockbox = Lockbox(directory: directory, policy: rules, store: InMemoryLockboxStore(), audit: audit, clock: clock)
         interpreter = CmdletInterpreter(audit: audit, clock: clock,
                                         commandProvider: LockboxCommands(lockbox: lockbox, clock: clock))

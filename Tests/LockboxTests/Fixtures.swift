@@ -1,4 +1,5 @@
 import CmdletPolicy
+import Directory
 import Foundation
 import GatehouseCore
 import Lockbox
@@ -58,6 +59,12 @@ enum World {
         approvals: [manager, customer]
     """
 
+    /// What the gateway hands the Lockbox of a policy's roles (the gateway's
+    /// `PolicySnapshot.lockboxRoles`; this test target does not link the gateway).
+    static func roles(of snapshot: PolicySnapshot) -> [PolicyRoleFacts] {
+        snapshot.roles.map { PolicyRoleFacts(name: $0.name, maxDurationSeconds: $0.maxDurationSeconds, file: $0.file, line: $0.line) }
+    }
+
     static func snapshot() throws -> PolicySnapshot {
         try PolicyLoader.load(sources: [
             .init(kind: .cmdlets, file: "cmdlets.yaml", text: cmdletsYAML),
@@ -70,7 +77,7 @@ enum World {
     }
 
     static func policy() throws -> LockboxPolicy {
-        try LockboxPolicy.load(text: lockboxYAML, file: "lockbox.yaml", snapshot: snapshot())
+        try LockboxPolicy.load(text: lockboxYAML, file: "lockbox.yaml", roles: roles(of: snapshot()))
     }
 }
 

@@ -1,4 +1,5 @@
 import CmdletPolicy
+import Directory
 import GatehouseCore
 import Lockbox
 import TestSupport
@@ -131,7 +132,7 @@ final class WorkflowTests: XCTestCase {
             .init(kind: .roles, file: "roles.yaml",
                   text: World.policyYAML.replacingOccurrences(of: "maxDuration: 4h", with: "maxDuration: 1h")),
         ], libexecDirectory: "/usr/libexec")
-        h.lockbox.replacePolicy(try LockboxPolicy.load(text: World.lockboxYAML, file: "lockbox.yaml", snapshot: snapshot),
+        h.lockbox.replacePolicy(try LockboxPolicy.load(text: World.lockboxYAML, file: "lockbox.yaml", roles: World.roles(of: snapshot)),
                                 notifier: nil)
         XCTAssertLockboxError(try h.submit(duration: 2 * 3600)) {
             if case .invalidRequest(let m) = $0 { return m.contains("maximum for MailboxAdmin of 1h") } else { return false }
@@ -331,7 +332,7 @@ final class WorkflowTests: XCTestCase {
 
     func testARequestableRoleMustSetMaxDuration() throws {
         let text = "roles:\n  MailboxReader:\n    requestableBy: [engineers]\n"
-        XCTAssertThrowsError(try LockboxPolicy.load(text: text, file: "lockbox.yaml", snapshot: World.snapshot())) { error in
+        XCTAssertThrowsError(try LockboxPolicy.load(text: text, file: "lockbox.yaml", roles: World.roles(of: World.snapshot()))) { error in
             XCTAssertTrue(String(describing: error).contains("lockbox.yaml:2:"), "\(error)")
             XCTAssertTrue(String(describing: error).contains("sets no maxDuration"), "\(error)")
         }
@@ -347,7 +348,7 @@ final class WorkflowTests: XCTestCase {
             aprovals: [manager]
             ticketPattern: 'INC-1'
         """
-        XCTAssertThrowsError(try LockboxPolicy.load(text: bad, file: "lockbox.yaml", snapshot: World.snapshot())) { error in
+        XCTAssertThrowsError(try LockboxPolicy.load(text: bad, file: "lockbox.yaml", roles: World.roles(of: World.snapshot()))) { error in
             let text = String(describing: error)
             XCTAssertTrue(text.contains("lockbox.yaml:2:"), text)
             XCTAssertTrue(text.contains("did you mean 'MailboxAdmin'"), text)

@@ -1,5 +1,6 @@
 import CmdletPolicy
 import Foundation
+import PolicyFormat
 import Yams
 
 /// Reads `gatehouse.yaml`: a flat mapping of the settings declared in

@@ -1,5 +1,6 @@
 import CmdletPolicy
 import Foundation
+import PolicyFormat
 
 /// Every setting of the daemon, each declared once (below, in `settings`) with
 /// its type, default and documentation. `gatehoused --dump-config` prints the

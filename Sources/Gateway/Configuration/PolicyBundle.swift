@@ -1,6 +1,8 @@
 import CmdletPolicy
+import Directory
 import GatehouseCore
 import Lockbox
+import PolicyFormat
 import SSHServer
 
 /// Policy and directory, loaded and cross-checked together. The daemon, its
@@ -34,9 +36,9 @@ public struct PolicyBundle: Sendable {
         }
         var lockboxPolicy = LockboxPolicy.none
         if let policy, let directory {
-            diagnostics += policy.warnings + directory.validate(against: policy)
+            diagnostics += policy.warnings + directory.validate(knownRoles: policy.roles.map(\.name))
             do {
-                lockboxPolicy = try LockboxPolicy.load(file: policyDirectory + "/lockbox.yaml", snapshot: policy)
+                lockboxPolicy = try LockboxPolicy.load(file: policyDirectory + "/lockbox.yaml", roles: policy.lockboxRoles)
             } catch let error as PolicyLoadError {
                 diagnostics += error.diagnostics
             }

@@ -3,6 +3,7 @@ import CmdletShell
 import Foundation
 import GatehouseCore
 import Lockbox
+import PolicyFormat
 
 /// Output that must reach the user's terminal but nothing that records it
 /// (transcripts, logs): the one-time secret. The session's channel output

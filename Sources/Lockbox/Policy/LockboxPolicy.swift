@@ -1,5 +1,5 @@
-import CmdletPolicy
 import Foundation
+import PolicyFormat
 import Yams
 
 /// How one role may be requested. A role without an entry here cannot be
@@ -56,6 +56,24 @@ public struct NotificationHook: Sendable, Equatable {
     }
 }
 
+/// What the Lockbox needs to know of a policy role: its name, its
+/// `maxDuration`, and where it is declared (for diagnostics). The caller that
+/// loads both files hands these over, so the Lockbox does not depend on the
+/// cmdlet policy model.
+public struct PolicyRoleFacts: Sendable {
+    public let name: String
+    public let maxDurationSeconds: Int?
+    public let file: String
+    public let line: Int
+
+    public init(name: String, maxDurationSeconds: Int?, file: String, line: Int) {
+        self.name = name
+        self.maxDurationSeconds = maxDurationSeconds
+        self.file = file
+        self.line = line
+    }
+}
+
 /// `policies/lockbox.yaml`, validated: which roles may be requested, by whom,
 /// for how long and with which approvals; who the Lockbox admins are; and the
 /// notification hook. A file of its own so the Lockbox owns its rules while
@@ -80,21 +98,21 @@ public struct LockboxPolicy: Sendable {
     public func rule(for role: String) -> ElevationRule? { rules[role.lowercased()] }
 
     /// Loads the file, resolving role names and `maxDuration` against the
-    /// policy snapshot. Every problem is reported with file:line; a missing
+    /// policy's roles. Every problem is reported with file:line; a missing
     /// file means "no role can be requested".
-    public static func load(file: String, snapshot: PolicySnapshot) throws -> LockboxPolicy {
+    public static func load(file: String, roles: [PolicyRoleFacts]) throws -> LockboxPolicy {
         guard FileManager.default.fileExists(atPath: file) else { return .none }
         let diagnostics = DiagnosticCollector()
         let reader = YAMLReader(file: file, diagnostics: diagnostics)
-        let policy = reader.composeFile().map { parse($0, reader: reader, snapshot: snapshot) } ?? .none
+        let policy = reader.composeFile().map { parse($0, reader: reader, roles: roles) } ?? .none
         _ = try diagnostics.throwIfErrors()
         return policy
     }
 
-    public static func load(text: String, file: String, snapshot: PolicySnapshot) throws -> LockboxPolicy {
+    public static func load(text: String, file: String, roles: [PolicyRoleFacts]) throws -> LockboxPolicy {
         let diagnostics = DiagnosticCollector()
         let reader = YAMLReader(file: file, diagnostics: diagnostics)
-        let policy = reader.compose(text).map { parse($0, reader: reader, snapshot: snapshot) } ?? .none
+        let policy = reader.compose(text).map { parse($0, reader: reader, roles: roles) } ?? .none
         _ = try diagnostics.throwIfErrors()
         return policy
     }
@@ -102,7 +120,7 @@ public struct LockboxPolicy: Sendable {
     static let defaultPendingTTL = 86_400
     static let defaultRedeemWindow = 3_600
 
-    static func parse(_ root: Node, reader: YAMLReader, snapshot: PolicySnapshot) -> LockboxPolicy {
+    static func parse(_ root: Node, reader: YAMLReader, roles: [PolicyRoleFacts]) -> LockboxPolicy {
         var pendingTTL = defaultPendingTTL
         var redeemWindow = defaultRedeemWindow
         var adminGroups: [String] = []
@@ -141,8 +159,8 @@ public struct LockboxPolicy: Sendable {
             }
         }
         for entry in roleSection {
-            guard let role = snapshot.role(named: entry.key) else {
-                let hint = ASCII.suggestion(for: entry.key, among: snapshot.roles.map(\.name)).map { "did you mean '\($0)'?" }
+            guard let role = roles.first(where: { ASCII.equalsIgnoringCase($0.name, entry.key) }) else {
+                let hint = ASCII.suggestion(for: entry.key, among: roles.map(\.name)).map { "did you mean '\($0)'?" }
                 reader.error(at: entry.keyNode, "unknown role '\(entry.key)'", hint: hint ?? "declare it under roles/ first")
                 continue
             }

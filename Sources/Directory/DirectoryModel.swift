@@ -1,5 +1,6 @@
 import Foundation
 import GatehouseCore
+import PolicyFormat
 import Yams
 
 /// One OpenSSH public-key line (`type base64 [comment]`), shape-checked.
@@ -16,10 +17,16 @@ public struct AuthorizedKey: Sendable, Equatable {
         "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com",
     ]
 
+    /// Why a key line was refused.
+    public struct ParseError: Error, Sendable, Equatable {
+        public let message: String
+        init(_ message: String) { self.message = message }
+    }
+
     /// Parses a line; nil with a reason when it is not a plain key line.
     /// Options (`from=…`, `command=…`) are refused: the gateway decides what
     /// a user may do, not a key option.
-    public static func parse(_ line: String) -> Result<AuthorizedKey, ParameterValueError> {
+    public static func parse(_ line: String) -> Result<AuthorizedKey, ParseError> {
         if line.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f || (0x80...0x9f).contains($0.value) }) {
             return .failure(.init("the key line contains a control character"))
         }
@@ -76,13 +83,15 @@ public struct DirectoryModel: Sendable {
     /// Tenants are matched exactly (they are lower-case identifiers).
     public func tenant(named name: String) -> Tenant? { tenants.first { $0.name == name } }
 
-    /// Cross-checks baseline roles against a policy: each must exist.
-    public func validate(against snapshot: PolicySnapshot) -> [PolicyDiagnostic] {
+    /// Cross-checks baseline roles against the roles a policy defines: each
+    /// must exist. The directory knows nothing else of the policy.
+    public func validate(knownRoles: [String]) -> [PolicyDiagnostic] {
         var result: [PolicyDiagnostic] = []
+        let known = Set(knownRoles)
         for user in users {
-            for (index, role) in user.roles.enumerated() where snapshot.role(named: role) == nil {
+            for (index, role) in user.roles.enumerated() where !known.contains(role) {
                 let line = index < user.roleLines.count ? user.roleLines[index] : user.line
-                let hint = ASCII.suggestion(for: role, among: snapshot.roles.map(\.name)).map { "did you mean '\($0)'?" }
+                let hint = ASCII.suggestion(for: role, among: knownRoles).map { "did you mean '\($0)'?" }
                 result.append(.init(file: file, line: line, column: 0, severity: .error,
                                     message: "user '\(user.name)' has unknown role '\(role)'", hint: hint))
             }
