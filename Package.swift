@@ -31,9 +31,11 @@ let package = Package(
         .target(name: "PAMAuth", dependencies: ["CPAM", "GatehouseCore"]),
         // What every policy file shares: YAML with file:line diagnostics,
         // durations, sizes, anchored patterns, ASCII rules.
-        .target(name: "PolicyFormat", dependencies: ["GatehouseCore", "Yams"]),
+        .target(name: "PolicyFormat", dependencies: ["GatehouseCore", "Yams"],
+                swiftSettings: [.swiftLanguageMode(.v6)]),
         // Users, keys, groups, managers, tenants (directory.yaml).
-        .target(name: "Directory", dependencies: ["GatehouseCore", "PolicyFormat", "Yams"]),
+        .target(name: "Directory", dependencies: ["GatehouseCore", "PolicyFormat", "Yams"],
+                swiftSettings: [.swiftLanguageMode(.v6)]),
         .target(name: "CmdletPolicy", dependencies: ["GatehouseCore", "PolicyFormat", "Yams"]),
         .target(name: "Lockbox", dependencies: [
             "GatehouseCore", "PolicyFormat", "Directory", "Yams",
