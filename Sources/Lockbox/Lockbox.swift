@@ -1,8 +1,8 @@
 import CmdletPolicy
 import Foundation
-import Synchronization
 import GatehouseCore
 import Logging
+import Synchronization
 
 /// The access-claim authority and the elevation workflow.
 ///

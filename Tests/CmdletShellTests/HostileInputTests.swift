@@ -1,7 +1,7 @@
-import Synchronization
 import CmdletPolicy
 import CmdletShell
 import GatehouseCore
+import Synchronization
 import TestSupport
 import XCTest
 

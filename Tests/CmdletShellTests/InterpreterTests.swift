@@ -1,8 +1,8 @@
 import CmdletPolicy
 import CmdletShell
 import Foundation
-import Synchronization
 import GatehouseCore
+import Synchronization
 import TestSupport
 import XCTest
 

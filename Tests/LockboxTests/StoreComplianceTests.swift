@@ -1,7 +1,7 @@
 import Foundation
-import Synchronization
 import GatehouseCore
 import Lockbox
+import Synchronization
 import XCTest
 
 /// One compliance suite, run against every `LockboxStore`. Each check is a

@@ -1,6 +1,6 @@
 import Foundation
-import Synchronization
 import GatehouseCore
+import Synchronization
 
 /// A `LockboxStore` in a dictionary behind a lock: for unit tests and the
 /// offline policy tester. It honours the same compare-and-set contract as
