@@ -215,6 +215,8 @@ enum Builtins {
         switch Binder.bind(arguments, to: enterElevation) {
         case .failure(let e): return invalid(e.message, e.column, enterElevation.name)
         case .success(let bound):
+            // -Id is mandatory, so a successful binding holds it; the guard
+            // only keeps a later change of the declaration from trapping.
             guard let id = bound.int("Id") else { return invalid("-Id is missing", nil, enterElevation.name) }
             return .builtin(BuiltinResult(command: .enterElevation(requestID: Int64(id)), stdout: "", stderr: "",
                                           exitStatus: 0))
