@@ -110,7 +110,6 @@ public final class CmdletInterpreter: Sendable {
         var fields = provider.auditFields(provided.command, parameters: parameters)
         fields["line"] = AuditText.line(line)
         fields["cmdlet"] = name
-        fields["role"] = "(Lockbox workflow)"
         if let refused = recordAllowed(fields, claim: claim, output: output) { return refused }
         let started = clock.now()
         let status = provider.run(provided.command, parameters: parameters, claim: claim, output: output)

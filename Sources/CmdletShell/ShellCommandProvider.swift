@@ -20,8 +20,9 @@ public protocol ShellCommandProvider: Sendable {
 
     /// Every command, with its declaration.
     var commands: [ProvidedCommand<Command>] { get }
-    /// What the line's audit event records besides the line: the bound
-    /// parameters, a request id. Never a secret.
+    /// What the line's audit event records besides the line and the
+    /// command's name: the bound parameters, a request id, what stands in
+    /// for the deciding role. Never a secret.
     func auditFields(_ command: Command, parameters: [BoundParameter]) -> [String: String]
     /// Runs the command; returns its exit status. Output goes to `output`.
     func run(_ command: Command, parameters: [BoundParameter], claim: AccessClaim, output: CommandOutput) -> Int32

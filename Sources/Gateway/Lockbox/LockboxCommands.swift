@@ -50,7 +50,8 @@ public struct LockboxCommands: ShellCommandProvider {
     /// The bound parameters (a reason, a comment, an id: never a secret)
     /// and the request id, which links the line to its request in the index.
     public func auditFields(_ command: Command, parameters: [BoundParameter]) -> [String: String] {
-        var fields: [String: String] = [:]
+        // No role decides: the Lockbox does, from the directory.
+        var fields = ["role": "(Lockbox workflow)"]
         if !parameters.isEmpty {
             fields["parameters"] = AuditText.jsonObject(parameters.map { ($0.name, $0.value.argumentText) })
         }
