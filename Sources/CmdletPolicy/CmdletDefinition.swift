@@ -1,8 +1,11 @@
 import Foundation
 import PolicyFormat
 
-/// One cmdlet as the policy declares it, validated and frozen. Instances are
-/// only made by `PolicyLoader`, so every one of them has passed validation.
+/// One cmdlet as the policy declares it, validated and frozen. Policy
+/// cmdlets are only made by `PolicyLoader`, so every one of them has passed
+/// validation; commands an application answers itself (the gateway's Lockbox
+/// workflow, the shell's `Enter-Elevation`) are declared in code with the
+/// same model, so binding, help and completion treat them alike.
 public struct CmdletDefinition: Sendable {
     /// The declared spelling (`Get-Mailbox`), used in messages and audit events.
     public let name: String
@@ -14,7 +17,9 @@ public struct CmdletDefinition: Sendable {
     public let examples: [Example]
     /// In declaration order; this order is also the order of `Get-Help`.
     public let parameters: [ParameterDefinition]
-    public let backend: BackendTemplate
+    /// What runs the cmdlet; nil for a command declared in code, which its
+    /// declarer answers itself and which no policy snapshot ever holds.
+    public let backend: BackendTemplate?
     public let output: OutputKind
     /// Where the cmdlet was declared, for `gatehouse policy test` explanations.
     public let file: String
@@ -36,6 +41,11 @@ public struct CmdletDefinition: Sendable {
     public struct Example: Sendable, Equatable {
         public let command: String
         public let description: String?
+
+        public init(command: String, description: String?) {
+            self.command = command
+            self.description = description
+        }
     }
 
     /// How the backend's stdout is meant to be read. Only relayed as text in
@@ -43,6 +53,28 @@ public struct CmdletDefinition: Sendable {
     public enum OutputKind: String, Sendable, CaseIterable {
         case text
         case json
+    }
+
+    /// A command declared in code rather than YAML: no aliases and no
+    /// backend; `file` names the declaring module for explanations.
+    public init(name: String, synopsis: String, description: String?, examples: [Example] = [],
+                parameters: [ParameterDefinition], file: String) {
+        self.init(name: name, aliases: [], synopsis: synopsis, description: description, examples: examples,
+                  parameters: parameters, backend: nil, output: .text, file: file, line: 0)
+    }
+
+    init(name: String, aliases: [Alias], synopsis: String, description: String?, examples: [Example],
+         parameters: [ParameterDefinition], backend: BackendTemplate?, output: OutputKind, file: String, line: Int) {
+        self.name = name
+        self.aliases = aliases
+        self.synopsis = synopsis
+        self.description = description
+        self.examples = examples
+        self.parameters = parameters
+        self.backend = backend
+        self.output = output
+        self.file = file
+        self.line = line
     }
 
     /// The declared parameter with this exact name (ASCII case-insensitive).

@@ -10,15 +10,18 @@ import Yams
 final class CmdletParser {
     let reader: YAMLReader
     let libexecDirectory: String
+    /// Command names the caller answers itself (see `PolicyLoader.load`).
+    let reservedNames: [String]
     /// Parameter names of the cmdlet being parsed, valid or not: a template
     /// naming a parameter that failed validation gets no second error.
     var declaredParameters = Set<String>()
     /// The validated parameters of the cmdlet being parsed (for lint).
     var currentParameters: [ParameterDefinition] = []
 
-    init(reader: YAMLReader, libexecDirectory: String) {
+    init(reader: YAMLReader, libexecDirectory: String, reservedNames: [String]) {
         self.reader = reader
         self.libexecDirectory = libexecDirectory
+        self.reservedNames = reservedNames
     }
 
     static let cmdletKeys = ["synopsis", "description", "aliases", "examples", "parameters", "backend", "output"]
@@ -59,7 +62,7 @@ final class CmdletParser {
             reader.error(at: entry.keyNode, "invalid cmdlet name '\(name)'",
                          hint: "use Verb-Noun with ASCII letters only, e.g. Get-Mailbox")
         }
-        if PolicyLoader.reservedCmdletNames.contains(where: { ASCII.equalsIgnoringCase($0, name) }) {
+        if reservedNames.contains(where: { ASCII.equalsIgnoringCase($0, name) }) {
             reader.error(at: entry.keyNode, "'\(name)' is a built-in command and cannot be redefined")
         }
         guard let fields = reader.mapping(entry.value, what: "cmdlet '\(name)'", allowed: CmdletParser.cmdletKeys)
@@ -125,7 +128,7 @@ final class CmdletParser {
                              hint: "an ASCII letter, then letters, digits or single hyphens, at most 32")
             } else if ASCII.equalsIgnoringCase(alias, cmdlet) {
                 reader.error(at: item, "alias '\(alias)' is the cmdlet's own name")
-            } else if let reserved = PolicyLoader.reservedCmdletNames.first(where: { ASCII.equalsIgnoringCase($0, alias) }) {
+            } else if let reserved = reservedNames.first(where: { ASCII.equalsIgnoringCase($0, alias) }) {
                 reader.error(at: item, "alias '\(alias)' would hide the built-in command '\(reserved)'")
             } else if result.contains(where: { ASCII.equalsIgnoringCase($0.name, alias) }) {
                 reader.error(at: item, "alias '\(alias)' is listed twice for '\(cmdlet)'")

@@ -5,19 +5,6 @@ import Yams
 /// Loads `cmdlets/*.yaml` and `roles/*.yaml` into a `PolicySnapshot`:
 /// parse, then validate everything (collecting every problem), then freeze.
 public enum PolicyLoader {
-    /// Names the shell handles itself; a policy may not redefine them.
-    public static let reservedCmdletNames = ["exit", "Exit-Session", "Get-Command", "Get-Help", "Get-AccessClaim",
-                                            "Enter-Elevation", "Select-Object", "Where-Object", "Sort-Object",
-                                            "Format-Table", "Format-List", "ConvertTo-Json", "Measure-Object"]
-        + lockboxCommandNames
-
-    /// The gateway's Lockbox workflow commands; the gateway answers them
-    /// before policy cmdlets, so a policy name or alias equal to one of them
-    /// would never run and is an error.
-    public static let lockboxCommandNames = [
-        "New-LockboxRequest", "Get-LockboxRequest", "Approve-LockboxRequest", "Deny-LockboxRequest",
-        "Revoke-LockboxRequest", "Cancel-LockboxRequest", "Get-LockboxCredential", "Exit-Elevation"]
-
     /// PowerShell commands that run code, load code, leave the session or
     /// write files. JEA guidance is never to make these visible; a role that
     /// lists a cmdlet with one of these names is a policy error, whatever its
@@ -69,7 +56,13 @@ public enum PolicyLoader {
     /// (`.yml` too), in sorted order so the result never depends on the file
     /// system's listing order. `@libexec/` in an executable resolves against
     /// `libexecDirectory`. Throws `PolicyLoadError` listing every error.
-    public static func load(directory: String, libexecDirectory: String) throws -> PolicySnapshot {
+    ///
+    /// `reservedNames` are the commands the caller answers before policy
+    /// cmdlets (the shell's built-ins and formatters, the gateway's Lockbox
+    /// commands): a cmdlet or alias spelled like one would never run, so it
+    /// is an error. The caller knows them; this layer does not.
+    public static func load(directory: String, libexecDirectory: String,
+                            reservedNames: [String]) throws -> PolicySnapshot {
         let diagnostics = DiagnosticCollector()
         var sources: [Source] = []
         for (sub, kind) in [("cmdlets", SourceKind.cmdlets), ("roles", SourceKind.roles)] {
@@ -92,15 +85,18 @@ public enum PolicyLoader {
                 sources.append(Source(kind: kind, file: path, text: text))
             }
         }
-        return try load(sources: sources, libexecDirectory: libexecDirectory, diagnostics: diagnostics)
+        return try load(sources: sources, libexecDirectory: libexecDirectory, reservedNames: reservedNames,
+                        diagnostics: diagnostics)
     }
 
     /// Loads policy from texts already in memory.
-    public static func load(sources: [Source], libexecDirectory: String) throws -> PolicySnapshot {
-        try load(sources: sources, libexecDirectory: libexecDirectory, diagnostics: DiagnosticCollector())
+    public static func load(sources: [Source], libexecDirectory: String,
+                            reservedNames: [String]) throws -> PolicySnapshot {
+        try load(sources: sources, libexecDirectory: libexecDirectory, reservedNames: reservedNames,
+                 diagnostics: DiagnosticCollector())
     }
 
-    static func load(sources: [Source], libexecDirectory: String,
+    static func load(sources: [Source], libexecDirectory: String, reservedNames: [String],
                      diagnostics: DiagnosticCollector) throws -> PolicySnapshot {
         var cmdlets: [CmdletDefinition] = []
         var rawRoles: [RawRole] = []
@@ -117,7 +113,8 @@ public enum PolicyLoader {
             }
             switch source.kind {
             case .cmdlets:
-                let parser = CmdletParser(reader: reader, libexecDirectory: libexecDirectory)
+                let parser = CmdletParser(reader: reader, libexecDirectory: libexecDirectory,
+                                          reservedNames: reservedNames)
                 cmdlets.append(contentsOf: parser.parseFile(root, declared: &declaredNames))
             case .roles:
                 rawRoles.append(contentsOf: RoleParser(reader: reader).parseFile(root, deny: &rawDenyRules))

@@ -22,7 +22,12 @@ public struct Authorization: Sendable, Equatable {
 public enum Authorizer {
     public static func authorize(cmdlet: CmdletDefinition, parameters: [BoundParameter], claim: AccessClaim,
                                  snapshot: PolicySnapshot) -> Authorization {
-        let needsScope = cmdlet.backend.requiresScope
+        // A command declared in code is answered by its declarer, never run
+        // through a role; no snapshot holds one, so this is only a backstop.
+        guard let backend = cmdlet.backend else {
+            return Authorization(decision: .deny(reason: "'\(cmdlet.name)' is not a policy cmdlet"), grant: nil)
+        }
+        let needsScope = backend.requiresScope
         var candidates: [RoleGrant] = []
         var restricted: [String] = []
         let values = parameters.map { (name: $0.name, value: $0.value) }

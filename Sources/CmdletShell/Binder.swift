@@ -19,6 +19,30 @@ public struct BoundParameter: Sendable, Equatable {
     public let value: ParameterValue
 }
 
+extension [BoundParameter] {
+    /// The bound value of the declared parameter `name`, if it was given.
+    public func value(_ name: String) -> ParameterValue? { first { $0.name == name }?.value }
+
+    public func string(_ name: String) -> String? {
+        switch value(name) {
+        case .string(let s), .enumeration(let s): return s
+        default: return nil
+        }
+    }
+
+    public func int(_ name: String) -> Int? {
+        if case .int(let n) = value(name) { return n }
+        return nil
+    }
+
+    public func seconds(_ name: String) -> Int? {
+        if case .duration(let s) = value(name) { return s }
+        return nil
+    }
+
+    public func isPresent(_ name: String) -> Bool { value(name) != nil }
+}
+
 /// Binds the words after a cmdlet name to its declared parameters.
 ///
 /// - `-Name value`, `-Name:value` and `-Name:'quoted value'`; switches as `-Force`.

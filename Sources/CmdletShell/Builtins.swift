@@ -7,7 +7,7 @@ import PolicyFormat
 /// every other line, so they cannot smuggle anything either.
 enum Builtins {
     static func evaluate(_ name: String, arguments: ArraySlice<Token>, claim: AccessClaim,
-                         snapshot: PolicySnapshot) -> Evaluation {
+                         snapshot: PolicySnapshot, provided: [CmdletDefinition]) -> Evaluation {
         switch name {
         case "exit", "Exit-Session":
             if let extra = arguments.first {
@@ -18,10 +18,10 @@ enum Builtins {
             if let extra = arguments.first {
                 return invalid("Get-Command takes no arguments", extra.column, name)
             }
-            return .builtin(BuiltinResult(command: .getCommand, stdout: getCommand(claim, snapshot), stderr: "",
-                                          exitStatus: 0))
+            return .builtin(BuiltinResult(command: .getCommand, stdout: getCommand(claim, snapshot, provided),
+                                          stderr: "", exitStatus: 0))
         case "Get-Help":
-            return getHelp(arguments, claim, snapshot)
+            return getHelp(arguments, claim, snapshot, provided)
         case "Get-AccessClaim":
             if let extra = arguments.first {
                 return invalid("Get-AccessClaim takes no arguments", extra.column, name)
@@ -37,47 +37,10 @@ enum Builtins {
         .rejected(Rejection(stage: .bind, reason: .invalid, message: message, column: column, cmdlet: cmdlet))
     }
 
-    /// One value, positional or after `-Name` (any unique prefix of it).
-    static func singleValue(_ arguments: ArraySlice<Token>, parameter: String, command: String)
-        -> Result<(String, Int)?, BindError> {
-        var found: (String, Int)?
-        var i = arguments.startIndex
-        while i < arguments.endIndex {
-            let token = arguments[i]
-            i += 1
-            if found != nil {
-                return .failure(BindError("\(command) takes one \(parameter)", column: token.column))
-            }
-            switch token.kind {
-            case .pipe:
-                return .failure(BindError("\(command) cannot be piped", column: token.column))
-            case .bare, .quoted:
-                if token.text.hasPrefix("-") { return .failure(BindError("values may not start with '-'", column: token.column)) }
-                found = (token.text, token.column)
-            case .parameter(let inline):
-                guard !token.text.isEmpty, ASCII.hasPrefixIgnoringCase(parameter, token.text),
-                      ASCII.isParameterName(token.text) else {
-                    return .failure(BindError("\(command) has no parameter -\(Display.clip(token.text)); "
-                                              + "it takes -\(parameter)", column: token.column))
-                }
-                if let inline {
-                    found = (inline.text, inline.column)
-                } else if i < arguments.endIndex, arguments[i].kind == .bare || arguments[i].kind == .quoted {
-                    found = (arguments[i].text, arguments[i].column)
-                    i += 1
-                } else {
-                    return .failure(BindError("-\(parameter) needs a value", column: token.column))
-                }
-                if let f = found, f.0.hasPrefix("-") || f.0.isEmpty {
-                    return .failure(BindError("-\(parameter) needs a value that does not start with '-'", column: f.1))
-                }
-            }
-        }
-        return .success(found)
-    }
-
-    static func getCommand(_ claim: AccessClaim, _ snapshot: PolicySnapshot) -> String {
-        let visible = Authorizer.visibleCmdlets(claim: claim, snapshot: snapshot)
+    /// The cmdlets the claim makes visible, then the application's own
+    /// commands, which every user sees (they authorize per request).
+    static func getCommand(_ claim: AccessClaim, _ snapshot: PolicySnapshot, _ provided: [CmdletDefinition]) -> String {
+        let visible = Authorizer.visibleCmdlets(claim: claim, snapshot: snapshot) + provided
         guard !visible.isEmpty else { return "No cmdlets are available to you right now.\n" }
         let width = visible.map { $0.name.count }.max() ?? 0
         var out = ""
@@ -113,7 +76,8 @@ enum Builtins {
     /// How much of a cmdlet's help to show.
     enum HelpDetail { case normal, examples, full }
 
-    static func getHelp(_ arguments: ArraySlice<Token>, _ claim: AccessClaim, _ snapshot: PolicySnapshot) -> Evaluation {
+    static func getHelp(_ arguments: ArraySlice<Token>, _ claim: AccessClaim, _ snapshot: PolicySnapshot,
+                        _ provided: [CmdletDefinition]) -> Evaluation {
         let bound: [BoundParameter]
         switch Binder.bind(arguments, parameters: helpParameters, command: "Get-Help") {
         case .failure(let e): return invalid(e.message, e.column, "Get-Help")
@@ -142,7 +106,7 @@ enum Builtins {
                 + syntax.what + "\n    Arguments are data only: property names, numbers and literal values.\n"
             return .builtin(BuiltinResult(command: .getHelp(name: syntax.name), stdout: text, stderr: "", exitStatus: 0))
         }
-        let visible = Authorizer.visibleCmdlets(claim: claim, snapshot: snapshot)
+        let visible = Authorizer.visibleCmdlets(claim: claim, snapshot: snapshot) + provided + [enterElevation]
         guard let cmdlet = visible.first(where: { $0.isNamed(name) }) else {
             // Hidden and unknown cmdlets get the very same answer.
             return .builtin(BuiltinResult(command: .getHelp(name: name), stdout: "",
@@ -235,21 +199,27 @@ enum Builtins {
             .trimmingCharacters(in: .whitespaces)
     }
 
+    /// `Enter-Elevation`'s declaration: bound like any cmdlet, answered by
+    /// the session (it needs the session's no-echo prompt).
+    static let enterElevation = CmdletDefinition(
+        name: "Enter-Elevation",
+        synopsis: "Redeems an approved Lockbox request in this session; prompts for its one-time credential.",
+        description: "The credential is read without echo and works once. The grant's clock starts now.",
+        examples: [.init(command: "Enter-Elevation -Id 12", description: "Redeem request 12.")],
+        parameters: [
+            ParameterDefinition(name: "Id", type: .int, mandatory: true, position: 0, description: "The request number.",
+                                pattern: nil, allowedValues: nil, minimum: 1, maximum: nil, maxLength: 20),
+        ],
+        file: "CmdletShell")
+
     static func enterElevation(_ arguments: ArraySlice<Token>) -> Evaluation {
-        // -Id is the Lockbox cmdlets' spelling; -Request (the first design's) still works.
-        var parsed = singleValue(arguments, parameter: "Id", command: "Enter-Elevation")
-        if case .failure = parsed, case .success(let alt) = singleValue(arguments, parameter: "Request",
-                                                                         command: "Enter-Elevation") {
-            parsed = .success(alt)
-        }
-        switch parsed {
-        case .failure(let e): return invalid(e.message, e.column, "Enter-Elevation")
-        case .success(nil): return invalid("Enter-Elevation needs -Id N", nil, "Enter-Elevation")
-        case .success(let value?):
-            guard let number = ASCII.parseNonNegativeInt(value.0), number > 0 else {
-                return invalid("-Id expects a request number", value.1, "Enter-Elevation")
-            }
-            return .builtin(BuiltinResult(command: .enterElevation(requestID: Int64(number)), stdout: "", stderr: "",
+        switch Binder.bind(arguments, to: enterElevation) {
+        case .failure(let e): return invalid(e.message, e.column, enterElevation.name)
+        case .success(let bound):
+            // -Id is mandatory, so a successful binding holds it; the guard
+            // only keeps a later change of the declaration from trapping.
+            guard let id = bound.int("Id") else { return invalid("-Id is missing", nil, enterElevation.name) }
+            return .builtin(BuiltinResult(command: .enterElevation(requestID: Int64(id)), stdout: "", stderr: "",
                                           exitStatus: 0))
         }
     }

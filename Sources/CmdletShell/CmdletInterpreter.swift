@@ -15,24 +15,22 @@ public enum LineOutcome: Sendable, Equatable {
 ///
 /// Knows nothing of SSH: the gateway hands it bytes and a `CommandOutput`.
 /// Blocking while a backend runs; call it from the session's own thread.
-public final class CmdletInterpreter: @unchecked Sendable {
-    // Immutable after init; @unchecked because the executor and handler are
-    // protocol/closure values the compiler cannot see through.
+public final class CmdletInterpreter: Sendable {
     private let audit: AuditSink
     private let clock: Clock
     private let executor: CommandExecutor
     private let elevationHandler: (@Sendable (Int64, CommandOutput) -> Int32)?
-    private let commandProvider: ShellCommandProvider?
+    private let commandProvider: (any ShellCommandProvider)?
 
     /// - Parameters:
-    ///   - elevationHandler: runs `Enter-Elevation -Request N` (the gateway
+    ///   - elevationHandler: runs `Enter-Elevation -Id N` (the gateway
     ///     prompts for the one-time secret and redeems it). Without one the
     ///     built-in answers that elevation is unavailable here.
     ///   - commandProvider: extra commands the embedding application answers
     ///     (the Lockbox workflow); they take precedence over policy cmdlets.
     public init(audit: AuditSink, clock: Clock, executor: CommandExecutor = ProcessExecutor(),
                 elevationHandler: (@Sendable (Int64, CommandOutput) -> Int32)? = nil,
-                commandProvider: ShellCommandProvider? = nil) {
+                commandProvider: (any ShellCommandProvider)? = nil) {
         self.audit = audit
         self.clock = clock
         self.executor = executor
@@ -43,11 +41,12 @@ public final class CmdletInterpreter: @unchecked Sendable {
     public func run(line: [UInt8], claim: AccessClaim, snapshot: PolicySnapshot, context: ExecutionContext,
                     output: CommandOutput, cancellation: CancellationFlag? = nil) -> LineOutcome {
         if let commandProvider, case .success(let tokens) = Lexer.tokenize(line), let head = tokens.first,
-           head.kind == .bare, let name = commandProvider.commandName(head.text) {
-            return runProvided(commandProvider, name: name, arguments: tokens.dropFirst(), line: line, claim: claim,
-                               output: output)
+           head.kind == .bare, let outcome = runProvided(commandProvider, head: head.text, arguments: tokens.dropFirst(),
+                                                         line: line, claim: claim, output: output) {
+            return outcome
         }
-        switch evaluate(line: line, claim: claim, snapshot: snapshot, context: context) {
+        switch evaluate(line: line, claim: claim, snapshot: snapshot, context: context,
+                        provided: commandProvider?.definitions ?? []) {
         case .empty:
             return .completed(exitStatus: 0)
         case .builtin(let result):
@@ -91,19 +90,30 @@ public final class CmdletInterpreter: @unchecked Sendable {
         return .completed(exitStatus: rejection.exitStatus)
     }
 
-    /// A command the embedding application answers (the Lockbox workflow):
-    /// audited like a cmdlet, before it runs and failing closed, and its
+    /// A command the embedding application answers (the Lockbox workflow),
+    /// or nil when `head` is none of the provider's. Its arguments bind like
+    /// a cmdlet's, and a line that does not bind is refused and audited as
+    /// one; a bound line is audited before it runs, failing closed, and its
     /// exit status after. Its own decisions (an approval refused) are the
     /// provider's events.
-    private func runProvided(_ provider: ShellCommandProvider, name: String, arguments: ArraySlice<Token>,
-                             line: [UInt8], claim: AccessClaim, output: CommandOutput) -> LineOutcome {
-        var fields = provider.auditFields(command: name, arguments: arguments)
+    private func runProvided<Provider: ShellCommandProvider>(
+        _ provider: Provider, head: String, arguments: ArraySlice<Token>, line: [UInt8], claim: AccessClaim,
+        output: CommandOutput) -> LineOutcome? {
+        guard let provided = provider.command(named: head) else { return nil }
+        let name = provided.definition.name
+        let parameters: [BoundParameter]
+        switch Binder.bind(arguments, to: provided.definition) {
+        case .success(let bound): parameters = bound
+        case .failure(let e):
+            return refuse(Rejection(stage: .bind, reason: .invalid, message: e.message, column: e.column, cmdlet: name),
+                          line: line, claim: claim, output: output)
+        }
+        var fields = provider.auditFields(provided.command, parameters: parameters)
         fields["line"] = AuditText.line(line)
         fields["cmdlet"] = name
-        fields["role"] = "(Lockbox workflow)"
         if let refused = recordAllowed(fields, claim: claim, output: output) { return refused }
         let started = clock.now()
-        let status = provider.run(name: name, arguments: arguments, claim: claim, output: output)
+        let status = provider.run(provided.command, parameters: parameters, claim: claim, output: output)
         recordFinished(["cmdlet": name, "exitStatus": String(status)], since: started, claim: claim)
         return .completed(exitStatus: status)
     }

@@ -6,22 +6,23 @@ import PolicyFormat
 /// and `Get-Help` targets, computed from the same visibility rule as
 /// `Get-Command`, so a hidden cmdlet is never offered (nor its parameters).
 public enum Completion {
-    static let builtinNames = ["Get-Command", "Get-Help", "Get-AccessClaim", "Enter-Elevation", "Exit-Session"]
+    /// The built-ins by their cmdlet-style names (`exit` is typed in full anyway).
+    static let builtinNames = ShellBuiltins.names.filter { $0 != "exit" }
 
     /// The text to append to `line` (the bytes typed so far): the rest of
     /// the only candidate plus a space, or the candidates' longest common
     /// continuation; empty when there is nothing to add.
-    /// - Parameter extraCommands: command names the embedding application
-    ///   answers itself (the gateway's Lockbox commands), offered to everyone.
+    /// - Parameter provided: the commands the embedding application
+    ///   answers itself (`ShellCommandProvider.definitions`), offered to everyone.
     public static func complete(line: [UInt8], claim: AccessClaim, snapshot: PolicySnapshot,
-                                extraCommands: [String] = []) -> [UInt8] {
-        candidates(line: line, claim: claim, snapshot: snapshot, extraCommands: extraCommands).addition
+                                provided: [CmdletDefinition] = []) -> [UInt8] {
+        candidates(line: line, claim: claim, snapshot: snapshot, provided: provided).addition
     }
 
     /// The addition (as `complete`) and every candidate that matches what
     /// is typed, for a second Tab to list when there is no unique one.
     public static func candidates(line: [UInt8], claim: AccessClaim, snapshot: PolicySnapshot,
-                                  extraCommands: [String] = []) -> (addition: [UInt8], candidates: [String]) {
+                                  provided: [CmdletDefinition] = []) -> (addition: [UInt8], candidates: [String]) {
         let none: (addition: [UInt8], candidates: [String]) = ([], [])
         guard line.count <= Lexer.maxLineBytes, case .success(let scalars) = UTF8Validation.decode(line),
               !scalars.contains(where: { $0.value < 0x20 && $0 != "\t" }) else { return none }
@@ -36,20 +37,22 @@ public enum Completion {
         if current.contains("'") || current.contains("\"") { return none }
 
         let visible = Authorizer.visibleCmdlets(claim: claim, snapshot: snapshot)
+        // Everything with a declaration whose parameters can be offered.
+        let declared = visible + provided + [Builtins.enterElevation]
         var candidates: [String] = []
         if previous.isEmpty {
-            candidates = afterPipe ? Pipeline.formatterNames : visible.map(\.name) + builtinNames + extraCommands
+            candidates = afterPipe ? Pipeline.formatterNames : visible.map(\.name) + builtinNames + provided.map(\.name)
         } else if current.hasPrefix("-") {
             let command = previous[0]
-            if let cmdlet = visible.first(where: { $0.isNamed(command) }) {
+            if let cmdlet = declared.first(where: { $0.isNamed(command) }) {
                 candidates = cmdlet.parameters.map { "-" + $0.name }
             } else if afterPipe, let name = Pipeline.formatterNames.first(where: { ASCII.equalsIgnoringCase($0, command) }) {
                 candidates = Pipeline.parameterNames(of: name).map { "-" + $0 }
             } else if ASCII.equalsIgnoringCase(command, "Get-Help") {
-                candidates = ["-Name", "-Examples", "-Full"]
+                candidates = Builtins.helpParameters.map { "-" + $0.name }
             }
         } else if ASCII.equalsIgnoringCase(previous[0], "Get-Help") {
-            candidates = visible.map(\.name)
+            candidates = declared.map(\.name)
         }
         var seen = Set<String>()
         let matching = candidates.filter { ASCII.hasPrefixIgnoringCase($0, current) && seen.insert($0).inserted }

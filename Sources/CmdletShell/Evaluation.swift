@@ -82,7 +82,7 @@ public enum BuiltinCommand: Sendable, Equatable {
     case getHelp(name: String?)
     /// `Get-AccessClaim`: user, roles, scope and expiry as evaluated now.
     case getAccessClaim
-    /// `Enter-Elevation -Request N`: the gateway prompts for the secret.
+    /// `Enter-Elevation -Id N`: the gateway prompts for the secret.
     case enterElevation(requestID: Int64)
 }
 
@@ -122,19 +122,25 @@ public enum Evaluation: Sendable {
 }
 
 /// Names the shell answers itself (ASCII case-insensitive).
-enum BuiltinName {
-    static func match(_ word: String) -> String? {
-        ["exit", "Exit-Session", "Get-Command", "Get-Help", "Get-AccessClaim", "Enter-Elevation"]
-            .first { ASCII.equalsIgnoringCase($0, word) }
-    }
+public enum ShellBuiltins {
+    static let names = ["exit", "Exit-Session", "Get-Command", "Get-Help", "Get-AccessClaim", "Enter-Elevation"]
+
+    /// What a policy may not name a cmdlet or alias, because the shell would
+    /// answer the line first: the built-ins and the formatters. The policy
+    /// loader's caller hands these in (with its own commands, if any).
+    public static let reservedNames = names + Pipeline.formatterNames
+
+    static func match(_ word: String) -> String? { names.first { ASCII.equalsIgnoringCase($0, word) } }
 }
 
 /// Evaluates one line: lex → parse → bind (cmdlet and formatters) → authorize
 /// → expand the template.
 /// Pure: it reads nothing, writes nothing and starts nothing, so the daemon
 /// and `gatehouse policy test` share exactly this code path.
+/// - Parameter provided: the embedding application's own commands (see
+///   `ShellCommandProvider`), for `Get-Help` and `Get-Command` to show.
 public func evaluate(line: [UInt8], claim: AccessClaim, snapshot: PolicySnapshot,
-                     context: ExecutionContext) -> Evaluation {
+                     context: ExecutionContext, provided: [CmdletDefinition] = []) -> Evaluation {
     let tokens: [Token]
     switch Lexer.tokenize(line) {
     case .success(let t): tokens = t
@@ -165,12 +171,12 @@ public func evaluate(line: [UInt8], claim: AccessClaim, snapshot: PolicySnapshot
                                    column: pipeColumn, cmdlet: nil))
     }
     let arguments = segments[0].dropFirst()
-    if let builtin = BuiltinName.match(head.text) {
+    if let builtin = ShellBuiltins.match(head.text) {
         if segments.count > 1, let pipe = tokens.first(where: { $0.kind == .pipe }) {
             return .rejected(Rejection(stage: .parse, reason: .invalid, message: "\(builtin) cannot be piped",
                                        column: pipe.column, cmdlet: builtin))
         }
-        return Builtins.evaluate(builtin, arguments: arguments, claim: claim, snapshot: snapshot)
+        return Builtins.evaluate(builtin, arguments: arguments, claim: claim, snapshot: snapshot, provided: provided)
     }
     guard let cmdlet = snapshot.cmdlet(named: head.text) else {
         let message = Pipeline.isFormatter(head.text)
@@ -215,16 +221,16 @@ public func evaluate(line: [UInt8], claim: AccessClaim, snapshot: PolicySnapshot
         return .rejected(Rejection(stage: .authorize, reason: .notPermitted, message: reason, column: nil,
                                    cmdlet: cmdlet.name))
     case .allow(let role):
-        guard let grant = authorization.grant else {
+        guard let grant = authorization.grant, let backend = cmdlet.backend else {
             // Unreachable by construction; deny rather than trust it.
             return .rejected(Rejection(stage: .authorize, reason: .notPermitted,
                                        message: "'\(cmdlet.name)' is not permitted.", column: nil, cmdlet: cmdlet.name))
         }
         let values = TemplateValues(claim: claim, grant: grant, context: context, parameters: parameters)
-        let expanded = TemplateExpander.expand(cmdlet.backend, values: values)
+        let expanded = TemplateExpander.expand(backend, values: values)
         return .allowed(AllowedCommand(cmdlet: cmdlet, role: role, grant: grant, parameters: parameters,
                                        argv: expanded.argv, environment: expanded.environment,
-                                       timeoutSeconds: cmdlet.backend.timeoutSeconds,
-                                       outputLimit: cmdlet.backend.outputLimit, formatters: formatters))
+                                       timeoutSeconds: backend.timeoutSeconds,
+                                       outputLimit: backend.outputLimit, formatters: formatters))
     }
 }

@@ -74,7 +74,7 @@ public enum PolicyTestReport {
         case .getCommand: return "Get-Command"
         case .getAccessClaim: return "Get-AccessClaim"
         case .getHelp(let name): return "Get-Help" + (name.map { " \($0)" } ?? "")
-        case .enterElevation(let id): return "Enter-Elevation -Request \(id)"
+        case .enterElevation(let id): return "Enter-Elevation -Id \(id)"
         }
     }
 

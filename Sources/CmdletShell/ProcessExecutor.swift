@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Foundation
+import Synchronization
 
 /// What to start. `argv[0]` must be the absolute path that is executed.
 public struct ExecutionRequest: Sendable, Equatable {
@@ -62,25 +63,23 @@ public struct ExecutorError: Error, Sendable, Equatable, CustomStringConvertible
 
 /// Lets another thread end a running command (for example when the grant
 /// that allowed it expires). Checked by the executor's poll loop.
-public final class CancellationFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var cancelled = false
-    private var why: String?
+public final class CancellationFlag: Sendable {
+    private let state = Mutex((cancelled: false, why: String?.none))
 
     public init() {}
 
     /// `reason` is shown to the user ("<cmdlet> was stopped: <reason>."); the first one wins.
     public func cancel(reason: String? = nil) {
-        lock.withLock {
-            if !cancelled { why = reason }
-            cancelled = true
+        state.withLock {
+            if !$0.cancelled { $0.why = reason }
+            $0.cancelled = true
         }
     }
 
-    public var isCancelled: Bool { lock.withLock { cancelled } }
+    public var isCancelled: Bool { state.withLock { $0.cancelled } }
 
     /// Why the command was stopped, if the canceller said.
-    public var reason: String? { lock.withLock { why } }
+    public var reason: String? { state.withLock { $0.why } }
 }
 
 /// Starts backends. A protocol so the interpreter can be tested with fakes

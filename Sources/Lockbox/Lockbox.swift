@@ -2,6 +2,7 @@ import Foundation
 import GatehouseCore
 import Logging
 import PolicyFormat
+import Synchronization
 
 /// The access-claim authority and the elevation workflow.
 ///
@@ -15,19 +16,15 @@ import PolicyFormat
 /// Every transition goes through `RequestStateMachine` and a compare-and-set
 /// on the store, and is recorded as one audit event with actor, request id
 /// and reason.
-public final class Lockbox: @unchecked Sendable {
-    // Immutable after init except `lastSweep`, which `sweepLock` guards, and
-    // the rules with their notifier, which `rulesLock` guards (SIGHUP).
+public final class Lockbox: Sendable {
     private let directory: BaselineRoleSource
     public let store: LockboxStore
     private let audit: AuditSink
-    private let rulesLock = NSLock()
-    private var currentPolicy: LockboxPolicy
-    private var currentNotifier: LockboxNotifier?
+    /// The rules and their notifier, replaced together on a reload (SIGHUP).
+    private let rules: Mutex<(policy: LockboxPolicy, notifier: LockboxNotifier?)>
     private let clock: Clock
     private let logger: Logger?
-    private let sweepLock = NSLock()
-    private var lastSweep = Date.distantPast
+    private let lastSweep = Mutex(Date.distantPast)
 
     /// Baseline-only authority (no elevation can be requested): the offline
     /// policy tester and older callers.
@@ -43,27 +40,23 @@ public final class Lockbox: @unchecked Sendable {
     public init(directory: BaselineRoleSource, policy: LockboxPolicy, store: LockboxStore, audit: AuditSink,
                 clock: Clock, notifier: LockboxNotifier? = nil, logger: Logger? = nil) {
         self.directory = directory
-        self.currentPolicy = policy
+        self.rules = Mutex((policy, notifier))
         self.store = store
         self.audit = audit
         self.clock = clock
-        self.currentNotifier = notifier
         self.logger = logger
     }
 
     /// The rules in force: who may request what, for how long, with which
     /// approvals. Read once per operation.
-    public var policy: LockboxPolicy { rulesLock.withLock { currentPolicy } }
-    private var notifier: LockboxNotifier? { rulesLock.withLock { currentNotifier } }
+    public var policy: LockboxPolicy { rules.withLock { $0.policy } }
+    private var notifier: LockboxNotifier? { rules.withLock { $0.notifier } }
 
     /// A reload (SIGHUP) brings new rules, e.g. a lowered `maxDuration`: every
     /// request from now on is judged by them. Requests already filed or
     /// granted keep what they were approved for.
     public func replacePolicy(_ policy: LockboxPolicy, notifier: LockboxNotifier?) {
-        rulesLock.withLock {
-            currentPolicy = policy
-            currentNotifier = notifier
-        }
+        rules.withLock { $0 = (policy, notifier) }
     }
 
     // MARK: - Claim
@@ -362,7 +355,7 @@ public final class Lockbox: @unchecked Sendable {
     @discardableResult
     public func sweep() -> [LockboxRequest] {
         let now = clock.now()
-        sweepLock.withLock { lastSweep = now }
+        lastSweep.withLock { $0 = now }
         do {
             return try store.due(now: now, limit: 500).compactMap { try? expire($0) }
         } catch {
@@ -374,9 +367,9 @@ public final class Lockbox: @unchecked Sendable {
     /// `sweep()` at most once per `interval` per process: cheap enough to call from every session tick.
     public func sweepIfDue(interval: TimeInterval = 1) {
         let now = clock.now()
-        let due = sweepLock.withLock { () -> Bool in
-            guard now.timeIntervalSince(lastSweep) >= interval else { return false }
-            lastSweep = now
+        let due = lastSweep.withLock { last -> Bool in
+            guard now.timeIntervalSince(last) >= interval else { return false }
+            last = now
             return true
         }
         if due { sweep() }

@@ -16,6 +16,10 @@ public enum LockboxError: Error, Sendable, Equatable, CustomStringConvertible {
     case secretRejected(String)
     /// The store failed; the detail is for the log, not the client.
     case storage(String)
+    /// A stored row does not decode: `column` of row `id` (nil when the id
+    /// itself is unreadable) holds something this code never writes. The
+    /// row is refused, never read with a default in its place.
+    case corruptRow(id: Int64?, column: String, problem: String)
     /// The audit log did not take the change's event, so the change was
     /// rolled back: nothing happens unrecorded.
     case auditUnavailable
@@ -27,13 +31,17 @@ public enum LockboxError: Error, Sendable, Equatable, CustomStringConvertible {
         case .illegalTransition(let from, let event):
             return "A request that is \(from.rawValue) cannot be changed by '\(event)'."
         case .conflict(let id): return "Request \(id) was changed by someone else at the same moment; nothing was done."
-        case .storage: return "The Lockbox store is unavailable; nothing was changed."
+        case .storage, .corruptRow: return "The Lockbox store is unavailable; nothing was changed."
         case .auditUnavailable: return "The audit log is unavailable; nothing was changed."
         }
     }
 
     public var description: String {
-        if case .storage(let detail) = self { return "Lockbox store error: \(detail)" }
-        return message
+        switch self {
+        case .storage(let detail): return "Lockbox store error: \(detail)"
+        case .corruptRow(let id, let column, let problem):
+            return "Lockbox store error: request \(id.map(String.init) ?? "?") column '\(column)' \(problem)"
+        default: return message
+        }
     }
 }

@@ -115,7 +115,7 @@ struct Policy: ParsableCommand {
             // sees it (CmdletInterpreter's command provider); say so rather
             // than call it an unknown cmdlet.
             if case .success(let tokens) = Lexer.tokenize(Array(line.utf8)), let head = tokens.first, head.kind == .bare,
-               let command = PolicyLoader.lockboxCommandNames.first(where: { ASCII.equalsIgnoringCase($0, head.text) }) {
+               let command = LockboxCommands.names.first(where: { ASCII.equalsIgnoringCase($0, head.text) }) {
                 print("decision: Lockbox workflow\ncommand: \(command)\n"
                       + "note: the gateway's Lockbox answers this command, not the policy roles; who may request, "
                       + "approve, deny or revoke is decided from the directory and lockbox.yaml when it runs, "

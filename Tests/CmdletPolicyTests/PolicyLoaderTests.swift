@@ -35,10 +35,14 @@ roles:
     cmdlets: [Get-Thing]
 """
 
+/// What the shell and the gateway reserve, as their callers pass it in; the
+/// loader itself knows no command names.
+let reservedNames = ["exit", "Get-Help", "New-LockboxRequest", "Select-Object"]
+
 func loadPolicy(cmdlets: String = baseCmdlets, roles: String = baseRoles) throws -> PolicySnapshot {
     try PolicyLoader.load(sources: [.init(kind: .cmdlets, file: "cmdlets/test.yaml", text: cmdlets),
                                     .init(kind: .roles, file: "roles/test.yaml", text: roles)],
-                          libexecDirectory: "/opt/gatehouse/libexec")
+                          libexecDirectory: "/opt/gatehouse/libexec", reservedNames: reservedNames)
 }
 
 /// The diagnostics of a load that is expected to fail.
@@ -62,15 +66,15 @@ final class PolicyLoaderTests: XCTestCase {
 
     func testRealPolicyDirectoryLoads() throws {
         let dir = Self.repoRoot.appendingPathComponent("policies").path
-        let snapshot = try PolicyLoader.load(directory: dir, libexecDirectory: "/opt/gatehouse/libexec")
+        let snapshot = try PolicyLoader.load(directory: dir, libexecDirectory: "/opt/gatehouse/libexec", reservedNames: reservedNames)
         XCTAssertEqual(snapshot.cmdlets.map(\.name),
                        ["Get-Mailbox", "Get-MailboxReport", "Get-MailboxStatistics", "New-Mailbox", "Remove-Mailbox", "Set-Mailbox"])
         XCTAssertEqual(snapshot.roles.map(\.name), ["MailboxAdmin", "MailboxReader"])
         let get = try XCTUnwrap(snapshot.cmdlet(named: "get-mailbox"))
-        XCTAssertEqual(get.backend.executable, "/opt/gatehouse/libexec/gatehouse-demo-mailbox")
+        XCTAssertEqual(get.backend?.executable, "/opt/gatehouse/libexec/gatehouse-demo-mailbox")
         XCTAssertEqual(get.parameters.map(\.name), ["Identity", "ResultSize"])
-        XCTAssertEqual(get.backend.timeoutSeconds, 30)
-        XCTAssertEqual(get.backend.outputLimit, 1 << 20)
+        XCTAssertEqual(get.backend?.timeoutSeconds, 30)
+        XCTAssertEqual(get.backend?.outputLimit, 1 << 20)
         XCTAssertEqual(get.examples.count, 2)
         let set = try XCTUnwrap(snapshot.cmdlet(named: "Set-Mailbox"))
         XCTAssertEqual(set.parameter(named: "prohibitsendquota")?.minimum, 1 << 20)
@@ -82,7 +86,7 @@ final class PolicyLoaderTests: XCTestCase {
 
     func testRealDirectoryLoadsAndMatchesPolicy() throws {
         let policy = try PolicyLoader.load(directory: Self.repoRoot.appendingPathComponent("policies").path,
-                                           libexecDirectory: "/x")
+                                           libexecDirectory: "/x", reservedNames: reservedNames)
         let directory = try DirectoryLoader.load(file: Self.repoRoot.appendingPathComponent("policies/directory.yaml").path)
         XCTAssertEqual(directory.users.map(\.name.rawValue), ["alice", "bob", "carol", "dave"])
         XCTAssertEqual(directory.users.first?.manager?.rawValue, "bob")
@@ -184,7 +188,7 @@ final class PolicyLoaderTests: XCTestCase {
         XCTAssertEqual(loadErrors(cmdlets: baseCmdlets.replacingOccurrences(of: "/usr/bin/printf",
                                                                             with: "/usr/bin/../bin/sh")).count, 1)
         let libexec = try loadPolicy(cmdlets: baseCmdlets.replacingOccurrences(of: "/usr/bin/printf", with: "\"@libexec/tool\""))
-        XCTAssertEqual(libexec.cmdlets.first?.backend.executable, "/opt/gatehouse/libexec/tool")
+        XCTAssertEqual(libexec.cmdlets.first?.backend?.executable, "/opt/gatehouse/libexec/tool")
     }
 
     func testUnconstrainedStringIsAWarningNotAnError() throws {
@@ -226,7 +230,7 @@ final class PolicyLoaderTests: XCTestCase {
             _ = try PolicyLoader.load(sources: [.init(kind: .cmdlets, file: "a.yaml", text: baseCmdlets),
                                                 .init(kind: .cmdlets, file: "b.yaml", text: lower),
                                                 .init(kind: .roles, file: "r.yaml", text: baseRoles)],
-                                      libexecDirectory: "/x")
+                                      libexecDirectory: "/x", reservedNames: reservedNames)
             XCTFail("expected a duplicate error")
         } catch let error as PolicyLoadError {
             XCTAssertEqual(error.errors.count, 1)
@@ -284,7 +288,7 @@ final class PolicyLoaderTests: XCTestCase {
             _ = try PolicyLoader.load(sources: [.init(kind: .cmdlets, file: "a.yaml", text: Self.withAliases("[gth]")),
                                                 .init(kind: .cmdlets, file: "b.yaml", text: other),
                                                 .init(kind: .roles, file: "r.yaml", text: baseRoles)],
-                                      libexecDirectory: "/x")
+                                      libexecDirectory: "/x", reservedNames: reservedNames)
             XCTFail("expected alias clashes")
         } catch let error as PolicyLoadError {
             let messages = error.errors.map { "\($0.file):\($0.line) \($0.message)" }

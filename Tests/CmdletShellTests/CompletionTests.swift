@@ -52,9 +52,18 @@ final class CompletionTests: XCTestCase {
 
     func testExtraCommandsFromTheEmbeddingApplication() throws {
         let claim = try makeClaim([RoleGrant(role: "Reader")])
-        let added = Completion.complete(line: Array("New-Lock".utf8), claim: claim, snapshot: try shellSnapshot(),
-                                        extraCommands: ["New-LockboxRequest"])
-        XCTAssertEqual(String(decoding: added, as: UTF8.self), "boxRequest ")
+        let provided = [CmdletDefinition(name: "New-LockboxRequest", synopsis: "s", description: nil, parameters: [
+            ParameterDefinition(name: "Reason", type: .string, mandatory: true, position: nil, description: nil,
+                                pattern: nil, allowedValues: nil, minimum: nil, maximum: nil, maxLength: 10),
+        ], file: "test")]
+        func complete(_ typed: String) throws -> String {
+            String(decoding: Completion.complete(line: Array(typed.utf8), claim: claim, snapshot: try shellSnapshot(),
+                                                 provided: provided), as: UTF8.self)
+        }
+        XCTAssertEqual(try complete("New-Lock"), "boxRequest ")
+        XCTAssertEqual(try complete("new-lockboxrequest -Rea"), "son ", "its declared parameters too")
+        XCTAssertEqual(try complete("Get-Help New-Lockbox"), "Request ")
+        XCTAssertEqual(try complete("Enter-Elevation -"), "Id ", "the built-in's declaration")
     }
 
     func testNothingInsideQuotesOrOnBadInput() throws {

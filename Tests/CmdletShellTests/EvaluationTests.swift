@@ -232,10 +232,10 @@ final class EvaluationTests: XCTestCase {
         XCTAssertEqual(unknown.stderr, "Get-Help: no help found for 'New-Nothing'.\n")
         XCTAssertEqual(hidden.exitStatus, unknown.exitStatus)
 
-        guard case .builtin(let elevate) = try evaluate("Enter-Elevation -Req 42") else { return XCTFail() }
+        guard case .builtin(let elevate) = try evaluate("Enter-Elevation -I 42") else { return XCTFail() }
         XCTAssertEqual(elevate.command, .enterElevation(requestID: 42))
         XCTAssertEqual(try rejected("exit now").exitStatus, 2)
-        XCTAssertEqual(try rejected("Enter-Elevation -Request x").exitStatus, 2)
+        XCTAssertEqual(try rejected("Enter-Elevation -Id x").exitStatus, 2)
     }
 
     func testEmptyLine() throws {

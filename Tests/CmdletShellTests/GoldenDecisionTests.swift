@@ -35,7 +35,8 @@ final class GoldenDecisionTests: XCTestCase {
             let spec = try XCTUnwrap(try Yams.load(yaml: String(contentsOf: url, encoding: .utf8)) as? [String: Any],
                                      file)
             let policyPath = Self.repository.appendingPathComponent(try XCTUnwrap(spec["policy"] as? String, file)).path
-            let snapshot = try PolicyLoader.load(directory: policyPath, libexecDirectory: Self.libexec)
+            let snapshot = try PolicyLoader.load(directory: policyPath, libexecDirectory: Self.libexec,
+                                                 reservedNames: ShellBuiltins.reservedNames)
             let cases = try XCTUnwrap(spec["cases"] as? [[String: Any]], file)
             var actual = ""
             for c in cases {

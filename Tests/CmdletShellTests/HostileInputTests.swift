@@ -1,6 +1,7 @@
 import CmdletPolicy
 import CmdletShell
 import GatehouseCore
+import Synchronization
 import TestSupport
 import XCTest
 
@@ -58,10 +59,11 @@ final class HostileInputTests: XCTestCase {
 }
 
 /// Records every backend start instead of spawning anything.
-final class RecordingExecutor: CommandExecutor, @unchecked Sendable {
-    private(set) var requests: [ExecutionRequest] = []
+final class RecordingExecutor: CommandExecutor {
+    private let started = Mutex<[ExecutionRequest]>([])
+    var requests: [ExecutionRequest] { started.withLock { $0 } }
     func run(_ request: ExecutionRequest, output: CommandOutput, cancellation: CancellationFlag?) throws -> ExecutionResult {
-        requests.append(request)
+        started.withLock { $0.append(request) }
         return ExecutionResult(exitStatus: 0, timedOut: false, cancelled: false, truncated: false,
                                stdoutBytes: 0, stderrBytes: 0)
     }

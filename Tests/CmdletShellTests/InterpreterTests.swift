@@ -2,6 +2,7 @@ import CmdletPolicy
 import CmdletShell
 import Foundation
 import GatehouseCore
+import Synchronization
 import TestSupport
 import XCTest
 
@@ -161,7 +162,7 @@ final class InterpreterTests: XCTestCase {
         XCTAssertEqual(try run("   ").0, .completed(exitStatus: 0))
         let (_, out) = try run("Get-Command", roles: [RoleGrant(role: "Creator")])
         XCTAssertEqual(out.outText, "New-Marker  Touch a marker file.\n")
-        XCTAssertEqual(try run("Enter-Elevation -Request 3").0, .completed(exitStatus: 1))
+        XCTAssertEqual(try run("Enter-Elevation -Id 3").0, .completed(exitStatus: 1))
         XCTAssertEqual(audit.events, [], "built-ins and blank lines write no command event")
 
         let seen = RequestBox()
@@ -176,11 +177,10 @@ final class InterpreterTests: XCTestCase {
     }
 }
 
-final class RequestBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored: Int64?
-    func set(_ v: Int64) { lock.withLock { stored = v } }
-    var value: Int64? { lock.withLock { stored } }
+final class RequestBox: Sendable {
+    private let stored = Mutex<Int64?>(nil)
+    func set(_ v: Int64) { stored.withLock { $0 = v } }
+    var value: Int64? { stored.withLock { $0 } }
 }
 
 /// `runAs:` starts the backend through setpriv as another account, and JSON
@@ -190,7 +190,7 @@ final class RunAsAndJSONTests: XCTestCase {
         try PolicyLoader.load(sources: [.init(kind: .cmdlets, file: "cmdlets/t.yaml", text: cmdlets),
                                         .init(kind: .roles, file: "roles/t.yaml",
                                               text: "roles:\n  R:\n    cmdlets: [Get-Id]\n")],
-                              libexecDirectory: "/unused")
+                              libexecDirectory: "/unused", reservedNames: ShellBuiltins.reservedNames)
     }
 
     func runLine(_ line: String, _ snapshot: PolicySnapshot) throws -> (LineOutcome, BufferOutput) {

@@ -24,6 +24,9 @@ final class LockboxCommandsTests: XCTestCase {
         func stderr(_ bytes: [UInt8]) { err += String(decoding: bytes, as: UTF8.self) }
     }
 
+    /// As the gateway's `PolicyBundle` passes them to the loader.
+    static let reserved = ShellBuiltins.reservedNames + LockboxCommands.names
+
     let clock = ManualClock()
     let audit = RecordingAuditSink()
     var lockbox: Lockbox!
@@ -43,7 +46,7 @@ final class LockboxCommandsTests: XCTestCase {
             roles:
               Admin: {cmdlets: [Get-Report], maxDuration: 2h}
             """),
-        ], libexecDirectory: "/x")
+        ], libexecDirectory: "/x", reservedNames: Self.reserved)
         let directory = try DirectoryLoader.load(text: """
         users:
           alice: {groups: [engineers], manager: bob, roles: [Admin]}
@@ -75,13 +78,14 @@ final class LockboxCommandsTests: XCTestCase {
         XCTAssertEqual(status, 0, (out as! Output).err)
         XCTAssertTrue((out as! Output).out.contains("Request 1 filed: Admin in fabrikam for 90m. Waiting for your manager."),
                       (out as! Output).out)
-        // The line is audited like a cmdlet's, with its parameters; the backend-less
+        // The line is audited like a cmdlet's, with its bound parameters (the
+        // duration in seconds, as any duration parameter); the backend-less
         // provider has no argv.
         let line = try XCTUnwrap(audit.events(of: .commandAllowed).last)
         XCTAssertEqual(line.fields["cmdlet"], "New-LockboxRequest")
         XCTAssertEqual(line.fields["role"], "(Lockbox workflow)")
         XCTAssertEqual(line.fields["parameters"],
-                       #"{"Duration":"90m","Reason":"disk full","Role":"Admin","Scope":"fabrikam"}"#)
+                       #"{"Duration":"5400","Reason":"disk full","Role":"Admin","Scope":"fabrikam"}"#)
         XCTAssertNil(line.fields["argv"])
         XCTAssertEqual(audit.events(of: .commandFinished).last?.fields["exitStatus"], "0")
         let pending = run("bob", "Get-LockboxRequest -Pending").1 as! Output
@@ -121,10 +125,14 @@ final class LockboxCommandsTests: XCTestCase {
         let allowedSeq = try XCTUnwrap(audit.events.firstIndex { $0.kind == .commandAllowed && $0.fields["requestID"] == "1" })
         let approvedSeq = try XCTUnwrap(audit.events.firstIndex { $0.kind == .lockboxApproved })
         XCTAssertLessThan(allowedSeq, approvedSeq, "the line is on record before the Lockbox acts on it")
-        // A usage error is still on record, with no parameters to show.
+        // A line that does not bind is on record as refused at binding, as
+        // any cmdlet's is, and nothing runs.
+        let allowedBefore = audit.events(of: .commandAllowed).count
         XCTAssertEqual(run("alice", "Cancel-LockboxRequest -Bogus 1").0, ExitStatus.usage)
-        XCTAssertNil(audit.events(of: .commandAllowed).last?.fields["parameters"])
-        XCTAssertEqual(audit.events(of: .commandFinished).last?.fields["exitStatus"], String(ExitStatus.usage))
+        let refused = try XCTUnwrap(audit.events(of: .commandDenied).last)
+        XCTAssertEqual(refused.fields["cmdlet"], "Cancel-LockboxRequest")
+        XCTAssertEqual(refused.fields["stage"], "bind")
+        XCTAssertEqual(audit.events(of: .commandAllowed).count, allowedBefore)
 
         // No audit log, no Lockbox action.
         run("alice", "New-LockboxRequest -Role Admin -Scope fabrikam -Duration 1h -Reason y")
@@ -139,10 +147,47 @@ final class LockboxCommandsTests: XCTestCase {
         for name in LockboxCommands.names {
             let text = "cmdlets:\n  \(name):\n    synopsis: x\n    backend: {executable: /bin/false}\n"
             XCTAssertThrowsError(try PolicyLoader.load(sources: [.init(kind: .cmdlets, file: "c.yaml", text: text)],
-                                                       libexecDirectory: "/x"), name) { error in
+                                                       libexecDirectory: "/x", reservedNames: Self.reserved), name) { error in
                 XCTAssertTrue("\(error)".contains("c.yaml:2:3: error: '\(name)' is a built-in command"), "\(error)")
             }
         }
+    }
+
+    /// The Lockbox commands bind like every cmdlet: the Binder's own messages,
+    /// its abbreviations, `Get-Help`, `Get-Command` and completion.
+    func testLockboxCommandsAreBoundLikeCmdlets() throws {
+        let wrongType = run("bob", "Approve-LockboxRequest -Id seven").1 as! Output
+        XCTAssertEqual(wrongType.err, "-Id expects a whole number (ASCII digits only) (column 28)\n")
+        let unknown = run("bob", "Approve-LockboxRequest -Bogus 1").1 as! Output
+        XCTAssertTrue(unknown.err.hasPrefix("Approve-LockboxRequest has no parameter -Bogus"), unknown.err)
+        let missing = run("alice", "New-LockboxRequest -Role Admin -Scope fabrikam -Duration 1h")
+        XCTAssertEqual(missing.0, ExitStatus.usage)
+        XCTAssertEqual((missing.1 as! Output).err, "missing mandatory parameter -Reason\n")
+
+        // Abbreviated parameter names bind to the declared ones.
+        let filed = run("alice", "New-LockboxRequest -Ro Admin -Sc fabrikam -Du 1h -Rea x")
+        XCTAssertEqual(filed.0, 0, (filed.1 as! Output).err)
+        XCTAssertEqual(run("bob", "Approve-LockboxRequest -I 1 -C ok").0, 0)
+        XCTAssertEqual(try lockbox.store.request(id: 1)?.managerComment, "ok")
+
+        let help = run("carol", "Get-Help New-LockboxRequest -Full").1 as! Output
+        XCTAssertTrue(help.out.contains("NAME\n    New-LockboxRequest\n"), help.out)
+        XCTAssertTrue(help.out.contains("-Duration  (duration, mandatory"), help.out)
+        XCTAssertTrue(help.out.contains("-Scope  (string, mandatory, pattern [A-Za-z0-9]"), help.out)
+        let commands = run("carol", "Get-Command").1 as! Output
+        for name in LockboxCommands.names {
+            XCTAssertTrue(commands.out.contains(name), "\(name) is listed for everyone: \(commands.out)")
+        }
+
+        let claim = lockbox.claim(user: UserName("carol")!, session: SessionID(rawValue: "c"), now: clock.now())
+        let provided = LockboxCommands.declared.map(\.definition)
+        func complete(_ typed: String) -> String {
+            String(decoding: Completion.complete(line: Array(typed.utf8), claim: claim, snapshot: snapshot,
+                                                 provided: provided), as: UTF8.self)
+        }
+        XCTAssertEqual(complete("New-LockboxRequest -Dur"), "ation ")
+        XCTAssertEqual(complete("Get-LockboxRequest -P"), "ending ")
+        XCTAssertEqual(complete("Approve-Lock"), "boxRequest ")
     }
 
     func testLexerStillGuardsProviderCommands() {

@@ -69,7 +69,7 @@ enum World {
         try PolicyLoader.load(sources: [
             .init(kind: .cmdlets, file: "cmdlets.yaml", text: cmdletsYAML),
             .init(kind: .roles, file: "roles.yaml", text: policyYAML),
-        ], libexecDirectory: "/usr/libexec")
+        ], libexecDirectory: "/usr/libexec", reservedNames: [])
     }
 
     static func directory() throws -> DirectoryModel {
@@ -82,7 +82,7 @@ enum World {
 }
 
 /// One Lockbox over a given store, with a manual clock and recorded audit.
-final class Harness {
+final class Harness: Sendable {
     let clock = ManualClock()
     let audit = RecordingAuditSink()
     let store: LockboxStore

@@ -1,6 +1,7 @@
 import Foundation
 import GatehouseCore
 import Lockbox
+import Synchronization
 import XCTest
 
 /// One compliance suite, run against every `LockboxStore`. Each check is a
@@ -139,11 +140,10 @@ enum StoreCompliance {
     }
 }
 
-final class Counter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var count = 0
-    func increment() { lock.withLock { count += 1 } }
-    var value: Int { lock.withLock { count } }
+final class Counter: Sendable {
+    private let count = Mutex(0)
+    func increment() { count.withLock { $0 += 1 } }
+    var value: Int { count.withLock { $0 } }
 }
 
 final class InMemoryStoreComplianceTests: XCTestCase {

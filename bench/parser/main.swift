@@ -28,7 +28,8 @@ let rounds = arguments.count > 2 ? Int(arguments[2]) ?? 20000 : 20000
 
 let snapshot: PolicySnapshot
 do {
-    snapshot = try PolicyLoader.load(directory: policyDirectory, libexecDirectory: "/usr/libexec/gatehouse")
+    snapshot = try PolicyLoader.load(directory: policyDirectory, libexecDirectory: "/usr/libexec/gatehouse",
+                                     reservedNames: ShellBuiltins.reservedNames)
 } catch {
     FileHandle.standardError.write(Data("cannot load \(policyDirectory): \(error)\n".utf8))
     exit(1)

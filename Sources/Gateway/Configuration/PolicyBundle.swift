@@ -1,4 +1,5 @@
 import CmdletPolicy
+import CmdletShell
 import Directory
 import GatehouseCore
 import Lockbox
@@ -25,7 +26,8 @@ public struct PolicyBundle: Sendable {
         var policy: PolicySnapshot?
         var directory: DirectoryModel?
         do {
-            policy = try PolicyLoader.load(directory: policyDirectory, libexecDirectory: libexecDirectory)
+            policy = try PolicyLoader.load(directory: policyDirectory, libexecDirectory: libexecDirectory,
+                                           reservedNames: ShellBuiltins.reservedNames + LockboxCommands.names)
         } catch let error as PolicyLoadError {
             diagnostics += error.diagnostics
         }

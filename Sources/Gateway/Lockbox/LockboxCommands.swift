@@ -17,97 +17,100 @@ protocol SensitiveOutput: CommandOutput {
 /// what is decided by the Lockbox from the directory (requester, manager,
 /// tenant approver, admin), not by roles.
 ///
-/// `Enter-Elevation` is the shell's built-in (it needs the session's no-echo
-/// prompt); `Exit-Elevation` ends the session's grants.
-struct LockboxCommands: ShellCommandProvider {
+/// The commands are declared below as cmdlet definitions; the shell binds
+/// them (types, abbreviations, errors) and shows them in `Get-Command`,
+/// `Get-Help` and completion like any cmdlet. `Enter-Elevation` is the
+/// shell's built-in (it needs the session's no-echo prompt); `Exit-Elevation`
+/// ends the session's grants.
+public struct LockboxCommands: ShellCommandProvider {
     let lockbox: Lockbox
     let clock: Clock
 
-    /// Reserved in the policy language too, so no cmdlet or alias shadows them.
-    static let names = PolicyLoader.lockboxCommandNames
+    init(lockbox: Lockbox, clock: Clock) {
+        self.lockbox = lockbox
+        self.clock = clock
+    }
 
-    /// Shown in the session banner: Get-Command lists only policy cmdlets.
+    public enum Command: Sendable, CaseIterable {
+        case newRequest, getRequest, approve, deny, revoke, cancel, getCredential, exitElevation
+    }
+
+    public var commands: [ProvidedCommand<Command>] { Self.declared }
+
+    /// The declarations, in the order `Get-Command` lists them.
+    public static let declared: [ProvidedCommand<Command>] = Command.allCases.map { .init($0, $0.definition) }
+
+    /// Reserved in the policy language too (the policy loader's caller
+    /// passes them in), so no cmdlet or alias shadows them.
+    public static let names = declared.map(\.definition.name)
+
+    /// Shown in the session banner.
     static let bannerLine = "Elevation: New-LockboxRequest, Get-LockboxRequest [-Pending], Approve-/Deny-/Revoke-/"
         + "Cancel-LockboxRequest -Id N, Get-LockboxCredential -Id N, Enter-Elevation -Id N, Exit-Elevation."
 
-    func commandName(_ name: String) -> String? { Self.canonical(name) }
-
-    /// The parsed parameters (a reason, a comment, an id: never a secret)
+    /// The bound parameters (a reason, a comment, an id: never a secret)
     /// and the request id, which links the line to its request in the index.
-    func auditFields(command: String, arguments: ArraySlice<Token>) -> [String: String] {
-        guard case .success(let args) = Self.parse(arguments, spec: Self.parameters[command] ?? [:], command: command)
-        else { return [:] }
-        var fields = ["parameters": AuditText.jsonObject(args.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })]
-        if let id = Self.id(args["Id"]) { fields["requestID"] = String(id) }
+    public func auditFields(_ command: Command, parameters: [BoundParameter]) -> [String: String] {
+        // No role decides: the Lockbox does, from the directory.
+        var fields = ["role": "(Lockbox workflow)"]
+        if !parameters.isEmpty {
+            fields["parameters"] = AuditText.jsonObject(parameters.map { ($0.name, $0.value.argumentText) })
+        }
+        if let id = parameters.int("Id") { fields["requestID"] = String(id) }
         return fields
     }
 
-    static func canonical(_ name: String) -> String? { names.first { ASCII.equalsIgnoringCase($0, name) } }
-
-    func run(name: String, arguments: ArraySlice<Token>, claim: AccessClaim, output: CommandOutput) -> Int32 {
-        guard let command = Self.canonical(name) else { return ExitStatus.notFound }
-        let spec = Self.parameters[command] ?? [:]
-        let args: [String: String]
-        switch Self.parse(arguments, spec: spec, command: command) {
-        case .failure(let error):
-            output.stderr(Array((error.message + "\n").utf8))
-            return ExitStatus.usage
-        case .success(let parsed): args = parsed
-        }
+    public func run(_ command: Command, parameters p: [BoundParameter], claim: AccessClaim,
+                    output: CommandOutput) -> Int32 {
         let user = claim.user
+        // -Id is mandatory (and at least 1) wherever it is declared; the
+        // Binder has checked that before `run` is called.
+        let id = Int64(p.int("Id") ?? 0)
         do {
             switch command {
-            case "New-LockboxRequest":
-                guard let seconds = PolicyDuration.parseSeconds(args["Duration"] ?? "") else {
-                    return usage(output, "-Duration must be a duration such as 30m, 2h or 1d")
-                }
-                let r = try lockbox.submit(requester: user, role: args["Role"] ?? "", scope: args["Scope"] ?? "",
-                                           durationSeconds: seconds, reason: args["Reason"] ?? "",
-                                           ticket: args["Ticket"], session: claim.session)
+            case .newRequest:
+                let r = try lockbox.submit(requester: user, role: p.string("Role") ?? "", scope: p.string("Scope") ?? "",
+                                           durationSeconds: p.seconds("Duration") ?? 0, reason: p.string("Reason") ?? "",
+                                           ticket: p.string("Ticket"), session: claim.session)
                 let next = r.needsCustomerApproval ? "your manager, then the approver of \(r.scope)" : "your manager"
                 say(output, "Request \(r.id) filed: \(r.role) in \(r.scope) for \(PolicyDuration.format(r.durationSeconds)). "
                     + "Waiting for \(next).")
-            case "Get-LockboxRequest":
-                if let idText = args["Id"] {
-                    guard let id = Self.id(idText) else { return usage(output, "-Id expects a request number") }
+            case .getRequest:
+                if p.isPresent("Id") {
                     say(output, Self.detail(try lockbox.request(id: id, visibleTo: user), now: clock.now()))
                 } else {
-                    let list = args["Pending"] != nil ? try lockbox.pending(for: user) : try lockbox.requests(of: user)
+                    let pending = p.isPresent("Pending")
+                    let list = pending ? try lockbox.pending(for: user) : try lockbox.requests(of: user)
                     if list.isEmpty {
-                        say(output, args["Pending"] != nil ? "No requests are waiting for your approval."
-                                                           : "You have no Lockbox requests.")
+                        say(output, pending ? "No requests are waiting for your approval." : "You have no Lockbox requests.")
                     } else {
                         say(output, Self.table(list, now: clock.now()))
                     }
                 }
-            case "Approve-LockboxRequest":
-                guard let id = Self.id(args["Id"]) else { return usage(output, "Approve-LockboxRequest needs -Id N") }
-                let r = try lockbox.approve(id: id, by: user, comment: args["Comment"], session: claim.session)
+            case .approve:
+                let r = try lockbox.approve(id: id, by: user, comment: p.string("Comment"), session: claim.session)
                 say(output, r.state == .approved
                     ? "Request \(id) is approved. \(r.requester) can now fetch the one-time credential."
                     : "Request \(id) approved at your stage; it now waits for the approver of \(r.scope).")
-            case "Deny-LockboxRequest":
-                guard let id = Self.id(args["Id"]) else { return usage(output, "Deny-LockboxRequest needs -Id N") }
-                _ = try lockbox.deny(id: id, by: user, reason: args["Reason"] ?? "", session: claim.session)
+            case .deny:
+                _ = try lockbox.deny(id: id, by: user, reason: p.string("Reason") ?? "", session: claim.session)
                 say(output, "Request \(id) is denied.")
-            case "Revoke-LockboxRequest":
-                guard let id = Self.id(args["Id"]) else { return usage(output, "Revoke-LockboxRequest needs -Id N") }
-                let r = try lockbox.revoke(id: id, by: user, reason: args["Reason"], session: claim.session)
+            case .revoke:
+                let r = try lockbox.revoke(id: id, by: user, reason: p.string("Reason"), session: claim.session)
                 say(output, "Request \(id) is revoked\(r.activatedAt != nil ? "; its grant ended" : "").")
-            case "Cancel-LockboxRequest":
-                guard let id = Self.id(args["Id"]) else { return usage(output, "Cancel-LockboxRequest needs -Id N") }
+            case .cancel:
                 _ = try lockbox.cancel(id: id, by: user, session: claim.session)
                 say(output, "Request \(id) is cancelled.")
-            case "Get-LockboxCredential":
-                guard let id = Self.id(args["Id"]) else { return usage(output, "Get-LockboxCredential needs -Id N") }
+            case .getCredential:
                 guard let sensitive = output as? SensitiveOutput else {
-                    return usage(output, "The credential can only be shown on a session's own terminal.")
+                    output.stderr(Array("The credential can only be shown on a session's own terminal.\n".utf8))
+                    return ExitStatus.usage
                 }
                 let secret = try lockbox.issueCredential(id: id, to: user, session: claim.session)
                 say(output, "One-time credential for request \(id). It is shown only this once and works once,")
                 say(output, "in one session: type it at the prompt of Enter-Elevation -Id \(id).")
                 sensitive.sensitive(Array(("  " + secret.revealedText + "\n").utf8))
-            case "Exit-Elevation":
+            case .exitElevation:
                 let ended = lockbox.endElevations(session: claim.session, user: user, reason: "Exit-Elevation")
                 if ended.isEmpty {
                     say(output, "You hold no elevation in this session.")
@@ -116,8 +119,6 @@ struct LockboxCommands: ShellCommandProvider {
                         say(output, "Elevation \(r.id) (\(r.role) in \(r.scope)) ended. You have your baseline rights again.")
                     }
                 }
-            default:
-                return ExitStatus.notFound
             }
             return 0
         } catch let error as LockboxError {
@@ -133,83 +134,6 @@ struct LockboxCommands: ShellCommandProvider {
 
     private func say(_ output: CommandOutput, _ text: String) {
         output.stdout(Array((text.hasSuffix("\n") ? text : text + "\n").utf8))
-    }
-
-    private func usage(_ output: CommandOutput, _ text: String) -> Int32 {
-        output.stderr(Array((text + "\n").utf8))
-        return ExitStatus.usage
-    }
-
-    // MARK: - Parameters
-
-    enum Kind { case value, flag }
-
-    /// Each command's parameters; mandatory ones are checked by the Lockbox
-    /// with a message naming the rule (e.g. a missing reason).
-    static let parameters: [String: [String: Kind]] = [
-        "New-LockboxRequest": ["Role": .value, "Scope": .value, "Duration": .value, "Reason": .value, "Ticket": .value],
-        "Get-LockboxRequest": ["Id": .value, "Pending": .flag],
-        "Approve-LockboxRequest": ["Id": .value, "Comment": .value],
-        "Deny-LockboxRequest": ["Id": .value, "Reason": .value],
-        "Revoke-LockboxRequest": ["Id": .value, "Reason": .value],
-        "Cancel-LockboxRequest": ["Id": .value],
-        "Get-LockboxCredential": ["Id": .value],
-        "Exit-Elevation": [:],
-    ]
-
-    /// `-Name value`, `-Name:value` and `-Flag`; names match by unique
-    /// case-insensitive prefix, as policy cmdlets do. A bare value after the
-    /// command counts as -Id where the command has one.
-    static func parse(_ tokens: ArraySlice<Token>, spec: [String: Kind], command: String) -> Result<[String: String], UsageError> {
-        var out: [String: String] = [:]
-        var i = tokens.startIndex
-        while i < tokens.endIndex {
-            let t = tokens[i]
-            i += 1
-            switch t.kind {
-            case .pipe:
-                return .failure(UsageError("\(command) cannot be piped (column \(t.column))"))
-            case .bare, .quoted:
-                guard spec["Id"] != nil, out["Id"] == nil else {
-                    return .failure(UsageError("\(command): unexpected value '\(TerminalText.sanitize(String(t.text.prefix(40)), keepLineBreaks: false))' (column \(t.column))"))
-                }
-                out["Id"] = t.text
-            case .parameter(let inline):
-                let matches = spec.keys.filter { ASCII.hasPrefixIgnoringCase($0, t.text) && !t.text.isEmpty }
-                let exact = spec.keys.first { ASCII.equalsIgnoringCase($0, t.text) }
-                guard let name = exact ?? (matches.count == 1 ? matches[0] : nil) else {
-                    let known = spec.keys.sorted().map { "-" + $0 }.joined(separator: ", ")
-                    return .failure(UsageError("\(command) has no parameter -\(TerminalText.sanitize(String(t.text.prefix(40)), keepLineBreaks: false))"
-                                    + (known.isEmpty ? "; it takes none" : "; it takes \(known)")))
-                }
-                guard out[name] == nil else { return .failure(UsageError("-\(name) is given more than once")) }
-                switch spec[name]! {
-                case .flag:
-                    if inline != nil { return .failure(UsageError("-\(name) is a switch and takes no value")) }
-                    out[name] = "true"
-                case .value:
-                    if let inline {
-                        out[name] = inline.text
-                    } else if i < tokens.endIndex, tokens[i].kind == .bare || tokens[i].kind == .quoted {
-                        out[name] = tokens[i].text
-                        i += 1
-                    } else {
-                        return .failure(UsageError("-\(name) needs a value"))
-                    }
-                }
-            }
-        }
-        return .success(out)
-    }
-
-    struct UsageError: Error {
-        let message: String
-        init(_ message: String) { self.message = message }
-    }
-
-    static func id(_ text: String?) -> Int64? {
-        guard let text, let n = ASCII.parseNonNegativeInt(text), n > 0 else { return nil }
-        return Int64(n)
     }
 
     // MARK: - Formatting

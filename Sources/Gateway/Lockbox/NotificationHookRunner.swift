@@ -8,7 +8,7 @@ import Logging
 /// session's thread, one event at a time in order; a failure or a timeout is
 /// logged and never affects the request (mail or chat being down must not
 /// block an approval).
-final class NotificationHookRunner: LockboxNotifier, @unchecked Sendable {
+final class NotificationHookRunner: LockboxNotifier, Sendable {
     private let hook: NotificationHook
     private let logger: Logger
     private let queue = DispatchQueue(label: "gatehouse.lockbox.notify")

@@ -284,7 +284,7 @@ final class SessionRunner {
         guard let user else { return ([], []) }
         let claim = gateway.lockbox.claim(user: user, session: session, now: gateway.clock.now())
         return Completion.candidates(line: typed, claim: claim, snapshot: gateway.policy,
-                                     extraCommands: LockboxCommands.names)
+                                     provided: LockboxCommands.declared.map(\.definition))
     }
 
     /// Names laid out in columns across `width`, one line per row.

@@ -13,9 +13,7 @@ import GRDB
 /// - Writers wait up to `busyTimeout` for another process's write lock.
 /// - Times are stored as seconds since 1970 (REAL), so range conditions are
 ///   plain numeric comparisons that the indexes serve.
-public final class SQLiteLockboxStore: LockboxStore, @unchecked Sendable {
-    // DatabasePool is thread-safe; @unchecked only because it is a class the
-    // compiler cannot see through in Swift 5 mode.
+public final class SQLiteLockboxStore: LockboxStore {
     private let pool: DatabasePool
 
     /// Opens (creating if needed) the database at `path` and migrates it.
@@ -90,8 +88,8 @@ public final class SQLiteLockboxStore: LockboxStore, @unchecked Sendable {
                                      RequestState.pendingManager.rawValue, r.needsCustomerApproval,
                                      r.createdAt.timeIntervalSince1970, r.pendingDeadline.timeIntervalSince1970])
                 let id = db.lastInsertedRowID
-                guard let row = try Row.fetchOne(db, sql: "SELECT * FROM request WHERE id = ?", arguments: [id])
-                    .map(Self.decode) else { throw LockboxError.storage("inserted row \(id) vanished") }
+                guard let row = try RequestRecord.fetchOne(db, sql: "SELECT * FROM request WHERE id = ?", arguments: [id])?
+                    .request else { throw LockboxError.storage("inserted row \(id) vanished") }
                 // Throwing here rolls the insert back (pool.write is one transaction).
                 try beforeCommit(row)
                 return row
@@ -102,7 +100,7 @@ public final class SQLiteLockboxStore: LockboxStore, @unchecked Sendable {
     public func request(id: Int64) throws -> LockboxRequest? {
         try guarded {
             try pool.read { db in
-                try Row.fetchOne(db, sql: "SELECT * FROM request WHERE id = ?", arguments: [id]).map(Self.decode)
+                try RequestRecord.fetchOne(db, sql: "SELECT * FROM request WHERE id = ?", arguments: [id])?.request
             }
         }
     }
@@ -123,8 +121,8 @@ public final class SQLiteLockboxStore: LockboxStore, @unchecked Sendable {
             let whereClause = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
             _ = arguments.append(contentsOf: [query.limit])
             return try pool.read { db in
-                try Row.fetchAll(db, sql: "SELECT * FROM request\(whereClause) ORDER BY id DESC LIMIT ?",
-                                 arguments: arguments).map(Self.decode)
+                try RequestRecord.fetchAll(db, sql: "SELECT * FROM request\(whereClause) ORDER BY id DESC LIMIT ?",
+                                           arguments: arguments).map(\.request)
             }
         }
     }
@@ -162,8 +160,9 @@ public final class SQLiteLockboxStore: LockboxStore, @unchecked Sendable {
             // RETURNING gives the row exactly as this update left it, in the
             // same statement (no second read that could see a later change).
             return try pool.write { db in
-                guard let row = try Row.fetchOne(db, sql: sql + " RETURNING *", arguments: StatementArguments(args))
-                    .map(Self.decode) else { return nil }
+                guard let row = try RequestRecord.fetchOne(db, sql: sql + " RETURNING *",
+                                                           arguments: StatementArguments(args))?.request
+                else { return nil }
                 try beforeCommit(row)
                 return row
             }
@@ -196,11 +195,8 @@ public final class SQLiteLockboxStore: LockboxStore, @unchecked Sendable {
                     SELECT id, role, scope, expires_at FROM request
                     WHERE session = ? AND state = 'active' AND expires_at > ? ORDER BY id
                     """)
-                let rows = try Row.fetchAll(statement, arguments: [session.rawValue, now.timeIntervalSince1970])
-                return rows.map { row in
-                    ActiveGrant(requestID: row["id"], role: row["role"], scope: row["scope"],
-                                expiresAt: Date(timeIntervalSince1970: row["expires_at"]))
-                }
+                return try ActiveGrantRecord.fetchAll(statement, arguments: [session.rawValue, now.timeIntervalSince1970])
+                    .map(\.grant)
             }
         }
     }
@@ -208,38 +204,99 @@ public final class SQLiteLockboxStore: LockboxStore, @unchecked Sendable {
     public func due(now: Date, limit: Int) throws -> [LockboxRequest] {
         try guarded {
             try pool.read { db in
-                try Row.fetchAll(db, sql: """
+                try RequestRecord.fetchAll(db, sql: """
                     SELECT * FROM request
                     WHERE state IN ('pending-manager', 'pending-customer', 'approved', 'active') AND deadline <= ?
                     ORDER BY id LIMIT ?
-                    """, arguments: [now.timeIntervalSince1970, limit]).map(Self.decode)
+                    """, arguments: [now.timeIntervalSince1970, limit]).map(\.request)
             }
         }
     }
+}
 
-    static func decode(_ row: Row) -> LockboxRequest {
-        func date(_ column: String) -> Date? { (row[column] as Double?).map { Date(timeIntervalSince1970: $0) } }
-        func user(_ column: String) -> UserName? { (row[column] as String?).flatMap(UserName.init) }
+/// One `request` row, decoded strictly. A row this code did not write (a hand
+/// edit, a damaged file, a future schema) throws `LockboxError.corruptRow`
+/// naming the row and the column: an unknown state or a malformed user name
+/// must never turn into a default that could widen or end someone's access.
+struct RequestRecord: FetchableRecord {
+    let request: LockboxRequest
+
+    init(row: Row) throws {
+        let id: Int64 = try Self.column(row, "id", id: nil)
+        func value<T: DatabaseValueConvertible>(_ column: String, _ type: T.Type = T.self) throws -> T {
+            try Self.column(row, column, id: id)
+        }
+        func user(_ column: String) throws -> UserName? {
+            guard let raw: String = try value(column) else { return nil }
+            guard let name = UserName(raw) else {
+                throw LockboxError.corruptRow(id: id, column: column, problem: "not a user name")
+            }
+            return name
+        }
+        func date(_ column: String) throws -> Date? {
+            guard let seconds: Double = try value(column) else { return nil }
+            guard seconds.isFinite else {
+                throw LockboxError.corruptRow(id: id, column: column, problem: "not a finite time")
+            }
+            return Date(timeIntervalSince1970: seconds)
+        }
+        func required<T>(_ column: String, _ decoded: T?) throws -> T {
+            guard let decoded else { throw LockboxError.corruptRow(id: id, column: column, problem: "is NULL") }
+            return decoded
+        }
+        let rawState: String = try required("state", value("state"))
+        guard let state = RequestState(rawValue: rawState) else {
+            throw LockboxError.corruptRow(id: id, column: "state", problem: "not a request state")
+        }
+        let durationSeconds: Int = try required("duration_s", value("duration_s"))
+        guard durationSeconds > 0 else {
+            throw LockboxError.corruptRow(id: id, column: "duration_s", problem: "not a positive duration")
+        }
         var r = LockboxRequest(
-            id: row["id"], requester: UserName(row["requester"] as String) ?? UserName("invalid")!,
-            role: row["role"], scope: row["scope"], durationSeconds: row["duration_s"], reason: row["reason"],
-            ticket: row["ticket"], state: RequestState(rawValue: row["state"] as String) ?? .cancelled,
-            needsCustomerApproval: row["needs_customer"], createdAt: date("created_at") ?? Date(timeIntervalSince1970: 0),
-            deadline: date("deadline"))
-        r.managerApprover = user("manager_approver")
-        r.managerComment = row["manager_comment"]
-        r.customerApprover = user("customer_approver")
-        r.customerComment = row["customer_comment"]
-        r.approvedAt = date("approved_at")
-        r.secretSalt = (row["secret_salt"] as Data?).map { Array($0) }
-        r.secretHash = (row["secret_hash"] as Data?).map { Array($0) }
-        r.credentialIssuedAt = date("credential_issued_at")
-        r.session = (row["session"] as String?).map { SessionID(rawValue: $0) }
-        r.activatedAt = date("activated_at")
-        r.expiresAt = date("expires_at")
-        r.endedAt = date("ended_at")
-        r.endedBy = user("ended_by")
-        r.endReason = row["end_reason"]
-        return r
+            id: id, requester: try required("requester", user("requester")),
+            role: try required("role", value("role")), scope: try required("scope", value("scope")),
+            durationSeconds: durationSeconds, reason: try required("reason", value("reason")),
+            ticket: try value("ticket"), state: state,
+            needsCustomerApproval: try required("needs_customer", value("needs_customer")),
+            createdAt: try required("created_at", date("created_at")), deadline: try date("deadline"))
+        r.managerApprover = try user("manager_approver")
+        r.managerComment = try value("manager_comment")
+        r.customerApprover = try user("customer_approver")
+        r.customerComment = try value("customer_comment")
+        r.approvedAt = try date("approved_at")
+        r.secretSalt = try (value("secret_salt") as Data?).map { Array($0) }
+        r.secretHash = try (value("secret_hash") as Data?).map { Array($0) }
+        r.credentialIssuedAt = try date("credential_issued_at")
+        r.session = try (value("session") as String?).map { SessionID(rawValue: $0) }
+        r.activatedAt = try date("activated_at")
+        r.expiresAt = try date("expires_at")
+        r.endedAt = try date("ended_at")
+        r.endedBy = try user("ended_by")
+        r.endReason = try value("end_reason")
+        request = r
+    }
+
+    /// GRDB's throwing `decode`, with its error replaced by one that names the
+    /// row and column (GRDB's own names neither in a way a log reader can act on).
+    static func column<T: DatabaseValueConvertible>(_ row: Row, _ column: String, id: Int64?) throws -> T {
+        do { return try row.decode(T.self, forColumn: column) } catch {
+            throw LockboxError.corruptRow(id: id, column: column, problem: "holds the wrong type or is missing")
+        }
+    }
+}
+
+/// The columns `claim` reads, decoded as strictly as `RequestRecord`.
+struct ActiveGrantRecord: FetchableRecord {
+    let grant: ActiveGrant
+
+    init(row: Row) throws {
+        let id: Int64 = try RequestRecord.column(row, "id", id: nil)
+        let seconds: Double = try RequestRecord.column(row, "expires_at", id: id)
+        guard seconds.isFinite else {
+            throw LockboxError.corruptRow(id: id, column: "expires_at", problem: "not a finite time")
+        }
+        grant = ActiveGrant(requestID: id, role: try RequestRecord.column(row, "role", id: id),
+                            scope: try RequestRecord.column(row, "scope", id: id),
+                            expiresAt: Date(timeIntervalSince1970: seconds))
     }
 }
