@@ -105,6 +105,7 @@ public final class SSHConnection {
             _ = ssh_event_remove_session(e, s)
             ssh_event_free(e)
             event = nil
+            watchForAgentRequests(false)
         }
         // ssh_is_connected() stays 0 on a server session driven by the message
         // loop, so test the socket instead: otherwise SSH_MSG_DISCONNECT (and
