@@ -78,7 +78,8 @@ let package = Package(
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Lockbox", "CmdletShell", "CmdletPolicy", "TestSupport",
                                                      .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "TranscriptTests", dependencies: ["Transcript", "TestSupport"]),
-        .testTarget(name: "SSHServerTests", dependencies: ["SSHServer", "GatehouseCore"],
+        .testTarget(name: "SSHServerTests", dependencies: ["SSHServer", "GatehouseCore",
+                                                          .product(name: "Logging", package: "swift-log")],
                     swiftSettings: [.swiftLanguageMode(.v6)]),
     ],
     swiftLanguageModes: [.v5]

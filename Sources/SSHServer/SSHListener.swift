@@ -89,21 +89,14 @@ public final class SSHListener: @unchecked Sendable {
     /// the connection's own thread. Throws `SSHError(.closed)` after `close()`.
     public func accept() throws -> SSHConnection {
         guard !isClosed else { throw SSHError(.closed, operation: "accept", detail: "listener closed") }
-        guard let session = ssh_new() else {
-            throw SSHError(.library, operation: "ssh_new", detail: "out of memory")
-        }
-        let rc = bind.accept(session)
-        if rc != SSH_OK {
+        let session = try AcceptedSession()
+        if bind.accept(session.handle) != SSH_OK {
             let detail = bind.lastError
-            ssh_free(session)
             if isClosed { throw SSHError(.closed, operation: "accept", detail: "listener closed") }
             throw SSHError(.library, operation: "ssh_bind_accept", detail: detail)
         }
-        if isClosed {
-            ssh_free(session)
-            throw SSHError(.closed, operation: "accept", detail: "listener closed")
-        }
-        return SSHConnection(session: session, config: config, logger: logger)
+        if isClosed { throw SSHError(.closed, operation: "accept", detail: "listener closed") }
+        return SSHConnection(session: session.release(), config: config, logger: logger)
     }
 
     /// Stops accepting: `shutdown(2)` on the listening socket wakes a blocked
@@ -234,4 +227,24 @@ private struct SSHBind: ~Copyable {
 
     /// `ssh_bind_accept` into `session`.
     func accept(_ session: ssh_session) -> Int32 { ssh_bind_accept(handle, session) }
+}
+
+/// An `ssh_session` between `ssh_new` and the `SSHConnection` that takes it:
+/// `ssh_free` runs once if `accept()` throws; `release()` hands it over.
+private struct AcceptedSession: ~Copyable {
+    let handle: ssh_session
+
+    /// `ssh_new`.
+    init() throws {
+        guard let s = ssh_new() else { throw SSHError(.library, operation: "ssh_new", detail: "out of memory") }
+        handle = s
+    }
+
+    deinit { ssh_free(handle) }
+
+    consuming func release() -> ssh_session {
+        let h = handle
+        discard self
+        return h
+    }
 }
