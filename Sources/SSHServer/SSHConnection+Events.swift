@@ -48,12 +48,12 @@ extension SSHConnection {
         serverCallbacks = cb
         try check(ssh_set_server_callbacks(s, cb), "ssh_set_server_callbacks", s)
         ssh_set_message_callback(s, messageTrampoline, me)
-        watchForAgentRequests(true)
         guard let e = ssh_event_new() else {
             throw SSHError(.library, operation: "ssh_event_new", detail: "out of memory")
         }
         event = e
         try check(ssh_event_add_session(e, s), "ssh_event_add_session", s)
+        watchForAgentRequests(true)    // undone in close(), which runs whenever `event` is set
         return e
     }
 

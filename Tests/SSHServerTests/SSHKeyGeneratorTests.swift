@@ -5,15 +5,7 @@ import XCTest
 
 /// Generated private keys, written from `SecretBytes` by the openssh-key-v1
 /// encoder, must still be keys that OpenSSH and libssh read.
-final class SSHKeyGeneratorTests: XCTestCase {
-    var dir: String!
-
-    override func setUpWithError() throws {
-        dir = NSTemporaryDirectory() + "gatehouse-keygen-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: dir) }
+final class SSHKeyGeneratorTests: TemporaryDirectoryTestCase {
 
     /// `ssh-keygen -y -f path`: the public key OpenSSH derives from the private file.
     func opensshPublicKey(of path: String) throws -> String {

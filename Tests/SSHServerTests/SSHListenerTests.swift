@@ -8,16 +8,8 @@ import XCTest
 /// paths where `init` throws after taking a key or a bind. Each of those runs
 /// many times: a second `ssh_key_free` or `ssh_bind_free` aborts the process
 /// (glibc detects the double free), which fails the run.
-final class SSHListenerTests: XCTestCase {
-    var dir: String!
+final class SSHListenerTests: TemporaryDirectoryTestCase {
     let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
-
-    override func setUpWithError() throws {
-        dir = NSTemporaryDirectory() + "gatehouse-listener-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: dir) }
 
     func config(_ key: String, _ type: SSHKeyType = .ecdsaP256, algorithms: SSHAlgorithms = .modern,
                 port: Int = 0) -> SSHServerConfig {
