@@ -207,15 +207,17 @@ private struct SSHBind: ~Copyable {
         }
     }
 
-    /// `ssh_bind_options_set(SSH_BIND_OPTIONS_IMPORT_KEY)`: the bind takes
-    /// the key (the option's value is the key itself) and frees it with the
-    /// bind, on success and on failure alike, so the key's owner gives it up
-    /// before the call.
+    /// `ssh_bind_options_set(SSH_BIND_OPTIONS_IMPORT_KEY)`. On success the
+    /// bind keeps the key itself (the option's value is the key) and frees it
+    /// with the bind, so the owner gives it up; on failure (an unsupported key
+    /// type) libssh 0.10.6 leaves it alone (bind_options.c) and the owner frees it.
     func importHostKey(_ key: consuming SSHKey) throws {
-        let raw = key.release()
-        if ssh_bind_options_set(handle, SSH_BIND_OPTIONS_IMPORT_KEY, UnsafeRawPointer(raw)) != SSH_OK {
+        let h = handle
+        let rc = key.withHandle { ssh_bind_options_set(h, SSH_BIND_OPTIONS_IMPORT_KEY, UnsafeRawPointer($0)) }
+        guard rc == SSH_OK else {
             throw SSHError(.hostKey, operation: "ssh_bind_options_set(IMPORT_KEY)", detail: lastError)
         }
+        _ = key.release()
     }
 
     /// `ssh_bind_listen`.
