@@ -27,7 +27,8 @@ let package = Package(
                        providers: [.apt(["libpam0g-dev"])]),
         .target(name: "GatehouseCore"),
         .target(name: "SSHServer", dependencies: ["CLibSSH", "GatehouseCore",
-                                                  .product(name: "Logging", package: "swift-log")]),
+                                                  .product(name: "Logging", package: "swift-log")],
+                swiftSettings: [.swiftLanguageMode(.v6)]),
         .target(name: "PAMAuth", dependencies: ["CPAM", "GatehouseCore"]),
         // What every policy file shares: YAML with file:line diagnostics,
         // durations, sizes, anchored patterns, ASCII rules.
@@ -87,6 +88,9 @@ let package = Package(
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Directory", "Lockbox", "CmdletShell", "CmdletPolicy", "TestSupport",
                                                      .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "TranscriptTests", dependencies: ["Transcript", "TestSupport"]),
+        .testTarget(name: "SSHServerTests", dependencies: ["SSHServer", "GatehouseCore",
+                                                          .product(name: "Logging", package: "swift-log")],
+                    swiftSettings: [.swiftLanguageMode(.v6)]),
     ],
     swiftLanguageModes: [.v5]
 )

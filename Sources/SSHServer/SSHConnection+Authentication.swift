@@ -7,49 +7,20 @@ extension SSHConnection {
     /// loop (`ssh_message_get`), because libssh 0.10 has no server callback for
     /// keyboard-interactive. Returns the authenticated user name.
     ///
-    /// Both factors are required, in this order:
-    /// 1. only `publickey` is offered (`ssh_set_auth_methods`). A probe for an
-    ///    authorized key gets `ssh_message_auth_reply_pk_ok_simple`; an
-    ///    unauthorized key, or a key type outside `publicKeyAcceptedTypes`, is
-    ///    refused at the probe, because libssh 0.10.6 sends no reply at all to
-    ///    a signature it rejects. A valid signature for an authorized key gets
-    ///    partial success (`ssh_message_auth_reply_success(msg, 1)`).
-    /// 2. only `keyboard-interactive` is offered; the delegate runs PAM
-    ///    through a prompter; success → `ssh_message_auth_reply_success(msg, 0)`.
-    ///
-    /// A different user name in any request resets progress to step 1.
-    /// `none` is always refused (and not counted as a failure, as in sshd).
-    /// After `maxAuthTries` failures, or when the login grace time ends, the
-    /// client is disconnected and this throws `SSHError`.
+    /// The policy (publickey, then keyboard-interactive; `none` refused and
+    /// not counted; a disconnect after `maxAuthTries` failures) lives in
+    /// `UserAuthenticationStateMachine`. This function only translates libssh
+    /// messages into its events and its actions into libssh replies and
+    /// delegate calls. Throws `SSHError` when the client is disconnected or
+    /// the login grace time ends.
     public func authenticate(_ delegate: SSHAuthDelegate) throws -> String {
         let s = try live("authenticate")
         if let user = authenticatedUser { return user }
         ssh_set_auth_methods(s, Int32(SSH_AUTH_METHOD_PUBLICKEY))
-        var keyUser: String?          // passed publickey as this user
-        var failures = 0
+        var machine = UserAuthenticationStateMachine(maxAuthTries: config.maxAuthTries,
+                                                     algorithms: config.algorithms)
         var bannerSent = config.banner == nil
         var carried: ssh_message?     // a message that interrupted a kbd-int round
-
-        /// Refuses `msg` (SSH_MSG_USERAUTH_FAILURE) and counts the failure.
-        /// The failure that reaches `maxAuthTries` is answered with
-        /// SSH_MSG_DISCONNECT instead, as sshd does: the client is waiting for
-        /// that answer, so it sends nothing more and the close is clean (no
-        /// reset racing the disconnect message).
-        func fail(_ msg: ssh_message?, _ user: String, _ method: String, _ reason: String,
-                  counted: Bool = true) throws {
-            delegate.authAttempt(user: user, method: method, success: false, partial: false, reason: reason)
-            if counted { failures += 1 }
-            guard counted, failures >= config.maxAuthTries else {
-                if let msg { _ = ssh_message_reply_default(msg) }
-                return
-            }
-            // The name is whatever the client sent: escape it for the log.
-            logger.notice("too many authentication failures",
-                          metadata: ["user": "\(TerminalText.sanitize(String(user.prefix(64)), keepLineBreaks: false))"])
-            disconnect(message: "Too many authentication failures")
-            throw SSHError(.authenticationFailed, operation: "authenticate",
-                           detail: "too many authentication failures (\(failures))")
-        }
 
         while true {
             let msg: ssh_message
@@ -59,8 +30,12 @@ extension SSHConnection {
             } else {
                 msg = try nextMessage("ssh_message_get")
             }
-            var freeMsg = true
-            defer { if freeMsg { ssh_message_free(msg) } }
+            var ownsMsg = true
+            var prompter: Prompter?
+            defer {
+                prompter?.release()
+                if ownsMsg { ssh_message_free(msg) }
+            }
 
             guard UInt32(bitPattern: ssh_message_type(msg)) == SSH_REQUEST_AUTH.rawValue else {
                 // Service request ("ssh-userauth") gets its accept here;
@@ -79,105 +54,110 @@ extension SSHConnection {
                 }
             }
             let user = ssh_message_auth_user(msg).map { String(cString: $0) } ?? ""
-            if keyUser != nil, keyUser != user {
-                keyUser = nil
-                ssh_set_auth_methods(s, Int32(SSH_AUTH_METHOD_PUBLICKEY))
-            }
-            let method = UInt32(bitPattern: ssh_message_subtype(msg))
-            switch method {
-            case SSH_AUTH_METHOD_NONE:
-                try fail(msg, user, "none", "method none is not allowed", counted: false)
-
-            case SSH_AUTH_METHOD_PUBLICKEY:
-                let state = gh_message_auth_publickey_state(msg)
-                guard let raw = gh_message_auth_pubkey(msg), let key = SSHPublicKey(libsshKey: raw) else {
-                    try fail(msg, user, "publickey", "unreadable public key")
-                    continue
-                }
-                let fp = key.fingerprintSHA256
-                if keyUser != nil {
-                    try fail(msg, user, "publickey", "publickey already done; keyboard-interactive required")
-                    continue
-                }
-                guard config.algorithms.accepts(clientKeyType: key.type) else {
-                    try fail(msg, user, "publickey", "key type \(key.type) not accepted (\(fp))")
-                    continue
-                }
-                let authorized = delegate.isAuthorized(user: user, key: key)
-                switch state {
-                case SSH_PUBLICKEY_STATE_NONE.rawValue:
-                    if authorized {
-                        _ = ssh_message_auth_reply_pk_ok_simple(msg)
-                    } else {
-                        try fail(msg, user, "publickey", "key not authorized (\(key.type) \(fp))")
-                    }
-                case SSH_PUBLICKEY_STATE_VALID.rawValue:
-                    if authorized {
-                        keyUser = user
+            // The message replies go to: the request, or the last message of
+            // a keyboard-interactive round.
+            var replyTo: ssh_message? = msg
+            var actions = try Self.step(&machine, .request(user: user, Self.request(msg)))
+            do {
+                while !actions.isEmpty {
+                    switch actions.removeFirst() {
+                    case .offer(.publicKey):
+                        ssh_set_auth_methods(s, Int32(SSH_AUTH_METHOD_PUBLICKEY))
+                    case .offer(.keyboardInteractive):
                         ssh_set_auth_methods(s, Int32(SSH_AUTH_METHOD_INTERACTIVE))
-                        _ = ssh_message_auth_reply_success(msg, 1)
-                        delegate.authAttempt(user: user, method: "publickey", success: true, partial: true,
-                                             reason: "key accepted (\(key.type) \(fp)); keyboard-interactive required")
-                    } else {
-                        try fail(msg, user, "publickey", "key not authorized (\(key.type) \(fp))")
+                    case .checkAuthorization(let user, let key):
+                        actions += try Self.step(&machine, .authorizationDecided(delegate.isAuthorized(user: user, key: key)))
+                    case .runKeyboardInteractive(let user):
+                        ownsMsg = false      // the prompter owns it now
+                        let p = Prompter(connection: self, session: s, request: msg)
+                        prompter = p
+                        let ok = delegate.keyboardInteractive(user: user, prompter: p)
+                        let outcome: UserAuthenticationStateMachine.KeyboardInteractiveOutcome
+                        switch p.finish() {
+                        case .gone:
+                            replyTo = nil
+                            outcome = .gone
+                        case .interrupted(let next):
+                            replyTo = nil
+                            carried = next
+                            outcome = .abandoned
+                        case .replyTo(let last):
+                            replyTo = last
+                            outcome = ok ? .succeeded : .refused(reason: p.failureReason ?? "keyboard-interactive stack refused")
+                        }
+                        actions += try Self.step(&machine, .keyboardInteractiveEnded(outcome))
+                    case .replyFailure:
+                        if let m = replyTo { _ = ssh_message_reply_default(m) }
+                    case .replyPublicKeyOK:
+                        if let m = replyTo { _ = ssh_message_auth_reply_pk_ok_simple(m) }
+                    case .replyPartialSuccess:
+                        if let m = replyTo { _ = ssh_message_auth_reply_success(m, 1) }
+                    case .replySuccess:
+                        if let m = replyTo { _ = ssh_message_auth_reply_success(m, 0) }
+                    case .audit(let a):
+                        delegate.authAttempt(user: a.user, method: a.method, success: a.success, partial: a.partial,
+                                             reason: a.reason)
+                    case .disconnect(let user, let failures):
+                        // The name is whatever the client sent: escape it for the log.
+                        logger.notice("too many authentication failures", metadata: [
+                            "user": "\(TerminalText.sanitize(String(user.prefix(64)), keepLineBreaks: false))",
+                        ])
+                        disconnect(message: "Too many authentication failures")
+                        throw SSHError(.authenticationFailed, operation: "authenticate",
+                                       detail: "too many authentication failures (\(failures))")
+                    case .connectionLost:
+                        let timedOut = Date() >= deadline
+                        throw SSHError(timedOut ? .timeout : .disconnected, operation: "keyboard-interactive",
+                                       detail: timedOut ? "login grace time exceeded" : "client went away mid-round")
                     }
-                default:
-                    try fail(msg, user, "publickey", "invalid signature (\(key.type) \(fp))")
                 }
-
-            case SSH_AUTH_METHOD_INTERACTIVE:
-                if ssh_message_auth_kbdint_is_response(msg) != 0 {
-                    // An answer to a round that is no longer running.
-                    try fail(msg, user, "keyboard-interactive", "unexpected response")
-                    continue
-                }
-                guard keyUser == user else {
-                    try fail(msg, user, "keyboard-interactive", "publickey required first")
-                    continue
-                }
-                freeMsg = false      // the prompter owns it now
-                let prompter = Prompter(connection: self, session: s, request: msg)
-                let ok = delegate.keyboardInteractive(user: user, prompter: prompter)
-                let outcome = prompter.finish()
-                defer { prompter.release() }
-                switch outcome {
-                case .gone:
-                    try? fail(nil, user, "keyboard-interactive", "client disconnected or timed out", counted: false)
-                    let timedOut = Date() >= deadline
-                    throw SSHError(timedOut ? .timeout : .disconnected, operation: "keyboard-interactive",
-                                   detail: timedOut ? "login grace time exceeded" : "client went away mid-round")
-                case .interrupted(let next):
-                    do {
-                        try fail(nil, user, "keyboard-interactive", "client abandoned the round")
-                    } catch {
-                        ssh_message_free(next)
-                        throw error
-                    }
-                    carried = next
-                case .replyTo(let last):
-                    if ok {
-                        _ = ssh_message_auth_reply_success(last, 0)
-                        delegate.authAttempt(user: user, method: "keyboard-interactive", success: true,
-                                             partial: false, reason: "authenticated")
-                        authenticatedUser = user
-                        try? setTimeout(seconds: config.ioTimeoutSeconds)
-                        logger.info("authenticated", metadata: ["user": "\(user)"])
-                        return user
-                    }
-                    try fail(last, user, "keyboard-interactive",
-                             prompter.failureReason ?? "keyboard-interactive stack refused")
-                }
-
-            default:
-                let name: String
-                switch method {
-                case SSH_AUTH_METHOD_PASSWORD: name = "password"
-                case SSH_AUTH_METHOD_HOSTBASED: name = "hostbased"
-                case SSH_AUTH_METHOD_GSSAPI_MIC: name = "gssapi-with-mic"
-                default: name = "unknown"
-                }
-                try fail(msg, user, name, "method \(name) is not allowed")
+            } catch {
+                if let c = carried { ssh_message_free(c) }
+                throw error
             }
+            if let user = machine.authenticatedUser {
+                authenticatedUser = user
+                try? setTimeout(seconds: config.ioTimeoutSeconds)
+                logger.info("authenticated", metadata: ["user": "\(user)"])
+                return user
+            }
+        }
+    }
+
+    /// One machine step; a misuse is a bug here, reported as a library error.
+    private static func step(_ machine: inout UserAuthenticationStateMachine,
+                             _ event: UserAuthenticationStateMachine.Event) throws -> [UserAuthenticationStateMachine.Action] {
+        do {
+            return try machine.handle(event)
+        } catch {
+            throw SSHError(.library, operation: "authenticate", detail: "auth state machine: \(error.state) got \(error.event)")
+        }
+    }
+
+    /// The machine's view of a USERAUTH message (`ssh_message_subtype`,
+    /// `ssh_message_auth_pubkey`, `ssh_message_auth_publickey_state`,
+    /// `ssh_message_auth_kbdint_is_response`). The key stays the message's.
+    private static func request(_ msg: ssh_message) -> UserAuthenticationStateMachine.Request {
+        switch UInt32(bitPattern: ssh_message_subtype(msg)) {
+        case SSH_AUTH_METHOD_NONE:
+            return .none
+        case SSH_AUTH_METHOD_PUBLICKEY:
+            guard let raw = gh_message_auth_pubkey(msg), let key = SSHPublicKey(libsshKey: raw) else {
+                return .publicKey(nil)
+            }
+            let signature: UserAuthenticationStateMachine.Signature
+            switch gh_message_auth_publickey_state(msg) {
+            case SSH_PUBLICKEY_STATE_NONE.rawValue: signature = .absent
+            case SSH_PUBLICKEY_STATE_VALID.rawValue: signature = .valid
+            default: signature = .invalid
+            }
+            return .publicKey(.init(key: key, fingerprint: key.fingerprintSHA256, signature: signature))
+        case SSH_AUTH_METHOD_INTERACTIVE:
+            return .keyboardInteractive(isResponse: ssh_message_auth_kbdint_is_response(msg) != 0)
+        case SSH_AUTH_METHOD_PASSWORD: return .other(method: "password")
+        case SSH_AUTH_METHOD_HOSTBASED: return .other(method: "hostbased")
+        case SSH_AUTH_METHOD_GSSAPI_MIC: return .other(method: "gssapi-with-mic")
+        default: return .other(method: "unknown")
         }
     }
 

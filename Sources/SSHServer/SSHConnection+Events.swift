@@ -53,7 +53,24 @@ extension SSHConnection {
         }
         event = e
         try check(ssh_event_add_session(e, s), "ssh_event_add_session", s)
+        watchForAgentRequests(true)    // undone in close(), which runs whenever `event` is set
         return e
+    }
+
+    /// libssh 0.10.6 answers auth-agent-req@openssh.com inside
+    /// `ssh_packet_channel_request` (channels.c): SUCCESS when a
+    /// `channel_auth_agent_req_function` is registered, FAILURE when none is,
+    /// and it never passes the request to the message callback. So none is
+    /// registered, the client reads FAILURE, and the refusal is recorded from
+    /// the one trace libssh leaves: its log line. libssh's log callback, level
+    /// and userdata are thread-local (`LIBSSH_THREAD` in log.c), and a
+    /// connection is confined to its thread, so this sees this connection
+    /// only. `false` points the sink at nothing and restores level 0;
+    /// `close()` does that, so the callback never outlives the connection.
+    func watchForAgentRequests(_ on: Bool) {
+        ssh_set_log_userdata(on ? Unmanaged.passUnretained(self).toOpaque() : nil)
+        _ = ssh_set_log_callback(agentRequestLogged)
+        _ = ssh_set_log_level(Int32(on ? SSH_LOG_PROTOCOL : SSH_LOG_NOLOG))
     }
 
     // MARK: - called from the trampolines (inside ssh_event_dopoll, same thread)
@@ -80,10 +97,11 @@ extension SSHConnection {
         cb.pointee.channel_pty_window_change_function = windowTrampoline
         cb.pointee.channel_env_request_function = envTrampoline
         cb.pointee.channel_subsystem_request_function = subsystemTrampoline
-        cb.pointee.channel_auth_agent_req_function = agentTrampoline
-        // No x11 callback on purpose: libssh 0.10 replies SUCCESS to x11-req
-        // whenever that callback exists. Without it the message callback
-        // records the request and libssh refuses it.
+        // No x11 and no auth-agent callback on purpose: libssh 0.10 replies
+        // SUCCESS to x11-req and to auth-agent-req@openssh.com whenever that
+        // callback exists. Without one, x11-req reaches the message callback
+        // (recorded there, refused by libssh); auth-agent-req is refused by
+        // libssh itself and recorded through `agentRequestLogged`.
         guard ssh_set_channel_callbacks(h, cb) == SSH_OK else {
             ssh_channel_free(h)
             return nil
@@ -248,9 +266,14 @@ private let subsystemTrampoline: ssh_channel_subsystem_request_callback = { _, _
     return 1
 }
 
-/// Records only: agent forwarding never happens because we never open an
-/// agent channel back to the client.
-private let agentTrampoline: ssh_channel_auth_agent_req_callback = { _, _, userdata in
-    guard let ch = channel(userdata) else { return }
-    ch.connection.pending.append(.refused(ch, request: "auth-agent", detail: ""))
+/// libssh's thread-local log sink while a connection is on this thread (see
+/// `SSHConnection.watchForAgentRequests`). Only one line is of interest; the
+/// rest is dropped, as it was before (the log level was 0).
+private let agentRequestLogged: ssh_logging_callback = { _, _, text, userdata in
+    guard let text, let c = connection(userdata), strstr(text, agentRequestLogLine) != nil else { return }
+    c.pending.append(.refused(nil, request: "auth-agent", detail: ""))
 }
+
+/// What libssh 0.10.6 logs (`SSH_LOG_PROTOCOL`, in `ssh_packet_channel_request`)
+/// when it refuses auth-agent-req@openssh.com for lack of a callback.
+private let agentRequestLogLine = "Received an auth-agent-req request"

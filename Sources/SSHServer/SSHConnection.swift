@@ -1,6 +1,7 @@
 import CLibSSH
 import Foundation
 import Logging
+import Synchronization
 
 /// One accepted SSH connection: its `ssh_session`, the session's `ssh_event`,
 /// the server callbacks and every channel.
@@ -104,6 +105,7 @@ public final class SSHConnection {
             _ = ssh_event_remove_session(e, s)
             ssh_event_free(e)
             event = nil
+            watchForAgentRequests(false)
         }
         // ssh_is_connected() stays 0 on a server session driven by the message
         // loop, so test the socket instead: otherwise SSH_MSG_DISCONNECT (and
@@ -184,8 +186,11 @@ public final class SSHConnection {
             }
         }
         guard r == 0 else { return "unknown" }
-        let h = String(cString: host)
-        return h.contains(":") ? "[\(h)]:\(String(cString: serv))" : "\(h):\(String(cString: serv))"
+        func text(_ c: [CChar]) -> String {
+            String(decoding: c.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+        let h = text(host)
+        return h.contains(":") ? "[\(h)]:\(text(serv))" : "\(h):\(text(serv))"
     }
 }
 
@@ -195,16 +200,20 @@ extension SSHConnection: Sendable {}
 /// Moves an `SSHConnection` from the accept thread to its own thread exactly
 /// once. `take()` returns the connection the first time and nil afterwards, so
 /// the confinement rule holds even though this box is `Sendable`.
-public final class SSHConnectionHandoff: @unchecked Sendable {
-    private let lock = NSLock()
-    private var connection: SSHConnection?
+public final class SSHConnectionHandoff: Sendable {
+    private let taken = Mutex(false)
+    // unsafe: only the one `take()` that flips `taken` reads or clears it.
+    nonisolated(unsafe) private var connection: SSHConnection?
     init(_ c: SSHConnection) { connection = c }
 
     /// The connection, the first time only.
     public func take() -> SSHConnection? {
-        lock.lock(); defer { lock.unlock() }
-        let c = connection
-        connection = nil
-        return c
+        let first = taken.withLock { wasTaken in
+            defer { wasTaken = true }
+            return !wasTaken
+        }
+        guard first else { return nil }
+        defer { connection = nil }
+        return connection
     }
 }

@@ -1,5 +1,5 @@
-import CLibSSH
 import Foundation
+import GatehouseCore
 
 /// Creates key pairs: the listener's host key on first start, and client keys
 /// for tests and the demo.
@@ -13,45 +13,20 @@ public enum SSHKeyGenerator {
     /// directory is created with mode 0700 if missing. An existing file is
     /// replaced.
     public static func generate(type: SSHKeyType, privateKeyPath: String) throws -> SSHPublicKey {
-        let key = try makeKey(type)
-        defer { ssh_key_free(key) }
-        guard let pub = SSHPublicKey(libsshKey: key) else {
+        let key = try SSHKey.generate(type)
+        guard let pub = key.publicKey else {
             throw SSHError(.library, operation: "ssh_pki_export_pubkey_base64", detail: "cannot export public key")
         }
-        var pem: UnsafeMutablePointer<CChar>?
-        guard ssh_pki_export_privkey_base64(key, nil, nil, nil, &pem) == SSH_OK, let pem else {
-            throw SSHError(.library, operation: "ssh_pki_export_privkey_base64", detail: "cannot export private key")
-        }
-        let exported = String(cString: pem)
-        memset(pem, 0, strlen(pem))
-        ssh_string_free_char(pem)
-        let text: String
+        let pem = try key.exportPrivateKeyPEM()
+        let text: SecretBytes
         do {
-            text = try OpenSSHPrivateKeyFormat.encode(libsshPEM: exported, publicKey: pub)
+            text = try OpenSSHPrivateKeyFormat.encode(libsshPEM: pem, publicKey: pub)
         } catch {
             throw SSHError(.library, operation: "openssh-key-v1 encode",
                            detail: "cannot re-encode the \(type.rawValue) private key")
         }
-        var bytes = Array(text.utf8)
-        if bytes.last != 0x0A { bytes.append(0x0A) }
-        defer { for i in bytes.indices { bytes[i] = 0 } }
-        try writeAtomically(bytes, to: privateKeyPath)
+        try writeAtomically(text, to: privateKeyPath)
         return pub
-    }
-
-    static func makeKey(_ type: SSHKeyType) throws -> ssh_key {
-        let (kt, bits): (ssh_keytypes_e, Int32)
-        switch type {
-        case .ecdsaP256: (kt, bits) = (SSH_KEYTYPE_ECDSA_P256, 256)
-        case .ecdsaP384: (kt, bits) = (SSH_KEYTYPE_ECDSA_P384, 384)
-        case .rsa3072: (kt, bits) = (SSH_KEYTYPE_RSA, 3072)
-        case .ed25519: (kt, bits) = (SSH_KEYTYPE_ED25519, 0)
-        }
-        var key: ssh_key?
-        guard ssh_pki_generate(kt, bits, &key) == SSH_OK, let key else {
-            throw SSHError(.library, operation: "ssh_pki_generate", detail: "cannot generate \(type.rawValue) key")
-        }
-        return key
     }
 
     /// Creates `dir` (and missing parents) with mode 0700.
@@ -73,8 +48,9 @@ public enum SSHKeyGenerator {
 
     /// temp file (O_EXCL, 0600) → write → fsync → rename → fsync(dir), so a
     /// crash leaves either the old file or the complete new one, never a torn
-    /// or world-readable key.
-    static func writeAtomically(_ bytes: [UInt8], to path: String) throws {
+    /// or world-readable key. Writes straight from the secret's buffer (a
+    /// final newline is added if the text lacks one), so no copy is made.
+    static func writeAtomically(_ secret: borrowing SecretBytes, to path: String) throws {
         let dir = (path as NSString).deletingLastPathComponent.isEmpty
             ? "." : (path as NSString).deletingLastPathComponent
         try makeDirectory(dir)
@@ -88,14 +64,10 @@ public enum SSHKeyGenerator {
         do {
             defer { close(fd) }
             guard fchmod(fd, 0o600) == 0 else { throw posixError("fchmod", tmp) }
-            var off = 0
-            while off < bytes.count {
-                let n = bytes[off...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw posixError("write", tmp)
-                }
-                off += n
+            let endsInNewline = secret.withUnsafeBytes { $0.last == 0x0A }
+            try secret.withUnsafeBytes { try writeAll(fd, $0, tmp) }
+            if !endsInNewline {
+                try [UInt8(0x0A)].withUnsafeBytes { try writeAll(fd, $0, tmp) }
             }
             guard fsync(fd) == 0 else { throw posixError("fsync", tmp) }
         }
@@ -103,6 +75,19 @@ public enum SSHKeyGenerator {
         ok = true
         let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dfd >= 0 { _ = fsync(dfd); close(dfd) }
+    }
+
+    /// `write(2)` until all of `bytes` is out, retrying on EINTR.
+    private static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, _ path: String) throws {
+        var off = 0
+        while off < bytes.count {
+            let n = write(fd, bytes.baseAddress! + off, bytes.count - off)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw posixError("write", path)
+            }
+            off += n
+        }
     }
 
     static func posixError(_ op: String, _ path: String) -> SSHError {

@@ -1,22 +1,21 @@
 import CLibSSH
 import Foundation
 import Logging
+import Synchronization
 
 /// The listening socket and its `ssh_bind`: host key, algorithm policy, accept.
 ///
 /// Threading: `accept()` is called from one accept thread. `close()` may be
 /// called from any thread (for example a signal-handling thread) and makes a
 /// blocked `accept()` throw `SSHError(.closed)`; the `ssh_bind` itself is freed
-/// only in `deinit`, so a concurrent `accept()` never touches freed memory.
-/// That is why this one type is `@unchecked Sendable`: the only state touched
-/// across threads is the `closed` flag, guarded by a lock, and the listening
-/// fd, which `shutdown(2)` may use from any thread.
+/// only when the listener goes away, so a concurrent `accept()` never touches
+/// freed memory.
+// unchecked: `bind` is used by the accept thread only; other threads touch just `closed` (a Mutex) and the fd.
 public final class SSHListener: @unchecked Sendable {
-    private let bind: OpaquePointer
+    private let bind: SSHBind
     private let config: SSHServerConfig
     private let logger: Logger
-    private let lock = NSLock()
-    private var closed = false
+    private let closed = Mutex(false)
     private let listenFD: Int32
 
     /// The port actually bound (differs from `config.port` when that was 0).
@@ -28,67 +27,46 @@ public final class SSHListener: @unchecked Sendable {
     /// `ssh_bind` (`ssh_bind_options_set`) and listens (`ssh_bind_listen`).
     /// Throws `SSHError(.hostKey)` for a host key file readable by group or
     /// others, and `.configuration` for lists that cannot work together.
+    /// Whatever was acquired before a throw is freed once, by its owner.
     public init(config: SSHServerConfig, logger: Logger) throws {
         try SSHListener.validate(config)
         self.config = config
         self.logger = logger
 
         let key = try SSHListener.loadOrCreateHostKey(config, logger: logger)
-        guard let pub = SSHPublicKey(libsshKey: key) else {
-            ssh_key_free(key)
+        guard let pub = key.publicKey else {
             throw SSHError(.hostKey, operation: "ssh_pki_export_pubkey_base64", detail: "cannot export host public key")
         }
         let hostAlgs = Set(SSHAlgorithms.list(config.algorithms.hostKeyAlgorithms))
         let servable = SSHListener.signatureAlgorithms(forKeyTypeName: pub.type)
         guard !hostAlgs.isDisjoint(with: servable) else {
-            ssh_key_free(key)
             throw SSHError(.configuration, operation: "host key",
                            detail: "host key \(config.hostKeyPath) is \(pub.type), which none of the allowed "
                                + "host key algorithms (\(config.algorithms.hostKeyAlgorithms)) can use")
         }
         hostPublicKey = pub
 
-        guard let b = ssh_bind_new() else {
-            ssh_key_free(key)
-            throw SSHError(.library, operation: "ssh_bind_new", detail: "out of memory")
-        }
-        bind = b
-        do {
-            // Ignore /etc/ssh/libssh_server_config: the policy is ours alone.
-            var processConfig = false
-            try SSHListener.set(b, SSH_BIND_OPTIONS_PROCESS_CONFIG, &processConfig, "PROCESS_CONFIG")
-            try SSHListener.set(b, SSH_BIND_OPTIONS_BINDADDR, config.host, "BINDADDR")
-            var port = UInt32(config.port)
-            try SSHListener.set(b, SSH_BIND_OPTIONS_BINDPORT, &port, "BINDPORT")
-            let a = config.algorithms
-            try SSHListener.set(b, SSH_BIND_OPTIONS_KEY_EXCHANGE, a.keyExchange, "KEY_EXCHANGE")
-            try SSHListener.set(b, SSH_BIND_OPTIONS_CIPHERS_C_S, a.ciphers, "CIPHERS_C_S")
-            try SSHListener.set(b, SSH_BIND_OPTIONS_CIPHERS_S_C, a.ciphers, "CIPHERS_S_C")
-            try SSHListener.set(b, SSH_BIND_OPTIONS_HMAC_C_S, a.macs, "HMAC_C_S")
-            try SSHListener.set(b, SSH_BIND_OPTIONS_HMAC_S_C, a.macs, "HMAC_S_C")
-            try SSHListener.set(b, SSH_BIND_OPTIONS_HOSTKEY_ALGORITHMS, a.hostKeyAlgorithms, "HOSTKEY_ALGORITHMS")
-            try SSHListener.set(b, SSH_BIND_OPTIONS_PUBKEY_ACCEPTED_KEY_TYPES, a.publicKeyAcceptedTypes,
-                                "PUBKEY_ACCEPTED_KEY_TYPES")
-        } catch {
-            ssh_key_free(key)
-            ssh_bind_free(b)
-            throw error
-        }
-        // IMPORT_KEY takes ownership of the key (the value is the key itself),
-        // even on failure paths after this point it belongs to the bind.
-        let rc = ssh_bind_options_set(b, SSH_BIND_OPTIONS_IMPORT_KEY, UnsafeRawPointer(key))
-        if rc != SSH_OK {
-            let detail = lastError(b)
-            ssh_bind_free(b)
-            throw SSHError(.hostKey, operation: "ssh_bind_options_set(IMPORT_KEY)", detail: detail)
-        }
-        if ssh_bind_listen(b) != SSH_OK {
-            let detail = lastError(b)
-            ssh_bind_free(b)
-            throw SSHError(.library, operation: "ssh_bind_listen", detail: "\(config.host):\(config.port): \(detail)")
-        }
-        let fd = ssh_bind_get_fd(b)
+        let bind = try SSHBind()
+        // Ignore /etc/ssh/libssh_server_config: the policy is ours alone.
+        var processConfig = false
+        try bind.set(SSH_BIND_OPTIONS_PROCESS_CONFIG, &processConfig, "PROCESS_CONFIG")
+        try bind.set(SSH_BIND_OPTIONS_BINDADDR, config.host, "BINDADDR")
+        var port = UInt32(config.port)
+        try bind.set(SSH_BIND_OPTIONS_BINDPORT, &port, "BINDPORT")
+        let a = config.algorithms
+        try bind.set(SSH_BIND_OPTIONS_KEY_EXCHANGE, a.keyExchange, "KEY_EXCHANGE")
+        try bind.set(SSH_BIND_OPTIONS_CIPHERS_C_S, a.ciphers, "CIPHERS_C_S")
+        try bind.set(SSH_BIND_OPTIONS_CIPHERS_S_C, a.ciphers, "CIPHERS_S_C")
+        try bind.set(SSH_BIND_OPTIONS_HMAC_C_S, a.macs, "HMAC_C_S")
+        try bind.set(SSH_BIND_OPTIONS_HMAC_S_C, a.macs, "HMAC_S_C")
+        try bind.set(SSH_BIND_OPTIONS_HOSTKEY_ALGORITHMS, a.hostKeyAlgorithms, "HOSTKEY_ALGORITHMS")
+        try bind.set(SSH_BIND_OPTIONS_PUBKEY_ACCEPTED_KEY_TYPES, a.publicKeyAcceptedTypes,
+                     "PUBKEY_ACCEPTED_KEY_TYPES")
+        try bind.importHostKey(key)
+        try bind.listen(config)
+        let fd = bind.fd
         listenFD = fd
+        self.bind = bind
         var addr = sockaddr_storage()
         var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let got = withUnsafeMutablePointer(to: &addr) {
@@ -101,10 +79,9 @@ public final class SSHListener: @unchecked Sendable {
         ])
     }
 
-    deinit {
-        close()
-        ssh_bind_free(bind)
-    }
+    /// Only a safety net: `close()` is what stops accepting; the `ssh_bind`
+    /// is freed by its owner after this runs.
+    deinit { close() }
 
     /// Blocks in `ssh_bind_accept` until a TCP connection arrives, sets
     /// `TCP_NODELAY` on it (libssh does not; without it each login waits on
@@ -112,38 +89,28 @@ public final class SSHListener: @unchecked Sendable {
     /// the connection's own thread. Throws `SSHError(.closed)` after `close()`.
     public func accept() throws -> SSHConnection {
         guard !isClosed else { throw SSHError(.closed, operation: "accept", detail: "listener closed") }
-        guard let session = ssh_new() else {
-            throw SSHError(.library, operation: "ssh_new", detail: "out of memory")
-        }
-        let rc = ssh_bind_accept(bind, session)
-        if rc != SSH_OK {
-            let detail = lastError(bind)
-            ssh_free(session)
+        let session = try AcceptedSession()
+        if bind.accept(session.handle) != SSH_OK {
+            let detail = bind.lastError
             if isClosed { throw SSHError(.closed, operation: "accept", detail: "listener closed") }
             throw SSHError(.library, operation: "ssh_bind_accept", detail: detail)
         }
-        if isClosed {
-            ssh_free(session)
-            throw SSHError(.closed, operation: "accept", detail: "listener closed")
-        }
-        return SSHConnection(session: session, config: config, logger: logger)
+        if isClosed { throw SSHError(.closed, operation: "accept", detail: "listener closed") }
+        return SSHConnection(session: session.release(), config: config, logger: logger)
     }
 
     /// Stops accepting: `shutdown(2)` on the listening socket wakes a blocked
     /// `accept(2)` on Linux, which then throws `.closed`. Idempotent; safe from
     /// any thread. Connections already accepted are unaffected.
     public func close() {
-        lock.lock()
-        let first = !closed
-        closed = true
-        lock.unlock()
+        let first = closed.withLock { wasClosed in
+            defer { wasClosed = true }
+            return !wasClosed
+        }
         if first, listenFD >= 0 { _ = shutdown(listenFD, Int32(SHUT_RDWR)) }
     }
 
-    private var isClosed: Bool {
-        lock.lock(); defer { lock.unlock() }
-        return closed
-    }
+    private var isClosed: Bool { closed.withLock { $0 } }
 
     // MARK: - helpers
 
@@ -167,23 +134,8 @@ public final class SSHListener: @unchecked Sendable {
         t == "ssh-rsa" ? ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] : [t]
     }
 
-    private static func set(_ b: OpaquePointer, _ opt: ssh_bind_options_e, _ value: String, _ name: String) throws {
-        let rc = ssh_bind_options_set(b, opt, value)
-        if rc != SSH_OK {
-            throw SSHError(.configuration, operation: "ssh_bind_options_set(\(name))",
-                           detail: "\(value): \(lastError(b))")
-        }
-    }
-
-    private static func set<T>(_ b: OpaquePointer, _ opt: ssh_bind_options_e, _ value: inout T, _ name: String) throws {
-        let rc = withUnsafePointer(to: &value) { ssh_bind_options_set(b, opt, UnsafeRawPointer($0)) }
-        if rc != SSH_OK {
-            throw SSHError(.configuration, operation: "ssh_bind_options_set(\(name))", detail: lastError(b))
-        }
-    }
-
     /// Returns the private host key, generating it first if the file is missing.
-    private static func loadOrCreateHostKey(_ c: SSHServerConfig, logger: Logger) throws -> ssh_key {
+    private static func loadOrCreateHostKey(_ c: SSHServerConfig, logger: Logger) throws -> SSHKey {
         let path = c.hostKeyPath
         var st = stat()
         if lstat(path, &st) != 0 {
@@ -202,11 +154,7 @@ public final class SSHListener: @unchecked Sendable {
                            detail: String(format: "%@ has mode %04o; it must not be accessible by group or others "
                                           + "(chmod 600 it)", path, Int(st.st_mode & 0o7777)))
         }
-        var key: ssh_key?
-        guard ssh_pki_import_privkey_file(path, nil, nil, nil, &key) == SSH_OK, let key else {
-            throw SSHError(.hostKey, operation: "ssh_pki_import_privkey_file", detail: "\(path): cannot read private key")
-        }
-        return key
+        return try SSHKey.importPrivateKeyFile(path)
     }
 
     private static func port(of addr: sockaddr_storage) -> Int {
@@ -222,5 +170,83 @@ public final class SSHListener: @unchecked Sendable {
             }
         default: return 0
         }
+    }
+}
+
+/// The one owner of the listener's `ssh_bind`: `ssh_bind_free` runs exactly
+/// once, when the owner goes away, whether `SSHListener.init` finished or threw.
+private struct SSHBind: ~Copyable {
+    let handle: ssh_bind
+
+    /// `ssh_bind_new`.
+    init() throws {
+        guard let b = ssh_bind_new() else {
+            throw SSHError(.library, operation: "ssh_bind_new", detail: "out of memory")
+        }
+        handle = b
+    }
+
+    deinit { ssh_bind_free(handle) }
+
+    var lastError: String { SSHServer.lastError(handle) }
+    /// `ssh_bind_get_fd`.
+    var fd: Int32 { ssh_bind_get_fd(handle) }
+
+    /// `ssh_bind_options_set` with a string value.
+    func set(_ opt: ssh_bind_options_e, _ value: String, _ name: String) throws {
+        if ssh_bind_options_set(handle, opt, value) != SSH_OK {
+            throw SSHError(.configuration, operation: "ssh_bind_options_set(\(name))", detail: "\(value): \(lastError)")
+        }
+    }
+
+    /// `ssh_bind_options_set` with a value passed by address.
+    func set<T>(_ opt: ssh_bind_options_e, _ value: inout T, _ name: String) throws {
+        let rc = withUnsafePointer(to: &value) { ssh_bind_options_set(handle, opt, UnsafeRawPointer($0)) }
+        if rc != SSH_OK {
+            throw SSHError(.configuration, operation: "ssh_bind_options_set(\(name))", detail: lastError)
+        }
+    }
+
+    /// `ssh_bind_options_set(SSH_BIND_OPTIONS_IMPORT_KEY)`. On success the
+    /// bind keeps the key itself (the option's value is the key) and frees it
+    /// with the bind, so the owner gives it up; on failure (an unsupported key
+    /// type) libssh 0.10.6 leaves it alone (bind_options.c) and the owner frees it.
+    func importHostKey(_ key: consuming SSHKey) throws {
+        let h = handle
+        let rc = key.withHandle { ssh_bind_options_set(h, SSH_BIND_OPTIONS_IMPORT_KEY, UnsafeRawPointer($0)) }
+        guard rc == SSH_OK else {
+            throw SSHError(.hostKey, operation: "ssh_bind_options_set(IMPORT_KEY)", detail: lastError)
+        }
+        _ = key.release()
+    }
+
+    /// `ssh_bind_listen`.
+    func listen(_ config: SSHServerConfig) throws {
+        if ssh_bind_listen(handle) != SSH_OK {
+            throw SSHError(.library, operation: "ssh_bind_listen", detail: "\(config.host):\(config.port): \(lastError)")
+        }
+    }
+
+    /// `ssh_bind_accept` into `session`.
+    func accept(_ session: ssh_session) -> Int32 { ssh_bind_accept(handle, session) }
+}
+
+/// An `ssh_session` between `ssh_new` and the `SSHConnection` that takes it:
+/// `ssh_free` runs once if `accept()` throws; `release()` hands it over.
+private struct AcceptedSession: ~Copyable {
+    let handle: ssh_session
+
+    /// `ssh_new`.
+    init() throws {
+        guard let s = ssh_new() else { throw SSHError(.library, operation: "ssh_new", detail: "out of memory") }
+        handle = s
+    }
+
+    deinit { ssh_free(handle) }
+
+    consuming func release() -> ssh_session {
+        let h = handle
+        discard self
+        return h
     }
 }

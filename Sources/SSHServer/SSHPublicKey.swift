@@ -54,13 +54,11 @@ public struct SSHPublicKey: Hashable, Sendable, CustomStringConvertible {
     /// `ssh_pki_import_pubkey_base64` + `ssh_get_publickey_hash` +
     /// `ssh_get_fingerprint_hash`.
     static func libsshFingerprint(type: String, base64: String) -> String? {
-        var key: ssh_key?
-        let keyType = ssh_key_type_from_name(type)
-        guard ssh_pki_import_pubkey_base64(base64, keyType, &key) == SSH_OK, let key else { return nil }
-        defer { ssh_key_free(key) }
+        guard let key = SSHKey.importPublicKey(type: type, base64: base64) else { return nil }
         var hash: UnsafeMutablePointer<UInt8>?
         var len = 0
-        guard ssh_get_publickey_hash(key, SSH_PUBLICKEY_HASH_SHA256, &hash, &len) == 0, let digest = hash else {
+        guard key.withHandle({ ssh_get_publickey_hash($0, SSH_PUBLICKEY_HASH_SHA256, &hash, &len) }) == 0,
+              let digest = hash else {
             return nil
         }
         defer { ssh_clean_pubkey_hash(&hash) }
@@ -70,7 +68,8 @@ public struct SSHPublicKey: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// Exports a libssh key's public half (`ssh_pki_export_pubkey_base64`,
-    /// `ssh_key_type_to_char`).
+    /// `ssh_key_type_to_char`). `key` is borrowed: an `SSHKey`'s handle or
+    /// the key an auth message owns.
     init?(libsshKey key: ssh_key) {
         var b64: UnsafeMutablePointer<CChar>?
         guard ssh_pki_export_pubkey_base64(key, &b64) == SSH_OK, let b64 else { return nil }

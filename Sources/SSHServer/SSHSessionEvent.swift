@@ -28,7 +28,8 @@ public enum SSHSessionEvent {
     /// is delivered; recorded for the audit log. `request` is e.g. "env",
     /// "subsystem", "x11", "auth-agent", "direct-tcpip", "tcpip-forward",
     /// "channel-open", "shell", "exec", "pty"; `detail` never carries an env
-    /// value.
+    /// value. An "auth-agent" refusal names no channel: libssh refuses it
+    /// itself and does not say on which channel (see `watchForAgentRequests`).
     case refused(SSHChannel?, request: String, detail: String)
     /// The peer is gone or the connection failed; no further events.
     case disconnected
