@@ -25,10 +25,10 @@ let package = Package(
                        providers: [.apt(["libssh-dev"])]),
         .systemLibrary(name: "CPAM", pkgConfig: "pam",
                        providers: [.apt(["libpam0g-dev"])]),
-        .target(name: "GatehouseCore"),
+        .target(name: "GatehouseCore", swiftSettings: [.swiftLanguageMode(.v6)]),
         .target(name: "SSHServer", dependencies: ["CLibSSH", "GatehouseCore",
                                                   .product(name: "Logging", package: "swift-log")]),
-        .target(name: "PAMAuth", dependencies: ["CPAM", "GatehouseCore"]),
+        .target(name: "PAMAuth", dependencies: ["CPAM", "GatehouseCore"], swiftSettings: [.swiftLanguageMode(.v6)]),
         .target(name: "CmdletPolicy", dependencies: ["GatehouseCore", "Yams"]),
         .target(name: "Lockbox", dependencies: [
             "GatehouseCore", "CmdletPolicy", "Yams",
@@ -41,7 +41,7 @@ let package = Package(
             "GatehouseCore",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "GRDB", package: "GRDB.swift"),
-        ]),
+        ], swiftSettings: [.swiftLanguageMode(.v6)]),
         .target(name: "Gateway", dependencies: [
             "GatehouseCore", "SSHServer", "PAMAuth", "Lockbox", "CmdletPolicy",
             "CmdletShell", "Transcript", "Yams",
@@ -69,7 +69,15 @@ let package = Package(
         // One process of the two-process store test (LockboxTests).
         .executableTarget(name: "lockbox-race-helper", dependencies: ["Lockbox", "GatehouseCore"],
                           path: "Tests/LockboxRaceHelper"),
-        .target(name: "TestSupport", dependencies: ["GatehouseCore"], path: "Tests/TestSupport"),
+        // One process per scripted PAM conversation under pam_wrapper (PAMAuthTests),
+        // which must be preloaded before the process starts.
+        .executableTarget(name: "pam-conversation-helper", dependencies: ["PAMAuth", "TestSupport"],
+                          path: "Tests/PAMConversationHelper", swiftSettings: [.swiftLanguageMode(.v6)]),
+        // Descriptor failure paths that need a process of their own: a file-size
+        // limit, an interposed close(2) (GatehouseCoreTests, TranscriptTests).
+        .executableTarget(name: "descriptor-helper", dependencies: ["GatehouseCore", "Transcript"],
+                          path: "Tests/DescriptorHelper", swiftSettings: [.swiftLanguageMode(.v6)]),
+        .target(name: "TestSupport", dependencies: ["GatehouseCore", "PAMAuth"], path: "Tests/TestSupport"),
         .testTarget(name: "CmdletShellTests", dependencies: ["CmdletShell", "CmdletPolicy", "TestSupport", "Yams"],
                     exclude: ["Golden"]),
         .testTarget(name: "CmdletPolicyTests", dependencies: ["CmdletPolicy", "TestSupport"]),
@@ -77,6 +85,8 @@ let package = Package(
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Lockbox", "CmdletShell", "CmdletPolicy", "TestSupport",
                                                      .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "TranscriptTests", dependencies: ["Transcript", "TestSupport"]),
+        .testTarget(name: "PAMAuthTests", dependencies: ["PAMAuth", "TestSupport"], swiftSettings: [.swiftLanguageMode(.v6)]),
+        .testTarget(name: "GatehouseCoreTests", dependencies: ["GatehouseCore", "TestSupport"], swiftSettings: [.swiftLanguageMode(.v6)]),
     ],
     swiftLanguageModes: [.v5]
 )
