@@ -133,6 +133,17 @@ final class PAMConversationTests: XCTestCase {
         XCTAssertTrue(result.hasPrefix("error ") && result.hasSuffix(" pam_authenticate"), result)
     }
 
+    /// An answer longer than `PAM_MAX_RESP_SIZE` (512) is not handed to PAM:
+    /// the trampoline fails the conversation instead of truncating it.
+    /// It fails as an unanswered prompt does, not as a wrong password would.
+    func testOverlongAnswerFailsTheConversation() throws {
+        let (_, overlong) = try converse("gh-password", answers: [String(repeating: "x", count: 600)])
+        let (_, unanswered) = try converse("gh-password", answers: [])
+        let (_, wrong) = try converse("gh-password", answers: [String(repeating: "x", count: 500)])
+        XCTAssertEqual(overlong, unanswered)
+        XCTAssertNotEqual(overlong, wrong)
+    }
+
     /// pam_start fails when neither the service nor `other` exists. The
     /// transaction must throw a PAMError and free what it allocated exactly
     /// once: before the fix the `pam_conv` was freed in init and again in
