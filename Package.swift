@@ -25,11 +25,11 @@ let package = Package(
                        providers: [.apt(["libssh-dev"])]),
         .systemLibrary(name: "CPAM", pkgConfig: "pam",
                        providers: [.apt(["libpam0g-dev"])]),
-        .target(name: "GatehouseCore"),
+        .target(name: "GatehouseCore", swiftSettings: [.swiftLanguageMode(.v6)]),
         .target(name: "SSHServer", dependencies: ["CLibSSH", "GatehouseCore",
                                                   .product(name: "Logging", package: "swift-log")],
                 swiftSettings: [.swiftLanguageMode(.v6)]),
-        .target(name: "PAMAuth", dependencies: ["CPAM", "GatehouseCore"]),
+        .target(name: "PAMAuth", dependencies: ["CPAM", "GatehouseCore"], swiftSettings: [.swiftLanguageMode(.v6)]),
         // What every policy file shares: YAML with file:line diagnostics,
         // durations, sizes, anchored patterns, ASCII rules.
         .target(name: "PolicyFormat", dependencies: ["GatehouseCore", "Yams"],
@@ -50,7 +50,7 @@ let package = Package(
             "GatehouseCore",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "GRDB", package: "GRDB.swift"),
-        ]),
+        ], swiftSettings: [.swiftLanguageMode(.v6)]),
         .target(name: "Gateway", dependencies: [
             "GatehouseCore", "SSHServer", "PAMAuth", "PolicyFormat", "Directory", "Lockbox", "CmdletPolicy",
             "CmdletShell", "Transcript", "Yams",
@@ -78,7 +78,15 @@ let package = Package(
         // One process of the two-process store test (LockboxTests).
         .executableTarget(name: "lockbox-race-helper", dependencies: ["Lockbox", "GatehouseCore"],
                           path: "Tests/LockboxRaceHelper"),
-        .target(name: "TestSupport", dependencies: ["GatehouseCore"], path: "Tests/TestSupport"),
+        // One process per scripted PAM conversation under pam_wrapper (PAMAuthTests),
+        // which must be preloaded before the process starts.
+        .executableTarget(name: "pam-conversation-helper", dependencies: ["PAMAuth", "TestSupport"],
+                          path: "Tests/PAMConversationHelper", swiftSettings: [.swiftLanguageMode(.v6)]),
+        // Descriptor failure paths that need a process of their own: a file-size
+        // limit, an interposed close(2) (GatehouseCoreTests, TranscriptTests).
+        .executableTarget(name: "descriptor-helper", dependencies: ["GatehouseCore", "Transcript"],
+                          path: "Tests/DescriptorHelper", swiftSettings: [.swiftLanguageMode(.v6)]),
+        .target(name: "TestSupport", dependencies: ["GatehouseCore", "PAMAuth"], path: "Tests/TestSupport"),
         .testTarget(name: "CmdletShellTests", dependencies: ["CmdletShell", "CmdletPolicy", "Directory", "TestSupport", "Yams"],
                     exclude: ["Golden"], swiftSettings: [.swiftLanguageMode(.v6)]),
         .testTarget(name: "CmdletPolicyTests", dependencies: ["CmdletPolicy", "PolicyFormat", "Directory", "TestSupport"]),
@@ -87,10 +95,13 @@ let package = Package(
                     swiftSettings: [.swiftLanguageMode(.v6)]),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Directory", "Lockbox", "CmdletShell", "CmdletPolicy", "TestSupport",
                                                      .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "TranscriptTests", dependencies: ["Transcript", "TestSupport"]),
+        .testTarget(name: "TranscriptTests", dependencies: ["Transcript", "TestSupport"],
+                    swiftSettings: [.swiftLanguageMode(.v6)]),
         .testTarget(name: "SSHServerTests", dependencies: ["SSHServer", "GatehouseCore",
                                                           .product(name: "Logging", package: "swift-log")],
                     swiftSettings: [.swiftLanguageMode(.v6)]),
+        .testTarget(name: "PAMAuthTests", dependencies: ["PAMAuth", "TestSupport"], swiftSettings: [.swiftLanguageMode(.v6)]),
+        .testTarget(name: "GatehouseCoreTests", dependencies: ["GatehouseCore", "TestSupport"], swiftSettings: [.swiftLanguageMode(.v6)]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -11,26 +11,21 @@ import Foundation
 public final class PAMTransaction {
     private var handle: OpaquePointer?
     private var lastStatus: Int32 = PAM_SUCCESS
-    /// Boxed so that the C trampoline can reach it through `appdata_ptr`;
-    /// retained here for as long as the handle lives.
-    private let box: ConversationBox
-    /// PAM keeps the pointer to the `pam_conv` struct, so it lives on the heap.
-    private let conv: UnsafeMutablePointer<pam_conv>
+    /// The `pam_conv` PAM keeps a pointer to; it is freed (once, by its own
+    /// deinit) after this transaction's `pam_end`.
+    private let binding: ConversationBinding
 
     /// Starts a transaction for `user` against `/etc/pam.d/<service>`
     /// (`pam_start`). Throws `PAMError` if PAM cannot load the stack.
     public init(service: String, user: String, conversation: PAMConversation) throws {
-        box = ConversationBox(conversation)
-        conv = .allocate(capacity: 1)
-        conv.initialize(to: pam_conv(conv: pamConversationTrampoline,
-                                     appdata_ptr: Unmanaged.passUnretained(box).toOpaque()))
+        binding = ConversationBinding(conversation)
         var h: OpaquePointer?
-        let rc = pam_start(service, user, conv, &h)
+        let rc = pam_start(service, user, binding.conv, &h)
         guard rc == PAM_SUCCESS, let h else {
+            // Only the handle is released here; `binding` is released with
+            // this object, which Swift deinitialises even though init throws.
             let message = h.map { String(cString: pam_strerror($0, rc)) } ?? "pam_start failed"
             if let h { pam_end(h, rc) }
-            conv.deinitialize(count: 1)
-            conv.deallocate()
             throw PAMError(code: rc, message: message, operation: "pam_start")
         }
         handle = h
@@ -38,8 +33,6 @@ public final class PAMTransaction {
 
     deinit {
         end()
-        conv.deinitialize(count: 1)
-        conv.deallocate()
     }
 
     /// `pam_authenticate(handle, 0)`: runs the stack's `auth` modules, which
@@ -81,10 +74,25 @@ public final class PAMTransaction {
 @available(*, unavailable)
 extension PAMTransaction: Sendable {}
 
-/// Holds the conversation behind a stable object address for `appdata_ptr`.
-final class ConversationBox {
+/// Owns the heap `pam_conv` that PAM keeps a pointer to from `pam_start` to
+/// `pam_end`, and the conversation its `appdata_ptr` points at (this
+/// object's stable address). Allocated and freed in one place, so that no
+/// path can free it twice.
+final class ConversationBinding {
     let conversation: PAMConversation
-    init(_ conversation: PAMConversation) { self.conversation = conversation }
+    let conv: UnsafeMutablePointer<pam_conv>
+
+    init(_ conversation: PAMConversation) {
+        self.conversation = conversation
+        conv = .allocate(capacity: 1)
+        conv.initialize(to: pam_conv(conv: pamConversationTrampoline, appdata_ptr: nil))
+        conv.pointee.appdata_ptr = Unmanaged.passUnretained(self).toOpaque()
+    }
+
+    deinit {
+        conv.deinitialize(count: 1)
+        conv.deallocate()
+    }
 }
 
 /// Frees the first `count` replies in `replies` (and their strings) and the array itself.
@@ -92,7 +100,7 @@ private func freeReplies(_ replies: UnsafeMutablePointer<pam_response>, count: I
     for i in 0..<count {
         if let r = replies[i].resp {
             // Wipe before freeing: these may be passwords or codes.
-            memset(r, 0, strlen(r))
+            explicit_bzero(r, strlen(r))
             free(r)
         }
     }
@@ -129,8 +137,8 @@ private let pamConversationTrampoline: @convention(c) (
         let text = m.pointee.msg.map { String(cString: $0) } ?? ""
         messages.append(PAMMessage(style: style, text: text))
     }
-    let box = Unmanaged<ConversationBox>.fromOpaque(appdata).takeUnretainedValue()
-    guard let answers = box.conversation.converse(messages), answers.count == count else {
+    let binding = Unmanaged<ConversationBinding>.fromOpaque(appdata).takeUnretainedValue()
+    guard let answers = binding.conversation.converse(messages), answers.count == count else {
         return PAM_CONV_ERR
     }
     guard let replies = calloc(count, MemoryLayout<pam_response>.stride)?

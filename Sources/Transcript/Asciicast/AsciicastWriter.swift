@@ -1,4 +1,6 @@
 import Foundation
+import GatehouseCore
+import Synchronization
 
 /// Writes one session's terminal I/O as an asciicast v2 file
 /// (https://docs.asciinema.org/manual/asciicast/v2/), which the real
@@ -20,7 +22,7 @@ import Foundation
 /// the buffer grows past 64 KiB, so a daemon killed with `-9` leaves
 /// everything up to the last flush intact.
 /// Thread-safe: the session thread writes, the timer flushes.
-public final class AsciicastWriter: @unchecked Sendable {
+public final class AsciicastWriter: Sendable {
     public static let endMarkerPrefix = "gatehouse: session ended"
     public static let redactionMarker = "gatehouse: input redacted (no-echo prompt)"
 
@@ -57,146 +59,130 @@ public final class AsciicastWriter: @unchecked Sendable {
     }
 
     public let path: String
-    private let fd: Int32
-    private let lock = NSLock()
-    private let started: UInt64
-    private var buffer: [UInt8] = []
-    /// A UTF-8 sequence split across two writes, per stream ("o", "i").
-    private var pendingOutput: [UInt8] = []
-    private var pendingInput: [UInt8] = []
-    private var closed = false
-    private var failure: Int32?
-    private var timer: DispatchSourceTimer?
+    private let state: Mutex<State>
+    // unchecked: Dispatch on Linux does not mark its sources Sendable; the
+    // timer is set once in init, and `schedule`/`cancel` are thread-safe.
+    private nonisolated(unsafe) let timer: DispatchSourceTimer?
     private let flushInterval: TimeInterval
-    /// Whether the one-shot flush timer is set; it is set only while data
-    /// waits, so an idle session costs no wake-ups.
-    private var armed = false
-    /// The last event was a redaction marker: a secret typed byte by byte
-    /// yields one marker, not one per byte (which would also tell its length).
-    private var redacting = false
-    private static let flushThreshold = 1 << 16
+    fileprivate static let flushThreshold = 1 << 16
+
+    /// Everything the session thread and the flush timer share.
+    fileprivate struct State: ~Copyable {
+        /// The transcript file; nil once closed.
+        var file: OwnedFileDescriptor?
+        let started: UInt64
+        var buffer: [UInt8] = []
+        /// A UTF-8 sequence split across two writes, per stream ("o", "i").
+        var pendingOutput: [UInt8] = []
+        var pendingInput: [UInt8] = []
+        var failure: Int32?
+        /// Whether the one-shot flush timer is set; it is set only while data
+        /// waits, so an idle session costs no wake-ups.
+        var armed = false
+        /// The last event was a redaction marker: a secret typed byte by byte
+        /// yields one marker, not one per byte (which would also tell its length).
+        var redacting = false
+
+        init(file: consuming OwnedFileDescriptor, started: UInt64) {
+            self.file = consume file
+            self.started = started
+        }
+    }
 
     /// Creates the file (mode 0600, must not exist) and writes the header.
     public init(path: String, header: Header, flushInterval: TimeInterval = 0.2) throws {
         self.path = path
         self.flushInterval = flushInterval
-        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw AuditLogError.io(path: path, errno: errno) }
-        started = Self.monotonicNanoseconds()
-        header.json.write(to: &buffer)
-        buffer.append(0x0a)
-        flushLocked()
-        if let failure {
-            Glibc.close(fd)
-            throw AuditLogError.io(path: path, errno: failure)
+        let file: OwnedFileDescriptor
+        do throws(Errno) {
+            file = try OwnedFileDescriptor(opening: path, flags: O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC,
+                                           permissions: 0o600)
+        } catch {
+            throw AuditLogError.io(path: path, errno: error.rawValue)
         }
+        var state = State(file: file, started: Self.monotonicNanoseconds())
+        header.json.write(to: &state.buffer)
+        state.buffer.append(0x0a)
+        state.flush()
+        // A throw closes the file once, when `state` goes out of scope.
+        if let failure = state.failure { throw AuditLogError.io(path: path, errno: failure) }
+        self.state = Mutex(state)
         let timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "gatehouse.transcript.flush"))
+        self.timer = timer
         timer.schedule(deadline: .distantFuture)
         timer.setEventHandler { [weak self] in self?.flush() }
         timer.resume()
-        self.timer = timer
     }
 
     deinit {
         timer?.cancel()
-        if !closed { Glibc.close(fd) }
     }
 
     /// Records bytes sent to the client.
     public func recordOutput(_ bytes: [UInt8]) {
         guard !bytes.isEmpty else { return }
-        lock.withLock { appendEvent("o", bytes, stream: .output) }
+        state.withLock { armAfter($0.appendEvent("o", bytes, stream: .output)) }
     }
 
     /// Records bytes the client typed; with `redacted` (echo was off: a PAM
     /// or elevation-secret prompt) only a marker is written, never the bytes.
     public func recordInput(_ bytes: [UInt8], redacted: Bool) {
         guard !bytes.isEmpty else { return }
-        lock.withLock {
+        state.withLock { state in
             if redacted {
-                if !redacting { appendMarker(Self.redactionMarker) }
-                redacting = true
+                if !state.redacting { armAfter(state.appendMarker(Self.redactionMarker)) }
+                state.redacting = true
             } else {
-                appendEvent("i", bytes, stream: .input)
+                armAfter(state.appendEvent("i", bytes, stream: .input))
             }
         }
     }
 
     /// Records a terminal resize (`"r"` event, `COLSxROWS`).
     public func recordResize(columns: Int, rows: Int) {
-        lock.withLock { appendEvent("r", Array("\(columns)x\(rows)".utf8), stream: .whole) }
+        state.withLock { armAfter($0.appendEvent("r", Array("\(columns)x\(rows)".utf8), stream: .whole)) }
     }
 
     /// Records a marker (`"m"` event); reviewers see it in the timeline.
     public func recordMarker(_ label: String) {
-        lock.withLock { appendMarker(label) }
+        state.withLock { armAfter($0.appendMarker(label)) }
     }
 
     /// Writes everything buffered to the file (without fsync: a killed
     /// daemon loses nothing the kernel already has).
     public func flush() {
-        lock.withLock { flushLocked() }
+        state.withLock { $0.flush() }
     }
 
     /// Writes the end marker, flushes, fsyncs and closes. Idempotent.
     public func close(reason: String) {
         timer?.cancel()
-        lock.withLock {
-            guard !closed else { return }
-            appendMarker("\(Self.endMarkerPrefix) (\(reason))")
-            flushLocked()
-            fsync(fd)
-            Glibc.close(fd)
-            closed = true
+        state.withLock { state in
+            guard state.file != nil else { return }
+            _ = state.appendMarker("\(Self.endMarkerPrefix) (\(reason))")
+            state.flush()
+            guard let file = state.file.take() else { return }
+            try? file.synchronize()
+            try? file.close()
         }
     }
 
-    // MARK: - Under the lock
+    /// The errno of the first failed write (disk full), after which nothing
+    /// more is written; the gateway then ends the session.
+    public var failureErrno: Int32? { state.withLock { $0.failure } }
 
-    private func appendMarker(_ label: String) {
-        appendEvent("m", Array(label.utf8), stream: .whole)
+    /// Sets the one-shot flush timer when `appendEvent` left data waiting
+    /// and the timer is not set yet.
+    private func armAfter(_ outcome: State.Outcome) {
+        guard outcome == .arm else { return }
+        timer?.schedule(deadline: .now() + flushInterval, leeway: .milliseconds(20))
     }
 
     /// Which split-UTF-8 carry-over an event uses; `.whole` events are complete.
-    private enum Stream { case output, input, whole }
-
-    private func appendEvent(_ type: String, _ bytes: [UInt8], stream: Stream) {
-        guard !closed else { return }
-        redacting = false
-        let data: [UInt8]
-        switch stream {
-        case .output: data = Self.takeComplete(bytes, carry: &pendingOutput)
-        case .input: data = Self.takeComplete(bytes, carry: &pendingInput)
-        case .whole: data = bytes
-        }
-        if data.isEmpty { return }
-        let elapsed = Double(Self.monotonicNanoseconds() &- started) / 1e9
-        buffer.append(UInt8(ascii: "["))
-        buffer.append(contentsOf: Self.formatTime(elapsed).utf8)
-        buffer.append(contentsOf: ", \"".utf8)
-        buffer.append(contentsOf: type.utf8)
-        buffer.append(contentsOf: "\", \"".utf8)
-        // Fast path: ASCII needs no UTF-8 validation. Otherwise invalid
-        // UTF-8 (a client may type anything) becomes U+FFFD: an asciicast
-        // line must be valid JSON text.
-        let mark = buffer.count
-        let ascii = data.withUnsafeBufferPointer { JSONValue.writeEscapedASCII($0, to: &buffer) }
-        if !ascii {
-            buffer.removeSubrange(mark...)
-            var text = String(decoding: data, as: UTF8.self)
-            text.withUTF8 { JSONValue.writeEscaped($0, to: &buffer) }
-        }
-        buffer.append(contentsOf: "\"]\n".utf8)
-        if buffer.count >= Self.flushThreshold {
-            flushLocked()
-        } else if !armed {
-            armed = true
-            timer?.schedule(deadline: .now() + flushInterval, leeway: .milliseconds(20))
-        }
-    }
+    fileprivate enum Stream { case output, input, whole }
 
     /// `carry + bytes` up to the last complete UTF-8 sequence; the rest is carried.
-    private static func takeComplete(_ bytes: [UInt8], carry: inout [UInt8]) -> [UInt8] {
+    fileprivate static func takeComplete(_ bytes: [UInt8], carry: inout [UInt8]) -> [UInt8] {
         let data = carry.isEmpty ? bytes : carry + bytes
         let cut = completePrefixLength(data)
         if cut == data.count {          // the common case: no copy
@@ -206,27 +192,6 @@ public final class AsciicastWriter: @unchecked Sendable {
         carry = Array(data[cut...])
         return Array(data[..<cut])
     }
-
-    private func flushLocked() {
-        armed = false
-        guard !buffer.isEmpty, !closed, failure == nil else { return }
-        var offset = 0
-        while offset < buffer.count {
-            let n = buffer.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                failure = errno
-                break
-            }
-            offset += n
-        }
-        // An idle session keeps no large buffer after a burst of output.
-        buffer.removeAll(keepingCapacity: buffer.capacity <= 1 << 12)
-    }
-
-    /// The errno of the first failed write (disk full), after which nothing
-    /// more is written; the gateway then ends the session.
-    public var failureErrno: Int32? { lock.withLock { failure } }
 
     static func formatTime(_ seconds: Double) -> String {
         let micros = Int((seconds * 1e6).rounded())
@@ -258,5 +223,64 @@ public final class AsciicastWriter: @unchecked Sendable {
             return back < needed ? n - back : n
         }
         return n
+    }
+}
+
+extension AsciicastWriter.State {
+    /// What an append asks of the writer: nothing, or to set the flush timer.
+    enum Outcome { case none, arm }
+
+    mutating func appendMarker(_ label: String) -> Outcome {
+        appendEvent("m", Array(label.utf8), stream: .whole)
+    }
+
+    mutating func appendEvent(_ type: String, _ bytes: [UInt8], stream: AsciicastWriter.Stream) -> Outcome {
+        guard file != nil else { return .none }
+        redacting = false
+        let data: [UInt8]
+        switch stream {
+        case .output: data = AsciicastWriter.takeComplete(bytes, carry: &pendingOutput)
+        case .input: data = AsciicastWriter.takeComplete(bytes, carry: &pendingInput)
+        case .whole: data = bytes
+        }
+        if data.isEmpty { return .none }
+        let elapsed = Double(AsciicastWriter.monotonicNanoseconds() &- started) / 1e9
+        buffer.append(UInt8(ascii: "["))
+        buffer.append(contentsOf: AsciicastWriter.formatTime(elapsed).utf8)
+        buffer.append(contentsOf: ", \"".utf8)
+        buffer.append(contentsOf: type.utf8)
+        buffer.append(contentsOf: "\", \"".utf8)
+        // Fast path: ASCII needs no UTF-8 validation. Otherwise invalid
+        // UTF-8 (a client may type anything) becomes U+FFFD: an asciicast
+        // line must be valid JSON text.
+        let mark = buffer.count
+        let ascii = data.withUnsafeBufferPointer { JSONValue.writeEscapedASCII($0, to: &buffer) }
+        if !ascii {
+            buffer.removeSubrange(mark...)
+            var text = String(decoding: data, as: UTF8.self)
+            text.withUTF8 { JSONValue.writeEscaped($0, to: &buffer) }
+        }
+        buffer.append(contentsOf: "\"]\n".utf8)
+        if buffer.count >= AsciicastWriter.flushThreshold {
+            flush()
+            return .none
+        }
+        if armed { return .none }
+        armed = true
+        return .arm
+    }
+
+    /// Writes the buffer out; the first failure (disk full) is kept and
+    /// nothing more is written after it.
+    mutating func flush() {
+        armed = false
+        guard !buffer.isEmpty, failure == nil else { return }
+        do throws(Errno) {
+            try file?.writeAll(buffer)
+        } catch {
+            failure = error.rawValue
+        }
+        // An idle session keeps no large buffer after a burst of output.
+        buffer.removeAll(keepingCapacity: buffer.capacity <= 1 << 12)
     }
 }

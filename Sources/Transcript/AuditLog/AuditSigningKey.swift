@@ -1,10 +1,13 @@
 import Crypto
 import Foundation
+import GatehouseCore
 
 /// The Ed25519 key that signs audit checkpoints. It lives in the state
 /// directory (`audit-signing.key`, mode 0600, created on first start); its
 /// public half is written beside it (`audit-signing.pub`) for reviewers, who
 /// may also keep a copy elsewhere and pass it to `gatehouse audit verify`.
+// unchecked: swift-crypto 3.x does not mark Curve25519 keys Sendable; this
+// one is immutable after init and signing does not mutate it.
 public struct AuditSigningKey: @unchecked Sendable {
     public static let privateFileName = "audit-signing.key"
     public static let publicFileName = "audit-signing.pub"
@@ -32,12 +35,14 @@ public struct AuditSigningKey: @unchecked Sendable {
             return signing
         }
         let key = Curve25519.Signing.PrivateKey()
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw AuditLogError.io(path: path, errno: errno) }
-        defer { close(fd) }
-        let bytes = Array((key.rawRepresentation.base64EncodedString() + "\n").utf8)
-        guard write(fd, bytes, bytes.count) == bytes.count, fsync(fd) == 0 else {
-            throw AuditLogError.io(path: path, errno: errno)
+        do throws(Errno) {
+            let file = try OwnedFileDescriptor(opening: path, flags: O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+                                               permissions: 0o600)
+            try file.writeAll(Array((key.rawRepresentation.base64EncodedString() + "\n").utf8))
+            try file.synchronize()
+            try file.close()
+        } catch {
+            throw AuditLogError.io(path: path, errno: error.rawValue)
         }
         try writePublic(key.publicKey, directory: directory)
         return AuditSigningKey(privateKey: key)

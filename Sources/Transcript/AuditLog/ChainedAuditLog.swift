@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import GatehouseCore
+import Synchronization
 
 /// The audit log: JSON lines, each carrying a sequence number and the SHA-256
 /// of the previous line (see `AuditRecord`), with Ed25519-signed checkpoints
@@ -15,23 +16,28 @@ import GatehouseCore
 /// The newest checkpoint is also kept in `<log>.checkpoint` (replaced
 /// atomically): a log cut short before that checkpoint is reported as
 /// truncated even though the cut removed the checkpoint line itself.
-public final class ChainedAuditLog: AuditSink, @unchecked Sendable {
+public final class ChainedAuditLog: AuditSink, Sendable {
     public let path: String
     public var checkpointPath: String { path + ".checkpoint" }
     private let key: AuditSigningKey
     private let clock: Clock
     private let synchronous: Bool
-    private let lock = NSLock()
-    private let fd: Int32
-    // Guarded by `lock`.
-    private var lastSeq = 0
-    private var lastHash = AuditRecord.genesisHash
-    private var unsignedEvents = 0
-    private var failure: String?
-    private var timer: DispatchSourceTimer?
+    private let fd: OwnedFileDescriptor
+    private let chain: Mutex<Chain>
+    // unchecked: Dispatch on Linux does not mark its sources Sendable; the
+    // timer is set once in init and only cancelled afterwards, which is thread-safe.
+    private nonisolated(unsafe) let timer: DispatchSourceTimer?
     /// True when the file ended in a partial line at open (a write cut short
     /// by power loss); the daemon logs it. That fragment is not in the chain.
-    public private(set) var recoveredTornTail = false
+    public let recoveredTornTail: Bool
+
+    /// The head of the chain and whether it may still be extended.
+    private struct Chain {
+        var lastSeq = 0
+        var lastHash = AuditRecord.genesisHash
+        var unsignedEvents = 0
+        var failure: String?
+    }
 
     /// Opens (creating, 0600) the log at `path` and continues its chain.
     /// - Parameters:
@@ -44,46 +50,50 @@ public final class ChainedAuditLog: AuditSink, @unchecked Sendable {
         self.key = key
         self.clock = clock
         self.synchronous = synchronous
-        fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw AuditLogError.io(path: path, errno: errno) }
-        do {
-            try resumeChain()
+        let fd: OwnedFileDescriptor
+        do throws(Errno) {
+            fd = try OwnedFileDescriptor(opening: path, flags: O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, permissions: 0o600)
         } catch {
-            Glibc.close(fd)
-            throw error
+            throw AuditLogError.io(path: path, errno: error.rawValue)
         }
+        // A throw from here on closes `fd` once, in its own deinit.
+        let (chain, tornTail) = try Self.resumeChain(fd, path: path)
+        self.fd = fd
+        self.chain = Mutex(chain)
+        recoveredTornTail = tornTail
         if let interval = checkpointInterval, interval > 0 {
             let timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "gatehouse.audit.checkpoint"))
+            self.timer = timer
             timer.schedule(deadline: .now() + interval, repeating: interval)
             timer.setEventHandler { [weak self] in try? self?.checkpoint(reason: "interval") }
             timer.resume()
-            self.timer = timer
+        } else {
+            timer = nil
         }
     }
 
     deinit {
         timer?.cancel()
-        Glibc.close(fd)
     }
 
     /// The sequence number of the newest event.
-    public var currentSeq: Int { lock.withLock { lastSeq } }
+    public var currentSeq: Int { chain.withLock { $0.lastSeq } }
 
     /// Whether a write has failed (the gateway then ends sessions and refuses new ones).
-    public var hasFailed: Bool { lock.withLock { failure != nil } }
+    public var hasFailed: Bool { chain.withLock { $0.failure != nil } }
 
     public func record(_ event: AuditEvent) throws {
-        try lock.withLock {
-            try append(event)
-            unsignedEvents += 1
+        try chain.withLock { chain in
+            try append(event, to: &chain)
+            chain.unsignedEvents += 1
         }
     }
 
     /// Signs the chain head now if events arrived since the last checkpoint.
     public func checkpoint(reason: String) throws {
-        try lock.withLock {
-            guard unsignedEvents > 0 else { return }
-            try writeCheckpoint(reason: reason)
+        try chain.withLock { chain in
+            guard chain.unsignedEvents > 0 else { return }
+            try writeCheckpoint(reason: reason, to: &chain)
         }
     }
 
@@ -95,94 +105,96 @@ public final class ChainedAuditLog: AuditSink, @unchecked Sendable {
 
     // MARK: - Under the lock
 
-    private func append(_ event: AuditEvent) throws {
-        if let failure { throw AuditLogError.failedEarlier(path: path, first: failure) }
-        let record = AuditRecord(event: event, seq: lastSeq + 1, prev: lastHash)
+    private func append(_ event: AuditEvent, to chain: inout Chain) throws {
+        if let failure = chain.failure { throw AuditLogError.failedEarlier(path: path, first: failure) }
+        let record = AuditRecord(event: event, seq: chain.lastSeq + 1, prev: chain.lastHash)
         var line = record.lineBytes
         line.append(0x0a)
-        do {
-            try writeAll(line)
-            if synchronous && fdatasync(fd) != 0 { throw AuditLogError.io(path: path, errno: errno) }
+        do throws(Errno) {
+            try fd.writeAll(line)
+            if synchronous { try fd.synchronizeData() }
         } catch {
-            failure = "\(error)"
-            throw error
+            let failure = AuditLogError.io(path: path, errno: error.rawValue)
+            chain.failure = "\(failure)"
+            throw failure
         }
-        lastSeq = record.seq
-        lastHash = record.hash
+        chain.lastSeq = record.seq
+        chain.lastHash = record.hash
     }
 
-    private func writeCheckpoint(reason: String) throws {
-        let signedSeq = lastSeq
-        let signedHash = lastHash
+    private func writeCheckpoint(reason: String, to chain: inout Chain) throws {
+        let signedSeq = chain.lastSeq
+        let signedHash = chain.lastHash
         let signature = try key.sign(seq: signedSeq, hash: signedHash)
         let event = AuditEvent(time: clock.now(), kind: .auditCheckpoint, fields: [
             "signedSeq": String(signedSeq), "signedHash": signedHash, "signature": signature,
             "key": key.keyID, "reason": reason,
         ])
-        try append(event)
-        unsignedEvents = 0
+        try append(event, to: &chain)
+        chain.unsignedEvents = 0
         // The newest checkpoint, kept apart so that truncation is detectable.
-        let record = AuditRecord(event: event, seq: lastSeq, prev: signedHash)
+        let record = AuditRecord(event: event, seq: chain.lastSeq, prev: signedHash)
         let tmp = checkpointPath + ".tmp"
-        let cfd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard cfd >= 0 else { throw AuditLogError.io(path: tmp, errno: errno) }
         var line = record.lineBytes
         line.append(0x0a)
-        let ok = line.withUnsafeBytes { write(cfd, $0.baseAddress, $0.count) } == line.count && fsync(cfd) == 0
-        Glibc.close(cfd)
-        guard ok, rename(tmp, checkpointPath) == 0 else { throw AuditLogError.io(path: checkpointPath, errno: errno) }
-    }
-
-    private func writeAll(_ bytes: [UInt8]) throws {
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw AuditLogError.io(path: path, errno: errno)
-            }
-            offset += n
+        do throws(Errno) {
+            let file = try OwnedFileDescriptor(opening: tmp, flags: O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+                                               permissions: 0o600)
+            try file.writeAll(line)
+            try file.synchronize()
+            try file.close()
+        } catch {
+            throw AuditLogError.io(path: tmp, errno: error.rawValue)
         }
+        guard rename(tmp, checkpointPath) == 0 else { throw AuditLogError.io(path: checkpointPath, errno: errno) }
     }
 
-    /// Finds the last complete line and continues the chain from it.
-    private func resumeChain() throws {
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw AuditLogError.io(path: path, errno: errno) }
-        let size = Int(st.st_size)
-        guard size > 0 else { return }
-        var window = min(size, 1 << 16)
-        while true {
-            var buffer = [UInt8](repeating: 0, count: window)
-            let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, window, off_t(size - window)) }
-            guard n == window else { throw AuditLogError.io(path: path, errno: errno) }
-            var end = buffer.count
-            if buffer.last != 0x0a {
-                // A line cut short (power loss mid-write): end it so the next
-                // event starts on a line of its own; the verifier notes it.
-                recoveredTornTail = true
-                guard let lastNewline = buffer.lastIndex(of: 0x0a) else {
-                    if window < size { window = min(size, window * 4); continue }
-                    try writeAll([0x0a])
-                    return
+    // MARK: - Opening
+
+    /// Finds the last complete line and continues the chain from it; also
+    /// says whether the file ended in a torn line (which is then ended with
+    /// a newline so that the next event starts on a line of its own).
+    private static func resumeChain(_ fd: borrowing OwnedFileDescriptor, path: String) throws -> (Chain, Bool) {
+        do {
+            let size = Int(try fd.size())
+            guard size > 0 else { return (Chain(), false) }
+            var window = min(size, 1 << 16)
+            while true {
+                var buffer = [UInt8](repeating: 0, count: window)
+                let n = try buffer.withUnsafeMutableBytes { raw in
+                    try fd.read(fromAbsoluteOffset: Int64(size - window), into: raw)
                 }
-                end = lastNewline + 1
-                try writeAll([0x0a])
+                guard n == window else {
+                    throw AuditLogError.malformed(path: path, line: 0, reason: "the log shrank while it was opened")
+                }
+                var end = buffer.count
+                var tornTail = false
+                if buffer.last != 0x0a {
+                    // A line cut short (power loss mid-write); the verifier notes it.
+                    tornTail = true
+                    guard let lastNewline = buffer.lastIndex(of: 0x0a) else {
+                        if window < size { window = min(size, window * 4); continue }
+                        try fd.writeAll([0x0a])
+                        return (Chain(), true)
+                    }
+                    end = lastNewline + 1
+                    try fd.writeAll([0x0a])
+                }
+                let body = buffer[..<(end - 1)]
+                if let start = body.lastIndex(of: 0x0a) {
+                    return (try resume(from: Array(body[(start + 1)...]), line: nil, path: path), tornTail)
+                }
+                if window == size {
+                    return (try resume(from: Array(body), line: 1, path: path), tornTail)
+                }
+                window = min(size, window * 4)
             }
-            let body = buffer[..<(end - 1)]
-            if let start = body.lastIndex(of: 0x0a) {
-                try resume(from: Array(body[(start + 1)...]), line: nil)
-                return
-            }
-            if window == size {
-                try resume(from: Array(body), line: 1)
-                return
-            }
-            window = min(size, window * 4)
+        } catch let error as Errno {
+            throw AuditLogError.io(path: path, errno: error.rawValue)
         }
     }
 
-    private func resume(from line: [UInt8], line number: Int?) throws {
+    private static func resume(from line: [UInt8], line number: Int?, path: String) throws -> Chain {
         let parsed: AuditRecord.Parsed
         do {
             parsed = try AuditRecord.parse(line: line)
@@ -190,8 +202,7 @@ public final class ChainedAuditLog: AuditSink, @unchecked Sendable {
             throw AuditLogError.malformed(path: path, line: number ?? 0,
                                           reason: "the last line is \(failure.reason); run `gatehouse audit verify`")
         }
-        lastSeq = parsed.record.seq
-        lastHash = parsed.record.hash
-        unsignedEvents = parsed.record.kind == AuditEventKind.auditCheckpoint.rawValue ? 0 : 1
+        return Chain(lastSeq: parsed.record.seq, lastHash: parsed.record.hash,
+                     unsignedEvents: parsed.record.kind == AuditEventKind.auditCheckpoint.rawValue ? 0 : 1)
     }
 }
