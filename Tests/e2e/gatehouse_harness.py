@@ -235,7 +235,7 @@ def run(coro):
     return asyncio.run(coro)
 
 
-def expect_refused(gw: Gateway, coro):
+def expect_refused(gw: Gateway, coro, codes=None, closed_is_refusal=False):
     """Runs `coro`, a login that the daemon must refuse, and checks that it did.
 
     A refusal is the server saying no: asyncssh's PermissionDenied (no
@@ -243,17 +243,22 @@ def expect_refused(gw: Gateway, coro):
     itself. A lost connection (asyncssh's ConnectionLost, a DisconnectError
     too) and OS-level errors (refused, reset, broken pipe) are what a dead or
     crashed daemon produces, so they fail the test. The daemon must also
-    still be serving afterwards."""
+    still be serving afterwards. `codes`: the disconnect codes that count as
+    a refusal (default REFUSAL_CODES). `closed_is_refusal`: the server's way
+    of saying no is to close the connection without a message (libssh does
+    that when key exchange finds no common algorithm); then only the daemon
+    serving afterwards tells the refusal from a crash."""
     try:
         run(coro)
     except asyncssh.ConnectionLost as e:
-        raise AssertionError(f"the connection was lost, not refused: {e!r}") from e
+        if not closed_is_refusal:
+            raise AssertionError(f"the connection was lost, not refused: {e!r}") from e
     except OSError as e:
         raise AssertionError(f"no SSH server answered: {e!r}") from e
     except asyncssh.DisconnectError as e:
         # PermissionDenied is a DisconnectError with this code; a server-sent
         # disconnect carries the server's own code.
-        assert e.code in REFUSAL_CODES, f"not a refusal: {e!r} (code {e.code})"
+        assert e.code in (REFUSAL_CODES if codes is None else codes), f"not a refusal: {e!r} (code {e.code})"
     else:
         raise AssertionError("the login was not refused")
     gw.assert_serving()
