@@ -94,7 +94,8 @@ struct LiveSessions: ParsableCommand {
         @OptionGroup var location: DaemonLocation
 
         func run() throws {
-            let answer = try location.send(.kill(session: id, reason: reason))
+            // One line on the user's terminal: the daemon would escape a newline.
+            let answer = try location.send(.kill(session: id, reason: reason.replacingOccurrences(of: "\n", with: " ")))
             guard case .killed = answer else { throw location.unexpected(answer) }
             print("session \(id) ended")
         }
