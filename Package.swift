@@ -56,14 +56,19 @@ let package = Package(
             "CmdletShell", "Transcript", "Yams",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // The daemon's life (configuration, demo set-up with its pam_wrapper
+        // re-exec, signals) lives here, not in Gateway: only this process
+        // does it, and only here is a Logger made.
         .executableTarget(name: "gatehoused", dependencies: [
-            "Gateway", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
+            "Gateway", "GatehouseCore", "SSHServer", "Transcript",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: [.swiftLanguageMode(.v6)]),
         .executableTarget(name: "gatehouse", dependencies: [
             "Gateway", "PolicyFormat", "CmdletPolicy", "CmdletShell", "Lockbox", "Transcript",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Crypto", package: "swift-crypto"),
-        ]),
+        ], swiftSettings: [.swiftLanguageMode(.v6)]),
         // The demo backend: a stand-in for a real mailbox service. It is a
         // separate program on purpose: the gateway only ever reaches it
         // through posix_spawn and an argv template, as it would a real one.
@@ -102,6 +107,7 @@ let package = Package(
                     swiftSettings: [.swiftLanguageMode(.v6)]),
         .testTarget(name: "PAMAuthTests", dependencies: ["PAMAuth", "TestSupport"], swiftSettings: [.swiftLanguageMode(.v6)]),
         .testTarget(name: "GatehouseCoreTests", dependencies: ["GatehouseCore", "TestSupport"], swiftSettings: [.swiftLanguageMode(.v6)]),
+        .testTarget(name: "GatehousedTests", dependencies: ["gatehoused"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -2,6 +2,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import GatehouseCore
 import PolicyFormat
 import Yams
 
@@ -265,7 +266,7 @@ final class CmdletParser {
         if let f = field["set"], let items = reader.stringList(f.value, what: "set") {
             var seen = Set<String>()
             for (value, node) in items {
-                if value.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f || (0x80...0x9f).contains($0.value) }) {
+                if value.unicodeScalars.contains(where: \.isControlCharacter) {
                     reader.error(at: node, "set value contains a control character"); ok = false
                 }
                 if value.hasPrefix("-") {
@@ -470,7 +471,7 @@ final class CmdletParser {
             reader.error(at: node, "executable path '\(text)' must be a plain path without '.', '..' or a trailing '/'")
             return nil
         }
-        if path.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) {
+        if path.unicodeScalars.contains(where: \.isControlCharacter) {
             reader.error(at: node, "executable path contains a control character")
             return nil
         }
@@ -564,7 +565,7 @@ final class CmdletParser {
     /// a stray brace is an error rather than a literal, so a template means
     /// exactly what it looks like.
     func parseTemplate(_ text: String, node: Node, parameters: [ParameterDefinition]) -> TemplateString? {
-        if text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f || (0x80...0x9f).contains($0.value) }) {
+        if text.unicodeScalars.contains(where: \.isControlCharacter) {
             reader.error(at: node, "template '\(TerminalSafe.text(text))' contains a control character")
             return nil
         }
@@ -769,7 +770,7 @@ enum TerminalSafe {
     static func text(_ s: String) -> String {
         var out = ""
         for scalar in s.unicodeScalars {
-            if scalar.value < 0x20 || scalar.value == 0x7f || (0x80...0x9f).contains(scalar.value) {
+            if scalar.isControlCharacter {
                 out += "\\u{\(String(scalar.value, radix: 16))}"
             } else {
                 out.unicodeScalars.append(scalar)

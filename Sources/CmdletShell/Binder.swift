@@ -194,7 +194,7 @@ enum Display {
         var out = ""
         for s in text.unicodeScalars {
             let v = s.value
-            if v < 0x20 || v == 0x7f || (0x80...0x9f).contains(v) || v == 0x2028 || v == 0x2029 {
+            if s.isControlCharacter || s.isLineOrParagraphSeparator {
                 out += "\\u{\(String(v, radix: 16))}"
             } else {
                 out.unicodeScalars.append(s)

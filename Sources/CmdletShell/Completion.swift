@@ -25,7 +25,7 @@ public enum Completion {
                                   provided: [CmdletDefinition] = []) -> (addition: [UInt8], candidates: [String]) {
         let none: (addition: [UInt8], candidates: [String]) = ([], [])
         guard line.count <= Lexer.maxLineBytes, case .success(let scalars) = UTF8Validation.decode(line),
-              !scalars.contains(where: { $0.value < 0x20 && $0 != "\t" }) else { return none }
+              !scalars.contains(where: { $0.isControlCharacter && $0 != "\t" }) else { return none }
         let text = String(String.UnicodeScalarView(scalars))
         // Words of the current pipeline element, and the one being typed.
         let element = text.split(separator: "|", omittingEmptySubsequences: false).last.map(String.init) ?? ""

@@ -110,7 +110,7 @@ public indirect enum JSONValue: Sendable, Equatable {
             case "\t": out += "\\t"
             default:
                 let v = scalar.value
-                if v < 0x20 || v == 0x7f || (0x80...0x9f).contains(v) || v == 0x2028 || v == 0x2029 {
+                if scalar.isControlCharacter || scalar.isLineOrParagraphSeparator {
                     let hex = String(v, radix: 16)
                     out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
                 } else {
@@ -255,7 +255,7 @@ public indirect enum JSONValue: Sendable, Equatable {
                     out.append(contentsOf: String(decoding: raw, as: UTF8.self).unicodeScalars)
                     return String(out)
                 }
-                if b < 0x20 { return nil }
+                if b.isC0Control { return nil }
                 if b == UInt8(ascii: "\\") {
                     flushRun(index)
                     out.append(contentsOf: String(decoding: raw, as: UTF8.self).unicodeScalars)

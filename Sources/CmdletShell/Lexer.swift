@@ -99,9 +99,9 @@ public enum Lexer {
         let v = s.value
         switch v {
         case 0x09: return nil
-        case 0x00...0x1f, 0x7f, 0x80...0x9f:
+        case _ where s.isControlCharacter:
             return "control character \(hex(v)) is not allowed"
-        case 0x2028, 0x2029:
+        case _ where s.isLineOrParagraphSeparator:
             return "line separator \(hex(v)) is not allowed"
         case 0x2013, 0x2014, 0x2015, 0x2212, 0xfe58, 0xfe63, 0xff0d:
             return "the dash look-alike \(hex(v)) is not allowed; type a plain '-' (U+002D)"

@@ -27,7 +27,7 @@ public struct AuthorizedKey: Sendable, Equatable {
     /// Options (`from=…`, `command=…`) are refused: the gateway decides what
     /// a user may do, not a key option.
     public static func parse(_ line: String) -> Result<AuthorizedKey, ParseError> {
-        if line.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f || (0x80...0x9f).contains($0.value) }) {
+        if line.unicodeScalars.contains(where: \.isControlCharacter) {
             return .failure(.init("the key line contains a control character"))
         }
         let parts = line.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: true)

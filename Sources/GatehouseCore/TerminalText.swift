@@ -14,22 +14,15 @@ public enum TerminalText {
             let v = scalar.value
             if keepLineBreaks && (v == 0x0a || v == 0x09) {
                 out.append(scalar)
-            } else if v < 0x20 || v == 0x7f || (0x80...0x9f).contains(v) {
+            } else if scalar.isControlCharacter {
                 for s in "\\x\(hex(v))".unicodeScalars { out.append(s) }
-            } else if v == 0x2028 || v == 0x2029 || v == 0x85 || isBidiControl(v) {
+            } else if scalar.isLineOrParagraphSeparator || scalar.isBidiControl {
                 for s in "\\u{\(String(v, radix: 16))}".unicodeScalars { out.append(s) }
             } else {
                 out.append(scalar)
             }
         }
         return String(out)
-    }
-
-    /// Bidirectional embeddings, overrides and isolates (and the implicit
-    /// marks): shown escaped, so text cannot display in an order other than
-    /// the one it is stored in ("Trojan Source").
-    public static func isBidiControl(_ v: UInt32) -> Bool {
-        (0x202a...0x202e).contains(v) || (0x2066...0x2069).contains(v) || v == 0x200e || v == 0x200f || v == 0x061c
     }
 
     /// Terminal columns `text` takes, as a table must count them: East Asian
@@ -42,7 +35,7 @@ public enum TerminalText {
 
     public static func columns(of scalar: Unicode.Scalar) -> Int {
         let v = scalar.value
-        if v < 0x7f { return v < 0x20 ? 0 : 1 }
+        if v < 0x7f { return scalar.isControlCharacter ? 0 : 1 }
         switch scalar.properties.generalCategory {
         case .nonspacingMark, .enclosingMark, .control: return 0
         case .format: return v == 0xad ? 1 : 0

@@ -200,11 +200,11 @@ public final class GatewayContext: @unchecked Sendable {
 }
 
 /// Why the daemon cannot start, in words for the operator.
-struct GatewayStartupError: Error, CustomStringConvertible {
-    let description: String
+public struct GatewayStartupError: Error, CustomStringConvertible {
+    public let description: String
     init(_ description: String) { self.description = description }
 
-    static func alreadyRunning(_ stateDirectory: String) -> GatewayStartupError {
+    public static func alreadyRunning(_ stateDirectory: String) -> GatewayStartupError {
         GatewayStartupError("another gatehoused is running on the state directory \(stateDirectory) "
                             + "(it holds \(DaemonLock.fileName)); one daemon per state directory")
     }

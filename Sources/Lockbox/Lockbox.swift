@@ -557,7 +557,7 @@ public final class Lockbox: Sendable {
     }
 
     static func hasControl(_ text: String) -> Bool {
-        text.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7f || (0x80...0x9f).contains($0.value) }
+        text.unicodeScalars.contains(where: \.isControlCharacter)
     }
 }
 

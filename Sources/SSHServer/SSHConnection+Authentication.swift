@@ -319,7 +319,7 @@ final class Prompter: KeyboardInteractivePrompter {
     /// Keeps prompt text printable: PAM modules are trusted, but a client's
     /// terminal should never receive raw control sequences from us.
     static func clean(_ s: String) -> String {
-        let kept = s.unicodeScalars.filter { $0 == "\n" || ($0.value >= 0x20 && $0.value != 0x7f) }
+        let kept = s.unicodeScalars.filter { $0 == "\n" || !$0.isControlCharacter }
         return String(String.UnicodeScalarView(kept)).prefixBytes(maxTextBytes)
     }
 }

@@ -161,7 +161,7 @@ extension SSHConnection {
 
     /// Client-supplied text going into an audit record: printable ASCII only, bounded.
     static func safe(_ s: String, max: Int = 256) -> String {
-        String(s.unicodeScalars.prefix(max).map { ($0.value >= 0x20 && $0.value < 0x7f) ? Character($0) : "?" })
+        String(s.unicodeScalars.prefix(max).map { ($0.isASCII && !$0.isControlCharacter) ? Character($0) : "?" })
     }
 }
 

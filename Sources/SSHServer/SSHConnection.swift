@@ -86,7 +86,7 @@ public final class SSHConnection {
     /// cut at 200 bytes.
     public func disconnect(message: String?) {
         if let s = session, let message {
-            let clean = String(message.unicodeScalars.filter { $0.value >= 0x20 && $0.value != 0x7f }
+            let clean = String(message.unicodeScalars.filter { !$0.isControlCharacter }
                 .map(Character.init)).prefix(200)
             _ = ssh_session_set_disconnect_message(s, String(clean))
         }

@@ -9,20 +9,29 @@ struct DaemonLocation: ParsableArguments {
     @Option(name: .long, help: "The daemon's state directory (holds control.sock).")
     var stateDir: String = "/var/lib/gatehouse"
 
-    func request(_ line: String) throws -> [String: Any] {
+    /// Sends `request` to the daemon; returns its answer unless it refused.
+    /// Exit status 2: the daemon cannot be reached; 1: it refused.
+    func send(_ request: ControlRequest) throws -> ControlResponse {
+        if let problem = request.problem { throw ValidationError(problem) }
         let dir = URL(fileURLWithPath: stateDir).standardizedFileURL.path
-        let answer: [String: Any]
+        let answer: ControlResponse
         do {
-            answer = try ControlSocket.request(stateDirectory: dir, line)
+            answer = try ControlSocket.request(stateDirectory: dir, request)
         } catch {
             FileHandle.standardError.write(Data("gatehouse: \(error)\n".utf8))
             throw ExitCode(2)
         }
-        guard answer["ok"] as? Bool == true else {
-            FileHandle.standardError.write(Data("gatehouse: \(answer["error"] as? String ?? "request failed")\n".utf8))
+        if case .refused(_, let message) = answer {
+            FileHandle.standardError.write(Data("gatehouse: \(message)\n".utf8))
             throw ExitCode(1)
         }
         return answer
+    }
+
+    /// A successful answer of the wrong kind: a daemon of another version.
+    func unexpected(_ answer: ControlResponse) -> Error {
+        FileHandle.standardError.write(Data("gatehouse: unexpected answer from the daemon: \(answer)\n".utf8))
+        return ExitCode(2)
     }
 }
 
@@ -50,25 +59,24 @@ struct LiveSessions: ParsableCommand {
             guard live else {
                 throw ValidationError("only --live is available here: recorded sessions are listed by the transcript tools")
             }
-            let answer = try location.request("list")
+            let answer = try location.send(.list)
+            guard case .sessions(let listing) = answer else { throw location.unexpected(answer) }
             if json {
-                let data = try JSONSerialization.data(withJSONObject: answer, options: [.sortedKeys, .prettyPrinted])
-                print(String(decoding: data, as: UTF8.self))
+                print(String(decoding: try ControlWire.line(listing, pretty: true).dropLast(), as: UTF8.self))
                 return
             }
-            let sessions = answer["sessions"] as? [[String: Any]] ?? []
+            let iso = ISO8601DateFormatter()
             print("ID                        USER         SOURCE                  STARTED               IDLE  RUNNING")
-            for s in sessions {
-                func f(_ k: String) -> String { "\(s[k] ?? "")" }
-                print([f("id").padding(toLength: 25, withPad: " ", startingAt: 0),
-                       f("user").padding(toLength: 12, withPad: " ", startingAt: 0),
-                       f("source").padding(toLength: 23, withPad: " ", startingAt: 0),
-                       f("started").padding(toLength: 21, withPad: " ", startingAt: 0),
-                       (f("idleSeconds") + "s").padding(toLength: 5, withPad: " ", startingAt: 0),
-                       (s["commandRunning"] as? Bool == true) ? "yes" : "no"].joined(separator: " "))
+            for s in listing.sessions {
+                print([s.id.padding(toLength: 25, withPad: " ", startingAt: 0),
+                       s.user.padding(toLength: 12, withPad: " ", startingAt: 0),
+                       s.source.padding(toLength: 23, withPad: " ", startingAt: 0),
+                       iso.string(from: s.started).padding(toLength: 21, withPad: " ", startingAt: 0),
+                       "\(s.idleSeconds)s".padding(toLength: 5, withPad: " ", startingAt: 0),
+                       s.commandRunning ? "yes" : "no"].joined(separator: " "))
             }
-            let locked = answer["lockedUsers"] as? [String] ?? []
-            print("\(sessions.count) live session(s) on \(answer["node"] ?? "?")"
+            let locked = listing.lockedUsers
+            print("\(listing.sessions.count) live session(s) on \(listing.node)"
                   + (locked.isEmpty ? "" : "; locked users: \(locked.joined(separator: ", "))"))
         }
     }
@@ -86,12 +94,9 @@ struct LiveSessions: ParsableCommand {
         @OptionGroup var location: DaemonLocation
 
         func run() throws {
-            guard id.range(of: "^[A-Za-z0-9._-]{1,64}$", options: .regularExpression) != nil else {
-                throw ValidationError("'\(id)' is not a session ID")
-            }
-            let text = reason.replacingOccurrences(of: "\n", with: " ")
-            guard !text.trimmingCharacters(in: .whitespaces).isEmpty else { throw ValidationError("--reason must not be empty") }
-            _ = try location.request("kill \(id) \(text)")
+            // One line on the user's terminal: the daemon would escape a newline.
+            let answer = try location.send(.kill(session: id, reason: reason.replacingOccurrences(of: "\n", with: " ")))
+            guard case .killed = answer else { throw location.unexpected(answer) }
             print("session \(id) ended")
         }
     }
@@ -112,8 +117,9 @@ struct Users: ParsableCommand {
         @OptionGroup var location: DaemonLocation
 
         func run() throws {
-            let answer = try location.request("unlock \(name)")
-            print(answer["wasLocked"] as? Bool == true ? "\(name) unlocked" : "\(name) was not locked")
+            let answer = try location.send(.unlock(user: name))
+            guard case .unlocked(_, let wasLocked) = answer else { throw location.unexpected(answer) }
+            print(wasLocked ? "\(name) unlocked" : "\(name) was not locked")
         }
     }
 }

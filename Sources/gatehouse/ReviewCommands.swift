@@ -191,7 +191,7 @@ struct Sessions: ParsableCommand {
                 let pause = min(max(0, event.time - last), idleLimit) / speed
                 last = event.time
                 if pause > 0.001 {
-                    fflush(stdout)
+                    fflush(nil)  // every stream: `stdout` is a C global Swift 6 will not read
                     usleep(UInt32(min(pause, 60) * 1_000_000))
                 }
                 switch event.type {

@@ -1,7 +1,9 @@
-// gatehoused: the Gatehouse SSH gateway daemon. Everything lives in the
-// Gateway library; this file only parses the command line.
+// gatehoused: the Gatehouse SSH gateway daemon. The gateway itself lives in
+// the Gateway library; this executable parses the command line, makes the
+// logger every library is handed, and runs the daemon's life (Daemon.swift),
+// with the demo set-up and its pam_wrapper re-exec (Demo/).
 import ArgumentParser
-import Gateway
+import Logging
 
 struct Gatehoused: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -34,9 +36,10 @@ struct Gatehoused: ParsableCommand {
 
     func run() throws {
         let options = DaemonOptions(configFile: config, demo: demo, stateDirectory: stateDir, listen: listen,
-                                    policyDirectory: policyDir, checkConfig: checkConfig, dumpConfig: dumpConfig,
-                                    logLevel: logLevel)
-        let status = Daemon.run(options)
+                                    policyDirectory: policyDir, checkConfig: checkConfig, dumpConfig: dumpConfig)
+        var logger = Logger(label: "gatehoused")
+        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        let status = Daemon.run(options, logger: logger)
         if status != 0 { throw ExitCode(status) }
     }
 }

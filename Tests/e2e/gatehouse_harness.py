@@ -18,6 +18,7 @@ import hmac
 import json
 import os
 import signal
+import socket
 import struct
 import subprocess
 import tempfile
@@ -117,6 +118,14 @@ class Gateway:
             return self.log_path.read_text(errors="replace")[-tail:]
         except FileNotFoundError:
             return ""
+
+    def assert_serving(self):
+        """The daemon process is alive and still answers a new connection with
+        its SSH identification line."""
+        assert self.proc.poll() is None, f"gatehoused exited with {self.proc.returncode}:\n{self.daemon_log()}"
+        with socket.create_connection((self.host, self.port), timeout=10) as s:
+            banner = s.recv(256)
+        assert banner.startswith(b"SSH-2.0-"), f"no SSH banner from the daemon: {banner!r}"
 
     def rss_kib(self) -> int:
         """The daemon's resident set size (VmRSS), KiB."""
@@ -224,3 +233,39 @@ async def run_exec(gw: Gateway, user: str, command: str, **kwargs):
 
 def run(coro):
     return asyncio.run(coro)
+
+
+def expect_refused(gw: Gateway, coro, codes=None, closed_is_refusal=False):
+    """Runs `coro`, a login that the daemon must refuse, and checks that it did.
+
+    A refusal is the server saying no: asyncssh's PermissionDenied (no
+    authentication method left), or a disconnect message the server sent
+    itself. A lost connection (asyncssh's ConnectionLost, a DisconnectError
+    too) and OS-level errors (refused, reset, broken pipe) are what a dead or
+    crashed daemon produces, so they fail the test. The daemon must also
+    still be serving afterwards. `codes`: the disconnect codes that count as
+    a refusal (default REFUSAL_CODES). `closed_is_refusal`: the server's way
+    of saying no is to close the connection without a message (libssh does
+    that when key exchange finds no common algorithm); then only the daemon
+    serving afterwards tells the refusal from a crash."""
+    try:
+        run(coro)
+    except asyncssh.ConnectionLost as e:
+        if not closed_is_refusal:
+            raise AssertionError(f"the connection was lost, not refused: {e!r}") from e
+    except OSError as e:
+        raise AssertionError(f"no SSH server answered: {e!r}") from e
+    except asyncssh.DisconnectError as e:
+        # PermissionDenied is a DisconnectError with this code; a server-sent
+        # disconnect carries the server's own code.
+        assert e.code in (REFUSAL_CODES if codes is None else codes), f"not a refusal: {e!r} (code {e.code})"
+    else:
+        raise AssertionError("the login was not refused")
+    gw.assert_serving()
+
+
+# Disconnect codes (RFC 4253 11.1) a refusing server sends: no method left,
+# too many failed tries or a limit, an unknown user or a policy block.
+REFUSAL_CODES = {asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE, asyncssh.DISC_BY_APPLICATION,
+                 asyncssh.DISC_TOO_MANY_CONNECTIONS, asyncssh.DISC_ILLEGAL_USER_NAME,
+                 asyncssh.DISC_HOST_NOT_ALLOWED_TO_CONNECT}

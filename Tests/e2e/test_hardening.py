@@ -15,24 +15,27 @@ import asyncssh
 import paramiko
 import pytest
 
-from gatehouse_harness import Gateway, KbdintClient, connect, run, run_exec, totp
+from gatehouse_harness import Gateway, KbdintClient, connect, expect_refused, run, run_exec, totp
 from limits_fixtures import open_shell, policy_with_wait, wait_for_text
 
 BAD = "127.0.0.2"
 
 
+async def login(gw, user="alice", **kw):
+    async with await connect(gw, user, **kw) as conn:
+        return (await conn.run("Get-Mailbox -Identity bob", check=False)).exit_status
+
+
 def login_ok(gw, user="alice", **kw):
-    async def go():
-        async with await connect(gw, user, **kw) as conn:
-            return (await conn.run("Get-Mailbox -Identity bob", check=False)).exit_status
-    return run(go()) == 0
+    return run(login(gw, user, **kw)) == 0
 
 
 def fails(gw, user="alice", **kw):
-    try:
-        return not login_ok(gw, user, **kw)
-    except (asyncssh.Error, OSError):
-        return True
+    """The daemon refuses the login, and still serves afterwards. A lost or
+    refused connection is not a refusal: a dead daemon produces those
+    (expect_refused)."""
+    expect_refused(gw, login(gw, user, **kw))
+    return True
 
 
 def banner_from(gw, source, timeout=5):
@@ -57,7 +60,11 @@ def banner_from(gw, source, timeout=5):
     {"encryption_algs": ["aes128-ctr"], "mac_algs": ["umac-128-etm@openssh.com", "hmac-sha1"]},
 ])
 def test_fips_refuses_non_fips_only_clients(gateway, option):
-    assert fails(gateway, **option)
+    # No common algorithm: the client gives up (KEY_EXCHANGE_FAILED), or
+    # libssh closes the connection without a message; either way the daemon
+    # must still serve afterwards.
+    expect_refused(gateway, login(gateway, **option), codes={asyncssh.DISC_KEY_EXCHANGE_FAILED},
+                   closed_is_refusal=True)
 
 
 def test_fips_false_allows_modern_algorithms(tmp_path):

@@ -6,8 +6,8 @@ import Yams
 /// Reads `gatehouse.yaml`: a flat mapping of the settings declared in
 /// `GatewayConfiguration.settings`. Unknown keys and bad values are errors
 /// with file:line, all reported at once, like policy files.
-enum ConfigurationFile {
-    static func apply(file: String, to configuration: inout GatewayConfiguration) throws {
+public enum ConfigurationFile {
+    public static func apply(file: String, to configuration: inout GatewayConfiguration) throws {
         let diagnostics = DiagnosticCollector()
         let reader = YAMLReader(file: file, diagnostics: diagnostics)
         if let root = reader.composeFile(),

@@ -1,31 +1,40 @@
 import Foundation
 import GatehouseCore
-import Logging
 
 /// The operator's channel into the running daemon: a Unix domain socket,
 /// `<stateDirectory>/control.sock`, mode 0600 in a 0700 directory, and the
 /// peer's uid checked with `SO_PEERCRED` (the daemon's own uid or root).
 ///
-/// Protocol: the client sends one line, the daemon answers one JSON line and
-/// closes. Requests:
-/// - `list`: live sessions and locked users;
-/// - `kill <session-id> <reason…>`: end a session with a message to its user;
-/// - `unlock <user>`: clear a per-user lockout.
+/// Protocol (ControlProtocol.swift): the client sends one `ControlRequest`
+/// as a JSON line of at most `ControlWire.maximumRequestBytes`, the daemon
+/// answers one `ControlResponse` line and closes. Whatever arrives instead
+/// is answered with `.refused`.
 ///
 /// A socket rather than a file plus a signal: the answer (not found, done)
 /// comes back to the operator synchronously, and no state file can go stale.
-public final class ControlSocket: @unchecked Sendable {
+public final class ControlSocket: Sendable {
+    /// Carries out one valid request for the peer `operatorUID`.
+    public typealias Handler = @Sendable (_ request: ControlRequest, _ operatorUID: uid_t) -> ControlResponse
+
     public static func path(stateDirectory: String) -> String { stateDirectory + "/control.sock" }
 
-    private let context: GatewayContext
     private let path: String
-    private var fd: Int32 = -1
+    private let fd: Int32
+    private let handler: Handler
 
-    public init(context: GatewayContext) throws {
-        self.context = context
-        path = Self.path(stateDirectory: context.configuration.stateDirectory)
+    /// The daemon's socket, answering with `GatewayControl`.
+    public convenience init(context: GatewayContext) throws {
+        let control = GatewayControl(context: context)
+        try self.init(path: Self.path(stateDirectory: context.configuration.stateDirectory),
+                      handler: { control.respond(to: $0, operatorUID: $1) })
+    }
+
+    /// Binds and listens on `path` (replacing a stale socket there).
+    init(path: String, handler: @escaping Handler) throws {
+        self.path = path
+        self.handler = handler
         unlink(path)
-        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw ControlError("socket: \(String(cString: strerror(errno)))") }
         var addr = try Self.address(path)
         let old = umask(0o177)
@@ -38,18 +47,25 @@ public final class ControlSocket: @unchecked Sendable {
             close(fd)
             throw ControlError("\(path): \(message)")
         }
+        self.fd = fd
     }
 
-    /// Serves requests on a dedicated thread until the daemon exits.
+    /// Serves requests on a dedicated thread until `remove()`.
     public func start() {
         let thread = Thread { [self] in serve() }
         thread.name = "gatehouse-control"
         thread.start()
     }
 
-    public func remove() { unlink(path) }
+    /// Stops serving (`shutdown` wakes the thread blocked in `accept`, which
+    /// then closes the socket) and removes the socket file.
+    public func remove() {
+        shutdown(fd, Int32(SHUT_RDWR))
+        unlink(path)
+    }
 
     private func serve() {
+        defer { close(fd) }
         while true {
             let client = accept(fd, nil, nil)
             if client < 0 {
@@ -67,69 +83,46 @@ public final class ControlSocket: @unchecked Sendable {
         _ = setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var cred = PeerCredentials()
         var len = socklen_t(MemoryLayout<PeerCredentials>.size)
-        guard getsockopt(client, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0,
-              cred.uid == geteuid() || cred.uid == 0 else {
-            reply(client, ["ok": false, "error": "permission denied"])
-            return
+        let response: ControlResponse
+        if getsockopt(client, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || (cred.uid != geteuid() && cred.uid != 0) {
+            response = .refused(reason: .permissionDenied, message: "permission denied")
+        } else {
+            switch Self.readRequestLine(client).flatMap(ControlWire.request(from:)) {
+            case .success(let request): response = handler(request, cred.uid)
+            case .failure(let refusal): response = refusal.response
+            }
         }
+        reply(client, response)
+    }
+
+    /// Reads up to the first newline, refusing a line longer than
+    /// `ControlWire.maximumRequestBytes` or a peer that sends nothing in time.
+    /// End of stream also ends the line.
+    static func readRequestLine(_ client: Int32) -> Result<[UInt8], ControlWire.RefusedRequest> {
         var line: [UInt8] = []
         var byte: UInt8 = 0
-        while line.count < 4096 {
+        while true {
             let n = read(client, &byte, 1)
-            if n <= 0 || byte == 0x0a { break }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 { return .failure(.init(.malformed, "no complete request line: \(String(cString: strerror(errno)))")) }
+            if n == 0 || byte == 0x0a { return .success(line) }
+            guard line.count < ControlWire.maximumRequestBytes else {
+                return .failure(.init(.tooLong, "request longer than \(ControlWire.maximumRequestBytes) bytes"))
+            }
             line.append(byte)
         }
-        let text = String(decoding: line, as: UTF8.self)
-        reply(client, respond(to: text, uid: cred.uid))
     }
 
-    /// The request → answer mapping; internal for tests.
-    func respond(to text: String, uid: uid_t) -> [String: Any] {
-        let parts = text.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: true).map(String.init)
-        let now = context.clock.now()
-        let iso = ISO8601DateFormatter()
-        switch parts.first {
-        case "list":
-            let sessions = context.sessions.list().map { s -> [String: Any] in
-                ["id": s.id, "user": s.user, "source": s.source, "started": iso.string(from: s.started),
-                 "idleSeconds": Int(now.timeIntervalSince(s.lastInput)), "commandRunning": s.commandRunning]
-            }
-            return ["ok": true, "node": context.configuration.nodeName, "sessions": sessions,
-                    "lockedUsers": context.lockouts.lockedUsers(now: now).map(\.rawValue),
-                    "unauthenticated": context.preAuth.unauthenticatedCount]
-        case "kill":
-            guard parts.count == 3 else { return ["ok": false, "error": "usage: kill SESSION-ID REASON"] }
-            let reason = TerminalText.sanitize(String(parts[2].prefix(200)), keepLineBreaks: false)
-            let id = SessionID(rawValue: parts[1])
-            let user = context.sessions.list().first { $0.id == id.rawValue }?.user
-            let message = "Your session was ended by an operator: \(reason)"
-            guard context.sessions.requestEnd(id, .init(reason: "killed", message: message)) else {
-                return ["ok": false, "error": "no live session \(parts[1]) on this node"]
-            }
-            try? context.audit.record(AuditEvent(time: now, kind: .sessionKill, user: user, session: id,
-                                                 fields: ["reason": reason, "operatorUID": String(uid)]))
-            context.logger.notice("session killed by operator", metadata: ["session": "\(id)", "reason": "\(reason)"])
-            return ["ok": true, "session": id.rawValue]
-        case "unlock":
-            guard parts.count == 2, let user = UserName(parts[1]) else {
-                return ["ok": false, "error": "usage: unlock USER"]
-            }
-            let was = context.lockouts.unlock(user, now: now)
-            try? context.audit.record(AuditEvent(time: now, kind: .userUnlock, user: user.rawValue,
-                                                 fields: ["wasLocked": String(was), "operatorUID": String(uid)]))
-            return ["ok": true, "user": user.rawValue, "wasLocked": was]
-        default:
-            return ["ok": false, "error": "unknown request; expected list, kill or unlock"]
-        }
-    }
-
-    private func reply(_ client: Int32, _ object: [String: Any]) {
-        var data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
-        data.append(0x0a)
-        data.withUnsafeBytes { raw in
+    private func reply(_ client: Int32, _ response: ControlResponse) {
+        // Every ControlResponse encodes; the fallback only keeps the answer a
+        // refusal should that ever change.
+        let bytes = (try? ControlWire.line(response))
+            ?? Array("{\"refused\":{\"reason\":\"malformed\",\"message\":\"unencodable answer\"}}\n".utf8)
+        bytes.withUnsafeBytes { raw in
             var offset = 0
             while offset < raw.count {
-                let n = write(client, raw.baseAddress! + offset, raw.count - offset)
+                let n = send(client, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL))
+                if n < 0 && errno == EINTR { continue }
                 if n <= 0 { return }
                 offset += n
             }
@@ -149,9 +142,20 @@ public final class ControlSocket: @unchecked Sendable {
         return addr
     }
 
-    /// Sends one request to the daemon of `stateDirectory`; returns its JSON answer.
-    public static func request(stateDirectory: String, _ line: String) throws -> [String: Any] {
+    /// Sends one request to the daemon of `stateDirectory`; returns its answer.
+    public static func request(stateDirectory: String, _ request: ControlRequest) throws -> ControlResponse {
         let path = Self.path(stateDirectory: stateDirectory)
+        let answer = try exchange(path: path, try ControlWire.line(request))
+        do {
+            return try ControlWire.response(from: answer)
+        } catch {
+            throw ControlError("unreadable answer from the daemon at \(path)")
+        }
+    }
+
+    /// Connects to `path`, sends `bytes` and returns everything the daemon
+    /// writes back before it closes (at most 16 MiB).
+    static func exchange(path: String, _ bytes: [UInt8]) throws -> [UInt8] {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw ControlError("socket: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
@@ -162,21 +166,28 @@ public final class ControlSocket: @unchecked Sendable {
         guard rc == 0 else {
             throw ControlError("cannot reach the daemon at \(path): \(String(cString: strerror(errno))) (is gatehoused running with this state directory?)")
         }
-        let out = Array((line + "\n").utf8)
-        guard out.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == out.count else {
-            throw ControlError("write to \(path) failed")
-        }
-        var data = Data()
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = read(fd, &buffer, buffer.count)
+        // A refusal of an oversized request arrives while the rest is still
+        // unsent: a failed send is not an error as long as an answer follows
+        // (MSG_NOSIGNAL: EPIPE, not a SIGPIPE that kills the CLI).
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n < 0 && errno == EINTR { continue }
             if n <= 0 { break }
-            data.append(contentsOf: buffer[0..<n])
+            offset += n
         }
-        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw ControlError("unreadable answer from the daemon")
+        // The request is complete: the daemon sees end of stream rather than
+        // waiting out its timeout for a newline that is not coming.
+        shutdown(fd, Int32(SHUT_WR))
+        var answer: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while answer.count < 16 << 20 {
+            let n = read(fd, &buffer, buffer.count)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            answer += buffer[0..<n]
         }
-        return object
+        return answer
     }
 }
 

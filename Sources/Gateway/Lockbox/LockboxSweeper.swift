@@ -5,7 +5,7 @@ extension GatewayContext {
     /// expiry) once a second even when no session is open, so each expiry is
     /// recorded (and notified) when it happens, not when someone next looks.
     /// Sessions sweep too; the store's compare-and-set records each once.
-    func startLockboxSweeper() {
+    public func startLockboxSweeper() {
         let thread = Thread { [self] in
             while !isShuttingDown {
                 lockbox.sweepIfDue(interval: 1)

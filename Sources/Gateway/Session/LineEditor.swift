@@ -125,7 +125,7 @@ struct LineEditor {
     /// caret notation (`^A`), anything else as itself.
     static func echo(of byte: UInt8) -> [UInt8] {
         if byte == 0x09 { return [0x20] }
-        if byte < 0x20 || byte == 0x7f { return [0x5e, byte ^ 0x40] }
+        if byte.isASCIIControl { return [0x5e, byte ^ 0x40] }
         return [byte]
     }
 
@@ -147,7 +147,7 @@ struct LineEditor {
             while end < bytes.endIndex, (bytes[end] & 0xc0) == 0x80 { end += 1 }
             if lead == 0x09 {
                 total += 1
-            } else if lead < 0x20 || lead == 0x7f {
+            } else if lead.isASCIIControl {
                 total += 2
             } else if lead < 0x80 {
                 total += 1

@@ -174,7 +174,7 @@ public enum JSONValue: Sendable, Equatable, Codable {
         while i < n {
             let b = bytes[i]
             if stopAtNonASCII && b >= 0x80 { return false }
-            if b >= 0x20 && b != 0x22 && b != 0x5c { i += 1; continue }
+            if !b.isC0Control && b != 0x22 && b != 0x5c { i += 1; continue }
             if runStart < i { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<i])) }
             writeEscape(b, to: &out)
             i += 1

@@ -23,7 +23,7 @@ public enum ReviewText {
         var out = String.UnicodeScalarView()
         for scalar in String(decoding: bytes, as: UTF8.self).unicodeScalars {
             let v = scalar.value
-            if v == 0x7f || (0x80...0x9f).contains(v) || v == 0x2028 || v == 0x2029 || v < 0x20 {
+            if scalar.isControlCharacter || scalar.isLineOrParagraphSeparator {
                 let hex = String(v, radix: 16)
                 out.append(contentsOf: ("\\u" + String(repeating: "0", count: 4 - hex.count) + hex).unicodeScalars)
             } else {

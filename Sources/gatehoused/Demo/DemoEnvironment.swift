@@ -8,34 +8,34 @@ import SSHServer
 ///
 /// Re-running is idempotent: existing keys, secrets and mailbox data are kept,
 /// so a restarted demo accepts the same credentials.
-public struct DemoEnvironment {
-    public struct User: Codable, Sendable {
-        public var name: String
-        public var privateKey: String
-        public var publicKey: String
-        public var totpSecretHex: String
-        public var totpSecretBase32: String
-        public var roles: [String]
-        public var groups: [String]
-        public var manager: String?
-        public var description: String
+struct DemoEnvironment {
+    struct User: Codable, Sendable {
+        var name: String
+        var privateKey: String
+        var publicKey: String
+        var totpSecretHex: String
+        var totpSecretBase32: String
+        var roles: [String]
+        var groups: [String]
+        var manager: String?
+        var description: String
     }
 
-    public struct Manifest: Codable, Sendable {
-        public var listen: String
-        public var users: [User]
+    struct Manifest: Codable, Sendable {
+        var listen: String
+        var users: [User]
     }
 
     /// The demo's PAM service name; the production example is `gatehouse`.
-    public static let pamService = "gatehouse-demo"
+    static let pamService = "gatehouse-demo"
 
-    public let stateDirectory: String
-    public private(set) var users: [User] = []
+    let stateDirectory: String
+    private(set) var users: [User] = []
 
-    public var manifestPath: String { stateDirectory + "/demo-users.json" }
-    public var pamServiceDirectory: String { stateDirectory + "/pam.d" }
-    public var directoryFile: String { stateDirectory + "/directory.yaml" }
-    public var knownHostsPath: String { stateDirectory + "/known_hosts" }
+    var manifestPath: String { stateDirectory + "/demo-users.json" }
+    var pamServiceDirectory: String { stateDirectory + "/pam.d" }
+    var directoryFile: String { stateDirectory + "/directory.yaml" }
+    var knownHostsPath: String { stateDirectory + "/known_hosts" }
     var oathUsersFile: String { stateDirectory + "/oath/users.oath" }
 
     /// Who the demo users are, and what each may do at baseline.
@@ -46,12 +46,12 @@ public struct DemoEnvironment {
         ("dave", ["engineers"], "bob", ["MailboxReader"], "engineer; manager bob; may read mailboxes, may request MailboxAdmin"),
     ]
 
-    public init(stateDirectory: String) {
+    init(stateDirectory: String) {
         self.stateDirectory = stateDirectory
     }
 
     /// Creates whatever is missing and rewrites the derived files.
-    public mutating func prepare() throws {
+    mutating func prepare() throws {
         try Self.makeDirectory(stateDirectory)
         try Self.makeDirectory(stateDirectory + "/keys")
         try Self.makeDirectory(stateDirectory + "/oath")
@@ -98,7 +98,7 @@ public struct DemoEnvironment {
     }
 
     /// Writes the manifest and a known_hosts file once the listener is up.
-    public func publish(listen: String, host: String, port: Int, hostKey: SSHPublicKey) throws {
+    func publish(listen: String, host: String, port: Int, hostKey: SSHPublicKey) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         let data = try encoder.encode(Manifest(listen: listen, users: users))
@@ -108,7 +108,7 @@ public struct DemoEnvironment {
     }
 
     /// The text `make demo` prints: where to connect and how to log in.
-    public func instructions(host: String, port: Int, fips: Bool) -> String {
+    func instructions(host: String, port: Int, fips: Bool) -> String {
         var lines: [String] = []
         lines.append("")
         lines.append("Gatehouse demo is listening on \(host):\(port) (FIPS algorithms only: \(fips ? "yes" : "no")).")
@@ -204,7 +204,7 @@ public struct DemoEnvironment {
     }
 
     /// The pam_wrapper preload library, if installed (package libpam-wrapper).
-    public static func findPAMWrapper() -> String? {
+    static func findPAMWrapper() -> String? {
         ["/usr/lib/x86_64-linux-gnu/libpam_wrapper.so", "/usr/lib/aarch64-linux-gnu/libpam_wrapper.so",
          "/usr/lib64/libpam_wrapper.so", "/usr/lib/libpam_wrapper.so"]
             .first { FileManager.default.fileExists(atPath: $0) }
@@ -229,7 +229,7 @@ public struct DemoEnvironment {
     }
 }
 
-public struct DemoError: Error, CustomStringConvertible {
-    public let description: String
+struct DemoError: Error, CustomStringConvertible {
+    let description: String
     init(_ description: String) { self.description = description }
 }

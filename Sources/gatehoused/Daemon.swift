@@ -1,41 +1,26 @@
 import Foundation
+import Gateway
 import GatehouseCore
 import Logging
-import SSHServer
 import Transcript
 
 /// What `gatehoused`'s command line asked for.
-public struct DaemonOptions: Sendable {
-    public var configFile: String?
-    public var demo: Bool
-    public var stateDirectory: String?
-    public var listen: String?
-    public var policyDirectory: String?
-    public var checkConfig: Bool
-    public var dumpConfig: Bool
-    public var logLevel: String
-
-    public init(configFile: String?, demo: Bool, stateDirectory: String?, listen: String?, policyDirectory: String?,
-                checkConfig: Bool, dumpConfig: Bool, logLevel: String) {
-        self.configFile = configFile
-        self.demo = demo
-        self.stateDirectory = stateDirectory
-        self.listen = listen
-        self.policyDirectory = policyDirectory
-        self.checkConfig = checkConfig
-        self.dumpConfig = dumpConfig
-        self.logLevel = logLevel
-    }
+struct DaemonOptions: Sendable {
+    var configFile: String?
+    var demo: Bool
+    var stateDirectory: String?
+    var listen: String?
+    var policyDirectory: String?
+    var checkConfig: Bool
+    var dumpConfig: Bool
 }
 
 /// The daemon's life: configuration, demo set-up, policy load, listen, serve,
 /// shut down on SIGTERM/SIGINT.
-public enum Daemon {
-    /// Runs the daemon; returns the process exit status.
-    public static func run(_ options: DaemonOptions) -> Int32 {
+enum Daemon {
+    /// Runs the daemon, logging to `logger`; returns the process exit status.
+    static func run(_ options: DaemonOptions, logger: Logger) -> Int32 {
         resetSignals()
-        var logger = Logger(label: "gatehoused")
-        logger.logLevel = Logger.Level(rawValue: options.logLevel) ?? .info
 
         var configuration: GatewayConfiguration
         switch buildConfiguration(options) {
@@ -138,7 +123,7 @@ public enum Daemon {
                 return 1
             }
             print(demo.instructions(host: configuration.listenHost, port: port, fips: configuration.fips))
-            fflush(stdout)
+            fflush(nil)  // every stream: `stdout` is a C global Swift 6 will not read
         }
 
         withExtendedLifetime(signals) {

@@ -1,6 +1,6 @@
 import GatehouseCore
 import XCTest
-@testable import Gateway
+@testable import gatehoused
 
 final class TOTPSecretTests: XCTestCase {
     func testBase32MatchesRFC4648Vectors() {

@@ -1,0 +1,45 @@
+import Foundation
+import GatehouseCore
+import Logging
+
+/// Carries out control requests against the running gateway: the handler
+/// behind the daemon's `ControlSocket`. Requests reach it decoded and
+/// checked (`ControlWire.request(from:)`).
+struct GatewayControl: Sendable {
+    let context: GatewayContext
+
+    func respond(to request: ControlRequest, operatorUID uid: uid_t) -> ControlResponse {
+        let now = context.clock.now()
+        switch request {
+        case .list:
+            let sessions = context.sessions.list().map {
+                LiveSession(id: $0.id, user: $0.user, source: $0.source, started: $0.started,
+                            idleSeconds: Int(now.timeIntervalSince($0.lastInput)), commandRunning: $0.commandRunning)
+            }
+            return .sessions(LiveSessionListing(node: context.configuration.nodeName, sessions: sessions,
+                                                lockedUsers: context.lockouts.lockedUsers(now: now).map(\.rawValue),
+                                                unauthenticated: context.preAuth.unauthenticatedCount))
+        case .kill(let session, let text):
+            let reason = TerminalText.sanitize(String(text.prefix(ControlRequest.maximumReasonLength)), keepLineBreaks: false)
+            let id = SessionID(rawValue: session)
+            let user = context.sessions.list().first { $0.id == id.rawValue }?.user
+            let message = "Your session was ended by an operator: \(reason)"
+            guard context.sessions.requestEnd(id, .init(reason: "killed", message: message)) else {
+                return .refused(reason: .notFound, message: "no live session \(session) on this node")
+            }
+            try? context.audit.record(AuditEvent(time: now, kind: .sessionKill, user: user, session: id,
+                                                 fields: ["reason": reason, "operatorUID": String(uid)]))
+            context.logger.notice("session killed by operator", metadata: ["session": "\(id)", "reason": "\(reason)"])
+            return .killed(session: session)
+        case .unlock(let name):
+            // Checked by ControlRequest.problem before the request got here.
+            guard let user = UserName(name) else {
+                return .refused(reason: .invalidArgument, message: "'\(name)' is not a user name")
+            }
+            let was = context.lockouts.unlock(user, now: now)
+            try? context.audit.record(AuditEvent(time: now, kind: .userUnlock, user: user.rawValue,
+                                                 fields: ["wasLocked": String(was), "operatorUID": String(uid)]))
+            return .unlocked(user: user.rawValue, wasLocked: was)
+        }
+    }
+}

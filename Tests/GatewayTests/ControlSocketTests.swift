@@ -1,0 +1,155 @@
+import Foundation
+import Synchronization
+import XCTest
+@testable import Gateway
+
+/// The control protocol's coding, and the real socket server fed hostile
+/// bytes. The server runs with a recording handler, so these tests see
+/// exactly which requests reach it; the e2e tests (test_session_limits.py,
+/// test_hardening.py) drive the daemon's own handler through the CLI.
+final class ControlSocketTests: XCTestCase {
+    private var directory = ""
+    private var server: ControlSocket!
+    private let recorder = Recorder()
+    private let listing = LiveSessionListing(
+        node: "gw1",
+        sessions: [LiveSession(id: "0123456789abcdef01234567", user: "alice", source: "127.0.0.1",
+                               started: Date(timeIntervalSince1970: 1_800_000_000), idleSeconds: 5,
+                               commandRunning: true)],
+        lockedUsers: ["bob"], unauthenticated: 2)
+
+    override func setUpWithError() throws {
+        directory = FileManager.default.temporaryDirectory.path + "/gh-ctl-\(getpid())-\(UInt32.random(in: 0 ... .max))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false,
+                                                attributes: [.posixPermissions: 0o700])
+        let listing = listing
+        server = try ControlSocket(path: ControlSocket.path(stateDirectory: directory)) { [recorder] request, _ in
+            recorder.requests.withLock { $0.append(request) }
+            switch request {
+            case .list: return .sessions(listing)
+            case .kill(let session, _): return .killed(session: session)
+            case .unlock(let user): return .unlocked(user: user, wasLocked: false)
+            }
+        }
+        server.start()
+    }
+
+    override func tearDown() {
+        server.remove()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    private var path: String { ControlSocket.path(stateDirectory: directory) }
+
+    private func send(_ bytes: [UInt8]) throws -> ControlResponse {
+        let answer = try ControlSocket.exchange(path: path, bytes)
+        XCTAssertEqual(answer.last, 0x0a, "one JSON line")
+        XCTAssertEqual(answer.filter { $0 == 0x0a }.count, 1, "one JSON line")
+        return try ControlWire.response(from: answer)
+    }
+
+    private func assertRefused(_ bytes: [UInt8], _ reason: ControlRefusal, file: StaticString = #filePath, line: UInt = #line) throws {
+        let answer = try send(bytes)
+        guard case .refused(let got, let message) = answer else {
+            return XCTFail("expected a refusal, got \(answer)", file: file, line: line)
+        }
+        XCTAssertEqual(got, reason, message, file: file, line: line)
+        XCTAssertFalse(message.isEmpty, file: file, line: line)
+    }
+
+    // MARK: coding
+
+    func testRequestsHaveOneStableJSONShape() throws {
+        XCTAssertEqual(String(decoding: try ControlWire.line(ControlRequest.list), as: UTF8.self), "{\"list\":{}}\n")
+        XCTAssertEqual(String(decoding: try ControlWire.line(ControlRequest.kill(session: "abc", reason: "maintenance")), as: UTF8.self),
+                       "{\"kill\":{\"reason\":\"maintenance\",\"session\":\"abc\"}}\n")
+        XCTAssertEqual(String(decoding: try ControlWire.line(ControlRequest.unlock(user: "bob")), as: UTF8.self),
+                       "{\"unlock\":{\"user\":\"bob\"}}\n")
+    }
+
+    func testRequestsAndResponsesRoundTrip() throws {
+        for request in [ControlRequest.list, .kill(session: "abc", reason: "why \"quoted\" ü"), .unlock(user: "bob")] {
+            XCTAssertEqual(try ControlWire.request(from: Array(ControlWire.line(request).dropLast())).get(), request)
+        }
+        let responses: [ControlResponse] = [
+            .sessions(listing), .killed(session: "abc"), .unlocked(user: "bob", wasLocked: true),
+            .refused(reason: .notFound, message: "no live session abc on this node"),
+        ]
+        for response in responses {
+            XCTAssertEqual(try ControlWire.response(from: ControlWire.line(response)), response)
+        }
+    }
+
+    func testRequestArgumentsAreChecked() {
+        XCTAssertNil(ControlRequest.kill(session: "0123456789abcdef01234567", reason: "x").problem)
+        XCTAssertNotNil(ControlRequest.kill(session: "../etc", reason: "x").problem)
+        XCTAssertNotNil(ControlRequest.kill(session: "", reason: "x").problem)
+        XCTAssertNotNil(ControlRequest.kill(session: String(repeating: "a", count: 65), reason: "x").problem)
+        XCTAssertNotNil(ControlRequest.kill(session: "abc", reason: " \t ").problem)
+        XCTAssertNil(ControlRequest.unlock(user: "alice").problem)
+        XCTAssertNotNil(ControlRequest.unlock(user: "Alice; rm").problem)
+    }
+
+    // MARK: the socket server
+
+    func testValidRequestsReachTheHandler() throws {
+        XCTAssertEqual(try ControlSocket.request(stateDirectory: directory, .list), .sessions(listing))
+        XCTAssertEqual(try ControlSocket.request(stateDirectory: directory, .kill(session: "abc", reason: "x")),
+                       .killed(session: "abc"))
+        XCTAssertEqual(try ControlSocket.request(stateDirectory: directory, .unlock(user: "bob")),
+                       .unlocked(user: "bob", wasLocked: false))
+        XCTAssertEqual(recorder.requests.withLock { $0 }, [.list, .kill(session: "abc", reason: "x"), .unlock(user: "bob")])
+    }
+
+    func testGarbageIsRefusedAsMalformed() throws {
+        try assertRefused(Array("hello\n".utf8), .malformed)
+        try assertRefused(Array("list\n".utf8), .malformed)                 // the old line protocol
+        try assertRefused(Array("kill abc reason\n".utf8), .malformed)
+        try assertRefused(Array("\n".utf8), .malformed)
+        try assertRefused([0xff, 0xfe, 0x00, 0x7b, 0x0a], .malformed)       // not UTF-8, a NUL
+        try assertRefused(Array("[\"list\"]\n".utf8), .malformed)
+        try assertRefused(Array("{}\n".utf8), .malformed)
+        try assertRefused(Array("{\"list\":{},\"unlock\":{\"user\":\"bob\"}}\n".utf8), .malformed)
+        try assertRefused(Array("{\"list\":{".utf8), .malformed)             // end of stream, no newline
+        XCTAssertEqual(recorder.requests.withLock { $0 }, [])
+    }
+
+    func testWrongTypesAreRefusedAsMalformed() throws {
+        try assertRefused(Array("{\"kill\":{\"session\":5,\"reason\":true}}\n".utf8), .malformed)
+        try assertRefused(Array("{\"kill\":{\"session\":\"abc\"}}\n".utf8), .malformed)
+        try assertRefused(Array("{\"unlock\":\"bob\"}\n".utf8), .malformed)
+        try assertRefused(Array("{\"list\":[]}\n".utf8), .malformed)
+        try assertRefused(Array("{\"unlock\":{\"user\":null}}\n".utf8), .malformed)
+        XCTAssertEqual(recorder.requests.withLock { $0 }, [])
+    }
+
+    func testUnknownRequestsAndBadArgumentsAreRefused() throws {
+        try assertRefused(Array("{\"reboot\":{}}\n".utf8), .unknownRequest)
+        try assertRefused(Array("{\"unlock\":{\"user\":\"Bob Smith\"}}\n".utf8), .invalidArgument)
+        try assertRefused(Array("{\"kill\":{\"session\":\"../x\",\"reason\":\"r\"}}\n".utf8), .invalidArgument)
+        XCTAssertEqual(recorder.requests.withLock { $0 }, [])
+    }
+
+    func testOversizedRequestsAreRefusedWithoutReadingThemWhole() throws {
+        try assertRefused([UInt8](repeating: 0x61, count: ControlWire.maximumRequestBytes + 1), .tooLong)
+        // Valid JSON, padded past the limit before its newline.
+        let padded = Array("{\"list\":{}}".utf8) + [UInt8](repeating: 0x20, count: ControlWire.maximumRequestBytes) + [0x0a]
+        try assertRefused(padded, .tooLong)
+        try assertRefused([UInt8](repeating: 0x7b, count: 1 << 20), .tooLong)
+        // At the limit it is still read.
+        let atLimit = Array("{\"list\":{}}".utf8) + [UInt8](repeating: 0x20, count: ControlWire.maximumRequestBytes - 11) + [0x0a]
+        XCTAssertEqual(try send(atLimit), .sessions(listing))
+    }
+
+    func testTheServerStillAnswersAfterHostileInput() throws {
+        for bytes in [Array("\u{1b}[2J\n".utf8), [UInt8](repeating: 0, count: 9000), Array("{\"kill\":{}}".utf8)] {
+            _ = try? ControlSocket.exchange(path: path, bytes)
+        }
+        XCTAssertEqual(try ControlSocket.request(stateDirectory: directory, .list), .sessions(listing))
+    }
+}
+
+/// The requests that reached the handler, in order.
+private final class Recorder: Sendable {
+    let requests = Mutex<[ControlRequest]>([])
+}
