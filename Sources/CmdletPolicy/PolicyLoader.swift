@@ -68,7 +68,11 @@ public enum PolicyLoader {
     /// (`.yml` too), in sorted order so the result never depends on the file
     /// system's listing order. `@libexec/` in an executable resolves against
     /// `libexecDirectory`. Throws `PolicyLoadError` listing every error.
-    public static func load(directory: String, libexecDirectory: String) throws -> PolicySnapshot {
+    ///
+    /// `host` answers every question about the machine (accounts, backend
+    /// files); the loader asks nothing else of it.
+    public static func load(directory: String, libexecDirectory: String,
+                            host: HostInspector = SystemHostInspector()) throws -> PolicySnapshot {
         let diagnostics = DiagnosticCollector()
         var sources: [Source] = []
         for (sub, kind) in [("cmdlets", SourceKind.cmdlets), ("roles", SourceKind.roles)] {
@@ -91,15 +95,16 @@ public enum PolicyLoader {
                 sources.append(Source(kind: kind, file: path, text: text))
             }
         }
-        return try load(sources: sources, libexecDirectory: libexecDirectory, diagnostics: diagnostics)
+        return try load(sources: sources, libexecDirectory: libexecDirectory, host: host, diagnostics: diagnostics)
     }
 
     /// Loads policy from texts already in memory.
-    public static func load(sources: [Source], libexecDirectory: String) throws -> PolicySnapshot {
-        try load(sources: sources, libexecDirectory: libexecDirectory, diagnostics: DiagnosticCollector())
+    public static func load(sources: [Source], libexecDirectory: String,
+                            host: HostInspector = SystemHostInspector()) throws -> PolicySnapshot {
+        try load(sources: sources, libexecDirectory: libexecDirectory, host: host, diagnostics: DiagnosticCollector())
     }
 
-    static func load(sources: [Source], libexecDirectory: String,
+    static func load(sources: [Source], libexecDirectory: String, host: HostInspector,
                      diagnostics: DiagnosticCollector) throws -> PolicySnapshot {
         var cmdlets: [CmdletDefinition] = []
         var rawRoles: [RawRole] = []
@@ -116,7 +121,7 @@ public enum PolicyLoader {
             }
             switch source.kind {
             case .cmdlets:
-                let parser = CmdletParser(reader: reader, libexecDirectory: libexecDirectory)
+                let parser = CmdletParser(reader: reader, libexecDirectory: libexecDirectory, host: host)
                 cmdlets.append(contentsOf: parser.parseFile(root, declared: &declaredNames))
             case .roles:
                 rawRoles.append(contentsOf: RoleParser(reader: reader).parseFile(root, deny: &rawDenyRules))

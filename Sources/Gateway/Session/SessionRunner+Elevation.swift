@@ -25,8 +25,8 @@ extension SessionRunner {
 
     /// Redeems the typed secret and binds the grant to this session.
     func finishElevation(_ requestID: Int64, secret typed: [UInt8], on state: ChannelState) {
-        var secret = typed
-        defer { for i in secret.indices { secret[i] = 0 } }
+        var secret = SecretBytes(capacity: typed.count)
+        typed.withUnsafeBytes { _ = secret.append(contentsOf: $0) }
         if state.pty != nil { write(state, [0x0d, 0x0a], stderr: false, raw: true) }
         guard let user else { return }
         do {
@@ -132,13 +132,11 @@ final class GrantWatch: @unchecked Sendable {
     private let lock = NSLock()
     private var stopped = false
 
-    static func start(line: [UInt8], claim: AccessClaim, gateway: GatewayContext,
+    /// Watches `command`, as the interpreter's one evaluation allowed it.
+    static func start(_ command: AllowedCommand, claim: AccessClaim, lockbox: Lockbox, clock: Clock,
                       cancellation: CancellationFlag) -> GrantWatch? {
-        guard case .allowed(let command) = evaluate(line: line, claim: claim, snapshot: gateway.policy,
-                                                    context: gateway.executionContext),
-              case .elevation(let requestID) = command.grant.source else { return nil }
+        guard case .elevation(let requestID) = command.grant.source else { return nil }
         let watch = GrantWatch()
-        let lockbox = gateway.lockbox, clock = gateway.clock
         let thread = Thread {
             while !watch.isStopped {
                 usleep(200_000)

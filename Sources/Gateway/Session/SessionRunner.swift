@@ -71,7 +71,7 @@ final class SessionRunner {
             return
         }
         let authenticator = GatewayAuthenticator(
-            keys: { [gateway] name in gateway.authorizedKeys(of: name) },
+            keys: { [gateway] name in gateway.snapshot.keys[name] },
             pamService: gateway.configuration.pamService, audit: gateway.audit, clock: gateway.clock,
             session: session, peer: connection.peerAddress, lockouts: gateway.lockouts)
         let name: String
@@ -282,8 +282,10 @@ final class SessionRunner {
     /// Tab completion with the claim as of now: only what the caller may run.
     private func complete(_ typed: [UInt8]) -> (addition: [UInt8], candidates: [String]) {
         guard let user else { return ([], []) }
-        let claim = gateway.lockbox.claim(user: user, session: session, now: gateway.clock.now())
-        return Completion.candidates(line: typed, claim: claim, snapshot: gateway.policy,
+        let snapshot = gateway.snapshot
+        let claim = gateway.lockbox.claim(user: user, session: session, now: gateway.clock.now(),
+                                          rules: snapshot.lockboxRules)
+        return Completion.candidates(line: typed, claim: claim, snapshot: snapshot.policy,
                                      extraCommands: LockboxCommands.names)
     }
 
@@ -303,25 +305,22 @@ final class SessionRunner {
     private func runLine(_ line: [UInt8], on state: ChannelState) -> LineOutcome {
         guard let user else { return .completed(exitStatus: 126) }
         noticeEndedElevations(on: state)
-        let claim = gateway.lockbox.claim(user: user, session: session, now: gateway.clock.now())
         let output = ChannelOutput(runner: self, state: state)
         // One flag, two ways to set it: the grant that allowed the command
         // ends (GrantWatch), or the session is killed or reaches a deadline
         // (SessionRegistry's watchdog).
         let cancellation = CancellationFlag()
-        let watch = GrantWatch.start(line: line, claim: claim, gateway: gateway, cancellation: cancellation)
         gateway.sessions.setRunning(session, cancellation)
         running = cancellation
         defer {
             running = nil
-            watch?.stop()
             gateway.sessions.setRunning(session, nil)
             commandFinished()
         }
         transcript.flush()
         defer { transcript.flush() }
-        return interpreter.run(line: line, claim: claim, snapshot: gateway.policy,
-                               context: gateway.executionContext, output: output, cancellation: cancellation)
+        return CommandStep(gateway: gateway, interpreter: interpreter, user: user, session: session)
+            .run(line, output: output, cancellation: cancellation)
     }
 
     // MARK: - Transcript and fail-closed audit (issue 5)

@@ -1,0 +1,39 @@
+import GatehouseCore
+import Synchronization
+
+/// Everything a Lockbox decision is judged by, from one load: the directory
+/// (baseline roles, managers, tenants) and the `lockbox.yaml` rules with
+/// their notification hook. A reload replaces the whole value, never a part.
+public struct LockboxRules: Sendable {
+    public let directory: BaselineRoleSource
+    public let policy: LockboxPolicy
+    public let notifier: LockboxNotifier?
+
+    public init(directory: BaselineRoleSource, policy: LockboxPolicy, notifier: LockboxNotifier?) {
+        self.directory = directory
+        self.policy = policy
+        self.notifier = notifier
+    }
+}
+
+/// Where a Lockbox gets its rules. Each operation asks once and judges
+/// everything by that one answer, so a reload never shows it new rules with
+/// an old directory. The Gateway answers from its policy snapshot, so a
+/// command and the Lockbox see the same load.
+public protocol LockboxRulesSource: Sendable {
+    func currentRules() -> LockboxRules
+}
+
+/// Rules held by the Lockbox itself and replaced with `replacePolicy`: the
+/// offline tools and tests, which have no snapshot of their own.
+final class ReplaceableLockboxRules: LockboxRulesSource {
+    private let rules: Mutex<LockboxRules>
+    init(_ rules: LockboxRules) { self.rules = Mutex(rules) }
+    func currentRules() -> LockboxRules { rules.withLock { $0 } }
+    func replace(_ new: LockboxRules) { rules.withLock { $0 = new } }
+}
+
+extension LockboxRules {
+    /// The directory's approval facts; nil when only baseline roles are known.
+    var lockboxDirectory: LockboxDirectory? { directory as? LockboxDirectory }
+}
