@@ -33,17 +33,18 @@ roles:
     cmdlets: [Get-Thing]
 """
 
-func loadPolicy(cmdlets: String = baseCmdlets, roles: String = baseRoles) throws -> PolicySnapshot {
+func loadPolicy(cmdlets: String = baseCmdlets, roles: String = baseRoles,
+                host: HostInspector = SystemHostInspector()) throws -> PolicySnapshot {
     try PolicyLoader.load(sources: [.init(kind: .cmdlets, file: "cmdlets/test.yaml", text: cmdlets),
                                     .init(kind: .roles, file: "roles/test.yaml", text: roles)],
-                          libexecDirectory: "/opt/gatehouse/libexec")
+                          libexecDirectory: "/opt/gatehouse/libexec", host: host)
 }
 
 /// The diagnostics of a load that is expected to fail.
-func loadErrors(cmdlets: String = baseCmdlets, roles: String = baseRoles,
+func loadErrors(cmdlets: String = baseCmdlets, roles: String = baseRoles, host: HostInspector = SystemHostInspector(),
                 file: StaticString = #filePath, line: UInt = #line) -> [PolicyDiagnostic] {
     do {
-        _ = try loadPolicy(cmdlets: cmdlets, roles: roles)
+        _ = try loadPolicy(cmdlets: cmdlets, roles: roles, host: host)
         XCTFail("policy loaded but was expected to fail", file: file, line: line)
         return []
     } catch let error as PolicyLoadError {
