@@ -29,7 +29,7 @@ let package = Package(
         .target(name: "SSHServer", dependencies: ["CLibSSH", "GatehouseCore",
                                                   .product(name: "Logging", package: "swift-log")]),
         .target(name: "PAMAuth", dependencies: ["CPAM", "GatehouseCore"]),
-        .target(name: "CmdletPolicy", dependencies: ["GatehouseCore", "Yams"]),
+        .target(name: "CmdletPolicy", dependencies: ["GatehouseCore", "Yams"], swiftSettings: [.swiftLanguageMode(.v6)]),
         .target(name: "Lockbox", dependencies: [
             "GatehouseCore", "CmdletPolicy", "Yams",
             .product(name: "Crypto", package: "swift-crypto"),
@@ -46,7 +46,7 @@ let package = Package(
             "GatehouseCore", "SSHServer", "PAMAuth", "Lockbox", "CmdletPolicy",
             "CmdletShell", "Transcript", "Yams",
             .product(name: "Logging", package: "swift-log"),
-        ]),
+        ], swiftSettings: [.swiftLanguageMode(.v6)]),
         .executableTarget(name: "gatehoused", dependencies: [
             "Gateway", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
@@ -72,10 +72,12 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["GatehouseCore"], path: "Tests/TestSupport"),
         .testTarget(name: "CmdletShellTests", dependencies: ["CmdletShell", "CmdletPolicy", "TestSupport", "Yams"],
                     exclude: ["Golden"]),
-        .testTarget(name: "CmdletPolicyTests", dependencies: ["CmdletPolicy", "TestSupport"]),
+        .testTarget(name: "CmdletPolicyTests", dependencies: ["CmdletPolicy", "TestSupport"],
+                    swiftSettings: [.swiftLanguageMode(.v6)]),
         .testTarget(name: "LockboxTests", dependencies: ["Lockbox", "CmdletPolicy", "TestSupport"]),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Lockbox", "CmdletShell", "CmdletPolicy", "TestSupport",
-                                                     .product(name: "Logging", package: "swift-log")]),
+                                                     .product(name: "Logging", package: "swift-log")],
+                    swiftSettings: [.swiftLanguageMode(.v6)]),
         .testTarget(name: "TranscriptTests", dependencies: ["Transcript", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]

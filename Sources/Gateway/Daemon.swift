@@ -138,7 +138,7 @@ public enum Daemon {
                 return 1
             }
             print(demo.instructions(host: configuration.listenHost, port: port, fips: configuration.fips))
-            fflush(stdout)
+            fflush(nil)  // every stream: `stdout` is a global var Swift 6 will not touch
         }
 
         withExtendedLifetime(signals) {

@@ -2,6 +2,7 @@ import CmdletShell
 import Foundation
 import GatehouseCore
 import Lockbox
+import Synchronization
 
 /// The session's side of elevation: the hidden secret prompt of
 /// `Enter-Elevation`, binding the grant to this session, telling the user
@@ -119,6 +120,7 @@ extension SessionRunner {
 
 /// Lets the session's interpreter call back into its runner without a
 /// retain cycle; the runner outlives its interpreter.
+// unchecked: the interpreter calls its handler only inside `run`, on the session's own thread.
 final class UnownedRunner: @unchecked Sendable {
     unowned let runner: SessionRunner
     init(_ runner: SessionRunner) { self.runner = runner }
@@ -128,9 +130,8 @@ final class UnownedRunner: @unchecked Sendable {
 /// still in force; when it ends (expiry, revocation from another session) the
 /// command's backend is cancelled. Only commands decided by an elevation
 /// grant are watched, so a baseline command is never stopped.
-final class GrantWatch: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stopped = false
+final class GrantWatch: Sendable {
+    private let stopped = Atomic<Bool>(false)
 
     /// Watches `command`, as the interpreter's one evaluation allowed it.
     static func start(_ command: AllowedCommand, claim: AccessClaim, lockbox: Lockbox, clock: Clock,
@@ -155,6 +156,6 @@ final class GrantWatch: @unchecked Sendable {
         return watch
     }
 
-    var isStopped: Bool { lock.withLock { stopped } }
-    func stop() { lock.withLock { stopped = true } }
+    var isStopped: Bool { stopped.load(ordering: .acquiring) }
+    func stop() { stopped.store(true, ordering: .releasing) }
 }
