@@ -72,7 +72,11 @@ final class SessionRecorder {
     }
 
     func output(_ bytes: [UInt8]) { writer?.recordOutput(bytes) }
-    func input(_ bytes: [UInt8], redacted: Bool) { writer?.recordInput(bytes, redacted: redacted) }
+    func input(_ bytes: [UInt8]) { writer?.recordInput(bytes, redacted: false) }
+    /// Typed at the secret prompt: only a redaction marker is recorded. The
+    /// typed bytes never come here; the writer needs some non-empty input
+    /// to mark, and a redacted input's content is never written.
+    func hiddenInput() { writer?.recordInput([0x2a], redacted: true) }
     func resize(columns: Int, rows: Int) { writer?.recordResize(columns: columns, rows: rows) }
     /// A reviewer-visible note where something was deliberately not recorded.
     func marker(_ label: String) { writer?.recordMarker(label) }

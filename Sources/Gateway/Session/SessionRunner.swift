@@ -190,20 +190,27 @@ final class SessionRunner {
     /// Feeds typed bytes one at a time, so that a line which opens the
     /// secret prompt hides the very next byte.
     private func feed(_ bytes: [UInt8], to state: ShellChannel) {
-        // Typed bytes are recorded in runs that share one redaction state,
-        // decided per byte: a secret typed ahead in the same packet as
-        // Enter-Elevation is redacted too (only a marker is recorded).
-        var run: [UInt8] = []
-        var runRedacted = false
-        defer { recorder.input(run, redacted: runRedacted) }
+        // Typed bytes are recorded in runs, hidden or not as decided per
+        // byte: a secret typed ahead in the same packet as Enter-Elevation
+        // is hidden too. Of a hidden run only a marker is recorded, and its
+        // bytes are not even collected here.
+        var visible: [UInt8] = []
+        var hidden = false
+        func flushInput() {
+            if hidden { recorder.hiddenInput() } else if !visible.isEmpty { recorder.input(visible) }
+            visible = []
+            hidden = false
+        }
+        defer { flushInput() }
         for byte in bytes {
             guard state.channel.isOpen, state.isInteractive else { return }
-            if state.isSecretPromptOpen != runRedacted {
-                recorder.input(run, redacted: runRedacted)
-                run = []
-                runRedacted = state.isSecretPromptOpen
+            if state.isSecretPromptOpen {
+                if !visible.isEmpty { flushInput() }
+                hidden = true
+            } else {
+                if hidden { flushInput() }
+                visible.append(byte)
             }
-            run.append(byte)
             switch state.feed(byte) {
             case .edited(let echo, let events):
                 if !echo.isEmpty { write(state, echo, stderr: false, raw: true) }
@@ -253,7 +260,7 @@ final class SessionRunner {
             case .showCandidates(let names):
                 // Like a shell's second Tab: the candidates in columns, then the
                 // prompt and the line typed so far, ready to go on.
-                write(state, Array(("\n" + Self.columns(names, width: state.pty?.columns ?? 80)).utf8), stderr: false)
+                write(state, Array(("\n" + state.candidateColumns(names)).utf8), stderr: false)
                 prompt(state)
                 if let line = state.editor?.echoOfLine { write(state, line, stderr: false, raw: true) }
                 continue
@@ -281,18 +288,6 @@ final class SessionRunner {
                                           rules: snapshot.lockboxRules)
         return Completion.candidates(line: typed, claim: claim, snapshot: snapshot.policy,
                                      extraCommands: LockboxCommands.names)
-    }
-
-    /// Names laid out in columns across `width`, one line per row.
-    static func columns(_ names: [String], width: Int) -> String {
-        let cell = (names.map { TerminalText.columns($0) }.max() ?? 0) + 2
-        let perRow = max(1, width / max(cell, 1))
-        var out = ""
-        for (i, name) in names.enumerated() {
-            let last = i % perRow == perRow - 1 || i == names.count - 1
-            out += name + (last ? "\n" : String(repeating: " ", count: cell - TerminalText.columns(name)))
-        }
-        return out
     }
 
     /// Runs one line through the gate pipeline with the claim as of now.

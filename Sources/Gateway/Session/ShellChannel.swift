@@ -94,4 +94,22 @@ final class ShellChannel {
         }
         return out
     }
+
+    /// Completion candidates in columns across the terminal (80 without a
+    /// pty), one line per row, as a shell lists them at a second Tab.
+    func candidateColumns(_ names: [String]) -> String {
+        Self.columns(names, width: pty?.columns ?? 80)
+    }
+
+    /// Names laid out in columns across `width`, one line per row.
+    static func columns(_ names: [String], width: Int) -> String {
+        let cell = (names.map { TerminalText.columns($0) }.max() ?? 0) + 2
+        let perRow = max(1, width / max(cell, 1))
+        var out = ""
+        for (i, name) in names.enumerated() {
+            let last = i % perRow == perRow - 1 || i == names.count - 1
+            out += name + (last ? "\n" : String(repeating: " ", count: cell - TerminalText.columns(name)))
+        }
+        return out
+    }
 }
