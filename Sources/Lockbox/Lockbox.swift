@@ -66,8 +66,7 @@ public final class Lockbox: @unchecked Sendable {
         guard let replaceable = rulesSource as? ReplaceableLockboxRules else {
             preconditionFailure("this Lockbox follows its rules source; replace the rules there")
         }
-        replaceable.replace(LockboxRules(directory: replaceable.currentRules().directory, policy: policy,
-                                         notifier: notifier))
+        replaceable.replace(policy: policy, notifier: notifier)
     }
 
     // MARK: - Claim

@@ -30,7 +30,10 @@ final class ReplaceableLockboxRules: LockboxRulesSource {
     private let rules: Mutex<LockboxRules>
     init(_ rules: LockboxRules) { self.rules = Mutex(rules) }
     func currentRules() -> LockboxRules { rules.withLock { $0 } }
-    func replace(_ new: LockboxRules) { rules.withLock { $0 = new } }
+    /// New lockbox.yaml rules over the same directory, in one store.
+    func replace(policy: LockboxPolicy, notifier: LockboxNotifier?) {
+        rules.withLock { $0 = LockboxRules(directory: $0.directory, policy: policy, notifier: notifier) }
+    }
 }
 
 extension LockboxRules {
