@@ -3,6 +3,7 @@ import Foundation
 import GatehouseCore
 import Logging
 import Synchronization
+import TestSupport
 import XCTest
 import CmdletShell
 @testable import Gateway
@@ -99,5 +100,50 @@ final class CommandStepTests: PolicySnapshotTestCase {
             _ = step.run(Array(line.utf8), output: Discard(), cancellation: CancellationFlag())
             XCTAssertEqual(gateway.snapshots.reads.load(ordering: .relaxed), 1, line)
         }
+    }
+
+    /// Stands in for the backend: ends the grant that allowed it (through
+    /// `revoke`), then waits up to `wait` seconds for the watch to stop it.
+    struct RevokingExecutor: CommandExecutor {
+        let wait: TimeInterval
+        let revoke: @Sendable () -> Void
+        func run(_ request: ExecutionRequest, output: CommandOutput,
+                 cancellation: CancellationFlag?) throws -> ExecutionResult {
+            revoke()
+            let deadline = Date().addingTimeInterval(wait)
+            while cancellation?.isCancelled != true && Date() < deadline { usleep(20_000) }
+            return ExecutionResult(exitStatus: 0, timedOut: false, cancelled: cancellation?.isCancelled ?? false,
+                                   truncated: false, stdoutBytes: 0, stderrBytes: 0)
+        }
+    }
+
+    /// The watch starts from the interpreter's own evaluation: the command
+    /// that an elevation allowed is stopped when that elevation ends.
+    func testTheElevationThatAllowedTheCommandIsWatched() throws {
+        let gateway = try makeGateway()
+        defer { gateway.closeAudit() }
+        let session = SessionID(rawValue: "s")
+        let bob = UserName("bob")!, carol = UserName("carol")!
+        let lockbox = gateway.lockbox
+        let request = try lockbox.submit(requester: alice, role: "MailboxAdmin", scope: "contoso", durationSeconds: 3600,
+                                         reason: "quota", ticket: "INC-1", session: session)
+        try lockbox.approve(id: request.id, by: bob)
+        try lockbox.approve(id: request.id, by: carol)
+        let secret = try lockbox.issueCredential(id: request.id, to: alice)
+        try lockbox.redeem(id: request.id, secret: typedSecret(Array(secret.revealedText.utf8)), by: alice, session: session)
+
+        let out = Discard()
+        func run(_ line: String) -> CancellationFlag {
+            let executor = RevokingExecutor(wait: 5) { _ = try? lockbox.revoke(id: request.id, by: bob, reason: "test") }
+            let step = CommandStep(gateway: gateway, interpreter: CmdletInterpreter(audit: gateway.audit, clock: gateway.clock,
+                                                                                    executor: executor),
+                                   user: alice, session: session)
+            let cancellation = CancellationFlag()
+            _ = step.run(Array(line.utf8), output: out, cancellation: cancellation)
+            return cancellation
+        }
+        XCTAssertTrue(run("Set-Mailbox -Identity alice -ProhibitSendQuota 5GB").isCancelled,
+                      "the command the revoked elevation allowed was not stopped: "
+                      + String(decoding: out.out, as: UTF8.self))
     }
 }
