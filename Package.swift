@@ -25,32 +25,28 @@ let package = Package(
                        providers: [.apt(["libssh-dev"])]),
         .systemLibrary(name: "CPAM", pkgConfig: "pam",
                        providers: [.apt(["libpam0g-dev"])]),
-        .target(name: "GatehouseCore", swiftSettings: [.swiftLanguageMode(.v6)]),
+        .target(name: "GatehouseCore"),
         .target(name: "SSHServer", dependencies: ["CLibSSH", "GatehouseCore",
-                                                  .product(name: "Logging", package: "swift-log")],
-                swiftSettings: [.swiftLanguageMode(.v6)]),
-        .target(name: "PAMAuth", dependencies: ["CPAM", "GatehouseCore"], swiftSettings: [.swiftLanguageMode(.v6)]),
+                                                  .product(name: "Logging", package: "swift-log")]),
+        .target(name: "PAMAuth", dependencies: ["CPAM", "GatehouseCore"]),
         // What every policy file shares: YAML with file:line diagnostics,
         // durations, sizes, anchored patterns, ASCII rules.
-        .target(name: "PolicyFormat", dependencies: ["GatehouseCore", "Yams"],
-                swiftSettings: [.swiftLanguageMode(.v6)]),
+        .target(name: "PolicyFormat", dependencies: ["GatehouseCore", "Yams"]),
         // Users, keys, groups, managers, tenants (directory.yaml).
-        .target(name: "Directory", dependencies: ["GatehouseCore", "PolicyFormat", "Yams"],
-                swiftSettings: [.swiftLanguageMode(.v6)]),
+        .target(name: "Directory", dependencies: ["GatehouseCore", "PolicyFormat", "Yams"]),
         .target(name: "CmdletPolicy", dependencies: ["GatehouseCore", "PolicyFormat", "Yams"]),
         .target(name: "Lockbox", dependencies: [
             "GatehouseCore", "PolicyFormat", "Directory", "Yams",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "Logging", package: "swift-log"),
-        ], swiftSettings: [.swiftLanguageMode(.v6)]),
-        .target(name: "CmdletShell", dependencies: ["GatehouseCore", "PolicyFormat", "CmdletPolicy"],
-                swiftSettings: [.swiftLanguageMode(.v6)]),
+        ]),
+        .target(name: "CmdletShell", dependencies: ["GatehouseCore", "PolicyFormat", "CmdletPolicy"]),
         .target(name: "Transcript", dependencies: [
             "GatehouseCore",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "GRDB", package: "GRDB.swift"),
-        ], swiftSettings: [.swiftLanguageMode(.v6)]),
+        ]),
         .target(name: "Gateway", dependencies: [
             "GatehouseCore", "SSHServer", "PAMAuth", "PolicyFormat", "Directory", "Lockbox", "CmdletPolicy",
             "CmdletShell", "Transcript", "Yams",
@@ -60,15 +56,15 @@ let package = Package(
         // re-exec, signals) lives here, not in Gateway: only this process
         // does it, and only here is a Logger made.
         .executableTarget(name: "gatehoused", dependencies: [
-            "Gateway", "GatehouseCore", "SSHServer", "Transcript",
+            "Gateway", "GatehouseCore", "CmdletPolicy", "SSHServer", "Transcript",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
-        ], swiftSettings: [.swiftLanguageMode(.v6)]),
+        ]),
         .executableTarget(name: "gatehouse", dependencies: [
             "Gateway", "PolicyFormat", "CmdletPolicy", "CmdletShell", "Lockbox", "Transcript",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Crypto", package: "swift-crypto"),
-        ], swiftSettings: [.swiftLanguageMode(.v6)]),
+        ]),
         // The demo backend: a stand-in for a real mailbox service. It is a
         // separate program on purpose: the gateway only ever reaches it
         // through posix_spawn and an argv template, as it would a real one.
@@ -86,28 +82,25 @@ let package = Package(
         // One process per scripted PAM conversation under pam_wrapper (PAMAuthTests),
         // which must be preloaded before the process starts.
         .executableTarget(name: "pam-conversation-helper", dependencies: ["PAMAuth", "TestSupport"],
-                          path: "Tests/PAMConversationHelper", swiftSettings: [.swiftLanguageMode(.v6)]),
+                          path: "Tests/PAMConversationHelper"),
         // Descriptor failure paths that need a process of their own: a file-size
         // limit, an interposed close(2) (GatehouseCoreTests, TranscriptTests).
         .executableTarget(name: "descriptor-helper", dependencies: ["GatehouseCore", "Transcript"],
-                          path: "Tests/DescriptorHelper", swiftSettings: [.swiftLanguageMode(.v6)]),
+                          path: "Tests/DescriptorHelper"),
         .target(name: "TestSupport", dependencies: ["GatehouseCore", "PAMAuth"], path: "Tests/TestSupport"),
         .testTarget(name: "CmdletShellTests", dependencies: ["CmdletShell", "CmdletPolicy", "Directory", "TestSupport", "Yams"],
-                    exclude: ["Golden"], swiftSettings: [.swiftLanguageMode(.v6)]),
+                    exclude: ["Golden"]),
         .testTarget(name: "CmdletPolicyTests", dependencies: ["CmdletPolicy", "PolicyFormat", "Directory", "TestSupport"]),
         .testTarget(name: "LockboxTests", dependencies: ["Lockbox", "Directory", "CmdletPolicy", "TestSupport",
-                                                     .product(name: "GRDB", package: "GRDB.swift")],
-                    swiftSettings: [.swiftLanguageMode(.v6)]),
+                                                     .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Directory", "Lockbox", "CmdletShell", "CmdletPolicy", "TestSupport",
                                                      .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "TranscriptTests", dependencies: ["Transcript", "TestSupport"],
-                    swiftSettings: [.swiftLanguageMode(.v6)]),
+        .testTarget(name: "TranscriptTests", dependencies: ["Transcript", "TestSupport"]),
         .testTarget(name: "SSHServerTests", dependencies: ["SSHServer", "GatehouseCore",
-                                                          .product(name: "Logging", package: "swift-log")],
-                    swiftSettings: [.swiftLanguageMode(.v6)]),
-        .testTarget(name: "PAMAuthTests", dependencies: ["PAMAuth", "TestSupport"], swiftSettings: [.swiftLanguageMode(.v6)]),
-        .testTarget(name: "GatehouseCoreTests", dependencies: ["GatehouseCore", "TestSupport"], swiftSettings: [.swiftLanguageMode(.v6)]),
+                                                          .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "PAMAuthTests", dependencies: ["PAMAuth", "TestSupport"]),
+        .testTarget(name: "GatehouseCoreTests", dependencies: ["GatehouseCore", "TestSupport"]),
         .testTarget(name: "GatehousedTests", dependencies: ["gatehoused"]),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )

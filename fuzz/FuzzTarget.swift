@@ -84,7 +84,8 @@ let fuzzSnapshot: PolicySnapshot = {
     do {
         return try PolicyLoader.load(sources: [.init(kind: .cmdlets, file: "fuzz/cmdlets.yaml", text: fuzzCmdlets),
                                                .init(kind: .roles, file: "fuzz/roles.yaml", text: fuzzRoles)],
-                                     libexecDirectory: "/usr/libexec/gatehouse")
+                                     libexecDirectory: "/usr/libexec/gatehouse",
+                                     reservedNames: ShellBuiltins.reservedNames, host: SystemHostInspector())
     } catch {
         fatalError("fuzz policy does not load: \(error)")
     }

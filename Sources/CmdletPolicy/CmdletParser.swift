@@ -1,7 +1,4 @@
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
 import GatehouseCore
 import PolicyFormat
 import Yams
@@ -13,16 +10,19 @@ final class CmdletParser {
     let libexecDirectory: String
     /// Command names the caller answers itself (see `PolicyLoader.load`).
     let reservedNames: [String]
+    /// Accounts and backend files are looked up through here, never directly.
+    let host: HostInspector
     /// Parameter names of the cmdlet being parsed, valid or not: a template
     /// naming a parameter that failed validation gets no second error.
     var declaredParameters = Set<String>()
     /// The validated parameters of the cmdlet being parsed (for lint).
     var currentParameters: [ParameterDefinition] = []
 
-    init(reader: YAMLReader, libexecDirectory: String, reservedNames: [String]) {
+    init(reader: YAMLReader, libexecDirectory: String, reservedNames: [String], host: HostInspector) {
         self.reader = reader
         self.libexecDirectory = libexecDirectory
         self.reservedNames = reservedNames
+        self.host = host
     }
 
     static let cmdletKeys = ["synopsis", "description", "aliases", "examples", "parameters", "backend", "output"]
@@ -430,12 +430,12 @@ final class CmdletParser {
             } && !name.hasPrefix("-")
             if !shapeOK {
                 reader.error(at: f.value, "runAs '\(TerminalSafe.text(name))' is not an account name"); ok = false
-            } else if let pw = getpwnam(name) {
-                runAs = RunAsAccount(name: name, uid: pw.pointee.pw_uid, gid: pw.pointee.pw_gid)
-                if pw.pointee.pw_uid == 0 {
+            } else if let account = host.account(named: name) {
+                runAs = RunAsAccount(name: name, uid: account.uid, gid: account.gid)
+                if account.uid == 0 {
                     reader.warning(at: f.value, "runAs '\(name)' is root", hint: "run backends as a dedicated account")
                 }
-                if !FileManager.default.isExecutableFile(atPath: RunAsAccount.setprivPath) {
+                if !host.isExecutableFile(RunAsAccount.setprivPath) {
                     reader.error(at: f.value, "runAs needs \(RunAsAccount.setprivPath) (util-linux)"); ok = false
                 }
             } else {
@@ -475,7 +475,7 @@ final class CmdletParser {
             reader.error(at: node, "executable path contains a control character")
             return nil
         }
-        if !FileManager.default.isExecutableFile(atPath: path) {
+        if !host.isExecutableFile(path) {
             reader.warning(at: node, "executable '\(path)' does not exist or is not executable (yet)")
         } else {
             lintOwnership(path, node: node)
@@ -664,18 +664,16 @@ final class CmdletParser {
     /// developer's build tree or a CI checkout is the usual case there, while
     /// production backends should be root-owned all the way up.
     func lintOwnership(_ path: String, node: Node) {
-        let euid = Int(geteuid())
+        let euid = host.effectiveUserID
         // Symlinks' own modes mean nothing; judge what is really executed.
-        let real = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+        let real = host.resolvingSymlinks(path)
         var current = real
         var checked = 0
         while !current.isEmpty, checked < 64 {
             checked += 1
-            guard let attributes = try? FileManager.default.attributesOfItem(atPath: current),
-                  let mode = (attributes[.posixPermissions] as? NSNumber)?.intValue,
-                  let owner = (attributes[.ownerAccountID] as? NSNumber)?.intValue else { break }
-            let isDirectory = (attributes[.type] as? FileAttributeType) == .typeDirectory
-            let sticky = isDirectory && Self.hasStickyBit(current)
+            guard let status = host.status(of: current) else { break }
+            let mode = status.mode, owner = status.owner
+            let sticky = status.isDirectory && mode & 0o1000 != 0  // S_ISVTX
             let what = current == real ? "backend '\(path)'" : "directory '\(current)' above backend '\(path)'"
             if mode & 0o002 != 0 && !sticky {
                 reader.error(at: node, "\(what) is writable by every user",
@@ -701,12 +699,6 @@ final class CmdletParser {
             let parent = (current as NSString).deletingLastPathComponent
             current = parent.isEmpty ? "/" : parent
         }
-    }
-
-    static func hasStickyBit(_ path: String) -> Bool {
-        var info = stat()
-        guard stat(path, &info) == 0 else { return false }
-        return info.st_mode & S_ISVTX != 0
     }
 
     func lintInterpreter(executable: String, argv: [BackendTemplate.Element], node: Node) {

@@ -61,8 +61,10 @@ public enum PolicyLoader {
     /// cmdlets (the shell's built-ins and formatters, the gateway's Lockbox
     /// commands): a cmdlet or alias spelled like one would never run, so it
     /// is an error. The caller knows them; this layer does not.
+    /// `host` answers every question about the machine (accounts, backend
+    /// files); the loader asks nothing else of it.
     public static func load(directory: String, libexecDirectory: String,
-                            reservedNames: [String]) throws -> PolicySnapshot {
+                            reservedNames: [String], host: HostInspector) throws -> PolicySnapshot {
         let diagnostics = DiagnosticCollector()
         var sources: [Source] = []
         for (sub, kind) in [("cmdlets", SourceKind.cmdlets), ("roles", SourceKind.roles)] {
@@ -86,17 +88,17 @@ public enum PolicyLoader {
             }
         }
         return try load(sources: sources, libexecDirectory: libexecDirectory, reservedNames: reservedNames,
-                        diagnostics: diagnostics)
+                        host: host, diagnostics: diagnostics)
     }
 
     /// Loads policy from texts already in memory.
     public static func load(sources: [Source], libexecDirectory: String,
-                            reservedNames: [String]) throws -> PolicySnapshot {
-        try load(sources: sources, libexecDirectory: libexecDirectory, reservedNames: reservedNames,
+                            reservedNames: [String], host: HostInspector) throws -> PolicySnapshot {
+        try load(sources: sources, libexecDirectory: libexecDirectory, reservedNames: reservedNames, host: host,
                  diagnostics: DiagnosticCollector())
     }
 
-    static func load(sources: [Source], libexecDirectory: String, reservedNames: [String],
+    static func load(sources: [Source], libexecDirectory: String, reservedNames: [String], host: HostInspector,
                      diagnostics: DiagnosticCollector) throws -> PolicySnapshot {
         var cmdlets: [CmdletDefinition] = []
         var rawRoles: [RawRole] = []
@@ -114,7 +116,7 @@ public enum PolicyLoader {
             switch source.kind {
             case .cmdlets:
                 let parser = CmdletParser(reader: reader, libexecDirectory: libexecDirectory,
-                                          reservedNames: reservedNames)
+                                          reservedNames: reservedNames, host: host)
                 cmdlets.append(contentsOf: parser.parseFile(root, declared: &declaredNames))
             case .roles:
                 rawRoles.append(contentsOf: RoleParser(reader: reader).parseFile(root, deny: &rawDenyRules))

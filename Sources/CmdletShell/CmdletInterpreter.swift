@@ -38,8 +38,12 @@ public final class CmdletInterpreter: Sendable {
         self.commandProvider = commandProvider
     }
 
+    /// `willRun` hears the allowed command (which cmdlet, which grant decided)
+    /// from this run's one evaluation, just before its backend starts, so the
+    /// caller can act on that decision without evaluating the line again.
     public func run(line: [UInt8], claim: AccessClaim, snapshot: PolicySnapshot, context: ExecutionContext,
-                    output: CommandOutput, cancellation: CancellationFlag? = nil) -> LineOutcome {
+                    output: CommandOutput, cancellation: CancellationFlag? = nil,
+                    willRun: (AllowedCommand) -> Void = { _ in }) -> LineOutcome {
         if let commandProvider, case .success(let tokens) = Lexer.tokenize(line), let head = tokens.first,
            head.kind == .bare, let outcome = runProvided(commandProvider, head: head.text, arguments: tokens.dropFirst(),
                                                          line: line, claim: claim, output: output) {
@@ -55,7 +59,7 @@ public final class CmdletInterpreter: Sendable {
             return refuse(rejection, line: line, claim: claim, output: output)
         case .allowed(let command):
             return runAllowed(command, line: line, claim: claim, snapshot: snapshot, context: context,
-                              output: output, cancellation: cancellation)
+                              output: output, cancellation: cancellation, willRun: willRun)
         }
     }
 
@@ -141,8 +145,8 @@ public final class CmdletInterpreter: Sendable {
     }
 
     private func runAllowed(_ command: AllowedCommand, line: [UInt8], claim: AccessClaim, snapshot: PolicySnapshot,
-                            context: ExecutionContext, output: CommandOutput,
-                            cancellation: CancellationFlag?) -> LineOutcome {
+                            context: ExecutionContext, output: CommandOutput, cancellation: CancellationFlag?,
+                            willRun: (AllowedCommand) -> Void) -> LineOutcome {
         var fields = [
             "line": AuditText.line(line),
             "cmdlet": command.cmdlet.name,
@@ -162,6 +166,7 @@ public final class CmdletInterpreter: Sendable {
         }
         if case .elevation(let requestID) = command.grant.source { fields["requestID"] = String(requestID) }
         if let refused = recordAllowed(fields, claim: claim, output: output) { return refused }
+        willRun(command)
 
         let started = clock.now()
         let request = ExecutionRequest(argv: command.argv, environment: command.environment,

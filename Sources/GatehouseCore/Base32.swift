@@ -26,18 +26,26 @@ public enum Base32 {
     /// left over after the last whole byte are dropped, as `encode` pads them.
     public static func decode(_ text: some Sequence<UInt8>) -> [UInt8]? {
         var out: [UInt8] = []
+        return decode(text, into: { out.append($0) }) ? out : nil
+    }
+
+    /// Decodes byte by byte into `emit`, so a secret can be decoded into
+    /// storage that is wiped (`SecretBytes`) rather than into an array.
+    /// Returns false at the first character outside the alphabet.
+    public static func decode(_ text: some Sequence<UInt8>, into emit: (UInt8) -> Void) -> Bool {
         var buffer: UInt32 = 0
         var bits = 0
+        defer { buffer = 0 }
         for c in text {
             let upper = (c >= 0x61 && c <= 0x7a) ? c - 0x20 : c
-            guard let v = alphabet.firstIndex(of: upper) else { return nil }
+            guard let v = alphabet.firstIndex(of: upper) else { return false }
             buffer = ((buffer << 5) | UInt32(v)) & 0xfff
             bits += 5
             if bits >= 8 {
                 bits -= 8
-                out.append(UInt8((buffer >> UInt32(bits)) & 0xff))
+                emit(UInt8((buffer >> UInt32(bits)) & 0xff))
             }
         }
-        return out
+        return true
     }
 }

@@ -7,20 +7,69 @@ import Lockbox
 import Logging
 import PolicyFormat
 import SSHServer
+import Synchronization
 import Transcript
 
+/// One load of everything a command is judged by: policy, directory,
+/// authorized keys and the Lockbox rules. Immutable; a reload makes a new
+/// one, and a command keeps the one it started with to its end.
+public struct GatewaySnapshot: Sendable {
+    public let bundle: PolicyBundle
+    /// 1 for the start-up load, one more for each successful reload: tells
+    /// which load a log line, an audit event or a test saw.
+    public let generation: Int
+    /// The directory and lockbox.yaml of this same load, as Lockbox reads them.
+    public let lockboxRules: LockboxRules
+
+    public var policy: PolicySnapshot { bundle.policy }
+    public var directory: DirectoryModel { bundle.directory }
+    public var keys: [UserName: [SSHPublicKey]] { bundle.keys }
+}
+
+/// The snapshot in force, behind one lock: a reload replaces it in one
+/// store, so a reader gets all of one load or all of the next. Lockbox reads
+/// its rules here too, so it can never judge by another load than the
+/// command that calls it.
+final class SnapshotHolder: LockboxRulesSource {
+    private let current: Mutex<GatewaySnapshot>
+    /// Test seam: how many times the snapshot was taken.
+    let reads = Atomic<Int>(0)
+
+    init(_ first: GatewaySnapshot) { current = Mutex(first) }
+
+    var snapshot: GatewaySnapshot {
+        reads.add(1, ordering: .relaxed)
+        return current.withLock { $0 }
+    }
+
+    func currentRules() -> LockboxRules { current.withLock { $0.lockboxRules } }
+
+    /// Puts `bundle` in force as the next generation and returns it.
+    func replace(with bundle: PolicyBundle, notifier: LockboxNotifier?) -> GatewaySnapshot {
+        current.withLock { old in
+            old = GatewaySnapshot(bundle, generation: old.generation + 1, notifier: notifier)
+            return old
+        }
+    }
+}
+
+extension GatewaySnapshot {
+    init(_ bundle: PolicyBundle, generation: Int, notifier: LockboxNotifier?) {
+        self.init(bundle: bundle, generation: generation,
+                  lockboxRules: LockboxRules(directory: bundle.directory, policy: bundle.lockboxPolicy,
+                                             notifier: notifier))
+    }
+}
+
 /// Everything the sessions of one daemon share: configuration, the policy
-/// snapshot, the directory, Lockbox, the audit sink and the
-/// node's session limits.
+/// snapshot, Lockbox, the audit sink and the node's session limits.
 ///
-/// Policy, directory and keys travel together as one immutable
-/// `PolicyBundle` behind a lock; `reload()` (SIGHUP) swaps in a whole new
-/// validated bundle, and a command in flight keeps the snapshot it started
-/// with. Lockbox is created once (it owns the request store) and sees the
-/// directory through `LiveDirectory`, so managers, tenants and baseline
-/// roles follow a reload too, and the reload hands it the new lockbox.yaml
-/// rules (with the roles' `maxDuration`).
-public final class GatewayContext: @unchecked Sendable {
+/// Policy, directory, keys and Lockbox rules travel together as one
+/// immutable `GatewaySnapshot`; `reload()` (SIGHUP) swaps in a whole new
+/// validated one, and a command in flight keeps the snapshot it started
+/// with. Lockbox is created once (it owns the request store) and reads its
+/// rules from the same holder, so it follows a reload in the same store.
+public final class GatewayContext: Sendable {
     public let configuration: GatewayConfiguration
     public let logger: Logger
     public let clock: Clock
@@ -35,32 +84,33 @@ public final class GatewayContext: @unchecked Sendable {
     public let sessions = SessionRegistry()
     public let preAuth: PreAuthLimits
     public let lockouts: UserLockouts
-    private let bundleLock = NSLock()
-    private var bundle: PolicyBundle
+    /// What the policy loader asks about accounts and backend files.
+    let host: HostInspector
+    let snapshots: SnapshotHolder
     /// The elevation workflow; one for the daemon's life.
     public let lockbox: Lockbox
-    private let liveDirectory: LiveDirectory
-    private let shutdownLock = NSLock()
-    private var shuttingDown = false
+    private let shuttingDown = Atomic<Bool>(false)
+    /// Test seam: runs right after a reload put its snapshot in force.
+    let afterSwap = Mutex<(@Sendable () -> Void)?>(nil)
 
-    /// The current snapshot; take it once per command.
-    public var policy: PolicySnapshot { bundleLock.withLock { bundle.policy } }
-    public var directory: DirectoryModel { bundleLock.withLock { bundle.directory } }
-    private var keysByUser: [UserName: [SSHPublicKey]] { bundleLock.withLock { bundle.keys } }
+    /// The snapshot in force; a command or session step takes it once.
+    public var snapshot: GatewaySnapshot { snapshots.snapshot }
 
     /// Loads and validates policy and directory (every problem reported with
     /// file:line), opens the audit log and records the policy load.
-    public init(configuration: GatewayConfiguration, logger: Logger, clock: Clock = SystemClock()) throws {
+    public init(configuration: GatewayConfiguration, logger: Logger, clock: Clock = SystemClock(),
+                host: HostInspector = SystemHostInspector()) throws {
         self.configuration = configuration
         self.logger = logger
         self.clock = clock
+        self.host = host
         try FileManager.default.createDirectory(atPath: configuration.stateDirectory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
         let loaded = try PolicyBundle.load(policyDirectory: configuration.policyDirectory,
                                            directoryFile: configuration.directoryFile,
-                                           libexecDirectory: Self.libexecDirectory())
-        bundle = loaded
-        liveDirectory = LiveDirectory(loaded.directory)
+                                           libexecDirectory: Self.libexecDirectory(), host: host)
+        snapshots = SnapshotHolder(GatewaySnapshot(loaded, generation: 1,
+                                                   notifier: Self.notifier(for: loaded.lockboxPolicy, logger: logger)))
         for warning in loaded.warnings { logger.warning("\(warning)") }
         preAuth = PreAuthLimits(.init(
             maxUnauthenticated: configuration.maxUnauthenticated,
@@ -84,8 +134,8 @@ public final class GatewayContext: @unchecked Sendable {
             logger.warning("audit log ended in a partial line (a write cut short); it was terminated and the chain continues")
         }
         audit = auditLog
-        lockbox = try Self.makeLockbox(configuration: configuration, rules: loaded.lockboxPolicy, directory: liveDirectory,
-                                       audit: audit, clock: clock, logger: logger)
+        let store = try SQLiteLockboxStore(path: configuration.stateDirectory + "/lockbox.sqlite")
+        lockbox = Lockbox(rules: snapshots, store: store, audit: auditLog, clock: clock, logger: logger)
         try audit.record(AuditEvent(time: clock.now(), kind: .policyLoad, fields: loadFields(loaded)))
         // Sessions live only inside this process and no other daemon uses this
         // store, so a grant still active now was left by a daemon that died
@@ -108,25 +158,27 @@ public final class GatewayContext: @unchecked Sendable {
         ]
     }
 
-    /// SIGHUP: loads policy and directory again. On success the new bundle
-    /// replaces the old one whole; on any error the old one stays, every
-    /// error is logged with file:line, and `policy.reload-failed` is audited.
-    /// Returns the diagnostics (errors, or warnings on success).
+    /// SIGHUP: loads policy and directory again. On success the new snapshot
+    /// replaces the old one whole, in one store; on any error the old one
+    /// stays, every error is logged with file:line, and
+    /// `policy.reload-failed` is audited. Returns the diagnostics (errors, or
+    /// warnings on success).
     @discardableResult
     public func reload() -> (ok: Bool, diagnostics: [PolicyDiagnostic]) {
         do {
             let loaded = try PolicyBundle.load(policyDirectory: configuration.policyDirectory,
                                                directoryFile: configuration.directoryFile,
-                                               libexecDirectory: Self.libexecDirectory())
-            bundleLock.withLock { bundle = loaded }
-            liveDirectory.replace(with: loaded.directory)
-            lockbox.replacePolicy(loaded.lockboxPolicy, notifier: Self.notifier(for: loaded.lockboxPolicy, logger: logger))
+                                               libexecDirectory: Self.libexecDirectory(), host: host)
+            let now = snapshots.replace(with: loaded, notifier: Self.notifier(for: loaded.lockboxPolicy, logger: logger))
+            afterSwap.withLock { $0 }?()
             for warning in loaded.warnings { logger.warning("\(warning)") }
             var fields = loadFields(loaded)
             fields["reload"] = "true"
+            fields["generation"] = String(now.generation)
             try? audit.record(AuditEvent(time: clock.now(), kind: .policyLoad, fields: fields))
             logger.notice("policy reloaded", metadata: ["cmdlets": "\(loaded.policy.cmdlets.count)",
-                                                        "roles": "\(loaded.policy.roles.count)"])
+                                                        "roles": "\(loaded.policy.roles.count)",
+                                                        "generation": "\(now.generation)"])
             return (true, loaded.warnings)
         } catch {
             let diagnostics = (error as? PolicyLoadError)?.diagnostics ?? []
@@ -144,21 +196,9 @@ public final class GatewayContext: @unchecked Sendable {
         }
     }
 
-    /// The elevation workflow: rules from `<policy>/lockbox.yaml` (absent:
-    /// nothing can be requested), requests in `<state>/lockbox.sqlite`. A
-    /// reload replaces the rules (and the roles' `maxDuration` they carry).
-    static func makeLockbox(configuration: GatewayConfiguration, rules: LockboxPolicy, directory: LockboxDirectory,
-                            audit: AuditSink, clock: Clock, logger: Logger) throws -> Lockbox {
-        let store = try SQLiteLockboxStore(path: configuration.stateDirectory + "/lockbox.sqlite")
-        return Lockbox(directory: directory, policy: rules, store: store, audit: audit, clock: clock,
-                       notifier: notifier(for: rules, logger: logger), logger: logger)
-    }
-
     static func notifier(for rules: LockboxPolicy, logger: Logger) -> LockboxNotifier? {
         rules.notify.map { NotificationHookRunner(hook: $0, logger: logger) }
     }
-
-    func authorizedKeys(of user: UserName) -> [SSHPublicKey]? { keysByUser[user] }
 
     /// Gateway-supplied template values; user, session and scope come from the claim.
     var executionContext: ExecutionContext {
@@ -166,7 +206,7 @@ public final class GatewayContext: @unchecked Sendable {
                          workingDirectory: configuration.backendWorkingDirectory)
     }
 
-    var isShuttingDown: Bool { shutdownLock.withLock { shuttingDown } }
+    var isShuttingDown: Bool { shuttingDown.load(ordering: .acquiring) }
 
     /// True once an audit write failed: sessions end and new ones are refused.
     var auditFailed: Bool { auditLog.hasFailed }
@@ -180,7 +220,7 @@ public final class GatewayContext: @unchecked Sendable {
         }
     }
 
-    func beginShutdown() { shutdownLock.withLock { shuttingDown = true } }
+    func beginShutdown() { shuttingDown.store(true, ordering: .releasing) }
 
     /// What `--check-config` prints after a successful validation.
     public static func summary(_ configuration: GatewayConfiguration, _ bundle: PolicyBundle) -> String {
@@ -210,21 +250,3 @@ public struct GatewayStartupError: Error, CustomStringConvertible {
     }
 }
 
-/// The directory as Lockbox sees it: whatever the last successful load or
-/// reload produced. Each question reads one whole snapshot.
-final class LiveDirectory: LockboxDirectory, @unchecked Sendable {
-    private let lock = NSLock()
-    private var model: DirectoryModel
-
-    init(_ model: DirectoryModel) { self.model = model }
-
-    func replace(with model: DirectoryModel) { lock.withLock { self.model = model } }
-
-    private var current: DirectoryModel { lock.withLock { model } }
-
-    func baselineRoles(of user: UserName) -> [String]? { current.baselineRoles(of: user) }
-    func manager(of user: UserName) -> UserName? { current.manager(of: user) }
-    func groups(of user: UserName) -> [String] { current.groups(of: user) }
-    func tenant(named name: String) -> (customerLockbox: Bool, approvers: [UserName])? { current.tenant(named: name) }
-    var tenantNames: [String] { current.tenantNames }
-}

@@ -2,15 +2,16 @@ import Foundation
 import GatehouseCore
 import Logging
 import SSHServer
+import Synchronization
 
 /// The accept loop: one listener, one dedicated thread per connection (never
 /// Swift's cooperative pool: libssh and PAM block), no process forked per
 /// connection.
-public final class GatewayServer: @unchecked Sendable {
+public final class GatewayServer: Sendable {
     private let listener: SSHListener
     private let context: GatewayContext
-    private let liveLock = NSLock()
-    private var liveThreads = 0
+    /// Session threads still running, for the shutdown grace period.
+    private let liveThreads = Atomic<Int>(0)
 
     public var boundPort: Int { listener.boundPort }
     public var hostPublicKey: SSHPublicKey { listener.hostPublicKey }
@@ -52,7 +53,7 @@ public final class GatewayServer: @unchecked Sendable {
             }
             // The connection moves to its own thread and is touched only there.
             let handoff = connection.handoff()
-            liveLock.withLock { liveThreads += 1 }
+            liveThreads.add(1, ordering: .relaxed)
             let thread = Thread { [self, context] in
                 if let connection = handoff.take() {
                     SessionRunner(connection: connection, gateway: context).run { outcome in
@@ -61,7 +62,7 @@ public final class GatewayServer: @unchecked Sendable {
                         }
                     }
                 }
-                liveLock.withLock { liveThreads -= 1 }
+                liveThreads.subtract(1, ordering: .releasing)
             }
             thread.name = "gatehouse-session"
             thread.stackSize = 4 << 20
@@ -72,7 +73,7 @@ public final class GatewayServer: @unchecked Sendable {
     /// Refusals are logged and audited at most once per source and reason
     /// every 10 seconds (with the count since), so a flood cannot flood the
     /// audit log.
-    private var lastRefusalAudit: [String: (at: Date, suppressed: Int)] = [:]
+    private let lastRefusalAudit = Mutex<[String: (at: Date, suppressed: Int)]>([:])
 
     private func refused(_ connection: SSHConnection, source: String, verdict: PreAuthLimits.Verdict) {
         connection.close()
@@ -85,13 +86,18 @@ public final class GatewayServer: @unchecked Sendable {
         }
         let now = Date()
         let key = source + " " + (reason.split(separator: " ").first.map(String.init) ?? reason)
-        if let last = lastRefusalAudit[key], now.timeIntervalSince(last.at) < 10 {
-            lastRefusalAudit[key] = (last.at, last.suppressed + 1)
-            return
+        // nil: audited less than 10 s ago; this one is counted, not audited.
+        let suppressed: Int? = lastRefusalAudit.withLock { table in
+            if let last = table[key], now.timeIntervalSince(last.at) < 10 {
+                table[key] = (last.at, last.suppressed + 1)
+                return nil
+            }
+            let suppressed = table[key]?.suppressed ?? 0
+            if table.count > 4096 { table = table.filter { now.timeIntervalSince($0.value.at) < 10 } }
+            table[key] = (now, 0)
+            return suppressed
         }
-        let suppressed = lastRefusalAudit[key]?.suppressed ?? 0
-        if lastRefusalAudit.count > 4096 { lastRefusalAudit = lastRefusalAudit.filter { now.timeIntervalSince($0.value.at) < 10 } }
-        lastRefusalAudit[key] = (now, 0)
+        guard let suppressed else { return }
         context.logger.notice("connection refused before key exchange", metadata: ["source": "\(source)", "reason": "\(reason)"])
         try? context.audit.record(AuditEvent(time: context.clock.now(), kind: .connectionRefused, fields: [
             "source": source, "reason": reason, "suppressedSinceLast": String(suppressed),
@@ -138,7 +144,7 @@ public final class GatewayServer: @unchecked Sendable {
     /// its `session.end` audit event first).
     public func waitForSessions(grace: TimeInterval) {
         let deadline = Date() + grace
-        while liveLock.withLock({ liveThreads }) > 0 && Date() < deadline {
+        while liveThreads.load(ordering: .acquiring) > 0 && Date() < deadline {
             usleep(50_000)
         }
     }

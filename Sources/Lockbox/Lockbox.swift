@@ -17,11 +17,11 @@ import Synchronization
 /// on the store, and is recorded as one audit event with actor, request id
 /// and reason.
 public final class Lockbox: Sendable {
-    private let directory: BaselineRoleSource
+    // The rules (directory, lockbox.yaml, notifier) come from `rulesSource`,
+    // read once per operation (a reload swaps them there, whole).
+    private let rulesSource: LockboxRulesSource
     public let store: LockboxStore
     private let audit: AuditSink
-    /// The rules and their notifier, replaced together on a reload (SIGHUP).
-    private let rules: Mutex<(policy: LockboxPolicy, notifier: LockboxNotifier?)>
     private let clock: Clock
     private let logger: Logger?
     private let lastSweep = Mutex(Date.distantPast)
@@ -37,10 +37,15 @@ public final class Lockbox: Sendable {
     ///   - directory: baseline roles; for elevation it must also be a `LockboxDirectory`.
     ///   - logger: the caller's logger (libraries never create one); store and
     ///     audit failures go there.
-    public init(directory: BaselineRoleSource, policy: LockboxPolicy, store: LockboxStore, audit: AuditSink,
-                clock: Clock, notifier: LockboxNotifier? = nil, logger: Logger? = nil) {
-        self.directory = directory
-        self.rules = Mutex((policy, notifier))
+    public convenience init(directory: BaselineRoleSource, policy: LockboxPolicy, store: LockboxStore, audit: AuditSink,
+                            clock: Clock, notifier: LockboxNotifier? = nil, logger: Logger? = nil) {
+        self.init(rules: ReplaceableLockboxRules(LockboxRules(directory: directory, policy: policy, notifier: notifier)),
+                  store: store, audit: audit, clock: clock, logger: logger)
+    }
+
+    /// A Lockbox that follows `rules` (the Gateway's policy snapshot).
+    public init(rules: LockboxRulesSource, store: LockboxStore, audit: AuditSink, clock: Clock, logger: Logger? = nil) {
+        self.rulesSource = rules
         self.store = store
         self.audit = audit
         self.clock = clock
@@ -48,24 +53,19 @@ public final class Lockbox: Sendable {
     }
 
     /// The rules in force: who may request what, for how long, with which
-    /// approvals. Read once per operation.
-    public var policy: LockboxPolicy { rules.withLock { $0.policy } }
-    private var notifier: LockboxNotifier? { rules.withLock { $0.notifier } }
-
-    /// A reload (SIGHUP) brings new rules, e.g. a lowered `maxDuration`: every
-    /// request from now on is judged by them. Requests already filed or
-    /// granted keep what they were approved for.
-    public func replacePolicy(_ policy: LockboxPolicy, notifier: LockboxNotifier?) {
-        rules.withLock { $0 = (policy, notifier) }
-    }
+    /// approvals.
+    public var policy: LockboxPolicy { rulesSource.currentRules().policy }
+    private var notifier: LockboxNotifier? { rulesSource.currentRules().notifier }
 
     // MARK: - Claim
 
     /// The caller's claim at `now`. A user missing from the directory gets an
     /// empty claim: default deny. If the store cannot be read, the claim is
     /// baseline only (fail closed for elevation).
-    public func claim(user: UserName, session: SessionID, now: Date) -> AccessClaim {
-        guard let baseline = directory.baselineRoles(of: user) else {
+    /// `rules` is the snapshot the caller's command runs under; without it,
+    /// the rules in force now.
+    public func claim(user: UserName, session: SessionID, now: Date, rules: LockboxRules? = nil) -> AccessClaim {
+        guard let baseline = (rules ?? rulesSource.currentRules()).directory.baselineRoles(of: user) else {
             return AccessClaim(user: user, session: session, issuedAt: now, grants: [])
         }
         var grants = baseline.map { RoleGrant(role: $0, scope: nil, expires: nil, source: .baseline) }
@@ -82,7 +82,6 @@ public final class Lockbox: Sendable {
 
     // MARK: - Requests
 
-    private var lockboxDirectory: LockboxDirectory? { directory as? LockboxDirectory }
 
     /// Files a request after checking every rule; a refusal names the limit.
     /// The duration is never shortened: too long is refused.
@@ -90,9 +89,10 @@ public final class Lockbox: Sendable {
     public func submit(requester: UserName, role: String, scope: String, durationSeconds: Int, reason: String,
                        ticket: String?, session: SessionID? = nil) throws -> LockboxRequest {
         let now = clock.now()
+        let rules = rulesSource.currentRules()
         do {
-            guard let dir = lockboxDirectory else { throw LockboxError.invalidRequest("Elevation is not configured.") }
-            guard let rule = policy.rule(for: role) else {
+            guard let dir = rules.lockboxDirectory else { throw LockboxError.invalidRequest("Elevation is not configured.") }
+            guard let rule = rules.policy.rule(for: role) else {
                 throw LockboxError.invalidRequest("Role '\(Self.clip(role))' cannot be requested through the Lockbox.")
             }
             let groups = dir.groups(of: requester)
@@ -156,8 +156,9 @@ public final class Lockbox: Sendable {
     public func approve(id: Int64, by actor: UserName, comment: String? = nil,
                         session: SessionID? = nil) throws -> LockboxRequest {
         try refusingAudited("approve", id: id, actor: actor, session: session) {
+            let rules = rulesSource.currentRules()
             let request = try current(id)
-            try checkApprover(actor, for: request, action: "approve")
+            try checkApprover(actor, for: request, action: "approve", rules)
             let now = clock.now()
             var changes = RequestChanges()
             let event: RequestEvent
@@ -173,7 +174,7 @@ public final class Lockbox: Sendable {
             let next = try RequestStateMachine.next(request.state, on: event)
             if next == .approved {
                 changes.approvedAt = now
-                let window = policy.rule(for: request.role)?.redeemWindowSeconds ?? LockboxPolicy.defaultRedeemWindow
+                let window = rules.policy.rule(for: request.role)?.redeemWindowSeconds ?? LockboxPolicy.defaultRedeemWindow
                 changes.deadline = now.addingTimeInterval(TimeInterval(window))
             }
             var written: [AuditEvent] = []
@@ -199,7 +200,7 @@ public final class Lockbox: Sendable {
             let trimmed = reason.trimmingCharacters(in: .whitespaces)
             guard !trimmed.isEmpty else { throw LockboxError.invalidRequest("A reason is required to deny (-Reason).") }
             let request = try current(id)
-            try checkApprover(actor, for: request, action: "deny")
+            try checkApprover(actor, for: request, action: "deny", rulesSource.currentRules())
             return try end(request, event: .deny, kind: .lockboxDenied, actor: actor, reason: Self.clip(trimmed),
                            session: session)
         }
@@ -213,7 +214,7 @@ public final class Lockbox: Sendable {
                        session: SessionID? = nil) throws -> LockboxRequest {
         try refusingAudited("revoke", id: id, actor: actor, session: session) {
             var request = try current(id)
-            guard mayRevoke(actor, request) else {
+            guard mayRevoke(actor, request, rulesSource.currentRules()) else {
                 throw LockboxError.notAuthorized("Only the requester's manager, the tenant's approvers or a Lockbox "
                                                  + "admin may revoke request \(id).")
             }
@@ -272,7 +273,8 @@ public final class Lockbox: Sendable {
     /// Redeems the secret in `session`: single use, bound to that session,
     /// the grant's clock starts now.
     @discardableResult
-    public func redeem(id: Int64, secret typed: [UInt8], by actor: UserName, session: SessionID) throws -> LockboxRequest {
+    public func redeem(id: Int64, secret typed: borrowing SecretBytes, by actor: UserName,
+                       session: SessionID) throws -> LockboxRequest {
         let now = clock.now()
         do {
             let request = try current(id)
@@ -281,7 +283,7 @@ public final class Lockbox: Sendable {
             guard let salt = request.secretSalt, let hash = request.secretHash else {
                 throw LockboxError.secretRejected("Fetch the credential first: Get-LockboxCredential -Id \(id).")
             }
-            guard let secret = OneTimeSecret(typed: typed), secret.matches(salt: salt, hash: hash) else {
+            guard OneTimeSecret.matches(typed: typed, salt: salt, hash: hash) else {
                 throw LockboxError.secretRejected("The secret does not match request \(id).")
             }
             let next = try RequestStateMachine.next(request.state, on: .redeem)
@@ -384,14 +386,17 @@ public final class Lockbox: Sendable {
 
     /// Requests waiting for this user's approval at their current stage.
     public func pending(for approver: UserName) throws -> [LockboxRequest] {
-        try store.requests(RequestQuery(states: [.pendingManager, .pendingCustomer], limit: 1000))
-            .filter { (try? checkApprover(approver, for: $0, action: "approve")) != nil }
+        let rules = rulesSource.currentRules()
+        return try store.requests(RequestQuery(states: [.pendingManager, .pendingCustomer], limit: 1000))
+            .filter { (try? checkApprover(approver, for: $0, action: "approve", rules)) != nil }
             .filter { $0.deadline.map { $0 > clock.now() } ?? true }
     }
 
     /// One request, if the user may see it (requester, approver or admin).
     public func request(id: Int64, visibleTo user: UserName) throws -> LockboxRequest {
-        guard let r = try store.request(id: id), r.requester == user || isApprover(user, of: r) || isAdmin(user) else {
+        let rules = rulesSource.currentRules()
+        guard let r = try store.request(id: id),
+              r.requester == user || isApprover(user, of: r, rules) || isAdmin(user, rules) else {
             throw LockboxError.notFound(id: id)
         }
         return r
@@ -451,13 +456,14 @@ public final class Lockbox: Sendable {
         return updated
     }
 
-    private func checkApprover(_ actor: UserName, for request: LockboxRequest, action: String) throws {
+    private func checkApprover(_ actor: UserName, for request: LockboxRequest, action: String,
+                               _ rules: LockboxRules) throws {
         if actor == request.requester {
             throw LockboxError.notAuthorized("Nobody may \(action) their own request.")
         }
         switch request.state {
         case .pendingManager:
-            guard lockboxDirectory?.manager(of: request.requester) == actor else {
+            guard rules.lockboxDirectory?.manager(of: request.requester) == actor else {
                 throw LockboxError.notAuthorized("Request \(request.id) is waiting for \(request.requester)'s manager; "
                                                  + "you are not an approver at this stage.")
             }
@@ -466,7 +472,7 @@ public final class Lockbox: Sendable {
                 throw LockboxError.notAuthorized("You already approved request \(request.id); nobody approves twice. "
                                                  + "It is waiting for the approver of tenant \(request.scope).")
             }
-            guard lockboxDirectory?.tenant(named: request.scope)?.approvers.contains(actor) == true else {
+            guard rules.lockboxDirectory?.tenant(named: request.scope)?.approvers.contains(actor) == true else {
                 throw LockboxError.notAuthorized("Request \(request.id) is waiting for the Customer Lockbox approver of "
                                                  + "tenant \(request.scope); you are not one.")
             }
@@ -475,18 +481,18 @@ public final class Lockbox: Sendable {
         }
     }
 
-    private func isApprover(_ user: UserName, of request: LockboxRequest) -> Bool {
-        lockboxDirectory?.manager(of: request.requester) == user
-            || lockboxDirectory?.tenant(named: request.scope)?.approvers.contains(user) == true
+    private func isApprover(_ user: UserName, of request: LockboxRequest, _ rules: LockboxRules) -> Bool {
+        rules.lockboxDirectory?.manager(of: request.requester) == user
+            || rules.lockboxDirectory?.tenant(named: request.scope)?.approvers.contains(user) == true
     }
 
-    private func isAdmin(_ user: UserName) -> Bool {
-        guard let dir = lockboxDirectory else { return false }
-        return dir.groups(of: user).contains(where: policy.adminGroups.contains)
+    private func isAdmin(_ user: UserName, _ rules: LockboxRules) -> Bool {
+        guard let dir = rules.lockboxDirectory else { return false }
+        return dir.groups(of: user).contains(where: rules.policy.adminGroups.contains)
     }
 
-    private func mayRevoke(_ user: UserName, _ request: LockboxRequest) -> Bool {
-        user != request.requester && (isApprover(user, of: request) || isAdmin(user))
+    private func mayRevoke(_ user: UserName, _ request: LockboxRequest, _ rules: LockboxRules) -> Bool {
+        user != request.requester && (isApprover(user, of: request, rules) || isAdmin(user, rules))
     }
 
     /// Runs an approver action; a refusal is audited as `lockbox.refused`.

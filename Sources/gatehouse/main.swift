@@ -26,7 +26,8 @@ struct PolicyLocation: ParsableArguments {
     func load(policyDirectory: String) throws -> PolicyBundle {
         let dir = URL(fileURLWithPath: policyDirectory).standardizedFileURL.path
         return try PolicyBundle.load(policyDirectory: dir, directoryFile: directory ?? dir + "/directory.yaml",
-                                     libexecDirectory: libexec ?? GatewayContext.libexecDirectory())
+                                     libexecDirectory: libexec ?? GatewayContext.libexecDirectory(),
+                                     host: SystemHostInspector())
     }
 }
 

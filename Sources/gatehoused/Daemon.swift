@@ -1,4 +1,5 @@
 import Foundation
+import CmdletPolicy
 import Gateway
 import GatehouseCore
 import Logging
@@ -65,7 +66,8 @@ enum Daemon {
             do {
                 let bundle = try PolicyBundle.load(policyDirectory: configuration.policyDirectory,
                                                    directoryFile: configuration.directoryFile,
-                                                   libexecDirectory: GatewayContext.libexecDirectory())
+                                                   libexecDirectory: GatewayContext.libexecDirectory(),
+                                                   host: SystemHostInspector())
                 print(GatewayContext.summary(configuration, bundle))
                 print(configuration.dump())
                 return 0

@@ -39,17 +39,18 @@ roles:
 /// loader itself knows no command names.
 let reservedNames = ["exit", "Get-Help", "New-LockboxRequest", "Select-Object"]
 
-func loadPolicy(cmdlets: String = baseCmdlets, roles: String = baseRoles) throws -> PolicySnapshot {
+func loadPolicy(cmdlets: String = baseCmdlets, roles: String = baseRoles,
+                host: HostInspector = SystemHostInspector()) throws -> PolicySnapshot {
     try PolicyLoader.load(sources: [.init(kind: .cmdlets, file: "cmdlets/test.yaml", text: cmdlets),
                                     .init(kind: .roles, file: "roles/test.yaml", text: roles)],
-                          libexecDirectory: "/opt/gatehouse/libexec", reservedNames: reservedNames)
+                          libexecDirectory: "/opt/gatehouse/libexec", reservedNames: reservedNames, host: host)
 }
 
 /// The diagnostics of a load that is expected to fail.
-func loadErrors(cmdlets: String = baseCmdlets, roles: String = baseRoles,
+func loadErrors(cmdlets: String = baseCmdlets, roles: String = baseRoles, host: HostInspector = SystemHostInspector(),
                 file: StaticString = #filePath, line: UInt = #line) -> [PolicyDiagnostic] {
     do {
-        _ = try loadPolicy(cmdlets: cmdlets, roles: roles)
+        _ = try loadPolicy(cmdlets: cmdlets, roles: roles, host: host)
         XCTFail("policy loaded but was expected to fail", file: file, line: line)
         return []
     } catch let error as PolicyLoadError {
@@ -66,7 +67,7 @@ final class PolicyLoaderTests: XCTestCase {
 
     func testRealPolicyDirectoryLoads() throws {
         let dir = Self.repoRoot.appendingPathComponent("policies").path
-        let snapshot = try PolicyLoader.load(directory: dir, libexecDirectory: "/opt/gatehouse/libexec", reservedNames: reservedNames)
+        let snapshot = try PolicyLoader.load(directory: dir, libexecDirectory: "/opt/gatehouse/libexec", reservedNames: reservedNames, host: SystemHostInspector())
         XCTAssertEqual(snapshot.cmdlets.map(\.name),
                        ["Get-Mailbox", "Get-MailboxReport", "Get-MailboxStatistics", "New-Mailbox", "Remove-Mailbox", "Set-Mailbox"])
         XCTAssertEqual(snapshot.roles.map(\.name), ["MailboxAdmin", "MailboxReader"])
@@ -86,7 +87,7 @@ final class PolicyLoaderTests: XCTestCase {
 
     func testRealDirectoryLoadsAndMatchesPolicy() throws {
         let policy = try PolicyLoader.load(directory: Self.repoRoot.appendingPathComponent("policies").path,
-                                           libexecDirectory: "/x", reservedNames: reservedNames)
+                                           libexecDirectory: "/x", reservedNames: reservedNames, host: SystemHostInspector())
         let directory = try DirectoryLoader.load(file: Self.repoRoot.appendingPathComponent("policies/directory.yaml").path)
         XCTAssertEqual(directory.users.map(\.name.rawValue), ["alice", "bob", "carol", "dave"])
         XCTAssertEqual(directory.users.first?.manager?.rawValue, "bob")
@@ -230,7 +231,7 @@ final class PolicyLoaderTests: XCTestCase {
             _ = try PolicyLoader.load(sources: [.init(kind: .cmdlets, file: "a.yaml", text: baseCmdlets),
                                                 .init(kind: .cmdlets, file: "b.yaml", text: lower),
                                                 .init(kind: .roles, file: "r.yaml", text: baseRoles)],
-                                      libexecDirectory: "/x", reservedNames: reservedNames)
+                                      libexecDirectory: "/x", reservedNames: reservedNames, host: SystemHostInspector())
             XCTFail("expected a duplicate error")
         } catch let error as PolicyLoadError {
             XCTAssertEqual(error.errors.count, 1)
@@ -288,7 +289,7 @@ final class PolicyLoaderTests: XCTestCase {
             _ = try PolicyLoader.load(sources: [.init(kind: .cmdlets, file: "a.yaml", text: Self.withAliases("[gth]")),
                                                 .init(kind: .cmdlets, file: "b.yaml", text: other),
                                                 .init(kind: .roles, file: "r.yaml", text: baseRoles)],
-                                      libexecDirectory: "/x", reservedNames: reservedNames)
+                                      libexecDirectory: "/x", reservedNames: reservedNames, host: SystemHostInspector())
             XCTFail("expected alias clashes")
         } catch let error as PolicyLoadError {
             let messages = error.errors.map { "\($0.file):\($0.line) \($0.message)" }

@@ -34,7 +34,7 @@ final class BindingTests: XCTestCase {
         let snapshot = try PolicyLoader.load(sources: [.init(kind: .cmdlets, file: "c.yaml", text: policy),
                                                        .init(kind: .roles, file: "r.yaml",
                                                              text: "roles:\n  R:\n    cmdlets: [Move-Window]\n")],
-                                             libexecDirectory: "/unused", reservedNames: ShellBuiltins.reservedNames)
+                                             libexecDirectory: "/unused", reservedNames: ShellBuiltins.reservedNames, host: SystemHostInspector())
         return evaluate(line: Array(line.utf8), claim: try makeClaim([RoleGrant(role: "R")]), snapshot: snapshot,
                         context: ExecutionContext(node: "n", stateDir: "/s", workingDirectory: "/"))
     }

@@ -166,7 +166,7 @@ func shellRolesYAML() -> String {
 func shellSnapshot() throws -> PolicySnapshot {
     try PolicyLoader.load(sources: [.init(kind: .cmdlets, file: "cmdlets/shell.yaml", text: shellPolicyYAML()),
                                     .init(kind: .roles, file: "roles/shell.yaml", text: shellRolesYAML())],
-                          libexecDirectory: "/unused", reservedNames: ShellBuiltins.reservedNames)
+                          libexecDirectory: "/unused", reservedNames: ShellBuiltins.reservedNames, host: SystemHostInspector())
 }
 
 func makeClaim(_ grants: [RoleGrant], at now: Date = ManualClock().now()) throws -> AccessClaim {

@@ -36,7 +36,7 @@ final class GoldenDecisionTests: XCTestCase {
                                      file)
             let policyPath = Self.repository.appendingPathComponent(try XCTUnwrap(spec["policy"] as? String, file)).path
             let snapshot = try PolicyLoader.load(directory: policyPath, libexecDirectory: Self.libexec,
-                                                 reservedNames: ShellBuiltins.reservedNames)
+                                                 reservedNames: ShellBuiltins.reservedNames, host: SystemHostInspector())
             let cases = try XCTUnwrap(spec["cases"] as? [[String: Any]], file)
             var actual = ""
             for c in cases {

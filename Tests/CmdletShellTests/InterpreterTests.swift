@@ -190,7 +190,7 @@ final class RunAsAndJSONTests: XCTestCase {
         try PolicyLoader.load(sources: [.init(kind: .cmdlets, file: "cmdlets/t.yaml", text: cmdlets),
                                         .init(kind: .roles, file: "roles/t.yaml",
                                               text: "roles:\n  R:\n    cmdlets: [Get-Id]\n")],
-                              libexecDirectory: "/unused", reservedNames: ShellBuiltins.reservedNames)
+                              libexecDirectory: "/unused", reservedNames: ShellBuiltins.reservedNames, host: SystemHostInspector())
     }
 
     func runLine(_ line: String, _ snapshot: PolicySnapshot) throws -> (LineOutcome, BufferOutput) {

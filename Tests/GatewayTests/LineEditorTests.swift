@@ -105,6 +105,6 @@ final class LineEditorTests: XCTestCase {
         XCTAssertEqual(editor.echoOfLine, Array("G^Aet".utf8), "redrawn as it was echoed")
         // A Tab after other input is a first Tab again.
         XCTAssertEqual(editor.feed(Array("x\t".utf8)).events, [])
-        XCTAssertEqual(SessionRunner.columns(["a", "bbb", "cc"], width: 11), "a    bbb\ncc\n")
+        XCTAssertEqual(ShellChannel.columns(["a", "bbb", "cc"], width: 11), "a    bbb\ncc\n")
     }
 }

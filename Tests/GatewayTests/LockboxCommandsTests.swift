@@ -46,7 +46,7 @@ final class LockboxCommandsTests: XCTestCase {
             roles:
               Admin: {cmdlets: [Get-Report], maxDuration: 2h}
             """),
-        ], libexecDirectory: "/x", reservedNames: Self.reserved)
+        ], libexecDirectory: "/x", reservedNames: Self.reserved, host: SystemHostInspector())
         let directory = try DirectoryLoader.load(text: """
         users:
           alice: {groups: [engineers], manager: bob, roles: [Admin]}
@@ -147,7 +147,7 @@ final class LockboxCommandsTests: XCTestCase {
         for name in LockboxCommands.names {
             let text = "cmdlets:\n  \(name):\n    synopsis: x\n    backend: {executable: /bin/false}\n"
             XCTAssertThrowsError(try PolicyLoader.load(sources: [.init(kind: .cmdlets, file: "c.yaml", text: text)],
-                                                       libexecDirectory: "/x", reservedNames: Self.reserved), name) { error in
+                                                       libexecDirectory: "/x", reservedNames: Self.reserved, host: SystemHostInspector()), name) { error in
                 XCTAssertTrue("\(error)".contains("c.yaml:2:3: error: '\(name)' is a built-in command"), "\(error)")
             }
         }
@@ -213,7 +213,8 @@ final class LockboxPolicyBundleTests: XCTestCase {
     func testRepositoryLockboxPolicyLoads() throws {
         let dir = try copyOfRepositoryPolicies()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let bundle = try PolicyBundle.load(policyDirectory: dir, directoryFile: dir + "/directory.yaml", libexecDirectory: "/x")
+        let bundle = try PolicyBundle.load(policyDirectory: dir, directoryFile: dir + "/directory.yaml", libexecDirectory: "/x",
+                                           host: SystemHostInspector())
         let rule = try XCTUnwrap(bundle.lockboxPolicy.rule(for: "MailboxAdmin"))
         XCTAssertEqual(rule.maxDurationSeconds, 4 * 3600)
         XCTAssertEqual(rule.requestableBy, ["engineers"])
@@ -227,7 +228,7 @@ final class LockboxPolicyBundleTests: XCTestCase {
         try "roles:\n  MailboxAdmin:\n    requestableBy: [engineers]\n    approvals: [customer]\n"
             .write(toFile: dir + "/lockbox.yaml", atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try PolicyBundle.load(policyDirectory: dir, directoryFile: dir + "/directory.yaml",
-                                                   libexecDirectory: "/x")) { error in
+                                                   libexecDirectory: "/x", host: SystemHostInspector())) { error in
             XCTAssertTrue(String(describing: error).contains("lockbox.yaml:4:"), "\(error)")
             XCTAssertTrue(String(describing: error).contains("approvals must include manager"), "\(error)")
         }

@@ -2,16 +2,16 @@ import Foundation
 import GatehouseCore
 import Lockbox
 import Logging
+import Synchronization
 import XCTest
 @testable import Gateway
 
 /// The notification hook: JSON on stdin, a timeout that kills, failures logged.
 final class NotificationHookTests: XCTestCase {
-    final class Captured: @unchecked Sendable {
-        let lock = NSLock()
-        var messages: [String] = []
-        func add(_ m: String) { lock.withLock { messages.append(m) } }
-        var all: [String] { lock.withLock { messages } }
+    final class Captured: Sendable {
+        let messages = Mutex<[String]>([])
+        func add(_ m: String) { messages.withLock { $0.append(m) } }
+        var all: [String] { messages.withLock { $0 } }
     }
 
     struct Handler: LogHandler {

@@ -69,7 +69,7 @@ enum World {
         try PolicyLoader.load(sources: [
             .init(kind: .cmdlets, file: "cmdlets.yaml", text: cmdletsYAML),
             .init(kind: .roles, file: "roles.yaml", text: policyYAML),
-        ], libexecDirectory: "/usr/libexec", reservedNames: [])
+        ], libexecDirectory: "/usr/libexec", reservedNames: [], host: SystemHostInspector())
     }
 
     static func directory() throws -> DirectoryModel {
@@ -86,12 +86,15 @@ final class Harness: Sendable {
     let clock = ManualClock()
     let audit = RecordingAuditSink()
     let store: LockboxStore
+    /// The rules the Lockbox follows; a test replaces them as a reload would.
+    let rules: ReplaceableLockboxRules
     let lockbox: Lockbox
 
     init(store: LockboxStore = InMemoryLockboxStore()) throws {
         self.store = store
-        lockbox = Lockbox(directory: try World.directory(), policy: try World.policy(), store: store, audit: audit,
-                          clock: clock)
+        rules = ReplaceableLockboxRules(LockboxRules(directory: try World.directory(), policy: try World.policy(),
+                                                     notifier: nil))
+        lockbox = Lockbox(rules: rules, store: store, audit: audit, clock: clock)
     }
 
     /// alice asks for MailboxAdmin in `scope` for `duration` seconds.

@@ -131,9 +131,10 @@ final class WorkflowTests: XCTestCase {
             .init(kind: .cmdlets, file: "cmdlets.yaml", text: World.cmdletsYAML),
             .init(kind: .roles, file: "roles.yaml",
                   text: World.policyYAML.replacingOccurrences(of: "maxDuration: 4h", with: "maxDuration: 1h")),
-        ], libexecDirectory: "/usr/libexec", reservedNames: [])
-        h.lockbox.replacePolicy(try LockboxPolicy.load(text: World.lockboxYAML, file: "lockbox.yaml", roles: World.roles(of: snapshot)),
-                                notifier: nil)
+        ], libexecDirectory: "/usr/libexec", reservedNames: [], host: SystemHostInspector())
+        h.rules.replace(policy: try LockboxPolicy.load(text: World.lockboxYAML, file: "lockbox.yaml",
+                                                       roles: World.roles(of: snapshot)),
+                        notifier: nil)
         XCTAssertLockboxError(try h.submit(duration: 2 * 3600)) {
             if case .invalidRequest(let m) = $0 { return m.contains("maximum for MailboxAdmin of 1h") } else { return false }
         }

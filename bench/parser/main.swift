@@ -29,7 +29,7 @@ let rounds = arguments.count > 2 ? Int(arguments[2]) ?? 20000 : 20000
 let snapshot: PolicySnapshot
 do {
     snapshot = try PolicyLoader.load(directory: policyDirectory, libexecDirectory: "/usr/libexec/gatehouse",
-                                     reservedNames: ShellBuiltins.reservedNames)
+                                     reservedNames: ShellBuiltins.reservedNames, host: SystemHostInspector())
 } catch {
     FileHandle.standardError.write(Data("cannot load \(policyDirectory): \(error)\n".utf8))
     exit(1)

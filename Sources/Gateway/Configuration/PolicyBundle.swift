@@ -20,14 +20,16 @@ public struct PolicyBundle: Sendable {
     public let lockboxPolicy: LockboxPolicy
 
     /// Loads everything and reports every problem of every file at once.
-    public static func load(policyDirectory: String, directoryFile: String,
-                            libexecDirectory: String) throws -> PolicyBundle {
+    /// `host` answers the loader's questions about accounts and backend
+    /// files: `SystemHostInspector` in the daemon and `gatehouse policy check`.
+    public static func load(policyDirectory: String, directoryFile: String, libexecDirectory: String,
+                            host: HostInspector) throws -> PolicyBundle {
         var diagnostics: [PolicyDiagnostic] = []
         var policy: PolicySnapshot?
         var directory: DirectoryModel?
         do {
             policy = try PolicyLoader.load(directory: policyDirectory, libexecDirectory: libexecDirectory,
-                                           reservedNames: ShellBuiltins.reservedNames + LockboxCommands.names)
+                                           reservedNames: ShellBuiltins.reservedNames + LockboxCommands.names, host: host)
         } catch let error as PolicyLoadError {
             diagnostics += error.diagnostics
         }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Everything the accept loop decides before a connection costs more than an
 /// `accept(2)`: how many unauthenticated connections exist (in total and per
@@ -7,9 +8,9 @@ import Foundation
 /// exchange, so a flood from one source costs almost nothing and can never
 /// take the slots good clients need: each source has its own cap.
 ///
-/// Shared by the accept thread and every session thread; one lock, never
+/// Shared by the accept thread and every session thread; one Mutex, never
 /// held across anything that blocks.
-public final class PreAuthLimits: @unchecked Sendable {
+public final class PreAuthLimits: Sendable {
     public struct Settings: Sendable {
         public var maxUnauthenticated: Int
         public var maxUnauthenticatedPerSource: Int
@@ -32,29 +33,32 @@ public final class PreAuthLimits: @unchecked Sendable {
     /// How an unauthenticated connection ended, for the penalty.
     public enum Outcome { case authenticated, authFailed, noAuth }
 
+    private struct Counts {
+        var unauthenticated = 0
+        var perSource: [String: Int] = [:]
+        /// Penalty expiry per source, and whether it has reached `penaltyMin` (is active).
+        var penalties: [String: (until: Date, active: Bool)] = [:]
+    }
+
     private let settings: Settings
-    private let lock = NSLock()
-    private var unauthenticated = 0
-    private var perSource: [String: Int] = [:]
-    /// Penalty expiry per source, and whether it has reached `penaltyMin` (is active).
-    private var penalties: [String: (until: Date, active: Bool)] = [:]
+    private let counts = Mutex(Counts())
 
     public init(_ settings: Settings) { self.settings = settings }
 
     /// Decides at accept. On `.admit` the connection is counted until `release`.
     public func admit(source: String, now: Date) -> Verdict {
-        lock.withLock {
-            if settings.penalties, let p = penalties[source] {
+        counts.withLock { c in
+            if settings.penalties, let p = c.penalties[source] {
                 if p.until <= now {
-                    penalties[source] = nil
+                    c.penalties[source] = nil
                 } else if p.active {
                     return .penalized(remaining: Int(p.until.timeIntervalSince(now).rounded(.up)))
                 }
             }
-            guard unauthenticated < settings.maxUnauthenticated else { return .tooManyUnauthenticated }
-            guard perSource[source, default: 0] < settings.maxUnauthenticatedPerSource else { return .tooManyFromSource }
-            unauthenticated += 1
-            perSource[source, default: 0] += 1
+            guard c.unauthenticated < settings.maxUnauthenticated else { return .tooManyUnauthenticated }
+            guard c.perSource[source, default: 0] < settings.maxUnauthenticatedPerSource else { return .tooManyFromSource }
+            c.unauthenticated += 1
+            c.perSource[source, default: 0] += 1
             return .admit
         }
     }
@@ -63,10 +67,10 @@ public final class PreAuthLimits: @unchecked Sendable {
     /// Returns true when this outcome put the source into an active penalty.
     @discardableResult
     public func release(source: String, outcome: Outcome, now: Date) -> Bool {
-        lock.withLock {
-            unauthenticated -= 1
-            let left = perSource[source, default: 1] - 1
-            perSource[source] = left > 0 ? left : nil
+        counts.withLock { c in
+            c.unauthenticated -= 1
+            let left = c.perSource[source, default: 1] - 1
+            c.perSource[source] = left > 0 ? left : nil
             guard settings.penalties, !settings.exempt.contains(source) else { return false }
             let amount: TimeInterval
             switch outcome {
@@ -75,19 +79,19 @@ public final class PreAuthLimits: @unchecked Sendable {
             case .noAuth: amount = settings.noAuthPenalty
             }
             guard amount > 0 else { return false }
-            let current = penalties[source].map { max(0, $0.until.timeIntervalSince(now)) } ?? 0
+            let current = c.penalties[source].map { max(0, $0.until.timeIntervalSince(now)) } ?? 0
             let total = min(settings.penaltyMax, current + amount)
-            let wasActive = penalties[source]?.active ?? false
+            let wasActive = c.penalties[source]?.active ?? false
             let active = wasActive || total >= settings.penaltyMin
-            penalties[source] = (now.addingTimeInterval(total), active)
+            c.penalties[source] = (now.addingTimeInterval(total), active)
             // Bound the table: forget expired entries when it grows.
-            if penalties.count > 10_000 { penalties = penalties.filter { $0.value.until > now } }
+            if c.penalties.count > 10_000 { c.penalties = c.penalties.filter { $0.value.until > now } }
             return active && !wasActive
         }
     }
 
     /// Current counts, for tests and `sessions list --live`.
-    public var unauthenticatedCount: Int { lock.withLock { unauthenticated } }
+    public var unauthenticatedCount: Int { counts.withLock { $0.unauthenticated } }
 
     /// Source address without the port: "127.0.0.2:51234" → "127.0.0.2", "[::1]:22" → "::1".
     public static func host(of peer: String) -> String {

@@ -1,24 +1,25 @@
 import CmdletShell
 import Foundation
 import GatehouseCore
+import Synchronization
 
 /// The live sessions of this node, shared by every session thread, the
 /// watchdog and the control socket. Enforces `maxSessionsPerUser` at the one
 /// moment that matters (right after authentication, before the session
 /// starts), and carries operator kills and deadlines to the session threads.
 ///
-/// Guarded by one lock; nothing here blocks while holding it.
-public final class SessionRegistry: @unchecked Sendable {
-    /// One live session. Mutable parts are guarded by the registry's lock.
-    public final class Entry: @unchecked Sendable {
-        public let id: SessionID
-        public let user: UserName
-        public let source: String
-        public let started: Date
-        fileprivate var endRequest: EndRequest?
-        fileprivate var deadlines: [Deadline] = []
-        fileprivate var running: CancellationFlag?
-        fileprivate var lastInput: Date
+/// One Mutex over all entries; nothing here blocks while holding it.
+public final class SessionRegistry: Sendable {
+    /// One live session, as held inside the registry's Mutex.
+    struct Entry {
+        let id: SessionID
+        let user: UserName
+        let source: String
+        let started: Date
+        var endRequest: EndRequest?
+        var deadlines: [Deadline] = []
+        var running: CancellationFlag?
+        var lastInput: Date
 
         init(id: SessionID, user: UserName, source: String, started: Date) {
             self.id = id
@@ -68,71 +69,69 @@ public final class SessionRegistry: @unchecked Sendable {
     }
 
     public enum Admission {
-        case admitted(Entry)
+        case admitted
         /// The user already holds `maxSessionsPerUser` sessions; the oldest is named.
         case refused(existing: Summary)
     }
 
-    private let lock = NSLock()
-    private var entries: [SessionID: Entry] = [:]
+    private let entries = Mutex<[SessionID: Entry]>([:])
 
     public init() {}
 
     /// Admits a session for `user` unless they already hold `limit` live ones.
     public func admit(id: SessionID, user: UserName, source: String, now: Date, limit: Int) -> Admission {
-        lock.withLock {
+        entries.withLock { entries in
             let mine = entries.values.filter { $0.user == user }.sorted { $0.started < $1.started }
             if mine.count >= limit, let oldest = mine.first {
-                return .refused(existing: summary(oldest))
+                return .refused(existing: Self.summary(oldest))
             }
-            let entry = Entry(id: id, user: user, source: source, started: now)
-            entries[id] = entry
-            return .admitted(entry)
+            entries[id] = Entry(id: id, user: user, source: source, started: now)
+            return .admitted
         }
     }
 
-    public func remove(_ id: SessionID) { lock.withLock { _ = entries.removeValue(forKey: id) } }
+    public func remove(_ id: SessionID) { entries.withLock { _ = $0.removeValue(forKey: id) } }
 
     public func list() -> [Summary] {
-        lock.withLock { entries.values.sorted { $0.started < $1.started }.map(summary) }
+        entries.withLock { $0.values.sorted { $0.started < $1.started }.map(Self.summary) }
     }
 
-    public var count: Int { lock.withLock { entries.count } }
+    public var count: Int { entries.withLock { $0.count } }
 
     /// Asks a session to end (operator kill): its running backend is stopped
     /// at once, and the session thread disconnects with `request.message`.
     /// false when no such live session exists.
     public func requestEnd(_ id: SessionID, _ request: EndRequest) -> Bool {
-        lock.withLock {
-            guard let entry = entries[id] else { return false }
-            if entry.endRequest == nil { entry.endRequest = request }
-            entry.running?.cancel(reason: request.stopReason)
+        entries.withLock { entries in
+            guard entries[id] != nil else { return false }
+            if entries[id]?.endRequest == nil { entries[id]?.endRequest = request }
+            entries[id]?.running?.cancel(reason: request.stopReason)
             return true
         }
     }
 
     /// Adds a deadline for a session (lifetime, elevation expiry).
     public func addDeadline(_ id: SessionID, _ deadline: Deadline) {
-        lock.withLock { entries[id]?.deadlines.append(deadline) }
+        entries.withLock { $0[id]?.deadlines.append(deadline) }
     }
 
     /// Called by the session thread around a backend run, so a kill or a
     /// deadline can stop it from another thread.
     public func setRunning(_ id: SessionID, _ flag: CancellationFlag?) {
-        lock.withLock {
-            guard let entry = entries[id] else { return }
-            entry.running = flag
-            if let flag, let request = entry.endRequest { flag.cancel(reason: request.stopReason) }
+        entries.withLock { entries in
+            guard entries[id] != nil else { return }
+            entries[id]?.running = flag
+            if let flag, let request = entries[id]?.endRequest { flag.cancel(reason: request.stopReason) }
         }
     }
 
     public func noteInput(_ id: SessionID, at now: Date) {
-        lock.withLock { entries[id]?.lastInput = now }
+        entries.withLock { $0[id]?.lastInput = now }
     }
 
     /// The pending end request of a session, if any (polled by its thread).
     public func endRequest(_ id: SessionID) -> EndRequest? {
-        lock.withLock { entries[id]?.endRequest }
+        entries.withLock { $0[id]?.endRequest }
     }
 
     /// The watchdog's tick: every deadline that has passed stops the running
@@ -140,9 +139,10 @@ public final class SessionRegistry: @unchecked Sendable {
     /// the deadlines that fired, for logging.
     @discardableResult
     public func fireDeadlines(now: Date) -> [(SessionID, Deadline)] {
-        lock.withLock {
+        entries.withLock { entries in
             var fired: [(SessionID, Deadline)] = []
-            for entry in entries.values {
+            for id in entries.keys {
+                guard var entry = entries[id] else { continue }
                 let due = entry.deadlines.filter { $0.at <= now }
                 guard !due.isEmpty else { continue }
                 entry.deadlines.removeAll { $0.at <= now }
@@ -151,12 +151,13 @@ public final class SessionRegistry: @unchecked Sendable {
                     entry.running?.cancel(reason: deadline.request.stopReason)
                     if deadline.endsSession && entry.endRequest == nil { entry.endRequest = deadline.request }
                 }
+                entries[id] = entry
             }
             return fired
         }
     }
 
-    private func summary(_ e: Entry) -> Summary {
+    private static func summary(_ e: Entry) -> Summary {
         Summary(id: e.id.rawValue, user: e.user.rawValue, source: e.source, started: e.started,
                 lastInput: e.lastInput, commandRunning: e.running != nil)
     }

@@ -18,8 +18,9 @@ struct LineEditor {
         case showCandidates([String])
     }
 
-    /// Off while a secret is typed (Enter-Elevation): nothing is echoed.
-    var echo: Bool
+    /// With a pty only: the client's terminal is raw and shows nothing itself.
+    /// (A secret never reaches the editor: see SecretPrompt.)
+    let echo: Bool
     let maxLineBytes: Int
     /// Tab completion (only with echo): for the line typed so far, the bytes
     /// to append and every matching candidate. Without it, a tab is kept as
@@ -29,10 +30,11 @@ struct LineEditor {
     private var lastTabFoundNothing = false
     private var buffer: [UInt8] = []
     private var overflowed = false
-    private var lastWasCR = false
-    private var escapeState: EscapeState = .none
-
-    private enum EscapeState { case none, escape, csi }
+    /// The last byte was a CR, so a LF right after it ends no second line.
+    /// The shell channel sets it when the secret prompt, which reads bytes
+    /// this editor never sees, ended on a CR.
+    var lastWasCR = false
+    private var escapes = EscapeSequenceFilter()
 
     init(echo: Bool, maxLineBytes: Int) {
         self.echo = echo
@@ -44,18 +46,7 @@ struct LineEditor {
         var out: [UInt8] = []
         var events: [Event] = []
         for byte in bytes {
-            // Swallow terminal escape sequences (arrow keys and the like): they
-            // must neither reach a command line nor be echoed raw.
-            switch escapeState {
-            case .escape:
-                escapeState = byte == UInt8(ascii: "[") || byte == UInt8(ascii: "O") ? .csi : .none
-                continue
-            case .csi:
-                if (0x40...0x7e).contains(byte) { escapeState = .none }
-                continue
-            case .none:
-                break
-            }
+            if escapes.swallows(byte) { continue }
             let wasCR = lastWasCR
             lastWasCR = byte == 0x0d
             let secondTab = lastTabFoundNothing && byte == 0x09
@@ -81,7 +72,7 @@ struct LineEditor {
                 buffer.removeAll()
                 overflowed = false
             case 0x1b:
-                escapeState = .escape
+                escapes.begin()
             case 0x09 where echo && completer != nil:
                 guard !overflowed, let completer else { continue }
                 let (addition, candidates) = completer(buffer)
@@ -170,5 +161,29 @@ struct LineEditor {
         let removed = Array(buffer[start...])
         buffer.removeSubrange(start...)
         return removed
+    }
+}
+
+/// Swallows terminal escape sequences (arrow keys and the like): they must
+/// neither reach a command line or a secret nor be echoed raw.
+struct EscapeSequenceFilter {
+    private enum State { case none, escape, csi }
+    private var state = State.none
+
+    /// After an ESC byte.
+    mutating func begin() { state = .escape }
+
+    /// True when `byte` belongs to a sequence in progress.
+    mutating func swallows(_ byte: UInt8) -> Bool {
+        switch state {
+        case .escape:
+            state = byte == UInt8(ascii: "[") || byte == UInt8(ascii: "O") ? .csi : .none
+            return true
+        case .csi:
+            if (0x40...0x7e).contains(byte) { state = .none }
+            return true
+        case .none:
+            return false
+        }
     }
 }

@@ -2,32 +2,33 @@ import CmdletShell
 import Foundation
 import GatehouseCore
 import Lockbox
+import Synchronization
 
 /// The session's side of elevation: the hidden secret prompt of
 /// `Enter-Elevation`, binding the grant to this session, telling the user
 /// when a grant ends, and stopping a backend whose grant ended.
 extension SessionRunner {
     /// `Enter-Elevation -Id N`: opens the hidden prompt; the next line typed
-    /// on this channel is the secret (SessionRunner.feed turns echo off
-    /// before the next byte). The secret never reaches the interpreter, the
-    /// audit log or a transcript.
+    /// on this channel is the secret (ShellChannel sends the very next byte
+    /// to it). The secret never reaches the interpreter, the audit log or a
+    /// transcript.
     func beginElevation(_ requestID: Int64, output: CommandOutput) -> Int32 {
-        guard let channelOutput = output as? ChannelOutput, channelOutput.state.editor != nil else {
+        guard let channelOutput = output as? ChannelOutput, channelOutput.state.isInteractive else {
             output.stderr(Array(("Enter-Elevation needs an interactive session (ssh -t): the secret is typed at a "
                                  + "hidden prompt and the elevation lives as long as the session.\n").utf8))
             return ExitStatus.failure
         }
         let state = channelOutput.state
-        state.secretPrompt = requestID
+        state.openSecretPrompt(requestID: requestID)
         write(state, Array("Secret for request \(requestID) (input is hidden): ".utf8), stderr: false, raw: true)
         return 0
     }
 
-    /// Redeems the typed secret and binds the grant to this session.
-    func finishElevation(_ requestID: Int64, secret typed: [UInt8], on state: ChannelState) {
-        var secret = typed
-        defer { for i in secret.indices { secret[i] = 0 } }
-        if state.pty != nil { write(state, [0x0d, 0x0a], stderr: false, raw: true) }
+    /// Redeems the typed secret and binds the grant to this session. The
+    /// secret is wiped when this returns (SecretBytes' deinit).
+    func finishElevation(_ requestID: Int64, secret: consuming SecretBytes, on state: ShellChannel) {
+        // Enter was not echoed at the hidden prompt: end its line.
+        if state.pty != nil { write(state, [0x0a], stderr: false) }
         guard let user else { return }
         do {
             let request = try gateway.lockbox.redeem(id: requestID, secret: secret, by: user, session: session)
@@ -48,15 +49,10 @@ extension SessionRunner {
     /// Writes the one-time secret to the channel only. Deliberately not
     /// `write(_:_:stderr:)`: session recording hooks in there, and a secret
     /// must never reach a transcript or a log.
-    func writeUnrecorded(_ state: ChannelState, _ bytes: [UInt8]) {
+    func writeUnrecorded(_ state: ShellChannel, _ bytes: [UInt8]) {
         guard state.channel.isOpen else { return }
-        transcript.marker("gatehouse: output withheld (one-time secret shown to the requester)")
-        var out: [UInt8] = []
-        for b in bytes {
-            if b == 0x0a && state.pty != nil { out.append(0x0d) }
-            out.append(b)
-        }
-        try? state.channel.write(out, stderr: false)
+        recorder.marker("gatehouse: output withheld (one-time secret shown to the requester)")
+        try? state.channel.write(state.terminalBytes(bytes), stderr: false)
     }
 
     /// `[MailboxAdmin@contoso 59m]` while elevated, so the user always sees
@@ -82,7 +78,7 @@ extension SessionRunner {
     /// Grants join a session only through `finishElevation`, which records
     /// them, so a session that holds none (nearly every idle one) costs
     /// nothing here; the daemon's sweeper records expiries meanwhile.
-    func noticeEndedElevations(on current: ChannelState?) {
+    func noticeEndedElevations(on current: ShellChannel?) {
         guard let user, !knownElevations.isEmpty else { return }
         let now = gateway.clock.now()
         var active: [Int64: RoleGrant] = [:]
@@ -108,10 +104,10 @@ extension SessionRunner {
             }
             let text = "\nElevation \(id) (\(grant.role) in \(grant.scope ?? "?")) ended: \(why). "
                 + "Commands run with your baseline rights again.\n"
-            let targets = current.map { [$0] } ?? channels.values.filter { $0.editor != nil && $0.channel.isOpen }
+            let targets = current.map { [$0] } ?? channels.values.filter { $0.isInteractive && $0.channel.isOpen }
             for state in targets {
                 write(state, Array(text.utf8), stderr: true)
-                if current == nil && state.secretPrompt == nil { prompt(state) }
+                if current == nil && !state.isSecretPromptOpen { prompt(state) }
             }
         }
     }
@@ -119,6 +115,7 @@ extension SessionRunner {
 
 /// Lets the session's interpreter call back into its runner without a
 /// retain cycle; the runner outlives its interpreter.
+// unchecked: the interpreter calls its handler only inside `run`, on the session's own thread.
 final class UnownedRunner: @unchecked Sendable {
     unowned let runner: SessionRunner
     init(_ runner: SessionRunner) { self.runner = runner }
@@ -128,17 +125,14 @@ final class UnownedRunner: @unchecked Sendable {
 /// still in force; when it ends (expiry, revocation from another session) the
 /// command's backend is cancelled. Only commands decided by an elevation
 /// grant are watched, so a baseline command is never stopped.
-final class GrantWatch: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stopped = false
+final class GrantWatch: Sendable {
+    private let stopped = Atomic<Bool>(false)
 
-    static func start(line: [UInt8], claim: AccessClaim, gateway: GatewayContext,
+    /// Watches `command`, as the interpreter's one evaluation allowed it.
+    static func start(_ command: AllowedCommand, claim: AccessClaim, lockbox: Lockbox, clock: Clock,
                       cancellation: CancellationFlag) -> GrantWatch? {
-        guard case .allowed(let command) = evaluate(line: line, claim: claim, snapshot: gateway.policy,
-                                                    context: gateway.executionContext),
-              case .elevation(let requestID) = command.grant.source else { return nil }
+        guard case .elevation(let requestID) = command.grant.source else { return nil }
         let watch = GrantWatch()
-        let lockbox = gateway.lockbox, clock = gateway.clock
         let thread = Thread {
             while !watch.isStopped {
                 usleep(200_000)
@@ -157,6 +151,6 @@ final class GrantWatch: @unchecked Sendable {
         return watch
     }
 
-    var isStopped: Bool { lock.withLock { stopped } }
-    func stop() { lock.withLock { stopped = true } }
+    var isStopped: Bool { stopped.load(ordering: .acquiring) }
+    func stop() { stopped.store(true, ordering: .releasing) }
 }

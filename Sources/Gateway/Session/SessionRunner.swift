@@ -13,13 +13,11 @@ final class SessionRunner {
     let gateway: GatewayContext
     let session = SessionID.random()
     var logger: Logger
-    private(set) var channels: [Int: ChannelState] = [:]
+    private(set) var channels: [Int: ShellChannel] = [:]
     private(set) var user: UserName?
     private var endReason = "disconnect"
-    /// The asciicast recording (issue 5); see SessionTranscript.
-    let transcript = SessionTranscript()
-    /// The transcript's failure was logged and audited (once per session).
-    private var transcriptFailureNoted = false
+    /// The asciicast recording (issue 5), failing closed.
+    let recorder = SessionRecorder()
     /// The running command's flag, so a failed recording can stop it.
     private var running: CancellationFlag?
     /// The elevations this session held at the last look, to tell the user
@@ -35,20 +33,6 @@ final class SessionRunner {
     }()
     /// Session limits (idle, lifetime, kill), see SessionRunner+Limits.swift.
     var limits: SessionLimitsState?
-
-    /// What one session channel is doing.
-    final class ChannelState {
-        let channel: SSHChannel
-        var pty: (term: String, columns: Int, rows: Int)?
-        var editor: LineEditor?
-        /// Set while Enter-Elevation waits for the secret: input is not echoed
-        /// and the next line is the secret, never a command. Anything that
-        /// records typed input (transcripts) must skip input while it is set.
-        var secretPrompt: Int64?
-        var started = false
-        var lastStatus: Int32 = 0
-        init(channel: SSHChannel) { self.channel = channel }
-    }
 
     init(connection: SSHConnection, gateway: GatewayContext) {
         self.connection = connection
@@ -71,7 +55,7 @@ final class SessionRunner {
             return
         }
         let authenticator = GatewayAuthenticator(
-            keys: { [gateway] name in gateway.authorizedKeys(of: name) },
+            keys: { [gateway] name in gateway.snapshot.keys[name] },
             pamService: gateway.configuration.pamService, audit: gateway.audit, clock: gateway.clock,
             session: session, peer: connection.peerAddress, lockouts: gateway.lockouts)
         let name: String
@@ -102,9 +86,9 @@ final class SessionRunner {
         gateway.sessions.remove(session)
         // A grant never outlives its session.
         gateway.lockbox.endElevations(session: session, user: user, reason: "session ended")
-        transcript.close(reason: endReason)
+        recorder.close(reason: endReason)
         var endFields = ["reason": endReason]
-        if let path = transcript.path { endFields["transcript"] = path }
+        if let path = recorder.path { endFields["transcript"] = path }
         _ = audit(.sessionEnd, endFields)
         logger.info("session ended", metadata: ["reason": "\(endReason)"])
     }
@@ -152,21 +136,20 @@ final class SessionRunner {
     private func handle(_ event: SSHSessionEvent) -> Bool {
         switch event {
         case .channelOpened(let channel):
-            channels[channel.id] = ChannelState(channel: channel)
+            channels[channel.id] = ShellChannel(channel: channel)
         case .ptyRequested(let channel, let term, let columns, let rows):
             channels[channel.id]?.pty = (term, columns, rows)
         case .windowChanged(let channel, let columns, let rows):
             if let state = channels[channel.id], let pty = state.pty {
                 state.pty = (pty.term, columns, rows)
-                transcript.resize(columns: columns, rows: rows)
+                recorder.resize(columns: columns, rows: rows)
             }
         case .shellRequested(let channel):
             guard let state = channels[channel.id], !state.started else { break }
             state.started = true
             startRecording(state, command: nil)
             if endForRecordFailure(state) { return false }
-            state.editor = LineEditor(echo: state.pty != nil, maxLineBytes: Lexer.maxLineBytes)
-            state.editor?.completer = { [unowned self] typed in self.complete(typed) }
+            state.startShell(completer: { [unowned self] typed in self.complete(typed) })
             write(state, Array(banner().utf8), stderr: false)
             prompt(state)
         case .execRequested(let channel, let command):
@@ -185,10 +168,10 @@ final class SessionRunner {
             // client leaving normally, as after `exit` in a shell.
             endReason = "exit"
         case .data(let channel, let bytes):
-            guard let state = channels[channel.id], state.editor != nil else { break }
+            guard let state = channels[channel.id], state.isInteractive else { break }
             feed(bytes, to: state)
         case .eof(let channel):
-            if let state = channels[channel.id], state.editor != nil, state.channel.isOpen {
+            if let state = channels[channel.id], state.isInteractive, state.channel.isOpen {
                 finish(state, status: state.lastStatus)
             }
         case .closed(let channel):
@@ -204,46 +187,61 @@ final class SessionRunner {
         return true
     }
 
-    /// Feeds typed bytes one at a time, so that a line which starts the
-    /// secret prompt turns echo off before the very next byte.
-    private func feed(_ bytes: [UInt8], to state: ChannelState) {
-        // Typed bytes are recorded in runs that share one redaction state,
-        // decided per byte: a secret typed ahead in the same packet as
-        // Enter-Elevation is redacted too.
-        var run: [UInt8] = []
-        var runRedacted = false
-        defer { recordInput(run, redacted: runRedacted) }
+    /// Feeds typed bytes one at a time, so that a line which opens the
+    /// secret prompt hides the very next byte.
+    private func feed(_ bytes: [UInt8], to state: ShellChannel) {
+        // Typed bytes are recorded in runs, hidden or not as decided per
+        // byte: a secret typed ahead in the same packet as Enter-Elevation
+        // is hidden too. Of a hidden run only a marker is recorded, and its
+        // bytes are not even collected here.
+        var visible: [UInt8] = []
+        var hidden = false
+        func flushInput() {
+            if hidden { recorder.hiddenInput() } else if !visible.isEmpty { recorder.input(visible) }
+            visible = []
+            hidden = false
+        }
+        defer { flushInput() }
         for byte in bytes {
-            guard state.channel.isOpen, var editor = state.editor else { return }
-            if (state.secretPrompt != nil) != runRedacted {
-                recordInput(run, redacted: runRedacted)
-                run = []
-                runRedacted = state.secretPrompt != nil
+            guard state.channel.isOpen, state.isInteractive else { return }
+            if state.isSecretPromptOpen {
+                if !visible.isEmpty { flushInput() }
+                hidden = true
+            } else {
+                if hidden { flushInput() }
+                visible.append(byte)
             }
-            run.append(byte)
-            editor.echo = state.pty != nil && state.secretPrompt == nil
-            let (echo, events) = editor.feed([byte])
-            state.editor = editor
-            if !echo.isEmpty { write(state, echo, stderr: false, raw: true) }
-            if !handleLineEvents(events, on: state) { return }
+            switch state.feed(byte) {
+            case .edited(let echo, let events):
+                if !echo.isEmpty { write(state, echo, stderr: false, raw: true) }
+                if !handleLineEvents(events, on: state) { return }
+            case .secretTyping:
+                break
+            case .secretEntered:
+                if let prompt = state.takeSecret() {
+                    let requestID = prompt.requestID
+                    finishElevation(requestID, secret: prompt.typed(), on: state)
+                }
+                if !afterSecretPrompt(state) { return }
+            case .secretCancelled:
+                write(state, Array("\nEnter-Elevation cancelled; nothing was redeemed.\n".utf8), stderr: true)
+                state.lastStatus = 1
+                if !afterSecretPrompt(state) { return }
+            }
         }
     }
 
+    /// The secret prompt closed: a fresh prompt, unless the channel is gone.
+    private func afterSecretPrompt(_ state: ShellChannel) -> Bool {
+        guard state.channel.isOpen else { return false }
+        prompt(state)
+        return true
+    }
+
     /// Returns false when the channel was finished.
-    private func handleLineEvents(_ events: [LineEditor.Event], on state: ChannelState) -> Bool {
+    private func handleLineEvents(_ events: [LineEditor.Event], on state: ShellChannel) -> Bool {
         for event in events {
             guard state.channel.isOpen else { return false }
-            if let requestID = state.secretPrompt {
-                state.secretPrompt = nil
-                if case .line(let secret) = event {
-                    finishElevation(requestID, secret: secret, on: state)
-                } else {
-                    write(state, Array("\nEnter-Elevation cancelled; nothing was redeemed.\n".utf8), stderr: true)
-                    state.lastStatus = 1
-                }
-                prompt(state)
-                continue
-            }
             switch event {
             case .line(let line):
                 switch runLine(line, on: state) {
@@ -262,7 +260,7 @@ final class SessionRunner {
             case .showCandidates(let names):
                 // Like a shell's second Tab: the candidates in columns, then the
                 // prompt and the line typed so far, ready to go on.
-                write(state, Array(("\n" + Self.columns(names, width: state.pty?.columns ?? 80)).utf8), stderr: false)
+                write(state, Array(("\n" + state.candidateColumns(names)).utf8), stderr: false)
                 prompt(state)
                 if let line = state.editor?.echoOfLine { write(state, line, stderr: false, raw: true) }
                 continue
@@ -274,7 +272,10 @@ final class SessionRunner {
             if endForRecordFailure(state) { return false }
             // No fresh prompt when the session is about to end (a kill or the
             // lifetime stopped that command): the goodbye follows at once.
-            if state.secretPrompt == nil && gateway.sessions.endRequest(session) == nil { prompt(state) }
+            // A line that opened the secret prompt gets no prompt either:
+            // the secret's own prompt is showing; later events on it are
+            // stale (typed ahead in the same byte, never).
+            if !state.isSecretPromptOpen && gateway.sessions.endRequest(session) == nil { prompt(state) }
         }
         return true
     }
@@ -282,91 +283,65 @@ final class SessionRunner {
     /// Tab completion with the claim as of now: only what the caller may run.
     private func complete(_ typed: [UInt8]) -> (addition: [UInt8], candidates: [String]) {
         guard let user else { return ([], []) }
-        let claim = gateway.lockbox.claim(user: user, session: session, now: gateway.clock.now())
-        return Completion.candidates(line: typed, claim: claim, snapshot: gateway.policy,
+        let snapshot = gateway.snapshot
+        let claim = gateway.lockbox.claim(user: user, session: session, now: gateway.clock.now(),
+                                          rules: snapshot.lockboxRules)
+        return Completion.candidates(line: typed, claim: claim, snapshot: snapshot.policy,
                                      provided: LockboxCommands.declared.map(\.definition))
     }
 
-    /// Names laid out in columns across `width`, one line per row.
-    static func columns(_ names: [String], width: Int) -> String {
-        let cell = (names.map { TerminalText.columns($0) }.max() ?? 0) + 2
-        let perRow = max(1, width / max(cell, 1))
-        var out = ""
-        for (i, name) in names.enumerated() {
-            let last = i % perRow == perRow - 1 || i == names.count - 1
-            out += name + (last ? "\n" : String(repeating: " ", count: cell - TerminalText.columns(name)))
-        }
-        return out
-    }
-
     /// Runs one line through the gate pipeline with the claim as of now.
-    private func runLine(_ line: [UInt8], on state: ChannelState) -> LineOutcome {
+    private func runLine(_ line: [UInt8], on state: ShellChannel) -> LineOutcome {
         guard let user else { return .completed(exitStatus: 126) }
         noticeEndedElevations(on: state)
-        let claim = gateway.lockbox.claim(user: user, session: session, now: gateway.clock.now())
         let output = ChannelOutput(runner: self, state: state)
         // One flag, two ways to set it: the grant that allowed the command
         // ends (GrantWatch), or the session is killed or reaches a deadline
         // (SessionRegistry's watchdog).
         let cancellation = CancellationFlag()
-        let watch = GrantWatch.start(line: line, claim: claim, gateway: gateway, cancellation: cancellation)
         gateway.sessions.setRunning(session, cancellation)
         running = cancellation
         defer {
             running = nil
-            watch?.stop()
             gateway.sessions.setRunning(session, nil)
             commandFinished()
         }
-        transcript.flush()
-        defer { transcript.flush() }
-        return interpreter.run(line: line, claim: claim, snapshot: gateway.policy,
-                               context: gateway.executionContext, output: output, cancellation: cancellation)
+        recorder.flush()
+        defer { recorder.flush() }
+        return CommandStep(gateway: gateway, interpreter: interpreter, user: user, session: session)
+            .run(line, output: output, cancellation: cancellation)
     }
 
     // MARK: - Transcript and fail-closed audit (issue 5)
 
-    private func startRecording(_ state: ChannelState, command: [UInt8]?) {
+    private func startRecording(_ state: ShellChannel, command: [UInt8]?) {
         guard gateway.configuration.recordTranscripts, let user else { return }
         let claim = gateway.lockbox.claim(user: user, session: session, now: gateway.clock.now())
-        transcript.open(directory: gateway.configuration.transcriptDirectory, session: session, user: user,
+        recorder.open(directory: gateway.configuration.transcriptDirectory, session: session, user: user,
                         node: gateway.configuration.nodeName, client: connection.peerAddress, claim: claim,
                         term: state.pty?.term, columns: state.pty?.columns ?? 80, rows: state.pty?.rows ?? 24,
                         channel: command == nil ? "shell" : "exec",
                         command: command.map { String(decoding: $0, as: UTF8.self) })
     }
 
-    /// Records typed bytes; typed at the no-echo secret prompt, only a
-    /// redaction marker.
-    private func recordInput(_ bytes: [UInt8], redacted: Bool) {
-        transcript.input(bytes, redacted: redacted)
-    }
-
-    /// What can no longer record this session, or nil: the audit log, or
-    /// the transcript (it could not be created, or a write failed).
+    /// What can no longer record this session, or nil (see SessionRecorder).
     private func recordFailure() -> String? {
-        if gateway.auditFailed { return "The audit log is unavailable" }
-        if let failure = transcript.failure {
-            if !transcriptFailureNoted {
-                transcriptFailureNoted = true
-                logger.error("transcript failed; the session ends", metadata: ["error": "\(failure)"])
-                _ = audit(.transcriptFailed, ["error": failure, "directory": gateway.configuration.transcriptDirectory])
-            }
-            return "Session recording is unavailable"
+        recorder.unrecordable(auditFailed: gateway.auditFailed) { failure in
+            logger.error("transcript failed; the session ends", metadata: ["error": "\(failure)"])
+            _ = audit(.transcriptFailed, ["error": failure, "directory": gateway.configuration.transcriptDirectory])
         }
-        return nil
     }
 
     /// While a backend runs: a transcript that stopped recording stops it
     /// too (within one poll turn), so unrecorded output stays bounded.
     func stopIfUnrecorded() {
-        if let running, transcript.failure != nil { running.cancel(reason: "session recording is unavailable") }
+        if let running, recorder.transcriptFailure != nil { running.cancel(reason: "session recording is unavailable") }
     }
 
     /// Every session is recorded, so when its audit log or its transcript
     /// can no longer be written the session ends (exit 125): the gateway
     /// fails closed rather than run unrecorded commands.
-    private func endForRecordFailure(_ state: ChannelState) -> Bool {
+    private func endForRecordFailure(_ state: ShellChannel) -> Bool {
         guard let what = recordFailure() else { return false }
         endReason = "error"
         write(state, Array("\(what); the session ends.\n".utf8), stderr: true)
@@ -390,18 +365,18 @@ final class SessionRunner {
     func broadcast(_ text: String, duringCommand: Bool = false) {
         for state in channels.values where state.channel.isOpen && state.started {
             write(state, Array("\n\(text)\n".utf8), stderr: true)
-            if state.editor != nil && !duringCommand { prompt(state) }
+            if state.isInteractive && !duringCommand { prompt(state) }
         }
     }
 
-    func finish(_ state: ChannelState, status: Int32) {
+    func finish(_ state: ShellChannel, status: Int32) {
         guard state.channel.isOpen else { return }
         state.channel.sendExitStatus(status)
         state.channel.sendEOF()
         state.channel.close()
     }
 
-    func prompt(_ state: ChannelState) {
+    func prompt(_ state: ShellChannel) {
         guard state.pty != nil, let user else { return }
         write(state, Array("gatehouse \(user)\(elevationPromptSuffix())> ".utf8), stderr: false, raw: true)
     }
@@ -418,19 +393,12 @@ final class SessionRunner {
         """
     }
 
-    /// Writes to the channel; on a pty, line feeds become CR LF.
-    func write(_ state: ChannelState, _ bytes: [UInt8], stderr: Bool, raw: Bool = false) {
+    /// Writes to the channel, and to the recording; see
+    /// `ShellChannel.terminalBytes` for `raw`.
+    func write(_ state: ShellChannel, _ bytes: [UInt8], stderr: Bool, raw: Bool = false) {
         guard state.channel.isOpen, !bytes.isEmpty else { return }
-        var out = bytes
-        if state.pty != nil && !raw {
-            out = []
-            out.reserveCapacity(bytes.count + bytes.count / 16)
-            for b in bytes {
-                if b == 0x0a { out.append(0x0d) }
-                out.append(b)
-            }
-        }
-        transcript.output(out)
+        let out = state.terminalBytes(bytes, raw: raw)
+        recorder.output(out)
         do {
             try state.channel.write(out, stderr: stderr && state.pty == nil)
         } catch let error as SSHError where error.kind == .timeout {
@@ -460,8 +428,8 @@ final class SessionRunner {
     /// Relays a command's output to the channel it came from.
     final class ChannelOutput: SensitiveOutput {
         unowned let runner: SessionRunner
-        let state: ChannelState
-        init(runner: SessionRunner, state: ChannelState) {
+        let state: ShellChannel
+        init(runner: SessionRunner, state: ShellChannel) {
             self.runner = runner
             self.state = state
         }

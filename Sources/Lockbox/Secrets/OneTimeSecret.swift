@@ -31,9 +31,27 @@ public struct OneTimeSecret: Sendable {
 
     /// Parses what a user typed: case, dashes and spaces are forgiven.
     public init?(typed: [UInt8]) {
-        let characters = typed.filter { $0 != UInt8(ascii: "-") && $0 != UInt8(ascii: " ") }
-        guard characters.count == Self.byteCount * 8 / 5, let decoded = Base32.decode(characters) else { return nil }
+        let characters = typed.filter { !Self.isSeparator($0) }
+        guard characters.count == Self.typedLength, let decoded = Base32.decode(characters) else { return nil }
         bytes = decoded
+    }
+
+    /// Characters in the typed form, without separators.
+    static let typedLength = byteCount * 8 / 5
+
+    static func isSeparator(_ c: UInt8) -> Bool { c == UInt8(ascii: "-") || c == UInt8(ascii: " ") }
+
+    /// Whether `typed` (as read at the hidden prompt; case, dashes and spaces
+    /// forgiven) is the secret with this salted hash. It is decoded into
+    /// wiped storage and hashed from there: no array or string holds it.
+    static func matches(typed: borrowing SecretBytes, salt: [UInt8], hash expected: [UInt8]) -> Bool {
+        var decoded = SecretBytes(capacity: byteCount)
+        let wellFormed = typed.withUnsafeBytes { raw in
+            let characters = raw.lazy.filter { !isSeparator($0) }
+            return characters.count == typedLength && Base32.decode(characters, into: { decoded.append($0) })
+        }
+        guard wellFormed, decoded.count == byteCount else { return false }
+        return decoded.withUnsafeBytes { constantTimeEquals(saltedHash(salt: salt, secret: $0), expected) }
     }
 
     /// A fresh random 16-byte salt.
@@ -46,15 +64,18 @@ public struct OneTimeSecret: Sendable {
     /// random bits, so there is nothing for a slow password hash to protect.
     /// The salt keeps equal secrets (there are none in practice) from showing.
     func hash(salt: [UInt8]) -> [UInt8] {
+        bytes.withUnsafeBytes { Self.saltedHash(salt: salt, secret: $0) }
+    }
+
+    static func saltedHash(salt: [UInt8], secret: UnsafeRawBufferPointer) -> [UInt8] {
         var hasher = SHA256()
         hasher.update(data: salt)
-        hasher.update(data: bytes)
+        hasher.update(bufferPointer: secret)
         return Array(hasher.finalize())
     }
 
-    /// Constant-time comparison against a stored salted hash.
-    func matches(salt: [UInt8], hash expected: [UInt8]) -> Bool {
-        let actual = hash(salt: salt)
+    /// Constant-time comparison of two hashes.
+    static func constantTimeEquals(_ actual: [UInt8], _ expected: [UInt8]) -> Bool {
         guard actual.count == expected.count else { return false }
         var difference: UInt8 = 0
         for i in 0..<actual.count { difference |= actual[i] ^ expected[i] }

@@ -2,21 +2,37 @@ import Foundation
 import GatehouseCore
 import Transcript
 
-/// The session's asciicast recording, opened when the first shell or exec
-/// channel starts (that is when the terminal size is known) and closed with
-/// the session's end reason. One file per session:
+/// The session's recording: its asciicast transcript, opened when the first
+/// shell or exec channel starts (that is when the terminal size is known)
+/// and closed with the session's end reason. One file per session:
 /// `<transcriptDirectory>/<session id>.cast`.
 ///
 /// Recording fails closed like the audit log: if the transcript cannot be
-/// created or a write fails, `failure` says why and the session ends.
-final class SessionTranscript {
+/// created or a write fails, `unrecordable` says so and the session ends.
+final class SessionRecorder {
     private var writer: AsciicastWriter?
     private(set) var openFailure: String?
+    /// The transcript's failure was reported (once per session).
+    private var failureReported = false
 
     var path: String? { writer?.path }
 
-    /// Why this session can no longer be recorded, or nil while it can.
-    var failure: String? {
+    /// What can no longer record this session, in words for the user, or
+    /// nil: the audit log, or the transcript (it could not be created, or a
+    /// write failed). The transcript's first failure goes to `report` once,
+    /// to be logged and audited.
+    func unrecordable(auditFailed: Bool, report: (String) -> Void) -> String? {
+        if auditFailed { return "The audit log is unavailable" }
+        guard let failure = transcriptFailure else { return nil }
+        if !failureReported {
+            failureReported = true
+            report(failure)
+        }
+        return "Session recording is unavailable"
+    }
+
+    /// Why the transcript can no longer be written, or nil while it can.
+    var transcriptFailure: String? {
         if let openFailure { return "cannot create the transcript: \(openFailure)" }
         if let writer, let errno = writer.failureErrno {
             return "transcript write failed: \(String(cString: strerror(errno)))"
@@ -56,7 +72,11 @@ final class SessionTranscript {
     }
 
     func output(_ bytes: [UInt8]) { writer?.recordOutput(bytes) }
-    func input(_ bytes: [UInt8], redacted: Bool) { writer?.recordInput(bytes, redacted: redacted) }
+    func input(_ bytes: [UInt8]) { writer?.recordInput(bytes, redacted: false) }
+    /// Typed at the secret prompt: only a redaction marker is recorded. The
+    /// typed bytes never come here; the writer needs some non-empty input
+    /// to mark, and a redacted input's content is never written.
+    func hiddenInput() { writer?.recordInput([0x2a], redacted: true) }
     func resize(columns: Int, rows: Int) { writer?.recordResize(columns: columns, rows: rows) }
     /// A reviewer-visible note where something was deliberately not recorded.
     func marker(_ label: String) { writer?.recordMarker(label) }

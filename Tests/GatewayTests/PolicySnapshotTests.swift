@@ -1,0 +1,149 @@
+import CmdletPolicy
+import Foundation
+import GatehouseCore
+import Logging
+import Synchronization
+import TestSupport
+import XCTest
+import CmdletShell
+@testable import Gateway
+
+/// A reload is one snapshot: policy, directory, keys and Lockbox rules are
+/// replaced together, so nothing ever sees a new policy with an old directory.
+class PolicySnapshotTestCase: XCTestCase {
+    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+    let alice = UserName("alice")!
+    var root = ""
+
+    override func setUpWithError() throws {
+        root = NSTemporaryDirectory() + "gatehouse-snapshot-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: Self.repo.appendingPathComponent("policies").path,
+                                         toPath: root + "/policies")
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: root) }
+
+    func makeGateway() throws -> GatewayContext {
+        var configuration = GatewayConfiguration()
+        configuration.stateDirectory = root + "/state"
+        configuration.policyDirectory = root + "/policies"
+        configuration.nodeName = "test-node"
+        return try GatewayContext(configuration: configuration, logger: Logger(label: "test"),
+                                  host: FakeHost())
+    }
+
+    /// The second load renames alice's baseline role in both the role file
+    /// and the directory: a claim from one load checked against the other
+    /// names a role that does not exist there.
+    func renameReaderRole() throws {
+        for file in ["roles/mailbox.yaml", "directory.yaml"] {
+            let path = root + "/policies/" + file
+            let text = try String(contentsOfFile: path, encoding: .utf8)
+            try text.replacingOccurrences(of: "MailboxReader", with: "MailboxViewer")
+                .write(toFile: path, atomically: true, encoding: .utf8)
+        }
+    }
+
+}
+
+final class PolicySnapshotTests: PolicySnapshotTestCase {
+    func testAReaderRightAfterTheSwapSeesOneLoad() throws {
+        let gateway = try makeGateway()
+        defer { gateway.closeAudit() }
+        try renameReaderRole()
+        let seen = Mutex<[String]>([])
+        gateway.afterSwap.withLock {
+            $0 = { [alice] in
+                // A command that starts now: its policy, and the claim Lockbox
+                // builds from the directory, must come from the same load.
+                let policy = gateway.snapshot.policy
+                let claim = gateway.lockbox.claim(user: alice, session: SessionID(rawValue: "s"), now: Date())
+                seen.withLock { $0 = claim.grants.map(\.role).filter { policy.role(named: $0) == nil } }
+            }
+        }
+        XCTAssertTrue(gateway.reload().ok)
+        XCTAssertEqual(seen.withLock { $0 }, [], "the claim names roles the policy in force does not have")
+        XCTAssertEqual(gateway.lockbox.claim(user: alice, session: SessionID(rawValue: "s"), now: Date())
+                       .grants.map(\.role), ["MailboxViewer"])
+    }
+}
+
+/// A host where every backend is an executable owned by root and no account exists.
+struct FakeHost: HostInspector {
+    func account(named name: String) -> HostAccount? { nil }
+    func isExecutableFile(_ path: String) -> Bool { true }
+    func resolvingSymlinks(_ path: String) -> String { path }
+    func status(of path: String) -> HostFileStatus? { HostFileStatus(mode: 0o755, owner: 0, isDirectory: false) }
+    var effectiveUserID: Int { 1000 }
+}
+
+/// A command is evaluated once, under the one snapshot it started with: the
+/// watch on the grant that allowed it is decided by that same evaluation,
+/// not by a second one against a second read of the policy.
+final class CommandStepTests: PolicySnapshotTestCase {
+    final class Discard: CommandOutput {
+        var out: [UInt8] = []
+        func stdout(_ bytes: [UInt8]) { out += bytes }
+        func stderr(_ bytes: [UInt8]) { out += bytes }
+        var terminalColumns: Int? { nil }
+    }
+
+    func testACommandReadsTheSnapshotOnce() throws {
+        let gateway = try makeGateway()
+        defer { gateway.closeAudit() }
+        let step = CommandStep(gateway: gateway, interpreter: CmdletInterpreter(audit: gateway.audit, clock: gateway.clock),
+                               user: alice, session: SessionID(rawValue: "s"))
+        for line in ["Get-Command", "Get-Mailbox -Identity x@contoso.com", "Remove-Everything"] {
+            gateway.snapshots.reads.store(0, ordering: .relaxed)
+            _ = step.run(Array(line.utf8), output: Discard(), cancellation: CancellationFlag())
+            XCTAssertEqual(gateway.snapshots.reads.load(ordering: .relaxed), 1, line)
+        }
+    }
+
+    /// Stands in for the backend: ends the grant that allowed it (through
+    /// `revoke`), then waits up to `wait` seconds for the watch to stop it.
+    struct RevokingExecutor: CommandExecutor {
+        let wait: TimeInterval
+        let revoke: @Sendable () -> Void
+        func run(_ request: ExecutionRequest, output: CommandOutput,
+                 cancellation: CancellationFlag?) throws -> ExecutionResult {
+            revoke()
+            let deadline = Date().addingTimeInterval(wait)
+            while cancellation?.isCancelled != true && Date() < deadline { usleep(20_000) }
+            return ExecutionResult(exitStatus: 0, timedOut: false, cancelled: cancellation?.isCancelled ?? false,
+                                   truncated: false, stdoutBytes: 0, stderrBytes: 0)
+        }
+    }
+
+    /// The watch starts from the interpreter's own evaluation: the command
+    /// that an elevation allowed is stopped when that elevation ends.
+    func testTheElevationThatAllowedTheCommandIsWatched() throws {
+        let gateway = try makeGateway()
+        defer { gateway.closeAudit() }
+        let session = SessionID(rawValue: "s")
+        let bob = UserName("bob")!, carol = UserName("carol")!
+        let lockbox = gateway.lockbox
+        let request = try lockbox.submit(requester: alice, role: "MailboxAdmin", scope: "contoso", durationSeconds: 3600,
+                                         reason: "quota", ticket: "INC-1", session: session)
+        try lockbox.approve(id: request.id, by: bob)
+        try lockbox.approve(id: request.id, by: carol)
+        let secret = try lockbox.issueCredential(id: request.id, to: alice)
+        try lockbox.redeem(id: request.id, secret: typedSecret(Array(secret.revealedText.utf8)), by: alice, session: session)
+
+        let out = Discard()
+        func run(_ line: String) -> CancellationFlag {
+            let executor = RevokingExecutor(wait: 5) { _ = try? lockbox.revoke(id: request.id, by: bob, reason: "test") }
+            let step = CommandStep(gateway: gateway, interpreter: CmdletInterpreter(audit: gateway.audit, clock: gateway.clock,
+                                                                                    executor: executor),
+                                   user: alice, session: session)
+            let cancellation = CancellationFlag()
+            _ = step.run(Array(line.utf8), output: out, cancellation: cancellation)
+            return cancellation
+        }
+        XCTAssertTrue(run("Set-Mailbox -Identity alice -ProhibitSendQuota 5GB").isCancelled,
+                      "the command the revoked elevation allowed was not stopped: "
+                      + String(decoding: out.out, as: UTF8.self))
+    }
+}
