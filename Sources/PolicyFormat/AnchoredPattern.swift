@@ -7,9 +7,7 @@ import Foundation
 /// the match is only accepted when it covers the entire value, and a value
 /// containing any line terminator (`\n`, `\r`, U+0085, U+2028, U+2029) never
 /// matches at all, whatever the pattern says.
-public struct AnchoredPattern: @unchecked Sendable {
-    // NSRegularExpression is immutable after creation and documented as safe
-    // to use from several threads, hence @unchecked Sendable.
+public struct AnchoredPattern: Sendable {
     public let source: String
     private let regex: NSRegularExpression
 

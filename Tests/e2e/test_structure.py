@@ -1,0 +1,109 @@
+"""The target graph: Package.swift, docs/architecture.md and the sources'
+own `import` lines must say the same thing, and the privilege rules of
+DESIGN.md must hold (only SSHServer touches libssh, only PAMAuth touches
+PAM, the pure libraries import neither, Lockbox does not import the cmdlet
+policy). Read from `swift package dump-package`, so what is checked is what
+SwiftPM builds."""
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SWIFT = shutil.which("swift") or "/opt/swift/usr/bin/swift"
+
+# The libraries whose imports the table states exactly.
+EXACT = ["GatehouseCore", "SSHServer", "PAMAuth", "PolicyFormat", "Directory", "CmdletPolicy",
+         "CmdletShell", "Lockbox", "Transcript"]
+C_MODULES = {"CLibSSH", "CPAM"}
+PURE = ["PolicyFormat", "Directory", "CmdletPolicy", "CmdletShell", "Lockbox", "Transcript"]
+
+
+def package():
+    out = subprocess.run([SWIFT, "package", "dump-package"], cwd=REPO, check=True,
+                         capture_output=True, text=True, env={**os.environ, "PATH": os.environ.get("PATH", "")})
+    return json.loads(out.stdout)
+
+
+def project_targets(pkg):
+    return {t["name"]: t for t in pkg["targets"]}
+
+
+def declared_project_deps(target, names):
+    deps = set()
+    for d in target.get("dependencies", []):
+        for key in ("byName", "target"):
+            if key in d:
+                name = d[key][0]
+                if name in names:
+                    deps.add(name)
+    return deps
+
+
+def documented_imports():
+    """`| `Target` | owns | imports |` rows of docs/architecture.md."""
+    rows = {}
+    for line in (REPO / "docs" / "architecture.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 3:
+            continue
+        names = re.findall(r"`([A-Za-z]+)`", cells[0])
+        if not names or cells[0].startswith("target"):
+            continue
+        imports = set() if cells[2] in ("—", "-") else {c.strip() for c in cells[2].split(",")}
+        for name in names:
+            rows[name] = imports
+    return rows
+
+
+def source_imports(target_dir: Path, names):
+    found = {}
+    for f in target_dir.rglob("*.swift"):
+        for m in re.finditer(r"^(?:@testable\s+)?import\s+(\w+)", f.read_text(), re.M):
+            if m.group(1) in names:
+                found.setdefault(m.group(1), []).append(str(f.relative_to(REPO)))
+    return found
+
+
+def test_package_matches_the_documented_graph():
+    pkg = package()
+    targets = project_targets(pkg)
+    documented = documented_imports()
+    for name in EXACT:
+        assert name in documented, f"docs/architecture.md has no row for {name}"
+        declared = declared_project_deps(targets[name], set(targets))
+        assert declared == documented[name], (
+            f"{name}: Package.swift declares {sorted(declared)}, docs/architecture.md says {sorted(documented[name])}")
+
+
+def test_sources_import_only_what_their_target_declares():
+    pkg = package()
+    targets = project_targets(pkg)
+    names = set(targets)
+    for name, target in targets.items():
+        if target["type"] not in ("regular", "executable", "test"):
+            continue
+        default = f"Tests/{name}" if target["type"] == "test" else f"Sources/{name}"
+        path = REPO / (target.get("path") or default)
+        declared = declared_project_deps(target, names)
+        for module, files in source_imports(path, names).items():
+            assert module in declared or module == name, (
+                f"{files[0]} imports {module}, which target {name} does not declare")
+
+
+def test_privilege_rules_of_the_design():
+    pkg = package()
+    targets = project_targets(pkg)
+    names = set(targets)
+    importers = {m: set() for m in C_MODULES}
+    for name, target in targets.items():
+        for dep in declared_project_deps(target, names) & C_MODULES:
+            importers[dep].add(name)
+    assert importers["CLibSSH"] == {"SSHServer"}, importers["CLibSSH"]
+    assert importers["CPAM"] == {"PAMAuth"}, importers["CPAM"]
+    for name in PURE:
+        deps = declared_project_deps(targets[name], names)
+        assert not deps & (C_MODULES | {"SSHServer", "PAMAuth", "Gateway"}), f"{name} depends on {deps}"
+    assert "CmdletPolicy" not in declared_project_deps(targets["Lockbox"], names)
