@@ -7,7 +7,7 @@ BUILD_DIR  := .build/debug
 STATE_DIR  ?= .gatehouse-demo
 LISTEN     ?= 127.0.0.1:2222
 
-.PHONY: deps build demo test unit e2e bench bench-hold bench-flood bench-lockbox bench-parser bench-transcripts fuzz clean
+.PHONY: deps build demo test unit e2e bench bench-hold bench-flood bench-backend bench-lockbox bench-parser bench-transcripts fuzz clean
 
 deps:
 	scripts/install-deps
@@ -49,6 +49,11 @@ bench-hold: deps
 	scripts/bench-setup
 	$(SWIFT) build -c release
 	.venv/bin/python bench/run.py --hold
+
+## make bench-backend: start cost (CPU, wall) of the demo mailbox backend against /bin/true (perf stat).
+bench-backend:
+	$(SWIFT) build -c release --product gatehouse-demo-mailbox
+	bench/backend_start.sh .build/release
 
 ## make bench-flood: a good client's login latency while one source floods the daemon with failing logins.
 bench-flood: deps

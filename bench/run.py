@@ -2,8 +2,9 @@
 """`make bench`: Gatehouse and OpenSSH's sshd side by side on loopback.
 
 Both servers run at once, each under bench/subreaper.py, with the same login
-(publickey, then keyboard-interactive answered by pam_matrix through
-pam_wrapper: a fixed second factor, since TOTP allows one login per code) and
+(publickey, then keyboard-interactive answered by pam_matrix, in each
+server's private mount of /etc/pam.d: a fixed second factor, since TOTP
+allows one login per code) and
 the same backend executables (bench/backends): Gatehouse through the bench
 cmdlets in bench/policies, sshd through a ForceCommand sh dispatcher. One
 asyncssh client drives both. Every workload runs REPEATS times, alternating
@@ -41,7 +42,6 @@ import asyncssh
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-PAM_WRAPPER = "/usr/lib/x86_64-linux-gnu/libpam_wrapper.so"
 PAM_MATRIX = "/usr/lib/x86_64-linux-gnu/pam_wrapper/pam_matrix.so"
 PASSWORD = "bench-second-factor"
 # sshd's login: a system account with /bin/sh (scripts/bench-setup creates it),
@@ -121,6 +121,15 @@ def free_port():
         return s.getsockname()[1]
 
 
+def write_pam(directory: Path, service: str, passdb: Path):
+    """The bench's PAM directory: the service's fixed-answer stack, and a
+    refusal for any other service."""
+    directory.mkdir()
+    (directory / service).write_text(pam_stack(passdb))
+    (directory / "other").write_text("auth required pam_deny.so\naccount required pam_deny.so\n"
+                                      "session required pam_deny.so\npassword required pam_deny.so\n")
+
+
 def pam_stack(passdb):
     return (f"auth     required  {PAM_MATRIX} passdb={passdb}\n"
             "account  required  pam_permit.so\n"
@@ -146,13 +155,16 @@ class Server:
         raise NotImplementedError
 
     def start(self):
-        # pam_wrapper is preloaded into the server only (through env(1)),
-        # not into the subreaper: each process that loads it takes one of
-        # its 36 private /tmp/pam.X directories.
-        preload = ["env", f"LD_PRELOAD={PAM_WRAPPER}", "PAM_WRAPPER=1",
-                   f"PAM_WRAPPER_SERVICE_DIR={self.dir / 'pam.d'}"]
+        # Each server sees the bench's PAM directory as /etc/pam.d, in a
+        # mount namespace of its own: the system's files are never touched,
+        # and the real libpam runs the fixed-answer pam_matrix stack.
+        # (pam_wrapper, the demo's way, gives each process that loads it one
+        # of 62 private directories, and sshd's per-connection processes
+        # each take one: sshd could then hold about 60 sessions.)
+        private_pam = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                       'mount --bind "$0" /etc/pam.d && exec "$@"', str(self.dir / "pam.d")]
         self.log = open(self.dir / "server.log", "wb")
-        self.proc = subprocess.Popen([sys.executable, str(BENCH / "subreaper.py"), *preload, *self.command()],
+        self.proc = subprocess.Popen([sys.executable, str(BENCH / "subreaper.py"), *private_pam, *self.command()],
                                      stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      start_new_session=True)
         deadline = time.time() + 60
@@ -199,9 +211,8 @@ class Gatehouse(Server):
         users = "".join(f"  bench{i}:\n    groups: [bench]\n    roles: [BenchRunner]\n    keys:\n      - \"{public}\"\n"
                         for i in range(BENCH_USERS))
         (self.dir / "directory.yaml").write_text(f"# {BENCH_USERS} bench users, one client key.\nusers:\n{users}tenants: {{}}\n")
-        (self.dir / "pam.d").mkdir()
         (self.dir / "passdb").write_text("".join(f"bench{i}:{PASSWORD}:gatehouse-bench\n" for i in range(BENCH_USERS)))
-        (self.dir / "pam.d" / "gatehouse-bench").write_text(pam_stack(self.dir / "passdb"))
+        write_pam(self.dir / "pam.d", "gatehouse-bench", self.dir / "passdb")
         # The overlay: same algorithms as sshd (curve25519, ssh-ed25519),
         # recording and audit on as in production, room for held sessions.
         (self.dir / "gatehouse.yaml").write_text(
@@ -241,9 +252,8 @@ class Sshd(Server):
         for d in (self.dir.parent, self.dir):
             d.chmod(0o755)
         (self.dir / "authorized_keys").chmod(0o644)
-        (self.dir / "pam.d").mkdir()
         (self.dir / "passdb").write_text(f"{SSHD_USER}:{PASSWORD}:sshd\n")
-        (self.dir / "pam.d" / "sshd").write_text(pam_stack(self.dir / "passdb"))
+        write_pam(self.dir / "pam.d", "sshd", self.dir / "passdb")
         (self.dir / "sshd_config").write_text(
             f"ListenAddress 127.0.0.1:{self.port}\n"
             f"HostKey {self.dir / 'ssh_host_ed25519_key'}\n"
@@ -269,13 +279,7 @@ class Sshd(Server):
         os.makedirs("/run/sshd", exist_ok=True)
 
     def command(self):
-        # -r: no re-execution per connection. pam_wrapper gives each process
-        # that loads it one of 36 private directories, so re-executed
-        # per-connection sshd processes could hold at most 36 sessions; forked
-        # ones share the listener's. This also spares sshd pam_wrapper's
-        # start-up (about 6 ms of CPU) and an exec per login, which favours
-        # sshd in the login figures.
-        return ["/usr/sbin/sshd", "-D", "-e", "-r", "-f", str(self.dir / "sshd_config")]
+        return ["/usr/sbin/sshd", "-D", "-e", "-f", str(self.dir / "sshd_config")]
 
     def user(self, i):
         return SSHD_USER
@@ -544,7 +548,7 @@ def main():
     }
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    for path in (PAM_WRAPPER, PAM_MATRIX, "/usr/sbin/sshd"):
+    for path in (PAM_MATRIX, "/usr/sbin/sshd"):
         if not os.path.exists(path):
             sys.exit(f"bench: {path} missing; run scripts/install-deps and scripts/bench-setup")
     try:
