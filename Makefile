@@ -44,7 +44,8 @@ bench: deps
 	.venv/bin/python bench/run.py $(if $(QUICK),--quick)
 
 ## make bench-hold: how many idle authenticated sessions each server holds (BENCH_HOLD, default 10,000;
-## stops early when the machine has less than 2 GiB available), and whether a login still works then.
+## stops early when the machine has less than BENCH_HOLD_RESERVE_MIB, default 4096, available), and
+## whether a login still works then.
 bench-hold: deps
 	scripts/bench-setup
 	$(SWIFT) build -c release

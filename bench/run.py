@@ -19,7 +19,8 @@ the same tree.
     .venv/bin/python bench/run.py [--quick] [--repeats N] [--hold]
 
 Counts come from the environment (BENCH_REPEATS, BENCH_MB, BENCH_SHELL,
-BENCH_EXEC, BENCH_LOGINS, BENCH_PARALLEL_LOGINS, BENCH_IDLE, BENCH_HOLD);
+BENCH_EXEC, BENCH_LOGINS, BENCH_PARALLEL_LOGINS, BENCH_IDLE, BENCH_HOLD,
+BENCH_HOLD_RESERVE_MIB);
 --quick shrinks them so a run takes a few minutes.
 """
 import argparse
@@ -433,7 +434,7 @@ async def idle(server, n):
         if failures:
             raise RuntimeError(f"{server.name} idle: {failures[0]}")
         await asyncio.sleep(2)
-        loaded, processes = server.pss()
+        loaded, _ = server.pss()
     finally:
         await close_all(conns)
     return {"idle_pss_kib": (loaded - base) / n}
@@ -446,7 +447,7 @@ def mem_available_kib():
     return 0
 
 
-async def hold(server, target, reserve_kib=2 * 1024 * 1024):
+async def hold(server, target, reserve_kib):
     """Opens sessions until `target`, a failure, or less than `reserve_kib`
     of memory left on the machine; then checks that a fresh login works."""
     conns = []
@@ -545,6 +546,8 @@ def main():
         "parallel": env_int("BENCH_PARALLEL_LOGINS", 40 if q else 200),
         "idle": env_int("BENCH_IDLE", 100 if q else 1000),
         "hold": env_int("BENCH_HOLD", 10000),
+        # Memory left to the rest of the machine while sessions are held.
+        "hold_reserve_mib": env_int("BENCH_HOLD_RESERVE_MIB", 4096),
     }
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -566,7 +569,7 @@ def main():
                 s.start()
             if args.hold:
                 for name in ("sshd", "gatehouse"):
-                    r = asyncio.run(hold(servers[name], counts["hold"]))
+                    r = asyncio.run(hold(servers[name], counts["hold"], counts["hold_reserve_mib"] * 1024))
                     print(f"{name}: held {r['held']} idle pty sessions in {r['seconds']:.0f} s "
                           f"(PSS {r['pss_kib'] / 1024:.0f} MiB); stopped: {r['stopped']}; "
                           f"a fresh login then: {'works' if r['login_after'] is True else r['login_after']}", flush=True)
