@@ -1,7 +1,10 @@
 // The JSON this backend reads and writes, without Foundation. Output is byte
 // for byte what JSONSerialization and JSONEncoder (.prettyPrinted,
 // .sortedKeys) wrote before, so the journal, the report and the data file
-// look the same to the gateway and to the tests.
+// look the same to the gateway and to the tests. The gateway's own parser
+// (CmdletShell.JSONValue) is not reused: linking CmdletShell would bring
+// Foundation and the policy libraries back into a program that must start in
+// about a millisecond, and the demo backend must stay separate from the gateway.
 
 enum JSON {
     /// A quoted JSON string, escaped as Foundation escapes it (`/` included).
