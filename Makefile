@@ -7,7 +7,7 @@ BUILD_DIR  := .build/debug
 STATE_DIR  ?= .gatehouse-demo
 LISTEN     ?= 127.0.0.1:2222
 
-.PHONY: deps build demo test unit e2e bench bench-lockbox bench-parser bench-transcripts fuzz clean
+.PHONY: deps build demo test unit e2e bench bench-hold bench-flood bench-backend bench-lockbox bench-parser bench-transcripts fuzz clean
 
 deps:
 	scripts/install-deps
@@ -33,11 +33,32 @@ unit:
 e2e: build
 	.venv/bin/python -m pytest -q Tests/e2e
 
-## make bench: login latency and idle-session memory against a release build.
+## make bench: Gatehouse (release build) and OpenSSH's sshd side by side on loopback, same login,
+## same backends, same client; prints one table of figures and ratios (see docs/performance.md).
+## QUICK=1: small counts and one repeat, a few minutes. Counts: BENCH_REPEATS, BENCH_MB, BENCH_SHELL,
+## BENCH_EXEC, BENCH_LOGINS, BENCH_PARALLEL_LOGINS, BENCH_IDLE (see bench/run.py).
+QUICK ?=
 bench: deps
+	scripts/bench-setup
 	$(SWIFT) build -c release
-	.venv/bin/python bench/login_exec.py --build .build/release
-	.venv/bin/python bench/idle_sessions.py --build .build/release
+	.venv/bin/python bench/run.py $(if $(QUICK),--quick)
+
+## make bench-hold: how many idle authenticated sessions each server holds (BENCH_HOLD, default 10,000;
+## stops early when the machine has less than BENCH_HOLD_RESERVE_MIB, default 4096, available), and
+## whether a login still works then.
+bench-hold: deps
+	scripts/bench-setup
+	$(SWIFT) build -c release
+	.venv/bin/python bench/run.py --hold
+
+## make bench-backend: start cost (CPU, wall) of the demo mailbox backend against /bin/true (perf stat).
+bench-backend:
+	$(SWIFT) build -c release --product gatehouse-demo-mailbox
+	bench/backend_start.sh .build/release
+
+## make bench-flood: a good client's login latency while one source floods the daemon with failing logins.
+bench-flood: deps
+	$(SWIFT) build -c release
 	.venv/bin/python bench/auth_flood.py --build .build/release
 
 ## make bench-parser: median time of parse+bind+authorize per line (release build).

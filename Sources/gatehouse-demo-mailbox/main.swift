@@ -6,11 +6,20 @@
 // to $GATEHOUSE_DEMO_DATA/invocations.log, so tests can prove which backend
 // runs happened (and that a denied line started none).
 //
+// It uses Glibc only, never Foundation: Foundation's start-up cost about 17 ms
+// of CPU per run, which every command paid (see docs/performance.md). The
+// JSON it reads and writes is the small subset its own data uses (MiniJSON.swift),
+// written byte for byte as Foundation's encoders wrote it.
+//
 // Exit status: 0 success, 1 no such mailbox / already exists, 2 usage error,
 // 3 data directory problem, 4 the mailbox lies outside the elevation's scope.
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
-struct Mailbox: Codable {
+struct Mailbox {
     var identity: String
     var displayName: String
     var primarySmtpAddress: String
@@ -20,8 +29,24 @@ struct Mailbox: Codable {
 }
 
 func fail(_ status: Int32, _ message: String) -> Never {
-    FileHandle.standardError.write(Data((message + "\n").utf8))
+    writeAll(2, message + "\n")
     exit(status)
+}
+
+/// write(2) until every byte is out; a short write is retried.
+func writeAll(_ fd: Int32, _ text: String) {
+    var text = text
+    text.withUTF8 { buffer in
+        var offset = 0
+        while offset < buffer.count {
+            let n = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+            if n < 0 {
+                if errno == EINTR { continue }
+                return
+            }
+            offset += n
+        }
+    }
 }
 
 func formatSize(_ bytes: Int64) -> String {
@@ -44,6 +69,12 @@ func parseSize(_ text: String) -> Int64? {
     return Int64(upper).flatMap { $0 >= 0 ? $0 : nil }
 }
 
+/// Left-aligns `text` in a column of `width` characters, cutting it when it
+/// is longer (as NSString's padding(toLength:withPad:startingAt:) did).
+func column(_ text: String, _ width: Int) -> String {
+    text.count >= width ? String(text.prefix(width)) : text + String(repeating: " ", count: width - text.count)
+}
+
 func printMailbox(_ m: Mailbox) {
     print("""
     Identity           : \(m.identity)
@@ -53,31 +84,46 @@ func printMailbox(_ m: Mailbox) {
     """)
 }
 
-let environment = ProcessInfo.processInfo.environment
-guard let dataDir = environment["GATEHOUSE_DEMO_DATA"], dataDir.hasPrefix("/") else {
+/// The environment's variable names, from environ(7).
+func environmentNames() -> [String] {
+    var names = Set<String>()
+    var entry = environ
+    while let pointer = entry.pointee {
+        let text = String(cString: pointer)
+        if let equals = text.firstIndex(of: "=") { names.insert(String(text[..<equals])) }
+        entry += 1
+    }
+    return names.sorted()
+}
+
+/// Now in UTC as ISO 8601 to the second, like ISO8601DateFormatter's default.
+func timestamp() -> String {
+    var now = time(nil)
+    var parts = tm()
+    gmtime_r(&now, &parts)
+    func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
+    return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))Z"
+}
+
+guard let dataDirPointer = getenv("GATEHOUSE_DEMO_DATA"), dataDirPointer.pointee == UInt8(ascii: "/") else {
     fail(3, "GATEHOUSE_DEMO_DATA must name an absolute directory")
 }
-let dataFile = URL(fileURLWithPath: dataDir).appendingPathComponent("mailboxes.json")
-let journal = URL(fileURLWithPath: dataDir).appendingPathComponent("invocations.log")
+let dataDir = String(cString: dataDirPointer)
+let dataFile = (dataDir.hasSuffix("/") ? dataDir : dataDir + "/") + "mailboxes.json"
+let journal = (dataDir.hasSuffix("/") ? dataDir : dataDir + "/") + "invocations.log"
 let arguments = Array(CommandLine.arguments.dropFirst())
 
 // Journal first: one line per invocation, appended with O_APPEND so
-// concurrent runs never interleave within a line.
+// concurrent runs never interleave within a line. Keys are sorted, as
+// JSONSerialization's .sortedKeys wrote them.
 do {
-    let record: [String: Any] = [
-        "time": ISO8601DateFormatter().string(from: Date()),
-        "actor": environment["GATEHOUSE_ACTOR"] ?? "",
-        "argv": arguments,
-        "env": environment.keys.sorted(),
-    ]
-    var line = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys])
-    line.append(0x0a)
-    let fd = open(journal.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
-    guard fd >= 0 else { fail(3, "cannot open \(journal.path)") }
-    _ = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    let actor = getenv("GATEHOUSE_ACTOR").map { String(cString: $0) } ?? ""
+    let line = "{\"actor\":\(JSON.string(actor)),\"argv\":\(JSON.stringArray(arguments)),"
+        + "\"env\":\(JSON.stringArray(environmentNames())),\"time\":\(JSON.string(timestamp()))}\n"
+    let fd = open(journal, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+    guard fd >= 0 else { fail(3, "cannot open \(journal)") }
+    writeAll(fd, line)
     close(fd)
-} catch {
-    fail(3, "cannot write journal: \(error)")
 }
 
 // A lock file serialises read-modify-write of the data file.
@@ -85,18 +131,38 @@ let lockFD = open(dataDir + "/.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
 guard lockFD >= 0, flock(lockFD, LOCK_EX) == 0 else { fail(3, "cannot lock \(dataDir)") }
 
 func load() -> [Mailbox] {
-    guard let data = try? Data(contentsOf: dataFile) else { return [] }
-    guard let boxes = try? JSONDecoder().decode([Mailbox].self, from: data) else {
-        fail(3, "\(dataFile.path) is not valid mailbox data")
-    }
+    guard let bytes = readFile(dataFile) else { return [] }
+    guard let boxes = JSON.parseMailboxes(bytes) else { fail(3, "\(dataFile) is not valid mailbox data") }
     return boxes
 }
 
+/// The whole file, or nil when it cannot be opened (a missing file is no data).
+func readFile(_ path: String) -> [UInt8]? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 {
+            if errno == EINTR { continue }
+            return nil
+        }
+        if n == 0 { return bytes }
+        bytes += chunk[0..<n]
+    }
+}
+
+/// Replaces the data file atomically: a temporary file beside it, fsync, rename.
 func save(_ boxes: [Mailbox]) {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-    guard let data = try? encoder.encode(boxes), (try? data.write(to: dataFile, options: .atomic)) != nil else {
-        fail(3, "cannot write \(dataFile.path)")
+    let tmp = dataFile + ".tmp-\(getpid())"
+    let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+    guard fd >= 0 else { fail(3, "cannot write \(dataFile)") }
+    writeAll(fd, JSON.prettyMailboxes(boxes))
+    guard fsync(fd) == 0, close(fd) == 0, rename(tmp, dataFile) == 0 else {
+        unlink(tmp)
+        fail(3, "cannot write \(dataFile)")
     }
 }
 
@@ -147,11 +213,9 @@ case "get":
     } else {
         let limit = opts["result-size"].flatMap(Int.init) ?? 100
         let shown = boxes.sorted { $0.identity < $1.identity }.prefix(limit)
-        print("Identity".padding(toLength: 12, withPad: " ", startingAt: 0) + "PrimarySmtpAddress".padding(toLength: 26, withPad: " ", startingAt: 0) + "ProhibitSendQuota")
+        print(column("Identity", 12) + column("PrimarySmtpAddress", 26) + "ProhibitSendQuota")
         for box in shown {
-            print(box.identity.padding(toLength: 12, withPad: " ", startingAt: 0)
-                  + box.primarySmtpAddress.padding(toLength: 26, withPad: " ", startingAt: 0)
-                  + formatSize(box.prohibitSendQuotaBytes))
+            print(column(box.identity, 12) + column(box.primarySmtpAddress, 26) + formatSize(box.prohibitSendQuotaBytes))
         }
     }
 case "report":
@@ -165,22 +229,17 @@ case "report":
     }
     let chosen = boxes.sorted { $0.identity < $1.identity }
         .filter { wanted.isEmpty || wanted.contains($0.identity.lowercased()) }
-    let objects: [[String: Any]] = chosen.map {
-        ["Identity": $0.identity, "DisplayName": $0.displayName, "PrimarySmtpAddress": $0.primarySmtpAddress,
-         "ProhibitSendQuota": formatSize($0.prohibitSendQuotaBytes), "ItemCount": $0.itemCount,
-         "TotalItemSizeBytes": $0.totalItemSizeBytes]
-    }
-    // Key order is part of the output (the default table's column order), so
-    // each object is written by hand in a fixed order.
-    let order = ["Identity", "DisplayName", "PrimarySmtpAddress", "ProhibitSendQuota", "ItemCount", "TotalItemSizeBytes"]
+    // Key order is part of the output (the default table's column order).
     var text = "["
-    for (n, object) in objects.enumerated() {
-        let fields = order.compactMap { key -> String? in
-            guard let value = object[key],
-                  let data = try? JSONSerialization.data(withJSONObject: [value], options: [.fragmentsAllowed]) else { return nil }
-            let encoded = String(decoding: data, as: UTF8.self).dropFirst().dropLast()
-            return "\"\(key)\": \(encoded)"
-        }
+    for (n, box) in chosen.enumerated() {
+        let fields = [
+            "\"Identity\": \(JSON.string(box.identity))",
+            "\"DisplayName\": \(JSON.string(box.displayName))",
+            "\"PrimarySmtpAddress\": \(JSON.string(box.primarySmtpAddress))",
+            "\"ProhibitSendQuota\": \(JSON.string(formatSize(box.prohibitSendQuotaBytes)))",
+            "\"ItemCount\": \(box.itemCount)",
+            "\"TotalItemSizeBytes\": \(box.totalItemSizeBytes)",
+        ]
         text += (n == 0 ? "\n  {" : ",\n  {") + fields.joined(separator: ", ") + "}"
     }
     print(text + "\n]")
