@@ -72,7 +72,6 @@ let package = Package(
         // no dynamic loading it starts in about 2 ms of CPU instead of 17 ms,
         // which every demo command pays (docs/performance.md).
         .executableTarget(name: "gatehouse-demo-mailbox",
-                          swiftSettings: [.swiftLanguageMode(.v6)],
                           linkerSettings: [.unsafeFlags(["-static-executable"], .when(platforms: [.linux]))]),
         // make bench-parser: parse+bind+authorize timing (bench/parser).
         .executableTarget(name: "gatehouse-bench-parser", dependencies: ["CmdletShell", "CmdletPolicy", "GatehouseCore"],
