@@ -13,16 +13,22 @@ public protocol CommandOutput: AnyObject {
     /// written, because sanitising first would corrupt valid JSON (a raw
     /// U+2028 or C1 character inside a string is legal JSON).
     var receivesRawStdout: Bool { get }
-    /// Called on the command's own thread every few tens of milliseconds
-    /// while a backend runs, so the session can say something meanwhile
-    /// (a warning that the session is about to be logged off).
+    /// Called on the command's own thread while a backend runs, after each
+    /// wake-up and at `secondsUntilNextTick`, so the session can say
+    /// something meanwhile (a warning that the session is about to be
+    /// logged off).
     func tick()
+    /// When `tick` has something to do next without any other event (the
+    /// next lifetime warning), in seconds from now; nil when nothing is
+    /// due. The executor sleeps until then, not on a fixed interval.
+    var secondsUntilNextTick: Double? { get }
 }
 
 extension CommandOutput {
     public var terminalColumns: Int? { nil }
     public var receivesRawStdout: Bool { false }
     public func tick() {}
+    public var secondsUntilNextTick: Double? { nil }
 }
 
 /// Holds a JSON backend's stdout for the formatters (it is already bounded
@@ -38,6 +44,7 @@ final class CapturingOutput: CommandOutput {
     var terminalColumns: Int? { inner.terminalColumns }
     var receivesRawStdout: Bool { true }
     func tick() { inner.tick() }
+    var secondsUntilNextTick: Double? { inner.secondsUntilNextTick }
 }
 
 /// Sanitises a byte stream for a terminal without breaking a UTF-8 sequence

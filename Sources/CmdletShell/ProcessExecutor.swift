@@ -62,9 +62,10 @@ public struct ExecutorError: Error, Sendable, Equatable, CustomStringConvertible
 }
 
 /// Lets another thread end a running command (for example when the grant
-/// that allowed it expires). Checked by the executor's poll loop.
+/// that allowed it expires). A cancel wakes the executor's `poll()` at once
+/// through the write end of its wake pipe; nothing polls the flag on a timer.
 public final class CancellationFlag: Sendable {
-    private let state = Mutex((cancelled: false, why: String?.none))
+    private let state = Mutex((cancelled: false, why: String?.none, wake: Int32(-1)))
 
     public init() {}
 
@@ -73,8 +74,19 @@ public final class CancellationFlag: Sendable {
         state.withLock {
             if !$0.cancelled { $0.why = reason }
             $0.cancelled = true
+            // Under the lock, so the executor cannot close the pipe between
+            // the check and the write. The pipe is non-blocking: a full pipe
+            // already holds a wake-up.
+            if $0.wake >= 0 {
+                var byte: UInt8 = 1
+                _ = write($0.wake, &byte, 1)
+            }
         }
     }
+
+    /// The executor's wake pipe while a backend runs; -1 detaches it (under
+    /// the same lock as `cancel`, before the executor closes it).
+    func attachWake(_ fd: Int32) { state.withLock { $0.wake = fd } }
 
     public var isCancelled: Bool { state.withLock { $0.cancelled } }
 
@@ -138,6 +150,27 @@ public struct ProcessExecutor: CommandExecutor {
         close(stdoutPipe.write)
         close(stderrPipe.write)
         for fd in readEnds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+        // The backend's exit and a cancel are events in the same poll() as its
+        // output, so nothing waits on an interval: a pidfd (readable once
+        // the child exits) and a wake pipe the cancellation writes to.
+        let exitFD = SpawnExtensions.pidfdOpen.map { $0(pid, 0) } ?? -1
+        defer { if exitFD >= 0 { close(exitFD) } }
+        var wake: (read: Int32, write: Int32)? = nil
+        if let cancellation {
+            wake = try? Pipe2.make()
+            if let wake {
+                _ = fcntl(wake.read, F_SETFL, fcntl(wake.read, F_GETFL) | O_NONBLOCK)
+                _ = fcntl(wake.write, F_SETFL, fcntl(wake.write, F_GETFL) | O_NONBLOCK)
+                cancellation.attachWake(wake.write)
+            }
+        }
+        defer {
+            if let wake {
+                cancellation?.attachWake(-1)
+                close(wake.read)
+                close(wake.write)
+            }
+        }
 
         var relay = Relay(output: output, limit: request.outputLimit)
         let start = Monotonic.now()
@@ -174,10 +207,27 @@ public struct ProcessExecutor: CommandExecutor {
                 }
             }
 
+            // Sleep until an event, or until the next thing that falls due
+            // by time alone: the timeout, the kill grace, the session's tick.
+            // Without a pidfd (Linux before 5.3) the exit is only seen by
+            // looking, so the wait is capped at 50 ms there.
+            var due: [Double] = []
+            if exitedAt == nil && termSentAt == nil { due.append(deadline) }
+            if let sent = termSentAt, !killSent { due.append(sent + request.killGraceSeconds) }
+            if let exitedAt { due.append(exitedAt + request.killGraceSeconds) }
+            if let tick = output.secondsUntilNextTick { due.append(now + max(0, tick)) }
+            if exitFD < 0 || (cancellation != nil && wake == nil) { due.append(now + 0.05) }
+            let waitMs = due.min().map { Int32(min(max(0, ($0 - now) * 1000).rounded(.up), 3_600_000)) } ?? -1
             var fds = readEnds.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
-            let ready = poll(&fds, nfds_t(fds.count), 50)
+            fds.append(pollfd(fd: exitedAt == nil ? exitFD : -1, events: Int16(POLLIN), revents: 0))
+            fds.append(pollfd(fd: wake?.read ?? -1, events: Int16(POLLIN), revents: 0))
+            let ready = poll(&fds, nfds_t(fds.count), waitMs)
             if ready < 0 && errno != EINTR { break }
-            for (index, entry) in fds.enumerated() where entry.fd >= 0 && entry.revents != 0 {
+            if let wake, fds[readEnds.count + 1].revents != 0 {
+                var drain = [UInt8](repeating: 0, count: 64)
+                while read(wake.read, &drain, drain.count) > 0 {}
+            }
+            for (index, entry) in fds.prefix(readEnds.count).enumerated() where entry.fd >= 0 && entry.revents != 0 {
                 let n = buffer.withUnsafeMutableBytes { read(entry.fd, $0.baseAddress, $0.count) }
                 if n > 0 {
                     relay.receive(buffer[0..<n], isStdout: index == 0)
@@ -321,6 +371,11 @@ enum SpawnExtensions {
         .map { unsafeBitCast($0, to: AddClosefrom.self) }
     /// `pipe2`.
     static let pipe2: Pipe2Function? = symbol("pipe2").map { unsafeBitCast($0, to: Pipe2Function.self) }
+    typealias PidfdOpen = @convention(c) (pid_t, UInt32) -> Int32
+    /// `pidfd_open` (glibc ≥ 2.36, Linux ≥ 5.3): a descriptor that becomes
+    /// readable when the process exits, so poll() sees the exit as an event.
+    /// Swift's Glibc module does not export it, hence the lookup.
+    static let pidfdOpen: PidfdOpen? = symbol("pidfd_open").map { unsafeBitCast($0, to: PidfdOpen.self) }
 }
 
 enum Pipe2 {

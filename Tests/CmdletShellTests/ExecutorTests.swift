@@ -17,25 +17,58 @@ final class ExecutorTests: XCTestCase {
         XCTAssertLessThan(Date().timeIntervalSince(started), 5)
     }
 
-    func testTickIsCalledOnTheCommandThreadWhileTheBackendRuns() throws {
-        final class TickingOutput: CommandOutput {
-            var ticks = 0
-            var threads = Set<String>()
-            func stdout(_ bytes: [UInt8]) {}
-            func stderr(_ bytes: [UInt8]) {}
-            func tick() {
-                ticks += 1
-                threads.insert("\(Thread.current)")
-            }
+    final class TickingOutput: CommandOutput {
+        var ticks = 0
+        var threads = Set<String>()
+        let interval: Double?
+        init(interval: Double?) { self.interval = interval }
+        func stdout(_ bytes: [UInt8]) {}
+        func stderr(_ bytes: [UInt8]) {}
+        func tick() {
+            ticks += 1
+            threads.insert("\(Thread.current)")
         }
-        let output = TickingOutput()
+        var secondsUntilNextTick: Double? { interval }
+    }
+
+    func testTickIsCalledOnTheCommandThreadWhenItAsks() throws {
+        let output = TickingOutput(interval: 0.1)
         let request = ExecutionRequest(argv: ["/bin/sleep", "0.5"], environment: [:], workingDirectory: "/",
                                        timeoutSeconds: 10, outputLimit: 1024)
         let result = try ProcessExecutor().run(request, output: output, cancellation: nil)
         XCTAssertEqual(result.exitStatus, 0)
-        // The loop polls every 50 ms at most: a 500 ms backend gives several ticks.
-        XCTAssertGreaterThanOrEqual(output.ticks, 5)
+        // Asked every 100 ms, a 500 ms backend gives several ticks.
+        XCTAssertGreaterThanOrEqual(output.ticks, 4)
         XCTAssertEqual(output.threads, ["\(Thread.current)"], "ticks run on the caller's thread only")
+    }
+
+    func testASilentBackendIsWaitedForWithoutAPollInterval() throws {
+        // Nothing asks for a tick and the backend says nothing: the executor
+        // wakes for the exit (pidfd) alone, not every few milliseconds. The
+        // old loop woke every 50 ms (about 10 ticks here).
+        let output = TickingOutput(interval: nil)
+        let request = ExecutionRequest(argv: ["/bin/sleep", "0.5"], environment: [:], workingDirectory: "/",
+                                       timeoutSeconds: 10, outputLimit: 1024)
+        let cancellation = CancellationFlag()
+        let result = try ProcessExecutor().run(request, output: output, cancellation: cancellation)
+        XCTAssertEqual(result.exitStatus, 0)
+        XCTAssertLessThanOrEqual(output.ticks, 3, "woke \(output.ticks) times for one exit")
+    }
+
+    func testACancelWakesTheExecutorAtOnce() throws {
+        // A cancel from another thread is an event in the executor's poll set:
+        // the backend (60 s) is stopped although nothing else happens.
+        let output = TickingOutput(interval: nil)
+        let request = ExecutionRequest(argv: ["/bin/sleep", "60"], environment: [:], workingDirectory: "/",
+                                       timeoutSeconds: 120, outputLimit: 1024)
+        let cancellation = CancellationFlag()
+        DispatchQueue.global().asyncAfter(deadline: .now() + 1) { cancellation.cancel(reason: "test") }
+        let result = try ProcessExecutor().run(request, output: output, cancellation: cancellation)
+        XCTAssertTrue(result.cancelled)
+        XCTAssertEqual(result.exitStatus, 128 + 15)
+        // Start, the cancel, the exit and the two pipes' ends: a handful of
+        // wake-ups, where a 50 ms poll interval would have made about twenty.
+        XCTAssertLessThanOrEqual(output.ticks, 6, "woke \(output.ticks) times")
     }
 
     func testStdinIsDevNullAndNoExtraDescriptorsLeak() throws {

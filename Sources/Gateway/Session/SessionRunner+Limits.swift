@@ -75,6 +75,18 @@ extension SessionRunner {
                   duringCommand: duringCommand)
     }
 
+    /// Seconds until the next lifetime warning falls due, for the executor
+    /// to wake at while a backend runs; nil when none is left.
+    func secondsUntilLifetimeWarning() -> Double? {
+        guard let state = limits else { return nil }
+        let left = state.lifetimeEnd.timeIntervalSince(gateway.clock.now())
+        return Self.warningOffsets(for: gateway.configuration.maxSessionLifetimeSeconds)
+            .filter { !state.lifetimeWarned.contains($0) }
+            .map { left - Double($0) }
+            .filter { $0 > 0 }
+            .min()
+    }
+
     private func lifetimeEndMessage() -> String {
         "This session reached its maximum lifetime of "
             + "\(Self.spell(gateway.configuration.maxSessionLifetimeSeconds)) and was logged off."

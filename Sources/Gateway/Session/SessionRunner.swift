@@ -442,6 +442,7 @@ final class SessionRunner {
             runner.warnOfLifetime(duringCommand: true)
             runner.stopIfUnrecorded()
         }
+        var secondsUntilNextTick: Double? { runner.secondsUntilLifetimeWarning() }
         /// The one-time secret: straight to this channel, bypassing `write`,
         /// so whatever records session output must never see it.
         func sensitive(_ bytes: [UInt8]) { runner.writeUnrecorded(state, bytes) }
