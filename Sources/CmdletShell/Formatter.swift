@@ -42,8 +42,7 @@ public enum WhereTest: Sendable {
 /// - evaluated with a deadline: ICU reports progress during a search and the
 ///   search is stopped once the stage's time budget is spent, so even a
 ///   catastrophic pattern such as `(a+)+$` costs at most the budget.
-// unchecked: NSRegularExpression is immutable and thread-safe once built, but not marked Sendable.
-public struct BoundedRegex: @unchecked Sendable {
+public struct BoundedRegex: Sendable {
     public let source: String
     let regex: NSRegularExpression
 
