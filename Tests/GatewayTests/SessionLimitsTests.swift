@@ -129,6 +129,11 @@ final class SessionLimitsTests: XCTestCase {
         registry.setRunning(id, nil)
         XCTAssertNil(registry.runningGrantExpiry(id), "the grant goes with the command")
 
+        registry.wakeAll()
+        XCTAssertTrue(isReadable(wake), "a reload wakes every session")
+        XCTAssertNil(registry.endRequest(id))
+        wake.drain()
+
         XCTAssertTrue(registry.requestEnd(id, .init(reason: "killed", message: "Ended by an operator.")))
         XCTAssertTrue(isReadable(wake))
         XCTAssertEqual(registry.endRequest(id)?.reason, "killed")

@@ -144,6 +144,14 @@ public final class SessionRegistry: Sendable {
         }
     }
 
+    /// Wakes every session to look at its state again (after a reload);
+    /// nothing is stopped.
+    public func wakeAll() {
+        state.withLock { state in
+            for entry in state.entries.values { entry.wake?.signal() }
+        }
+    }
+
     /// Called by the session thread around a backend run, so a kill or a
     /// revocation can stop it from another thread.
     public func setRunning(_ id: SessionID, _ flag: CancellationFlag?) {
