@@ -171,6 +171,9 @@ public final class GatewayContext: Sendable {
                                                libexecDirectory: Self.libexecDirectory(), host: host)
             let now = snapshots.replace(with: loaded, notifier: Self.notifier(for: loaded.lockboxPolicy, logger: logger))
             afterSwap.withLock { $0 }?()
+            // A user the new directory dropped holds no grant any more: each
+            // session looks again now, not at its next event.
+            sessions.wakeAll()
             for warning in loaded.warnings { logger.warning("\(warning)") }
             var fields = loadFields(loaded)
             fields["reload"] = "true"

@@ -30,7 +30,6 @@ public final class GatewayServer: Sendable {
 
     /// Accepts until `beginShutdown()`; returns then.
     public func serve() {
-        startWatchdog()
         while !context.isShuttingDown {
             let connection: SSHConnection
             do {
@@ -111,33 +110,14 @@ public final class GatewayServer: Sendable {
         ]))
     }
 
-    /// One thread for the node: fires session deadlines (lifetime, elevation
-    /// expiry) so a backend still running at that moment is stopped, even
-    /// though its session thread is blocked waiting for it.
-    private func startWatchdog() {
-        let thread = Thread { [context] in
-            while !context.isShuttingDown {
-                for (id, deadline) in context.sessions.fireDeadlines(now: context.clock.now()) {
-                    context.logger.info("session deadline passed", metadata: [
-                        "session": "\(id)", "reason": "\(deadline.request.reason)"])
-                }
-                usleep(200_000)
-            }
-        }
-        thread.name = "gatehouse-watchdog"
-        thread.start()
-    }
-
-    /// Stops accepting (`serve()` returns) and asks every session to end;
-    /// sessions blocked in a backend hear it through their cancellation flag.
+    /// Stops accepting (`serve()` returns) and asks every session to end:
+    /// each is woken through its `SessionWake`, and a backend it waits on is
+    /// stopped through its cancellation flag.
     /// Safe from any thread (the signal handler calls it).
     public func beginShutdown() {
         context.beginShutdown()
         listener.close()
-        for live in context.sessions.list() {
-            _ = context.sessions.requestEnd(SessionID(rawValue: live.id),
-                                            .init(reason: "shutdown", message: "The gateway is shutting down."))
-        }
+        context.sessions.requestEndAll(.init(reason: "shutdown", message: "The gateway is shutting down."))
     }
 
     /// Waits up to `grace` for every session thread to finish (each writes

@@ -7,13 +7,20 @@ extension SSHConnection {
     /// recorded, in order. The callbacks only record; libssh has already sent
     /// each request's reply, so anything the caller writes next follows it.
     ///
+    /// `wake` (a descriptor the caller makes readable from another thread)
+    /// joins the SSH socket in that one poll() through `ssh_event_add_fd`, so
+    /// it ends the wait at once; libssh keeps polling its socket as it would
+    /// (POLLOUT while its output is queued). The caller empties it. Events
+    /// the callbacks recorded outside this call (libssh reads packets while a
+    /// blocking channel write waits for window) are returned without waiting.
+    ///
     /// The first call installs the server callbacks
     /// (`channel_open_request_session_function`), a message callback that
     /// records (and refuses) everything without a callback (x11, forwarding,
     /// unknown channel types and requests), and the per-session `ssh_event`.
     ///
     /// Returns `[.disconnected]` once when the peer is gone; later calls throw.
-    public func nextEvents(timeoutMilliseconds: Int) throws -> [SSHSessionEvent] {
+    public func nextEvents(timeoutMilliseconds: Int, wake: Int32 = -1) throws -> [SSHSessionEvent] {
         let s = try live("ssh_event_dopoll")
         guard authenticatedUser != nil else {
             throw SSHError(.library, operation: "nextEvents", detail: "not authenticated")
@@ -22,7 +29,12 @@ extension SSHConnection {
             throw SSHError(.disconnected, operation: "ssh_event_dopoll", detail: "connection already ended")
         }
         let e = try installEventLoop(s)
-        let timeout = Int32(clamping: timeoutMilliseconds < 0 ? -1 : timeoutMilliseconds)
+        if wake >= 0 && wakeFD != wake {
+            if wakeFD >= 0 { _ = ssh_event_remove_fd(e, wakeFD) }
+            try check(ssh_event_add_fd(e, wake, Int16(POLLIN), wakeReadable, nil), "ssh_event_add_fd", s)
+            wakeFD = wake
+        }
+        let timeout = pending.isEmpty ? Int32(clamping: timeoutMilliseconds < 0 ? -1 : timeoutMilliseconds) : 0
         let rc = ssh_event_dopoll(e, timeout)
         if rc == SSH_ERROR || ssh_is_connected(s) == 0 {
             if rc == SSH_ERROR { logger.debug("ssh_event_dopoll ended", metadata: ["error": "\(errorText())"]) }
@@ -182,6 +194,10 @@ private let channelOpenTrampoline: ssh_channel_open_request_session_callback = {
     guard let session, let c = connection(userdata) else { return nil }
     return c.openSessionChannel(session)
 }
+
+/// The wake descriptor's callback: its readiness has already ended the
+/// poll(), which is all it is for; the caller empties it.
+private let wakeReadable: ssh_event_callback = { _, _, _ in 0 }
 
 /// Returns 1 so libssh sends its default refusal.
 private let messageTrampoline: @convention(c) (ssh_session?, ssh_message?, UnsafeMutableRawPointer?) -> Int32 = {

@@ -30,6 +30,8 @@ public final class SSHConnection {
 
     // After authentication (see SSHConnection+Events.swift).
     var event: ssh_event?
+    /// The caller's wake descriptor once added to `event` (see `nextEvents`).
+    var wakeFD: Int32 = -1
     var serverCallbacks: UnsafeMutablePointer<ssh_server_callbacks_struct>?
     /// Channel callbacks structs handed to libssh and not yet released: each
     /// is freed when its channel is closed and its callbacks removed (see
@@ -102,6 +104,8 @@ public final class SSHConnection {
         for ch in Array(channels.values) { ch.close() }
         if handshakeStarted { primeWrite(s) }
         if let e = event {
+            if wakeFD >= 0 { _ = ssh_event_remove_fd(e, wakeFD) }
+            wakeFD = -1
             _ = ssh_event_remove_session(e, s)
             ssh_event_free(e)
             event = nil

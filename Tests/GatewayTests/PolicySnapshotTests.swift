@@ -103,7 +103,7 @@ final class CommandStepTests: PolicySnapshotTestCase {
     }
 
     /// Stands in for the backend: ends the grant that allowed it (through
-    /// `revoke`), then waits up to `wait` seconds for the watch to stop it.
+    /// `revoke`), then waits up to `wait` seconds for the cancellation.
     struct RevokingExecutor: CommandExecutor {
         let wait: TimeInterval
         let revoke: @Sendable () -> Void
@@ -117,8 +117,9 @@ final class CommandStepTests: PolicySnapshotTestCase {
         }
     }
 
-    /// The watch starts from the interpreter's own evaluation: the command
-    /// that an elevation allowed is stopped when that elevation ends.
+    /// The grant comes from the interpreter's own evaluation: the command
+    /// that an elevation allowed is stopped when that elevation is revoked
+    /// from another session.
     func testTheElevationThatAllowedTheCommandIsWatched() throws {
         let gateway = try makeGateway()
         defer { gateway.closeAudit() }
@@ -132,13 +133,27 @@ final class CommandStepTests: PolicySnapshotTestCase {
         let secret = try lockbox.issueCredential(id: request.id, to: alice)
         try lockbox.redeem(id: request.id, secret: typedSecret(Array(secret.revealedText.utf8)), by: alice, session: session)
 
+        guard case .admitted = gateway.sessions.admit(id: session, user: alice, source: "x", now: gateway.clock.now(),
+                                                      limit: 1) else { return XCTFail("not admitted") }
         let out = Discard()
+        // Bob revokes from his own session, through the shell's command, as
+        // he would over SSH: only the registry carries it to alice's backend.
+        let revoke: @Sendable () -> Void = {
+            let claim = lockbox.claim(user: bob, session: SessionID(rawValue: "s-bob"), now: gateway.clock.now())
+            _ = CmdletInterpreter(audit: gateway.audit, clock: gateway.clock,
+                                  commandProvider: LockboxCommands(lockbox: lockbox, clock: gateway.clock,
+                                                                   sessions: gateway.sessions))
+                .run(line: Array("Revoke-LockboxRequest -Id \(request.id) -Reason test".utf8), claim: claim,
+                     snapshot: gateway.snapshot.policy, context: gateway.executionContext, output: Discard())
+        }
         func run(_ line: String) -> CancellationFlag {
-            let executor = RevokingExecutor(wait: 5) { _ = try? lockbox.revoke(id: request.id, by: bob, reason: "test") }
+            let executor = RevokingExecutor(wait: 5, revoke: revoke)
             let step = CommandStep(gateway: gateway, interpreter: CmdletInterpreter(audit: gateway.audit, clock: gateway.clock,
                                                                                     executor: executor),
                                    user: alice, session: session)
             let cancellation = CancellationFlag()
+            gateway.sessions.setRunning(session, cancellation)
+            defer { gateway.sessions.setRunning(session, nil) }
             _ = step.run(Array(line.utf8), output: out, cancellation: cancellation)
             return cancellation
         }

@@ -1,5 +1,6 @@
 import CmdletShell
 import GatehouseCore
+import TestSupport
 import XCTest
 @testable import Gateway
 
@@ -54,25 +55,99 @@ final class SessionLimitsTests: XCTestCase {
                                               limit: 1) else { return XCTFail() }
     }
 
-    func testDeadlineCancelsTheRunningBackendAndEndsTheSession() {
+    /// The session loop sleeps until the earliest of its deadlines and no
+    /// longer: idle warnings and disconnect, lifetime warnings and logoff,
+    /// the end of a grant it holds. Each warning given drops out.
+    func testNextDeadlineIsTheEarliestOfIdleLifetimeAndGrants() {
+        let clock = ManualClock(t0)
+        var state = SessionLimitsState(started: clock.now(), lifetimeEnd: clock.now() + 3600, lastInput: clock.now())
+        // idle 600 s: warnings at 300 and 120 s before (half and a fifth); lifetime 3600 s: 300 and 60 s before.
+        XCTAssertEqual(state.nextDeadline(idleTimeout: 600, lifetime: 3600, grantExpiries: []), t0 + 300)
+        state.idleWarned = [300]
+        XCTAssertEqual(state.nextDeadline(idleTimeout: 600, lifetime: 3600, grantExpiries: []), t0 + 480)
+        XCTAssertEqual(state.nextDeadline(idleTimeout: 600, lifetime: 3600, grantExpiries: [t0 + 90, t0 + 30]), t0 + 30,
+                       "the earliest grant's end")
+        state.idleWarned = [300, 120]
+        XCTAssertEqual(state.nextDeadline(idleTimeout: 600, lifetime: 3600, grantExpiries: []), t0 + 600,
+                       "the idle disconnect")
+        // Input moves the idle deadlines; then the lifetime comes first.
+        clock.advance(by: 3200)
+        state.lastInput = clock.now()
+        state.idleWarned = []
+        XCTAssertEqual(state.nextDeadline(idleTimeout: 600, lifetime: 3600, grantExpiries: []), t0 + 3300)
+        state.lifetimeWarned = [300, 60]
+        XCTAssertEqual(state.nextDeadline(idleTimeout: 600, lifetime: 3600, grantExpiries: []), t0 + 3500,
+                       "the idle warning, before the logoff")
+        state.idleWarned = [300, 120]
+        XCTAssertEqual(state.nextDeadline(idleTimeout: 600, lifetime: 3600, grantExpiries: []), t0 + 3600,
+                       "the logoff")
+    }
+
+    /// The poll() timeout: rounded up (never wakes before the deadline),
+    /// 0 for one that passed, none (-1) when nothing is due.
+    func testPollTimeoutForADeadline() {
+        let clock = ManualClock(t0)
+        XCTAssertEqual(SessionRunner.milliseconds(until: nil, now: clock.now()), -1)
+        XCTAssertEqual(SessionRunner.milliseconds(until: t0 + 1.5, now: clock.now()), 1500)
+        XCTAssertEqual(SessionRunner.milliseconds(until: t0 + 0.0001, now: clock.now()), 1)
+        XCTAssertEqual(SessionRunner.milliseconds(until: t0 - 5, now: clock.now()), 0)
+        XCTAssertEqual(SessionRunner.milliseconds(until: t0 + 1e9, now: clock.now()), Int(Int32.max))
+    }
+
+    /// True when `wake` would end a poll() now.
+    func isReadable(_ wake: SessionWake) -> Bool {
+        var entry = pollfd(fd: wake.fd, events: Int16(POLLIN), revents: 0)
+        return poll(&entry, 1, 0) == 1
+    }
+
+    /// Whatever reaches a session from another thread writes its wake
+    /// descriptor; a revocation stops the backend that its grant allowed, and
+    /// no other.
+    func testRegistryWakesTheSession() throws {
         let registry = SessionRegistry()
         let id = SessionID(rawValue: "s1")
-        _ = registry.admit(id: id, user: alice, source: "x", now: t0, limit: 1)
+        let wake = try XCTUnwrap(SessionWake())
+        _ = registry.admit(id: id, user: alice, source: "x", now: t0, limit: 1, wake: wake)
+        XCTAssertFalse(isReadable(wake))
+
+        // A revocation of a grant other than the running command's: woken, not stopped.
         let flag = CancellationFlag()
         registry.setRunning(id, flag)
-        registry.addDeadline(id, .init(at: t0 + 60, request: .init(reason: "elevation-expired",
-                                                                   message: "Your elevation ended."),
-                                       endsSession: false))
-        registry.addDeadline(id, .init(at: t0 + 120, request: .init(reason: "lifetime", message: "Bye."),
-                                       endsSession: true))
-        XCTAssertTrue(registry.fireDeadlines(now: t0 + 59).isEmpty)
+        registry.setRunningGrant(id, requestID: 7, expires: t0 + 60)
+        XCTAssertEqual(registry.runningGrantExpiry(id), t0 + 60)
+        registry.grantEnded(session: id, requestID: 8)
+        XCTAssertTrue(isReadable(wake))
         XCTAssertFalse(flag.isCancelled)
-        XCTAssertEqual(registry.fireDeadlines(now: t0 + 60).count, 1)
+        wake.drain()
+        XCTAssertFalse(isReadable(wake), "drained")
+
+        registry.grantEnded(session: id, requestID: 7)
+        XCTAssertTrue(isReadable(wake))
         XCTAssertTrue(flag.isCancelled)
-        XCTAssertEqual(flag.reason, "Your elevation ended")
-        XCTAssertNil(registry.endRequest(id), "an elevation deadline stops the backend, not the session")
-        registry.fireDeadlines(now: t0 + 121)
-        XCTAssertEqual(registry.endRequest(id)?.reason, "lifetime")
+        XCTAssertNil(registry.endRequest(id), "a revocation stops the backend, not the session")
+        wake.drain()
+        registry.setRunning(id, nil)
+        XCTAssertNil(registry.runningGrantExpiry(id), "the grant goes with the command")
+
+        registry.wakeAll()
+        XCTAssertTrue(isReadable(wake), "a reload wakes every session")
+        XCTAssertNil(registry.endRequest(id))
+        wake.drain()
+
+        XCTAssertTrue(registry.requestEnd(id, .init(reason: "killed", message: "Ended by an operator.")))
+        XCTAssertTrue(isReadable(wake))
+        XCTAssertEqual(registry.endRequest(id)?.reason, "killed")
+    }
+
+    /// The shutdown reaches every session, including one admitted after it began.
+    func testShutdownEndsSessionsAdmittedAfterIt() throws {
+        let registry = SessionRegistry()
+        let first = try XCTUnwrap(SessionWake())
+        _ = registry.admit(id: SessionID(rawValue: "a"), user: alice, source: "x", now: t0, limit: 5, wake: first)
+        registry.requestEndAll(.init(reason: "shutdown", message: "The gateway is shutting down."))
+        XCTAssertTrue(isReadable(first))
+        _ = registry.admit(id: SessionID(rawValue: "b"), user: alice, source: "x", now: t0, limit: 5)
+        XCTAssertEqual(registry.endRequest(SessionID(rawValue: "b"))?.reason, "shutdown")
     }
 
     func testKillCancelsACommandStartedLater() {

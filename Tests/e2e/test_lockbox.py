@@ -270,7 +270,7 @@ def test_tenant_without_customer_lockbox_needs_only_the_manager(gateway):
     run(scenario())
 
 
-def test_revocation_takes_effect_at_the_next_command(gateway):
+def test_revocation_is_announced_at_once_and_takes_effect_at_the_next_command(gateway):
     rid = approved_request(gateway)
 
     async def scenario():
@@ -281,9 +281,12 @@ def test_revocation_takes_effect_at_the_next_command(gateway):
             assert "ProhibitSendQuota set" in await shell.command("Set-Mailbox -Identity carol -ProhibitSendQuota 6GB")
             revoke = await run_exec(gateway, "bob", f"Revoke-LockboxRequest -Id {rid} -Reason 'done for today'")
             assert revoke.exit_status == 0, revoke.stderr
+            # The revocation wakes alice's idle session: it says so at once,
+            # with a fresh prompt, before she types anything.
+            notice = await shell.expect(r"revoked by bob[^\n]*\n.*> $", timeout=5)
+            assert "Elevation " + str(rid) in notice, notice
             out = await shell.command("Set-Mailbox -Identity carol -ProhibitSendQuota 7GB")
             assert "not permitted" in out, out
-            assert "revoked by bob" in shell.seen + out
         finally:
             await shell.close()
 

@@ -5,6 +5,7 @@ cmdlet, to show that a backend still running when its grant ends is stopped.
 This starts a second daemon (its own state directory and a copy of the
 repository's policies with the two additions).
 """
+import asyncio
 import re
 import shutil
 import tempfile
@@ -78,6 +79,40 @@ def test_backend_running_when_the_grant_ends_is_stopped(hooked):
             took = time.monotonic() - started
             assert "Test-LongChange was stopped: its elevation ended" in out, out
             assert took < 12, f"the backend ran {took:.1f}s past its grant"
+        finally:
+            await shell.close()
+
+    run(scenario())
+    finished = [e for e in hooked.audit_events() if e["kind"] == "command.finished"
+                and e["fields"].get("cmdlet") == "Test-LongChange"]
+    assert finished and finished[-1]["fields"]["cancelled"] == "true"
+
+
+def test_revocation_from_another_session_stops_the_running_backend(hooked):
+    """Bob revokes while alice's 30 s backend runs under that grant: the
+    registry wakes her session and stops the backend then, not when it ends.
+    The 5 s bound is generous, so the test cannot flake; it only tells "at
+    the revocation" from "at the backend's own end"."""
+    rid = approved_request(hooked)
+
+    async def scenario():
+        shell = await Shell.open(hooked, "alice")
+        try:
+            secret = await shell.fetch_secret(rid)
+            assert "Elevated" in await shell.elevate(rid, secret)
+            before = len([e for e in hooked.audit_events() if e["kind"] == "command.allowed"])
+            shell.process.stdin.write("Test-LongChange\r")
+            deadline = time.monotonic() + 10
+            while len([e for e in hooked.audit_events() if e["kind"] == "command.allowed"]) == before:
+                assert time.monotonic() < deadline, "Test-LongChange never started"
+                await asyncio.sleep(0.05)
+            revoke = await run_exec(hooked, "bob", f"Revoke-LockboxRequest -Id {rid} -Reason 'change freeze'")
+            assert revoke.exit_status == 0, revoke.stderr
+            revoked = time.monotonic()
+            out = await shell.expect(r"\S+> $", timeout=20)
+            took = time.monotonic() - revoked
+            assert "Test-LongChange was stopped: its elevation ended" in out, out
+            assert took < 5, f"the backend ran {took:.1f}s past the revocation"
         finally:
             await shell.close()
 

@@ -3,10 +3,14 @@ import Foundation
 import GatehouseCore
 import Synchronization
 
-/// The live sessions of this node, shared by every session thread, the
-/// watchdog and the control socket. Enforces `maxSessionsPerUser` at the one
-/// moment that matters (right after authentication, before the session
-/// starts), and carries operator kills and deadlines to the session threads.
+/// The live sessions of this node, shared by every session thread and the
+/// control socket. Enforces `maxSessionsPerUser` at the one moment that
+/// matters (right after authentication, before the session starts), and
+/// carries whatever must reach a session from outside (an operator kill, the
+/// shutdown, a revoked grant) to it as an event: each session's `SessionWake`
+/// is written and, when a backend must stop, its `CancellationFlag` set.
+/// Nothing here is polled; time-based limits are the session's own
+/// deadlines (see `SessionLimitsState.nextDeadline`).
 ///
 /// One Mutex over all entries; nothing here blocks while holding it.
 public final class SessionRegistry: Sendable {
@@ -16,16 +20,20 @@ public final class SessionRegistry: Sendable {
         let user: UserName
         let source: String
         let started: Date
+        let wake: SessionWake?
         var endRequest: EndRequest?
-        var deadlines: [Deadline] = []
         var running: CancellationFlag?
+        /// The elevation that allowed the running command (its Lockbox
+        /// request id and end), so its revocation stops that backend and no other.
+        var runningGrant: (requestID: Int64, expires: Date?)?
         var lastInput: Date
 
-        init(id: SessionID, user: UserName, source: String, started: Date) {
+        init(id: SessionID, user: UserName, source: String, started: Date, wake: SessionWake?) {
             self.id = id
             self.user = user
             self.source = source
             self.started = started
+            self.wake = wake
             lastInput = started
         }
     }
@@ -41,21 +49,6 @@ public final class SessionRegistry: Sendable {
         }
         /// For "<cmdlet> was stopped: <this>.".
         var stopReason: String { message.hasSuffix(".") ? String(message.dropLast()) : message }
-    }
-
-    /// A point in time after which the session's running backend is ended
-    /// (and, if `endsSession`, the session too). The generic hook for
-    /// lifetime limits and elevation expiry alike.
-    public struct Deadline: Sendable {
-        public let at: Date
-        public let request: EndRequest
-        /// false: only the running backend is stopped (e.g. an elevation ended); the session goes on.
-        public let endsSession: Bool
-        public init(at: Date, request: EndRequest, endsSession: Bool) {
-            self.at = at
-            self.request = request
-            self.endsSession = endsSession
-        }
     }
 
     /// A snapshot row for `gatehouse sessions list --live`.
@@ -74,87 +67,122 @@ public final class SessionRegistry: Sendable {
         case refused(existing: Summary)
     }
 
-    private let entries = Mutex<[SessionID: Entry]>([:])
+    private struct State {
+        var entries: [SessionID: Entry] = [:]
+        /// Set by `requestEndAll` (shutdown): a session admitted after it
+        /// starts with this end request, so none slips past the shutdown.
+        var closing: EndRequest?
+    }
+
+    private let state = Mutex(State())
 
     public init() {}
 
     /// Admits a session for `user` unless they already hold `limit` live ones.
-    public func admit(id: SessionID, user: UserName, source: String, now: Date, limit: Int) -> Admission {
-        entries.withLock { entries in
-            let mine = entries.values.filter { $0.user == user }.sorted { $0.started < $1.started }
+    /// `wake` is written whenever something must reach the session.
+    public func admit(id: SessionID, user: UserName, source: String, now: Date, limit: Int,
+                      wake: SessionWake? = nil) -> Admission {
+        state.withLock { state in
+            let mine = state.entries.values.filter { $0.user == user }.sorted { $0.started < $1.started }
             if mine.count >= limit, let oldest = mine.first {
                 return .refused(existing: Self.summary(oldest))
             }
-            entries[id] = Entry(id: id, user: user, source: source, started: now)
+            var entry = Entry(id: id, user: user, source: source, started: now, wake: wake)
+            entry.endRequest = state.closing
+            state.entries[id] = entry
             return .admitted
         }
     }
 
-    public func remove(_ id: SessionID) { entries.withLock { _ = $0.removeValue(forKey: id) } }
+    public func remove(_ id: SessionID) { state.withLock { _ = $0.entries.removeValue(forKey: id) } }
 
     public func list() -> [Summary] {
-        entries.withLock { $0.values.sorted { $0.started < $1.started }.map(Self.summary) }
+        state.withLock { $0.entries.values.sorted { $0.started < $1.started }.map(Self.summary) }
     }
 
-    public var count: Int { entries.withLock { $0.count } }
+    public var count: Int { state.withLock { $0.entries.count } }
 
-    /// Asks a session to end (operator kill): its running backend is stopped
-    /// at once, and the session thread disconnects with `request.message`.
-    /// false when no such live session exists.
+    /// Asks a session to end (operator kill, lifetime, I/O timeout): its
+    /// running backend is stopped at once, and its thread is woken to
+    /// disconnect with `request.message`. false when no such live session exists.
     public func requestEnd(_ id: SessionID, _ request: EndRequest) -> Bool {
-        entries.withLock { entries in
-            guard entries[id] != nil else { return false }
-            if entries[id]?.endRequest == nil { entries[id]?.endRequest = request }
-            entries[id]?.running?.cancel(reason: request.stopReason)
+        state.withLock { state in
+            guard var entry = state.entries[id] else { return false }
+            Self.end(&entry, request)
+            state.entries[id] = entry
             return true
         }
     }
 
-    /// Adds a deadline for a session (lifetime, elevation expiry).
-    public func addDeadline(_ id: SessionID, _ deadline: Deadline) {
-        entries.withLock { $0[id]?.deadlines.append(deadline) }
+    /// Ends every live session, and every one admitted from now on (shutdown).
+    public func requestEndAll(_ request: EndRequest) {
+        state.withLock { state in
+            state.closing = request
+            for id in state.entries.keys {
+                guard var entry = state.entries[id] else { continue }
+                Self.end(&entry, request)
+                state.entries[id] = entry
+            }
+        }
+    }
+
+    private static func end(_ entry: inout Entry, _ request: EndRequest) {
+        if entry.endRequest == nil { entry.endRequest = request }
+        entry.running?.cancel(reason: request.stopReason)
+        entry.wake?.signal()
+    }
+
+    /// An elevation of `session` ended (revoked, cancelled) while another
+    /// thread looked on: a backend running under that very grant is stopped
+    /// now, and the session is woken to tell its user. A command that runs
+    /// under other rights goes on.
+    public func grantEnded(session: SessionID, requestID: Int64) {
+        state.withLock { state in
+            guard let entry = state.entries[session] else { return }
+            if entry.runningGrant?.requestID == requestID { entry.running?.cancel() }
+            entry.wake?.signal()
+        }
+    }
+
+    /// Wakes every session to look at its state again (after a reload);
+    /// nothing is stopped.
+    public func wakeAll() {
+        state.withLock { state in
+            for entry in state.entries.values { entry.wake?.signal() }
+        }
     }
 
     /// Called by the session thread around a backend run, so a kill or a
-    /// deadline can stop it from another thread.
+    /// revocation can stop it from another thread.
     public func setRunning(_ id: SessionID, _ flag: CancellationFlag?) {
-        entries.withLock { entries in
-            guard entries[id] != nil else { return }
-            entries[id]?.running = flag
-            if let flag, let request = entries[id]?.endRequest { flag.cancel(reason: request.stopReason) }
+        state.withLock { state in
+            guard state.entries[id] != nil else { return }
+            state.entries[id]?.running = flag
+            state.entries[id]?.runningGrant = nil
+            if let flag, let request = state.entries[id]?.endRequest { flag.cancel(reason: request.stopReason) }
         }
+    }
+
+    /// The elevation that allowed the command now running, once the
+    /// interpreter has decided it; see `grantEnded`.
+    public func setRunningGrant(_ id: SessionID, requestID: Int64, expires: Date?) {
+        state.withLock { $0.entries[id]?.runningGrant = (requestID, expires) }
+    }
+
+    /// When the grant of the running command ends by time, if one allowed it:
+    /// one of the session's deadlines while the backend runs.
+    public func runningGrantExpiry(_ id: SessionID) -> Date? {
+        state.withLock { $0.entries[id]?.runningGrant?.expires }
     }
 
     public func noteInput(_ id: SessionID, at now: Date) {
-        entries.withLock { $0[id]?.lastInput = now }
+        state.withLock { $0.entries[id]?.lastInput = now }
     }
 
-    /// The pending end request of a session, if any (polled by its thread).
+    /// The pending end request of a session, if any (read by its thread
+    /// after each wake-up).
     public func endRequest(_ id: SessionID) -> EndRequest? {
-        entries.withLock { $0[id]?.endRequest }
-    }
-
-    /// The watchdog's tick: every deadline that has passed stops the running
-    /// backend; one that ends the session becomes its end request. Returns
-    /// the deadlines that fired, for logging.
-    @discardableResult
-    public func fireDeadlines(now: Date) -> [(SessionID, Deadline)] {
-        entries.withLock { entries in
-            var fired: [(SessionID, Deadline)] = []
-            for id in entries.keys {
-                guard var entry = entries[id] else { continue }
-                let due = entry.deadlines.filter { $0.at <= now }
-                guard !due.isEmpty else { continue }
-                entry.deadlines.removeAll { $0.at <= now }
-                for deadline in due {
-                    fired.append((entry.id, deadline))
-                    entry.running?.cancel(reason: deadline.request.stopReason)
-                    if deadline.endsSession && entry.endRequest == nil { entry.endRequest = deadline.request }
-                }
-                entries[id] = entry
-            }
-            return fired
-        }
+        state.withLock { $0.entries[id]?.endRequest }
     }
 
     private static func summary(_ e: Entry) -> Summary {

@@ -25,10 +25,21 @@ protocol SensitiveOutput: CommandOutput {
 public struct LockboxCommands: ShellCommandProvider {
     let lockbox: Lockbox
     let clock: Clock
+    /// Told when a grant bound to a session (perhaps another user's) ends
+    /// here, so that session hears it at once: see `SessionRegistry.grantEnded`.
+    let sessions: SessionRegistry?
 
-    init(lockbox: Lockbox, clock: Clock) {
+    init(lockbox: Lockbox, clock: Clock, sessions: SessionRegistry? = nil) {
         self.lockbox = lockbox
         self.clock = clock
+        self.sessions = sessions
+    }
+
+    /// A request that was active ended here: its session is woken, and a
+    /// backend running under it stopped.
+    private func grantEnded(_ request: LockboxRequest) {
+        guard request.activatedAt != nil, let bound = request.session else { return }
+        sessions?.grantEnded(session: bound, requestID: request.id)
     }
 
     public enum Command: Sendable, CaseIterable {
@@ -97,9 +108,10 @@ public struct LockboxCommands: ShellCommandProvider {
                 say(output, "Request \(id) is denied.")
             case .revoke:
                 let r = try lockbox.revoke(id: id, by: user, reason: p.string("Reason"), session: claim.session)
+                grantEnded(r)
                 say(output, "Request \(id) is revoked\(r.activatedAt != nil ? "; its grant ended" : "").")
             case .cancel:
-                _ = try lockbox.cancel(id: id, by: user, session: claim.session)
+                grantEnded(try lockbox.cancel(id: id, by: user, session: claim.session))
                 say(output, "Request \(id) is cancelled.")
             case .getCredential:
                 guard let sensitive = output as? SensitiveOutput else {

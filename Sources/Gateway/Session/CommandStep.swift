@@ -6,8 +6,9 @@ import GatehouseCore
 ///
 /// The line is judged under ONE snapshot, taken once at its start: the claim
 /// is built from that snapshot's directory, the interpreter evaluates the
-/// line once against that snapshot's policy, and the grant watch starts
-/// from that one evaluation. A reload while it runs changes nothing for it.
+/// line once against that snapshot's policy, and the grant that one
+/// evaluation chose is the one whose end stops the backend. A reload while
+/// it runs changes nothing for it.
 struct CommandStep {
     let gateway: GatewayContext
     let interpreter: CmdletInterpreter
@@ -19,12 +20,24 @@ struct CommandStep {
         let snapshot = gateway.snapshot
         let claim = gateway.lockbox.claim(user: user, session: session, now: gateway.clock.now(),
                                           rules: snapshot.lockboxRules)
-        var watch: GrantWatch?
-        defer { watch?.stop() }
         return interpreter.run(line: line, claim: claim, snapshot: snapshot.policy, context: gateway.executionContext,
                                output: output, cancellation: cancellation, willRun: { command in
-            watch = GrantWatch.start(command, claim: claim, lockbox: gateway.lockbox, clock: gateway.clock,
-                                     cancellation: cancellation)
+            watchGrant(of: command, cancellation: cancellation)
         })
+    }
+
+    /// A command an elevation allowed runs only while that elevation lasts.
+    /// Its revocation reaches the backend through the registry
+    /// (`SessionRegistry.grantEnded`); its expiry is one of the session's
+    /// deadlines (`SessionRegistry.runningGrantExpiry`). The second look at the
+    /// Lockbox closes the window between the claim and the registration: a
+    /// revocation that came in between is seen here.
+    private func watchGrant(of command: AllowedCommand, cancellation: CancellationFlag) {
+        guard case .elevation(let requestID) = command.grant.source else { return }
+        gateway.sessions.setRunningGrant(session, requestID: requestID, expires: command.grant.expires)
+        let still = gateway.lockbox.claim(user: user, session: session, now: gateway.clock.now()).grants.contains {
+            $0.source == .elevation(requestID: requestID)
+        }
+        if !still { cancellation.cancel() }
     }
 }

@@ -2,7 +2,6 @@ import CmdletShell
 import Foundation
 import GatehouseCore
 import Lockbox
-import Synchronization
 
 /// The session's side of elevation: the hidden secret prompt of
 /// `Enter-Elevation`, binding the grant to this session, telling the user
@@ -71,8 +70,9 @@ extension SessionRunner {
 
     /// Compares the session's elevations with the last look and tells the
     /// user about each one that ended, and why. Called before each command and
-    /// on every tick of the session loop (at most every 500 ms), so an expiry
-    /// or a revocation from another session is announced promptly; the next
+    /// after each wake-up of the session loop: a grant's expiry is one of the
+    /// loop's deadlines, and a revocation from another session writes the
+    /// session's wake pipe, so either is announced at once; the next
     /// command's claim already excludes it either way.
     ///
     /// Grants join a session only through `finishElevation`, which records
@@ -119,38 +119,4 @@ extension SessionRunner {
 final class UnownedRunner: @unchecked Sendable {
     unowned let runner: SessionRunner
     init(_ runner: SessionRunner) { self.runner = runner }
-}
-
-/// Watches, while one command runs, whether the elevation that allowed it is
-/// still in force; when it ends (expiry, revocation from another session) the
-/// command's backend is cancelled. Only commands decided by an elevation
-/// grant are watched, so a baseline command is never stopped.
-final class GrantWatch: Sendable {
-    private let stopped = Atomic<Bool>(false)
-
-    /// Watches `command`, as the interpreter's one evaluation allowed it.
-    static func start(_ command: AllowedCommand, claim: AccessClaim, lockbox: Lockbox, clock: Clock,
-                      cancellation: CancellationFlag) -> GrantWatch? {
-        guard case .elevation(let requestID) = command.grant.source else { return nil }
-        let watch = GrantWatch()
-        let thread = Thread {
-            while !watch.isStopped {
-                usleep(200_000)
-                let now = clock.now()
-                let still = lockbox.claim(user: claim.user, session: claim.session, now: now).grants.contains {
-                    $0.source == .elevation(requestID: requestID)
-                }
-                if !still {
-                    cancellation.cancel()
-                    return
-                }
-            }
-        }
-        thread.name = "gatehouse-grant-watch"
-        thread.start()
-        return watch
-    }
-
-    var isStopped: Bool { stopped.load(ordering: .acquiring) }
-    func stop() { stopped.store(true, ordering: .releasing) }
 }

@@ -1,3 +1,4 @@
+import CmdletShell
 import Foundation
 import GatehouseCore
 import SSHServer
@@ -10,6 +11,20 @@ struct SessionLimitsState {
     /// Offsets (seconds before the end) already warned about.
     var idleWarned: Set<Int> = []
     var lifetimeWarned: Set<Int> = []
+
+    /// When the session must next look at the time, with no other event:
+    /// the next idle warning or the idle disconnect, the next lifetime
+    /// warning or the logoff, the end of the earliest grant it holds. The
+    /// session's poll() sleeps until then; nil: nothing is due, it sleeps
+    /// until an event. Pure, so the deadlines are tested without a clock.
+    func nextDeadline(idleTimeout: Int, lifetime: Int, grantExpiries: some Sequence<Date>) -> Date? {
+        let idleEnd = lastInput.addingTimeInterval(TimeInterval(idleTimeout))
+        let idle = SessionRunner.warningOffsets(for: idleTimeout).filter { !idleWarned.contains($0) }
+            .map { idleEnd.addingTimeInterval(-TimeInterval($0)) }
+        let life = SessionRunner.warningOffsets(for: lifetime).filter { !lifetimeWarned.contains($0) }
+            .map { lifetimeEnd.addingTimeInterval(-TimeInterval($0)) }
+        return ([idleEnd, lifetimeEnd] + idle + life + grantExpiries).min()
+    }
 }
 
 extension SessionRunner {
@@ -38,12 +53,10 @@ extension SessionRunner {
         let c = gateway.configuration
         let now = gateway.clock.now()
         switch gateway.sessions.admit(id: session, user: user, source: connection.peerAddress, now: now,
-                                      limit: c.maxSessionsPerUser) {
+                                      limit: c.maxSessionsPerUser, wake: wake) {
         case .admitted:
             let end = now.addingTimeInterval(TimeInterval(c.maxSessionLifetimeSeconds))
             limits = SessionLimitsState(started: now, lifetimeEnd: end, lastInput: now)
-            gateway.sessions.addDeadline(session, .init(
-                at: end, request: .init(reason: "lifetime", message: lifetimeEndMessage()), endsSession: true))
             return true
         case .refused(let existing):
             let started = ISO8601DateFormatter().string(from: existing.started)
@@ -75,16 +88,43 @@ extension SessionRunner {
                   duringCommand: duringCommand)
     }
 
-    /// Seconds until the next lifetime warning falls due, for the executor
-    /// to wake at while a backend runs; nil when none is left.
-    func secondsUntilLifetimeWarning() -> Double? {
+    /// While a backend runs, the session's deadlines are the executor's:
+    /// the next lifetime warning, the logoff, the end of the grant that
+    /// allowed the command (idle time does not run meanwhile). In seconds
+    /// from now, for the executor's poll() timeout; nil when none is left.
+    func secondsUntilDeadlineWhileRunning() -> Double? {
         guard let state = limits else { return nil }
-        let left = state.lifetimeEnd.timeIntervalSince(gateway.clock.now())
-        return Self.warningOffsets(for: gateway.configuration.maxSessionLifetimeSeconds)
+        let now = gateway.clock.now()
+        let left = state.lifetimeEnd.timeIntervalSince(now)
+        let warnings = Self.warningOffsets(for: gateway.configuration.maxSessionLifetimeSeconds)
             .filter { !state.lifetimeWarned.contains($0) }
             .map { left - Double($0) }
-            .filter { $0 > 0 }
-            .min()
+        let grant = gateway.sessions.runningGrantExpiry(session).map { $0.timeIntervalSince(now) }
+        // Only what is still ahead: a deadline that passed has stopped the
+        // backend already, and the executor must not spin on it while the
+        // backend takes its kill grace to exit.
+        return (warnings + [left] + (grant.map { [$0] } ?? [])).filter { $0 > 0 }.min()
+    }
+
+    /// At each wake-up of the executor while a backend runs: a lifetime
+    /// warning that fell due is said, the logoff stops the backend and ends
+    /// the session, and a backend whose grant ran out is stopped.
+    func checkDeadlinesWhileRunning(_ running: CancellationFlag) {
+        warnOfLifetime(duringCommand: true)
+        guard let state = limits else { return }
+        let now = gateway.clock.now()
+        if state.lifetimeEnd <= now {
+            _ = gateway.sessions.requestEnd(session, .init(reason: "lifetime", message: lifetimeEndMessage()))
+        }
+        if let expires = gateway.sessions.runningGrantExpiry(session), expires <= now { running.cancel() }
+    }
+
+    /// When the session loop must next look at the time; see
+    /// `SessionLimitsState.nextDeadline`.
+    func nextDeadline() -> Date? {
+        let c = gateway.configuration
+        return limits?.nextDeadline(idleTimeout: c.idleTimeoutSeconds, lifetime: c.maxSessionLifetimeSeconds,
+                                    grantExpiries: knownElevations.values.compactMap(\.expires))
     }
 
     private func lifetimeEndMessage() -> String {
@@ -113,9 +153,9 @@ extension SessionRunner {
         gateway.sessions.noteInput(session, at: now)
     }
 
-    /// Once per loop turn: an operator kill or a fired deadline, then the
-    /// idle and lifetime clocks with their warnings. Returns why the session
-    /// must end now, or nil.
+    /// After each wake-up of the session loop (an event or a deadline): an
+    /// end request (kill, shutdown), then the idle and lifetime clocks with
+    /// their warnings. Returns why the session must end now, or nil.
     func checkLimits() -> SessionRegistry.EndRequest? {
         guard let lifetimeEnd = limits?.lifetimeEnd else { return nil }
         if let request = gateway.sessions.endRequest(session) { return request }

@@ -29,10 +29,15 @@ final class SessionRunner {
         let box = UnownedRunner(self)
         return CmdletInterpreter(audit: gateway.audit, clock: gateway.clock,
                                  elevationHandler: { id, output in box.runner.beginElevation(id, output: output) },
-                                 commandProvider: LockboxCommands(lockbox: gateway.lockbox, clock: gateway.clock))
+                                 commandProvider: LockboxCommands(lockbox: gateway.lockbox, clock: gateway.clock,
+                                                                                  sessions: gateway.sessions))
     }()
     /// Session limits (idle, lifetime, kill), see SessionRunner+Limits.swift.
     var limits: SessionLimitsState?
+    /// What wakes this session's poll() from other threads (kill, shutdown,
+    /// a revoked grant); registered in `SessionRegistry`. nil only when the
+    /// node is out of descriptors, and then the session is refused.
+    let wake = SessionWake()
 
     init(connection: SSHConnection, gateway: GatewayContext) {
         self.connection = connection
@@ -73,6 +78,11 @@ final class SessionRunner {
         }
         self.user = user
         logger[metadataKey: "user"] = "\(user)"
+        guard wake != nil else {
+            logger.error("no descriptor for the session's wake-up pipe; session refused")
+            connection.disconnect(message: "The gateway is out of resources; try again later.")
+            return
+        }
         guard admit(user) else { return }
         defer { gateway.sessions.remove(session) }
         guard audit(.sessionStart, ["source": connection.peerAddress, "node": gateway.configuration.nodeName]) else {
@@ -95,16 +105,24 @@ final class SessionRunner {
 
     // MARK: - Channels
 
+    /// The session loop. It sleeps in one poll() (the SSH socket and the
+    /// session's wake pipe) until an event or the next deadline, and after
+    /// each wake-up looks at everything: what a wake-up announces (kill,
+    /// shutdown, a revoked grant) lives in the registry and the Lockbox, so a
+    /// wake-up only has to end the sleep.
     private func serveChannels() {
         while true {
             let events: [SSHSessionEvent]
             do {
-                events = try connection.nextEvents(timeoutMilliseconds: 500)
+                events = try connection.nextEvents(timeoutMilliseconds: Self.milliseconds(until: nextDeadline(),
+                                                                                          now: gateway.clock.now()),
+                                                   wake: wake?.fd ?? -1)
             } catch {
                 endReason = "error"
                 logger.info("connection error: \(error)")
                 return
             }
+            wake?.drain()
             for event in events {
                 noteInput(event)
                 if !handle(event) { return }
@@ -130,6 +148,15 @@ final class SessionRunner {
                 return
             }
         }
+    }
+
+    /// The poll() timeout that wakes the loop at `deadline`: rounded up, so
+    /// the loop never wakes before what it woke for is due; -1 (no timeout)
+    /// when nothing is due.
+    static func milliseconds(until deadline: Date?, now: Date) -> Int {
+        guard let deadline else { return -1 }
+        let ms = (deadline.timeIntervalSince(now) * 1000).rounded(.up)
+        return ms <= 0 ? 0 : Int(min(ms, Double(Int32.max)))
     }
 
     /// Returns false when the connection is gone.
@@ -295,9 +322,10 @@ final class SessionRunner {
         guard let user else { return .completed(exitStatus: 126) }
         noticeEndedElevations(on: state)
         let output = ChannelOutput(runner: self, state: state)
-        // One flag, two ways to set it: the grant that allowed the command
-        // ends (GrantWatch), or the session is killed or reaches a deadline
-        // (SessionRegistry's watchdog).
+        // One flag, set by whatever must stop the backend: a kill, the
+        // shutdown or a revocation (through the registry, from another
+        // thread), or one of this session's deadlines (the executor wakes for
+        // them: ChannelOutput.secondsUntilNextTick).
         let cancellation = CancellationFlag()
         gateway.sessions.setRunning(session, cancellation)
         running = cancellation
@@ -333,7 +361,8 @@ final class SessionRunner {
     }
 
     /// While a backend runs: a transcript that stopped recording stops it
-    /// too (within one poll turn), so unrecorded output stays bounded.
+    /// too (at the executor's next wake-up, which its next output is), so
+    /// unrecorded output stays bounded.
     func stopIfUnrecorded() {
         if let running, recorder.transcriptFailure != nil { running.cancel(reason: "session recording is unavailable") }
     }
@@ -436,13 +465,14 @@ final class SessionRunner {
         func stdout(_ bytes: [UInt8]) { runner.write(state, bytes, stderr: false) }
         func stderr(_ bytes: [UInt8]) { runner.write(state, bytes, stderr: true) }
         var terminalColumns: Int? { state.pty.map(\.columns) }
-        /// A lifetime warning falls due while the backend runs: say it now,
-        /// not after the command (which the logoff may cut short).
+        /// The session's deadlines while the backend runs: a lifetime
+        /// warning is said now, not after the command (which the logoff may
+        /// cut short); the logoff and the end of the command's grant stop it.
         func tick() {
-            runner.warnOfLifetime(duringCommand: true)
+            if let running = runner.running { runner.checkDeadlinesWhileRunning(running) }
             runner.stopIfUnrecorded()
         }
-        var secondsUntilNextTick: Double? { runner.secondsUntilLifetimeWarning() }
+        var secondsUntilNextTick: Double? { runner.secondsUntilDeadlineWhileRunning() }
         /// The one-time secret: straight to this channel, bypassing `write`,
         /// so whatever records session output must never see it.
         func sensitive(_ bytes: [UInt8]) { runner.writeUnrecorded(state, bytes) }
