@@ -46,48 +46,57 @@ public enum SSHKeyGenerator {
         }
     }
 
-    /// temp file (O_EXCL, 0600) → write → fsync → rename → fsync(dir), so a
-    /// crash leaves either the old file or the complete new one, never a torn
-    /// or world-readable key. Writes straight from the secret's buffer (a
-    /// final newline is added if the text lacks one), so no copy is made.
+    /// temp file (O_EXCL, 0600) → write → fsync → close → rename → fsync(dir),
+    /// so a crash leaves either the old file or the complete new one, never a
+    /// torn or world-readable key. Writes straight from the secret's buffer
+    /// (a final newline is added if the text lacks one), so no copy is made.
     static func writeAtomically(_ secret: borrowing SecretBytes, to path: String) throws {
         let dir = (path as NSString).deletingLastPathComponent.isEmpty
             ? "." : (path as NSString).deletingLastPathComponent
         try makeDirectory(dir)
         let tmp = "\(path).tmp.\(getpid()).\(UInt32.random(in: 0 ... .max))"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw posixError("open", tmp) }
+        let file = try io("open", tmp) { () throws(Errno) in
+            try OwnedFileDescriptor(opening: tmp, flags: O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                                    permissions: 0o600)
+        }
         var ok = false
         defer {
             if !ok { unlink(tmp) }
         }
-        do {
-            defer { close(fd) }
-            guard fchmod(fd, 0o600) == 0 else { throw posixError("fchmod", tmp) }
-            let endsInNewline = secret.withUnsafeBytes { $0.last == 0x0A }
-            try secret.withUnsafeBytes { try writeAll(fd, $0, tmp) }
-            if !endsInNewline {
-                try [UInt8(0x0A)].withUnsafeBytes { try writeAll(fd, $0, tmp) }
-            }
-            guard fsync(fd) == 0 else { throw posixError("fsync", tmp) }
+        // open's 0600 passes through the umask, which may take bits away
+        // (0400 would stop the next regeneration); this makes it exactly 0600.
+        try io("fchmod", tmp) { () throws(Errno) in try file.setPermissions(0o600) }
+        let endsInNewline = secret.withUnsafeBytes { $0.last == 0x0A }
+        try io("write", tmp) { () throws(Errno) in
+            try secret.withUnsafeBytes { raw throws(Errno) in try file.writeAll(raw) }
+            if !endsInNewline { try file.writeAll([0x0A]) }
+        }
+        try io("fsync", tmp) { () throws(Errno) in try file.synchronize() }
+        do throws(Errno) {
+            try file.close()    // consumed here, so not inside `io`
+        } catch {
+            throw ioError("close", tmp, error)
         }
         guard rename(tmp, path) == 0 else { throw posixError("rename", path) }
         ok = true
-        let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dfd >= 0 { _ = fsync(dfd); close(dfd) }
+        // Makes the rename itself durable. The key is in place either way, so
+        // a directory that cannot be opened or synced is not an error.
+        do throws(Errno) {
+            try OwnedFileDescriptor(opening: dir, flags: O_RDONLY | O_DIRECTORY | O_CLOEXEC).synchronize()
+        } catch {}
     }
 
-    /// `write(2)` until all of `bytes` is out, retrying on EINTR.
-    private static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, _ path: String) throws {
-        var off = 0
-        while off < bytes.count {
-            let n = write(fd, bytes.baseAddress! + off, bytes.count - off)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw posixError("write", path)
-            }
-            off += n
+    /// Runs `body`, reporting its failure as an `SSHError` for `op` on `path`.
+    private static func io<T: ~Copyable>(_ op: String, _ path: String, _ body: () throws(Errno) -> T) throws(SSHError) -> T {
+        do {
+            return try body()
+        } catch {
+            throw ioError(op, path, error)
         }
+    }
+
+    private static func ioError(_ op: String, _ path: String, _ error: Errno) -> SSHError {
+        SSHError(.io, operation: op, detail: "\(path): \(error)")
     }
 
     static func posixError(_ op: String, _ path: String) -> SSHError {

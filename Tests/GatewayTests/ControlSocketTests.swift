@@ -147,6 +147,70 @@ final class ControlSocketTests: XCTestCase {
         }
         XCTAssertEqual(try ControlSocket.request(stateDirectory: directory, .list), .sessions(listing))
     }
+
+    // MARK: descriptors
+
+    /// The listening socket belonged to the serving thread, which closed it
+    /// on its way out: a second `remove()` (or one after the thread had
+    /// stopped) shut down whatever socket had been given that number since.
+    func testRemovingTwiceLeavesOtherSocketsAlone() throws {
+        server.remove()
+        usleep(300_000)     // the serving thread wakes from accept and returns
+        var pairs: [[Int32]] = []
+        defer { for pair in pairs { pair.forEach { _ = Glibc.close($0) } } }
+        for _ in 0..<32 {
+            var ends: [Int32] = [0, 0]
+            XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &ends), 0)
+            pairs.append(ends)
+        }
+        server.remove()
+        for pair in pairs {
+            var byte: UInt8 = 7
+            XCTAssertEqual(Glibc.send(pair[0], &byte, 1, Int32(MSG_NOSIGNAL)), 1, "socket \(pair[0]) was shut down")
+            XCTAssertEqual(recv(pair[1], &byte, 1, Int32(MSG_DONTWAIT)), 1, "socket \(pair[1]) was shut down")
+        }
+    }
+
+    /// Running out of descriptors (a flood of connections) made `accept`
+    /// fail with EMFILE, and the serving thread returned for good: the
+    /// operator's channel was gone exactly when it was needed. Now it waits
+    /// and answers once a descriptor is free again.
+    func testTheServerOutlivesRunningOutOfDescriptors() throws {
+        var current = rlimit()
+        XCTAssertEqual(getrlimit(Int32(RLIMIT_NOFILE.rawValue), &current), 0)
+        let original = current
+        let restored = DispatchSemaphore(value: 0)
+        defer {
+            restored.wait()
+            var limit = original
+            _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        }
+        // A thread needs no descriptor of its own (a dispatch timer would).
+        let lowered = Flag()
+        Thread.detachNewThread {
+            usleep(500_000)
+            var limit = original
+            _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+            lowered.value.store(false, ordering: .sequentiallyConsistent)
+            restored.signal()
+        }
+        // The lowest free number goes to the client's socket; with the limit
+        // just above it, the server's accept finds no number left.
+        let probe = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        XCTAssertGreaterThanOrEqual(probe, 0)
+        _ = Glibc.close(probe)
+        var limit = original
+        limit.rlim_cur = rlim_t(probe + 1)
+        lowered.value.store(true, ordering: .sequentiallyConsistent)
+        XCTAssertEqual(setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit), 0)
+        XCTAssertEqual(try ControlSocket.request(stateDirectory: directory, .list), .sessions(listing))
+        XCTAssertFalse(lowered.value.load(ordering: .sequentiallyConsistent), "returned before the limit was lifted")
+        XCTAssertEqual(try ControlSocket.request(stateDirectory: directory, .list), .sessions(listing))
+    }
+}
+
+private final class Flag: Sendable {
+    let value = Atomic<Bool>(false)
 }
 
 /// The requests that reached the handler, in order.

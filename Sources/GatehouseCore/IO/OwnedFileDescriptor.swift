@@ -13,7 +13,8 @@ import Darwin
 /// `close()` consumes it, and `deinit` closes only one that was never closed,
 /// which covers every early exit, a throwing initialiser of its owner
 /// included. Modelled on swift-system's `FileDescriptor` (not a dependency);
-/// the `EINTR` retry loops live here and nowhere else.
+/// the `EINTR` retry loops live here and in the socket calls beside it
+/// (OwnedFileDescriptor+Socket.swift), nowhere else.
 public struct OwnedFileDescriptor: ~Copyable, Sendable {
     /// The descriptor number, for calls this type does not wrap (`flock`).
     /// Valid only while this value lives; never pass it to `close`.
@@ -96,6 +97,12 @@ public struct OwnedFileDescriptor: ~Copyable, Sendable {
         _ = try Self.retryingOnInterrupt { fsync(rawValue) }
     }
 
+    /// `fchmod(2)`: sets the mode of the open file itself, so no one can swap
+    /// the path between the check and the change.
+    public func setPermissions(_ mode: mode_t) throws(Errno) {
+        _ = try Self.retryingOnInterrupt { fchmod(rawValue, mode) }
+    }
+
     /// `fstat(2)`'s `st_size`: the file's size in bytes now.
     public func size() throws(Errno) -> Int64 {
         var st = stat()
@@ -111,7 +118,7 @@ public struct OwnedFileDescriptor: ~Copyable, Sendable {
 
     /// Calls `body` until it does not fail with `EINTR`; any other failure
     /// (a negative result) throws the `errno` it left.
-    private static func retryingOnInterrupt<R: BinaryInteger>(_ body: () -> R) throws(Errno) -> R {
+    static func retryingOnInterrupt<R: BinaryInteger>(_ body: () -> R) throws(Errno) -> R {
         while true {
             let result = body()
             if result >= 0 { return result }

@@ -19,7 +19,10 @@ public final class ControlSocket: Sendable {
     public static func path(stateDirectory: String) -> String { stateDirectory + "/control.sock" }
 
     private let path: String
-    private let fd: Int32
+    /// Closed when this object goes (the serving thread keeps it alive until
+    /// `serve` returns), never by `serve`: `remove()` must shut this socket
+    /// whenever it is called, not a socket that has since been given its number.
+    private let listener: OwnedFileDescriptor
     private let handler: Handler
 
     /// The daemon's socket, answering with `GatewayControl`.
@@ -34,20 +37,17 @@ public final class ControlSocket: Sendable {
         self.path = path
         self.handler = handler
         unlink(path)
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw ControlError("socket: \(String(cString: strerror(errno)))") }
-        var addr = try Self.address(path)
-        let old = umask(0o177)
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Foundation.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        do throws(Errno) {
+            let socket = try OwnedFileDescriptor(socketDomain: AF_UNIX, type: Int32(SOCK_STREAM.rawValue))
+            let old = umask(0o177)
+            defer { umask(old) }
+            try socket.bind(unixPath: path)
+            guard chmod(path, 0o600) == 0 else { throw Errno(rawValue: errno) }
+            try socket.listen(backlog: 16)
+            listener = socket
+        } catch {
+            throw ControlError("\(path): \(error)")
         }
-        umask(old)
-        guard rc == 0, chmod(path, 0o600) == 0, listen(fd, 16) == 0 else {
-            let message = String(cString: strerror(errno))
-            close(fd)
-            throw ControlError("\(path): \(message)")
-        }
-        self.fd = fd
     }
 
     /// Serves requests on a dedicated thread until `remove()`.
@@ -57,34 +57,38 @@ public final class ControlSocket: Sendable {
         thread.start()
     }
 
-    /// Stops serving (`shutdown` wakes the thread blocked in `accept`, which
-    /// then closes the socket) and removes the socket file.
+    /// Stops serving (`shutdown` wakes the thread blocked in `accept`) and
+    /// removes the socket file.
     public func remove() {
-        shutdown(fd, Int32(SHUT_RDWR))
+        try? listener.shutdown(Int32(SHUT_RDWR))
         unlink(path)
     }
 
+    /// Accepts until `remove()`. Running out of descriptors (a flood of
+    /// sessions) is waited out rather than ending the loop: the operator's
+    /// channel is most needed exactly then.
     private func serve() {
-        defer { close(fd) }
         while true {
-            let client = accept(fd, nil, nil)
-            if client < 0 {
-                if errno == EINTR || errno == ECONNABORTED { continue }
-                return
+            do throws(Errno) {
+                handle(try listener.accept())
+            } catch {
+                switch error.rawValue {
+                case ECONNABORTED, EPROTO: continue
+                case EMFILE, ENFILE, ENOBUFS, ENOMEM: usleep(100_000)
+                default: return     // EINVAL: shut down by remove()
+                }
             }
-            handle(client)
-            close(client)
         }
     }
 
-    private func handle(_ client: Int32) {
+    private func handle(_ client: consuming OwnedFileDescriptor) {
         var timeout = timeval(tv_sec: 2, tv_usec: 0)
-        _ = setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        _ = setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        _ = setsockopt(client.rawValue, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        _ = setsockopt(client.rawValue, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var cred = PeerCredentials()
         var len = socklen_t(MemoryLayout<PeerCredentials>.size)
         let response: ControlResponse
-        if getsockopt(client, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || (cred.uid != geteuid() && cred.uid != 0) {
+        if getsockopt(client.rawValue, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || (cred.uid != geteuid() && cred.uid != 0) {
             response = .refused(reason: .permissionDenied, message: "permission denied")
         } else {
             switch Self.readRequestLine(client).flatMap(ControlWire.request(from:)) {
@@ -92,54 +96,32 @@ public final class ControlSocket: Sendable {
             case .failure(let refusal): response = refusal.response
             }
         }
-        reply(client, response)
+        // Every ControlResponse encodes; the fallback only keeps the answer a
+        // refusal should that ever change. A peer gone by now gets nothing.
+        let bytes = (try? ControlWire.line(response))
+            ?? Array("{\"refused\":{\"reason\":\"malformed\",\"message\":\"unencodable answer\"}}\n".utf8)
+        bytes.withUnsafeBytes { raw in try? client.sendAll(raw) }
     }
 
     /// Reads up to the first newline, refusing a line longer than
     /// `ControlWire.maximumRequestBytes` or a peer that sends nothing in time.
     /// End of stream also ends the line.
-    static func readRequestLine(_ client: Int32) -> Result<[UInt8], ControlWire.RefusedRequest> {
+    static func readRequestLine(_ client: borrowing OwnedFileDescriptor) -> Result<[UInt8], ControlWire.RefusedRequest> {
         var line: [UInt8] = []
         var byte: UInt8 = 0
         while true {
-            let n = read(client, &byte, 1)
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 { return .failure(.init(.malformed, "no complete request line: \(String(cString: strerror(errno)))")) }
+            let n: Int
+            do throws(Errno) {
+                n = try withUnsafeMutableBytes(of: &byte) { raw throws(Errno) in try client.read(into: raw) }
+            } catch {
+                return .failure(.init(.malformed, "no complete request line: \(error)"))
+            }
             if n == 0 || byte == 0x0a { return .success(line) }
             guard line.count < ControlWire.maximumRequestBytes else {
                 return .failure(.init(.tooLong, "request longer than \(ControlWire.maximumRequestBytes) bytes"))
             }
             line.append(byte)
         }
-    }
-
-    private func reply(_ client: Int32, _ response: ControlResponse) {
-        // Every ControlResponse encodes; the fallback only keeps the answer a
-        // refusal should that ever change.
-        let bytes = (try? ControlWire.line(response))
-            ?? Array("{\"refused\":{\"reason\":\"malformed\",\"message\":\"unencodable answer\"}}\n".utf8)
-        bytes.withUnsafeBytes { raw in
-            var offset = 0
-            while offset < raw.count {
-                let n = send(client, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL))
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { return }
-                offset += n
-            }
-        }
-    }
-
-    static func address(_ path: String) throws -> sockaddr_un {
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        let capacity = MemoryLayout.size(ofValue: addr.sun_path)
-        guard bytes.count < capacity else { throw ControlError("socket path too long: \(path)") }
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-            for (i, b) in bytes.enumerated() { raw[i] = b }
-            raw[bytes.count] = 0
-        }
-        return addr
     }
 
     /// Sends one request to the daemon of `stateDirectory`; returns its answer.
@@ -156,41 +138,43 @@ public final class ControlSocket: Sendable {
     /// Connects to `path`, sends `bytes` and returns everything the daemon
     /// writes back before it closes (at most 16 MiB).
     static func exchange(path: String, _ bytes: [UInt8]) throws -> [UInt8] {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw ControlError("socket: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        var addr = try address(path)
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard rc == 0 else {
-            throw ControlError("cannot reach the daemon at \(path): \(String(cString: strerror(errno))) (is gatehoused running with this state directory?)")
-        }
+        let socket = try connect(path)
         // A refusal of an oversized request arrives while the rest is still
-        // unsent: a failed send is not an error as long as an answer follows
-        // (MSG_NOSIGNAL: EPIPE, not a SIGPIPE that kills the CLI).
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            offset += n
-        }
+        // unsent: a failed send (EPIPE, ECONNRESET) is not an error as long
+        // as an answer follows.
+        bytes.withUnsafeBytes { raw in try? socket.sendAll(raw) }
         // The request is complete: the daemon sees end of stream rather than
         // waiting out its timeout for a newline that is not coming.
-        shutdown(fd, Int32(SHUT_WR))
+        try? socket.shutdown(Int32(SHUT_WR))
         var answer: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
         while answer.count < 16 << 20 {
-            let n = read(fd, &buffer, buffer.count)
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
+            let n = (try? buffer.withUnsafeMutableBytes { try socket.read(into: $0) }) ?? 0
+            if n == 0 { break }
             answer += buffer[0..<n]
         }
         return answer
     }
-}
 
+    /// A socket connected to the daemon at `path`.
+    private static func connect(_ path: String) throws(ControlError) -> OwnedFileDescriptor {
+        let socket = try unixSocket()
+        do {
+            try socket.connect(unixPath: path)
+        } catch {
+            throw ControlError("cannot reach the daemon at \(path): \(error) (is gatehoused running with this state directory?)")
+        }
+        return socket
+    }
+
+    private static func unixSocket() throws(ControlError) -> OwnedFileDescriptor {
+        do {
+            return try OwnedFileDescriptor(socketDomain: AF_UNIX, type: Int32(SOCK_STREAM.rawValue))
+        } catch {
+            throw ControlError("socket: \(error)")
+        }
+    }
+}
 /// Linux `struct ucred` (SO_PEERCRED), which Glibc only declares under _GNU_SOURCE.
 private struct PeerCredentials {
     var pid: Int32 = 0
