@@ -72,12 +72,31 @@ public final class ControlSocket: Sendable {
             do throws(Errno) {
                 handle(try listener.accept())
             } catch {
-                switch error.rawValue {
-                case ECONNABORTED, EPROTO: continue
-                case EMFILE, ENFILE, ENOBUFS, ENOMEM: usleep(100_000)
-                default: return     // EINVAL: shut down by remove()
+                switch Self.afterAcceptFailure(error) {
+                case .next: continue
+                case .waitForDescriptors: usleep(100_000)
+                case .stop: return
                 }
             }
+        }
+    }
+
+    /// What the accept loop does after `accept` fails.
+    enum AcceptFailureAction: Equatable {
+        /// That one connection went away before it was accepted.
+        case next
+        /// The process or the system is out of descriptors or memory: wait
+        /// (100 ms, off every session's path) and accept again.
+        case waitForDescriptors
+        /// The socket was shut down by `remove()` (EINVAL), or worse.
+        case stop
+    }
+
+    static func afterAcceptFailure(_ error: Errno) -> AcceptFailureAction {
+        switch error.rawValue {
+        case ECONNABORTED, EPROTO: return .next
+        case EMFILE, ENFILE, ENOBUFS, ENOMEM: return .waitForDescriptors
+        default: return .stop
         }
     }
 
