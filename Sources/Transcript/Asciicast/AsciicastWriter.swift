@@ -250,16 +250,9 @@ extension AsciicastWriter.State {
         buffer.append(contentsOf: ", \"".utf8)
         buffer.append(contentsOf: type.utf8)
         buffer.append(contentsOf: "\", \"".utf8)
-        // Fast path: ASCII needs no UTF-8 validation. Otherwise invalid
-        // UTF-8 (a client may type anything) becomes U+FFFD: an asciicast
-        // line must be valid JSON text.
-        let mark = buffer.count
-        let ascii = data.withUnsafeBufferPointer { JSONValue.writeEscapedASCII($0, to: &buffer) }
-        if !ascii {
-            buffer.removeSubrange(mark...)
-            var text = String(decoding: data, as: UTF8.self)
-            text.withUTF8 { JSONValue.writeEscaped($0, to: &buffer) }
-        }
+        // Invalid UTF-8 (a client may type anything) becomes U+FFFD: an
+        // asciicast line must be valid JSON text.
+        data.withUnsafeBufferPointer { JSONValue.writeEscaped($0, to: &buffer) }
         buffer.append(contentsOf: "\"]\n".utf8)
         if buffer.count >= AsciicastWriter.flushThreshold {
             flush()
