@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Makes untrusted text safe to put on a terminal: every C0/C1 control
 /// character, DEL and ESC is shown escaped (`\x1b`), so neither a backend nor
 /// stored data can move the cursor, repaint the screen or set the title.
@@ -14,6 +20,29 @@ public enum TerminalText {
     public static func sanitize(_ text: String, keepLineBreaks: Bool = true) -> String {
         var text = text
         return text.withUTF8 { sanitize($0, keepLineBreaks: keepLineBreaks) }
+    }
+
+    /// `bytes` with a carriage return before each line feed, as a client's
+    /// pty expects. Runs between line feeds are found with `memchr` and
+    /// copied whole: this sits on every byte of a pty session's output.
+    public static func withCarriageReturns(_ bytes: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count + bytes.count / 16)
+        bytes.withUnsafeBufferPointer { buffer in
+            guard let base = buffer.baseAddress else { return }
+            var i = 0
+            while i < buffer.count {
+                guard let hit = memchr(base + i, 0x0a, buffer.count - i) else {
+                    out.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[i...]))
+                    return
+                }
+                let lf = base.distance(to: hit.assumingMemoryBound(to: UInt8.self))
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[i..<lf]))
+                out.append(contentsOf: [0x0d, 0x0a])
+                i = lf + 1
+            }
+        }
+        return out
     }
 
     /// Sanitises a byte stream that arrives in pieces (a backend's pipe)

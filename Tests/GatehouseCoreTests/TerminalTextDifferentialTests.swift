@@ -224,3 +224,21 @@ final class TerminalTextDifferentialTests: XCTestCase {
         }
     }
 }
+
+final class CarriageReturnTests: XCTestCase {
+    /// Matches the byte loop it replaced in the gateway's channel writes.
+    func testEveryLineFeedGetsACarriageReturnAndNothingElseChanges() {
+        var rng = SplitMix64(state: 0x5eed_0005)
+        for round in 0..<500 {
+            let input = AdversarialBytes.stream(length: Int(rng.next() % 300), using: &rng)
+            var expected: [UInt8] = []
+            for b in input {
+                if b == 0x0a { expected.append(0x0d) }
+                expected.append(b)
+            }
+            XCTAssertEqual(TerminalText.withCarriageReturns(input), expected, "round \(round)")
+        }
+        XCTAssertEqual(TerminalText.withCarriageReturns([]), [])
+        XCTAssertEqual(TerminalText.withCarriageReturns([0x0a, 0x0a]), [0x0d, 0x0a, 0x0d, 0x0a])
+    }
+}

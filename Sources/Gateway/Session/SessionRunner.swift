@@ -421,15 +421,7 @@ final class SessionRunner {
     /// Writes to the channel; on a pty, line feeds become CR LF.
     func write(_ state: ChannelState, _ bytes: [UInt8], stderr: Bool, raw: Bool = false) {
         guard state.channel.isOpen, !bytes.isEmpty else { return }
-        var out = bytes
-        if state.pty != nil && !raw {
-            out = []
-            out.reserveCapacity(bytes.count + bytes.count / 16)
-            for b in bytes {
-                if b == 0x0a { out.append(0x0d) }
-                out.append(b)
-            }
-        }
+        let out = state.pty != nil && !raw ? TerminalText.withCarriageReturns(bytes) : bytes
         transcript.output(out)
         do {
             try state.channel.write(out, stderr: stderr && state.pty == nil)
