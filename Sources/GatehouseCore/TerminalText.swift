@@ -38,7 +38,8 @@ public enum TerminalText {
                 }
                 let lf = base.distance(to: hit.assumingMemoryBound(to: UInt8.self))
                 out.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[i..<lf]))
-                out.append(contentsOf: [0x0d, 0x0a])
+                out.append(0x0d)
+                out.append(0x0a)
                 i = lf + 1
             }
         }
@@ -125,7 +126,9 @@ public enum TerminalText {
                 Self.writeHexEscape(scalar, into: &out)
                 return
             }
-            out.append(contentsOf: [0x5c, UInt8(ascii: "u"), UInt8(ascii: "{")])
+            out.append(0x5c)
+            out.append(UInt8(ascii: "u"))
+            out.append(UInt8(ascii: "{"))
             var digits = 0
             var rest = scalar
             repeat { digits += 1; rest >>= 4 } while rest > 0
@@ -138,7 +141,10 @@ public enum TerminalText {
         /// `\x` and two lowercase hex digits (only C0, DEL and C1 come here).
         @inlinable
         static func writeHexEscape(_ value: UInt32, into out: inout [UInt8]) {
-            out.append(contentsOf: [0x5c, UInt8(ascii: "x"), hexDigits[Int(value >> 4 & 0xf)], hexDigits[Int(value & 0xf)]])
+            out.append(0x5c)
+            out.append(UInt8(ascii: "x"))
+            out.append(hexDigits[Int(value >> 4 & 0xf)])
+            out.append(hexDigits[Int(value & 0xf)])
         }
     }
 

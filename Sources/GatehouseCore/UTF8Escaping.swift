@@ -28,7 +28,6 @@ public protocol UTF8EscapeRules {
 /// repairs it: one replacement per maximal subpart (Unicode 15, section
 /// 3.9, "U+FFFD Substitution of Maximal Subparts").
 public enum UTF8Escaping {
-    @usableFromInline static let replacement: [UInt8] = [0xef, 0xbf, 0xbd]
     @usableFromInline static let highBits: UInt64 = 0x8080_8080_8080_8080
     @usableFromInline static let ones: UInt64 = 0x0101_0101_0101_0101
 
@@ -118,7 +117,9 @@ public enum UTF8Escaping {
             }
             if length < need || need == 1 {
                 flushRun(i, &out)
-                out.append(contentsOf: replacement)
+                out.append(0xef) // U+FFFD
+                out.append(0xbf)
+                out.append(0xbd)
                 i &+= length
                 runStart = i
                 continue

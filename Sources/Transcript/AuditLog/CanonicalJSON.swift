@@ -137,16 +137,21 @@ public enum JSONValue: Sendable, Equatable, Codable {
     private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
     static func writeEscape(_ b: UInt8, to out: inout [UInt8]) {
+        out.append(0x5c)
         switch b {
-        case 0x22: out.append(contentsOf: [0x5c, 0x22])
-        case 0x5c: out.append(contentsOf: [0x5c, 0x5c])
-        case 0x08: out.append(contentsOf: [0x5c, UInt8(ascii: "b")])
-        case 0x0c: out.append(contentsOf: [0x5c, UInt8(ascii: "f")])
-        case 0x0a: out.append(contentsOf: [0x5c, UInt8(ascii: "n")])
-        case 0x0d: out.append(contentsOf: [0x5c, UInt8(ascii: "r")])
-        case 0x09: out.append(contentsOf: [0x5c, UInt8(ascii: "t")])
+        case 0x22: out.append(0x22)
+        case 0x5c: out.append(0x5c)
+        case 0x08: out.append(UInt8(ascii: "b"))
+        case 0x0c: out.append(UInt8(ascii: "f"))
+        case 0x0a: out.append(UInt8(ascii: "n"))
+        case 0x0d: out.append(UInt8(ascii: "r"))
+        case 0x09: out.append(UInt8(ascii: "t"))
         default:
-            out.append(contentsOf: [0x5c, UInt8(ascii: "u"), 0x30, 0x30, hexDigits[Int(b >> 4)], hexDigits[Int(b & 0xf)]])
+            out.append(UInt8(ascii: "u"))
+            out.append(0x30)
+            out.append(0x30)
+            out.append(hexDigits[Int(b >> 4)])
+            out.append(hexDigits[Int(b & 0xf)])
         }
     }
 
