@@ -7,7 +7,7 @@ BUILD_DIR  := .build/debug
 STATE_DIR  ?= .gatehouse-demo
 LISTEN     ?= 127.0.0.1:2222
 
-.PHONY: deps build demo test unit e2e bench bench-hold bench-flood bench-backend bench-lockbox bench-parser bench-transcripts fuzz clean
+.PHONY: deps build demo test unit e2e bench bench-hold bench-flood bench-backend bench-lockbox bench-parser bench-transcripts bench-output bench-audit fuzz clean
 
 deps:
 	scripts/install-deps
@@ -75,6 +75,16 @@ fuzz:
 bench-lockbox:
 	$(SWIFT) build -c release --product lockbox-claim-bench
 	.build/release/lockbox-claim-bench 100000 50000
+
+## make bench-output: server CPU per byte for 100 MB of backend output, sanitised and recorded (release build).
+bench-output:
+	$(SWIFT) build -c release --product output-path-bench
+	.build/release/output-path-bench 100000000
+
+## make bench-audit: audit events/s and fdatasyncs per event with 1, 8 and 64 threads recording at once (release build).
+bench-audit:
+	$(SWIFT) build -c release --product audit-commit-bench
+	.build/release/audit-commit-bench 200 1,8,64 .build
 
 ## make bench-transcripts: recording on vs off on a 100 MiB output stream; reviewer tools on a 400k-event log (issue 5).
 bench-transcripts: deps

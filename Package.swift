@@ -80,6 +80,13 @@ let package = Package(
         .executableTarget(name: "lockbox-claim-bench", dependencies: [
             "Lockbox", "GatehouseCore", .product(name: "GRDB", package: "GRDB.swift"),
         ], path: "bench/LockboxClaimBench"),
+        // `make bench-output`: server CPU per byte of backend output, sanitised and recorded.
+        .executableTarget(name: "output-path-bench", dependencies: ["CmdletShell", "GatehouseCore", "Transcript"],
+                          path: "bench/OutputPathBench", swiftSettings: [.swiftLanguageMode(.v6)]),
+        // `make bench-audit`: events/s and fdatasyncs per event with 1, 8, 64 recording threads.
+        .executableTarget(name: "audit-commit-bench", dependencies: [
+            "Transcript", "GatehouseCore", .product(name: "Crypto", package: "swift-crypto"),
+        ], path: "bench/AuditCommitBench", swiftSettings: [.swiftLanguageMode(.v6)]),
         // One process of the two-process store test (LockboxTests).
         .executableTarget(name: "lockbox-race-helper", dependencies: ["Lockbox", "GatehouseCore"],
                           path: "Tests/LockboxRaceHelper"),

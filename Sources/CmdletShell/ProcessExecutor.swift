@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Foundation
+import GatehouseCore
 import Synchronization
 
 /// What to start. `argv[0]` must be the absolute path that is executed.
@@ -309,8 +310,8 @@ struct Relay {
     var truncated = false
     var stdoutBytes = 0
     var stderrBytes = 0
-    var out = StreamSanitizer()
-    var err = StreamSanitizer()
+    var out = TerminalText.Stream(keepLineBreaks: true)
+    var err = TerminalText.Stream(keepLineBreaks: true)
 
     init(output: CommandOutput, limit: Int) {
         self.output = output
@@ -337,14 +338,18 @@ struct Relay {
             output.stdout(Array(part)) // parsed, then sanitised when rendered
             return
         }
-        let clean = isStdout ? out.feed(part) : err.feed(part)
+        var clean: [UInt8] = []
+        clean.reserveCapacity(part.count + part.count / 8)
+        part.withUnsafeBufferPointer { isStdout ? out.feed($0, into: &clean) : err.feed($0, into: &clean) }
         if !clean.isEmpty { isStdout ? output.stdout(clean) : output.stderr(clean) }
     }
 
     mutating func flush() {
-        let o = out.finish()
+        var o: [UInt8] = []
+        out.finish(into: &o)
         if !o.isEmpty { output.stdout(o) }
-        let e = err.finish()
+        var e: [UInt8] = []
+        err.finish(into: &e)
         if !e.isEmpty { output.stderr(e) }
     }
 

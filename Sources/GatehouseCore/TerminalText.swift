@@ -1,28 +1,151 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Makes untrusted text safe to put on a terminal: every C0/C1 control
 /// character, DEL and ESC is shown escaped (`\x1b`), so neither a backend nor
 /// stored data can move the cursor, repaint the screen or set the title.
 /// Newlines and tabs survive when `keepLineBreaks` is set.
 public enum TerminalText {
     public static func sanitize(_ bytes: some Sequence<UInt8>, keepLineBreaks: Bool = true) -> String {
-        let decoded = String(decoding: Array(bytes), as: UTF8.self)
-        return sanitize(decoded, keepLineBreaks: keepLineBreaks)
+        let input = Array(bytes)
+        var out: [UInt8] = []
+        out.reserveCapacity(input.count)
+        input.withUnsafeBufferPointer { UTF8Escaping.escape($0, rules: Rules(keepLineBreaks: keepLineBreaks), into: &out) }
+        return String(decoding: out, as: UTF8.self)
     }
 
     public static func sanitize(_ text: String, keepLineBreaks: Bool = true) -> String {
-        var out = String.UnicodeScalarView()
-        for scalar in text.unicodeScalars {
-            let v = scalar.value
-            if keepLineBreaks && (v == 0x0a || v == 0x09) {
-                out.append(scalar)
-            } else if scalar.isControlCharacter {
-                for s in "\\x\(hex(v))".unicodeScalars { out.append(s) }
-            } else if scalar.isLineOrParagraphSeparator || scalar.isBidiControl {
-                for s in "\\u{\(String(v, radix: 16))}".unicodeScalars { out.append(s) }
-            } else {
-                out.append(scalar)
+        var text = text
+        return text.withUTF8 { sanitize($0, keepLineBreaks: keepLineBreaks) }
+    }
+
+    /// `bytes` with a carriage return before each line feed, as a client's
+    /// pty expects. Runs between line feeds are found with `memchr` and
+    /// copied whole: this sits on every byte of a pty session's output.
+    public static func withCarriageReturns(_ bytes: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count + bytes.count / 16)
+        bytes.withUnsafeBufferPointer { buffer in
+            guard let base = buffer.baseAddress else { return }
+            var i = 0
+            while i < buffer.count {
+                guard let hit = memchr(base + i, 0x0a, buffer.count - i) else {
+                    out.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[i...]))
+                    return
+                }
+                let lf = base.distance(to: hit.assumingMemoryBound(to: UInt8.self))
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[i..<lf]))
+                out.append(0x0d)
+                out.append(0x0a)
+                i = lf + 1
             }
         }
-        return String(out)
+        return out
+    }
+
+    /// Sanitises a byte stream that arrives in pieces (a backend's pipe)
+    /// without breaking a UTF-8 sequence a `read` split in two: its start is
+    /// held back until the next piece (or `finish`) completes it. The output,
+    /// piece by piece, is what `sanitize` gives for the same pieces with the
+    /// held-back bytes moved to the next one.
+    public struct Stream: Sendable {
+        private let rules: Rules
+        /// The start of a split sequence: a lead byte and at most two
+        /// continuation bytes.
+        private var pending: [UInt8] = []
+
+        public init(keepLineBreaks: Bool = true) {
+            rules = Rules(keepLineBreaks: keepLineBreaks)
+        }
+
+        /// Appends the sanitised text of the complete part of `pending + bytes` to `out`.
+        public mutating func feed(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
+            guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
+            var start = 0
+            if !pending.isEmpty {
+                // Finish the split sequence with at most three more bytes,
+                // which is all a unit that starts in `pending` can take.
+                let held = pending.count
+                let joined = pending + bytes.prefix(3)
+                let next = joined.withUnsafeBufferPointer {
+                    UTF8Escaping.scan($0.baseAddress!, count: $0.count, from: 0, limit: held, final: false,
+                                      rules: rules, into: &out)
+                }
+                if next < held {               // still incomplete: all of `bytes` was in `joined`
+                    pending = Array(joined[next...])
+                    return
+                }
+                pending = []
+                start = next - held
+            }
+            let next = UTF8Escaping.scan(base, count: bytes.count, from: start, limit: bytes.count, final: false,
+                                         rules: rules, into: &out)
+            if next < bytes.count { pending = Array(bytes[next...]) }
+        }
+
+        /// Appends whatever is held back, with ill-formed bytes replaced (U+FFFD).
+        public mutating func finish(into out: inout [UInt8]) {
+            guard !pending.isEmpty else { return }
+            pending.withUnsafeBufferPointer { UTF8Escaping.escape($0, rules: rules, into: &out) }
+            pending = []
+        }
+    }
+
+    /// Every C0/C1 control, DEL and ESC as `\x1b`; line and paragraph
+    /// separators and bidi controls as `\u{2028}`; newline and tab kept
+    /// when asked.
+    @usableFromInline
+    struct Rules: UTF8EscapeRules, Sendable {
+        @usableFromInline let keepLineBreaks: Bool
+
+        @usableFromInline init(keepLineBreaks: Bool) { self.keepLineBreaks = keepLineBreaks }
+
+        @inlinable @inline(__always)
+        func isPlain(word: UInt64) -> Bool { !UTF8Escaping.hasControlOrNonASCII(word) }
+
+        @inlinable @inline(__always)
+        func isPlain(_ byte: UInt8) -> Bool {
+            !byte.isASCIIControl || (keepLineBreaks && (byte == 0x0a || byte == 0x09))
+        }
+
+        @inlinable
+        func escape(ascii byte: UInt8, into out: inout [UInt8]) { Self.writeHexEscape(UInt32(byte), into: &out) }
+
+        @inlinable @inline(__always)
+        func needsEscape(scalar: UInt32) -> Bool {
+            let s = Unicode.Scalar(scalar).unsafelyUnwrapped
+            return s.isControlCharacter || s.isLineOrParagraphSeparator || s.isBidiControl
+        }
+
+        @inlinable
+        func escape(scalar: UInt32, into out: inout [UInt8]) {
+            if Unicode.Scalar(scalar).unsafelyUnwrapped.isControlCharacter {
+                Self.writeHexEscape(scalar, into: &out)
+                return
+            }
+            out.append(0x5c)
+            out.append(UInt8(ascii: "u"))
+            out.append(UInt8(ascii: "{"))
+            var digits = 0
+            var rest = scalar
+            repeat { digits += 1; rest >>= 4 } while rest > 0
+            for d in stride(from: digits - 1, through: 0, by: -1) { out.append(Self.hexDigits[Int(scalar >> (4 * d) & 0xf)]) }
+            out.append(UInt8(ascii: "}"))
+        }
+
+        @usableFromInline static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+
+        /// `\x` and two lowercase hex digits (only C0, DEL and C1 come here).
+        @inlinable
+        static func writeHexEscape(_ value: UInt32, into out: inout [UInt8]) {
+            out.append(0x5c)
+            out.append(UInt8(ascii: "x"))
+            out.append(hexDigits[Int(value >> 4 & 0xf)])
+            out.append(hexDigits[Int(value & 0xf)])
+        }
     }
 
     /// Terminal columns `text` takes, as a table must count them: East Asian
@@ -59,9 +182,4 @@ public enum TerminalText {
         0x1f191...0x1f19a, 0x1f200...0x1f251, 0x1f300...0x1f64f, 0x1f680...0x1f6ff, 0x1f7e0...0x1f7eb,
         0x1f90c...0x1f9ff, 0x1fa70...0x1faff, 0x20000...0x2fffd, 0x30000...0x3fffd,
     ]
-
-    private static func hex(_ v: UInt32) -> String {
-        let s = String(v, radix: 16)
-        return s.count == 1 ? "0" + s : s
-    }
 }

@@ -1,5 +1,6 @@
 @testable import CmdletShell
 import Foundation
+import GatehouseCore
 import XCTest
 
 final class ExecutorTests: XCTestCase {
@@ -99,17 +100,19 @@ final class ExecutorTests: XCTestCase {
     }
 
     func testUTF8SplitAcrossReadsIsReassembled() {
-        var sanitizer = StreamSanitizer()
+        var sanitizer = TerminalText.Stream()
         let text = Array("é€😀".utf8) // 2 + 3 + 4 bytes
         var out: [UInt8] = []
-        for byte in text { out += sanitizer.feed([byte][...]) }
-        out += sanitizer.finish()
+        for byte in text { [byte].withUnsafeBufferPointer { sanitizer.feed($0, into: &out) } }
+        sanitizer.finish(into: &out)
         XCTAssertEqual(String(decoding: out, as: UTF8.self), "é€😀")
 
-        var truncated = StreamSanitizer()
-        var partial = truncated.feed(Array(text.prefix(3))[...])
+        var truncated = TerminalText.Stream()
+        var partial: [UInt8] = []
+        Array(text.prefix(3)).withUnsafeBufferPointer { truncated.feed($0, into: &partial) }
         XCTAssertEqual(String(decoding: partial, as: UTF8.self), "é")
-        partial = truncated.finish()
+        partial = []
+        truncated.finish(into: &partial)
         XCTAssertEqual(String(decoding: partial, as: UTF8.self), "\u{FFFD}")
     }
 }

@@ -86,13 +86,7 @@ final class ShellChannel {
     /// the one place output line endings are converted.
     func terminalBytes(_ bytes: [UInt8], raw: Bool = false) -> [UInt8] {
         guard pty != nil && !raw else { return bytes }
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count + bytes.count / 16)
-        for b in bytes {
-            if b == 0x0a { out.append(0x0d) }
-            out.append(b)
-        }
-        return out
+        return TerminalText.withCarriageReturns(bytes)
     }
 
     /// Completion candidates in columns across the terminal (80 without a

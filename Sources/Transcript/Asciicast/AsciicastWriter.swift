@@ -250,19 +250,13 @@ extension AsciicastWriter.State {
         buffer.append(contentsOf: ", \"".utf8)
         buffer.append(contentsOf: type.utf8)
         buffer.append(contentsOf: "\", \"".utf8)
-        // Fast path: ASCII needs no UTF-8 validation. Otherwise invalid
-        // UTF-8 (a client may type anything) becomes U+FFFD: an asciicast
-        // line must be valid JSON text.
-        let mark = buffer.count
-        let ascii = data.withUnsafeBufferPointer { JSONValue.writeEscapedASCII($0, to: &buffer) }
-        if !ascii {
-            buffer.removeSubrange(mark...)
-            var text = String(decoding: data, as: UTF8.self)
-            text.withUTF8 { JSONValue.writeEscaped($0, to: &buffer) }
-        }
+        // Invalid UTF-8 (a client may type anything) becomes U+FFFD: an
+        // asciicast line must be valid JSON text.
+        buffer.reserveCapacity(buffer.count + data.count + data.count / 8 + 8)
+        data.withUnsafeBufferPointer { JSONValue.writeEscaped($0, to: &buffer) }
         buffer.append(contentsOf: "\"]\n".utf8)
         if buffer.count >= AsciicastWriter.flushThreshold {
-            flush()
+            flush(keepingCapacity: true) // more output is on its way
             return .none
         }
         if armed { return .none }
@@ -272,7 +266,7 @@ extension AsciicastWriter.State {
 
     /// Writes the buffer out; the first failure (disk full) is kept and
     /// nothing more is written after it.
-    mutating func flush() {
+    mutating func flush(keepingCapacity: Bool = false) {
         armed = false
         guard !buffer.isEmpty, failure == nil else { return }
         do throws(Errno) {
@@ -281,6 +275,6 @@ extension AsciicastWriter.State {
             failure = error.rawValue
         }
         // An idle session keeps no large buffer after a burst of output.
-        buffer.removeAll(keepingCapacity: buffer.capacity <= 1 << 12)
+        buffer.removeAll(keepingCapacity: keepingCapacity || buffer.capacity <= 1 << 12)
     }
 }

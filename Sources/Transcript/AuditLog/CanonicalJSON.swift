@@ -1,4 +1,5 @@
 import Foundation
+import GatehouseCore
 
 /// A JSON value with one canonical byte encoding, so that an audit event
 /// hashes the same way in the daemon, in `gatehouse audit verify` and in any
@@ -133,17 +134,9 @@ public enum JSONValue: Sendable, Equatable, Codable {
         out.append(UInt8(ascii: "\""))
     }
 
-    /// Like `writeEscaped`, for bytes that are all ASCII; returns false (with
-    /// `out` partly written) at the first byte that is not, so the caller
-    /// can fall back to the validating path.
-    public static func writeEscapedASCII(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) -> Bool {
-        escape(bytes, to: &out, stopAtNonASCII: true)
-    }
-
     private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
-    @inline(__always)
-    private static func writeEscape(_ b: UInt8, to out: inout [UInt8]) {
+    static func writeEscape(_ b: UInt8, to out: inout [UInt8]) {
         out.append(0x5c)
         switch b {
         case 0x22: out.append(0x22)
@@ -154,33 +147,41 @@ public enum JSONValue: Sendable, Equatable, Codable {
         case 0x0d: out.append(UInt8(ascii: "r"))
         case 0x09: out.append(UInt8(ascii: "t"))
         default:
-            out.append(contentsOf: [UInt8(ascii: "u"), 0x30, 0x30, hexDigits[Int(b >> 4)], hexDigits[Int(b & 0xf)]])
+            out.append(UInt8(ascii: "u"))
+            out.append(0x30)
+            out.append(0x30)
+            out.append(hexDigits[Int(b >> 4)])
+            out.append(hexDigits[Int(b & 0xf)])
         }
     }
 
-    /// Escapes valid UTF-8 bytes for the inside of a JSON string.
+    /// Escapes UTF-8 bytes for the inside of a JSON string, in one pass.
+    /// Bytes that may be ill-formed (what a client typed) become U+FFFD
+    /// exactly as `String(decoding:as:)` would make them, so the result is
+    /// always valid JSON text.
     public static func writeEscaped(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
-        _ = escape(bytes, to: &out, stopAtNonASCII: false)
+        UTF8Escaping.escape(bytes, rules: JSONStringRules(), into: &out)
+    }
+}
+
+/// Minimal JSON string escaping (RFC 8259 section 7): `"`, `\\` and C0
+/// only; DEL and every scalar above ASCII go through raw.
+struct JSONStringRules: UTF8EscapeRules {
+    @inline(__always)
+    func isPlain(word: UInt64) -> Bool {
+        !UTF8Escaping.hasControlOrNonASCII(word) && !UTF8Escaping.contains(0x22, in: word)
+            && !UTF8Escaping.contains(0x5c, in: word)
     }
 
-    /// The one escaping loop. Fast path: runs of bytes that need no escape
-    /// are copied in one go. Inlined, so each caller gets its own copy with
-    /// the flag folded away.
     @inline(__always)
-    private static func escape(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8], stopAtNonASCII: Bool) -> Bool {
-        var runStart = 0
-        var i = 0
-        let n = bytes.count
-        while i < n {
-            let b = bytes[i]
-            if stopAtNonASCII && b >= 0x80 { return false }
-            if !b.isC0Control && b != 0x22 && b != 0x5c { i += 1; continue }
-            if runStart < i { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<i])) }
-            writeEscape(b, to: &out)
-            i += 1
-            runStart = i
-        }
-        if runStart < n { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<n])) }
-        return true
+    func isPlain(_ byte: UInt8) -> Bool { !byte.isC0Control && byte != 0x22 && byte != 0x5c }
+
+    func escape(ascii byte: UInt8, into out: inout [UInt8]) { JSONValue.writeEscape(byte, to: &out) }
+
+    @inline(__always)
+    func needsEscape(scalar: UInt32) -> Bool { false }
+
+    func escape(scalar: UInt32, into out: inout [UInt8]) {
+        preconditionFailure("JSON strings escape no scalar above ASCII")
     }
 }

@@ -9,9 +9,15 @@ import Synchronization
 /// truncating events is then detectable by `AuditLogVerifier`.
 ///
 /// `record` returns only once the line is `fdatasync`ed, so a command's
-/// event is durable before its backend starts. Failure is sticky: after one
-/// failed write the chain's tail is uncertain, so every later `record`
-/// throws too and the gateway fails closed until an operator intervenes.
+/// event is durable before its backend starts. Group commit keeps one slow
+/// disk from serialising every session behind one lock: lines are chained
+/// and written in order under the chain's lock, and the sync runs outside
+/// it. The first thread to wait becomes the leader and syncs everything
+/// written so far; threads that wrote while that sync ran wait for the next
+/// one, which one of them leads and which covers them all. Failure is
+/// sticky: after one failed write or sync the chain's tail is uncertain, so
+/// every event that sync covered, and every later `record`, throws, and the
+/// gateway fails closed until an operator intervenes.
 ///
 /// The newest checkpoint is also kept in `<log>.checkpoint` (replaced
 /// atomically): a log cut short before that checkpoint is reported as
@@ -24,6 +30,10 @@ public final class ChainedAuditLog: AuditSink, Sendable {
     private let synchronous: Bool
     private let fd: OwnedFileDescriptor
     private let chain: Mutex<Chain>
+    private let durability: Durability
+    /// Test seam: runs in place of each `fdatasync`, given the highest seq
+    /// that sync covers and the real call.
+    private let syncSeam: SyncSeam?
     // unchecked: Dispatch on Linux does not mark its sources Sendable; the
     // timer is set once in init and only cancelled afterwards, which is thread-safe.
     private nonisolated(unsafe) let timer: DispatchSourceTimer?
@@ -39,14 +49,50 @@ public final class ChainedAuditLog: AuditSink, Sendable {
         var failure: String?
     }
 
+    typealias SyncSeam = @Sendable (_ coveredSeq: Int, _ synchronize: () throws -> Void) throws -> Void
+
+    /// Group commit's state. Taken after the chain's lock when both are
+    /// needed (a writer publishes its seq), never before it.
+    // unchecked: every field is read and written only with `condition` locked;
+    // Mutex cannot be waited on, so an NSCondition is both lock and condition.
+    private final class Durability: @unchecked Sendable {
+        let condition = NSCondition()
+        /// The newest seq written to the file.
+        var written: Int
+        /// The newest seq a completed `fdatasync` covered.
+        var durable: Int
+        /// A leader is in `fdatasync` now.
+        var syncing = false
+        var failure: AuditLogError?
+        var syncs = 0
+
+        init(seq: Int) {
+            written = seq
+            durable = seq
+        }
+
+        func withLock<R>(_ body: (Durability) throws -> R) rethrows -> R {
+            condition.lock()
+            defer { condition.unlock() }
+            return try body(self)
+        }
+    }
+
     /// Opens (creating, 0600) the log at `path` and continues its chain.
     /// - Parameters:
     ///   - checkpointInterval: seconds between signed checkpoints while
     ///     events arrive; `nil` signs only on `close()`/`checkpoint()`.
     ///   - synchronous: `false` skips `fdatasync` (tests and benchmarks only).
-    public init(path: String, key: AuditSigningKey, clock: Clock = SystemClock(),
-                checkpointInterval: TimeInterval? = 60, synchronous: Bool = true) throws {
+    public convenience init(path: String, key: AuditSigningKey, clock: Clock = SystemClock(),
+                            checkpointInterval: TimeInterval? = 60, synchronous: Bool = true) throws {
+        try self.init(path: path, key: key, clock: clock, checkpointInterval: checkpointInterval,
+                      synchronous: synchronous, syncSeam: nil)
+    }
+
+    init(path: String, key: AuditSigningKey, clock: Clock = SystemClock(), checkpointInterval: TimeInterval? = 60,
+         synchronous: Bool = true, syncSeam: SyncSeam?) throws {
         self.path = path
+        self.syncSeam = syncSeam
         self.key = key
         self.clock = clock
         self.synchronous = synchronous
@@ -59,6 +105,7 @@ public final class ChainedAuditLog: AuditSink, Sendable {
         // A throw from here on closes `fd` once, in its own deinit.
         let (chain, tornTail) = try Self.resumeChain(fd, path: path)
         self.fd = fd
+        durability = Durability(seq: chain.lastSeq)
         self.chain = Mutex(chain)
         recoveredTornTail = tornTail
         if let interval = checkpointInterval, interval > 0 {
@@ -79,14 +126,26 @@ public final class ChainedAuditLog: AuditSink, Sendable {
     /// The sequence number of the newest event.
     public var currentSeq: Int { chain.withLock { $0.lastSeq } }
 
-    /// Whether a write has failed (the gateway then ends sessions and refuses new ones).
-    public var hasFailed: Bool { chain.withLock { $0.failure != nil } }
+    /// Whether a write or sync has failed (the gateway then ends sessions and refuses new ones).
+    public var hasFailed: Bool {
+        chain.withLock { $0.failure != nil } || durability.withLock { $0.failure != nil }
+    }
+
+    /// The newest seq written to the file, synced or not; read without the
+    /// chain's lock, so a sync seam may look at it.
+    var writtenSeq: Int { durability.withLock { $0.written } }
+
+    /// How many `fdatasync` calls the log has made: under concurrent
+    /// sessions fewer than events, which is the point of group commit.
+    public var synchronizations: Int { durability.withLock { $0.syncs } }
 
     public func record(_ event: AuditEvent) throws {
-        try chain.withLock { chain in
-            try append(event, to: &chain)
+        let seq = try chain.withLock { chain in
+            let seq = try append(event, to: &chain)
             chain.unsignedEvents += 1
+            return seq
         }
+        try waitUntilDurable(seq)
     }
 
     /// Signs the chain head now if events arrived since the last checkpoint.
@@ -103,16 +162,71 @@ public final class ChainedAuditLog: AuditSink, Sendable {
         try checkpoint(reason: reason)
     }
 
+    // MARK: - Group commit
+
+    /// Returns once a completed `fdatasync` covers `seq`, leading a sync
+    /// when none is running; throws if the sync that covered it failed (or
+    /// an earlier one did). No polling: waiters sleep on the condition
+    /// until a leader finishes.
+    private func waitUntilDurable(_ seq: Int) throws {
+        guard synchronous else { return }
+        let condition = durability.condition
+        condition.lock()
+        defer { condition.unlock() }
+        while true {
+            if durability.durable >= seq { return }
+            if let failure = durability.failure { throw failure }
+            if durability.syncing {
+                condition.wait()
+                continue
+            }
+            // Lead: one sync for everything written so far.
+            durability.syncing = true
+            let target = durability.written
+            condition.unlock()
+            let failure = synchronizeData(covering: target)
+            condition.lock()
+            durability.syncing = false
+            durability.syncs += 1
+            if let failure {
+                durability.failure = failure
+            } else {
+                durability.durable = max(durability.durable, target)
+            }
+            condition.broadcast()
+        }
+    }
+
+    /// `fdatasync` (or the test seam in its place); the failure, if any.
+    private func synchronizeData(covering seq: Int) -> AuditLogError? {
+        do {
+            if let syncSeam {
+                try syncSeam(seq) { try self.fd.synchronizeData() }
+            } else {
+                try fd.synchronizeData()
+            }
+            return nil
+        } catch let error as Errno {
+            return AuditLogError.io(path: path, errno: error.rawValue)
+        } catch {
+            return AuditLogError.io(path: path, errno: EIO)
+        }
+    }
+
     // MARK: - Under the lock
 
-    private func append(_ event: AuditEvent, to chain: inout Chain) throws {
+    /// Chains and writes one line (not yet synced) and returns its seq.
+    private func append(_ event: AuditEvent, to chain: inout Chain) throws -> Int {
         if let failure = chain.failure { throw AuditLogError.failedEarlier(path: path, first: failure) }
+        if let failure = durability.withLock({ $0.failure }) {
+            chain.failure = "\(failure)"
+            throw AuditLogError.failedEarlier(path: path, first: "\(failure)")
+        }
         let record = AuditRecord(event: event, seq: chain.lastSeq + 1, prev: chain.lastHash)
         var line = record.lineBytes
         line.append(0x0a)
         do throws(Errno) {
             try fd.writeAll(line)
-            if synchronous { try fd.synchronizeData() }
         } catch {
             let failure = AuditLogError.io(path: path, errno: error.rawValue)
             chain.failure = "\(failure)"
@@ -120,6 +234,8 @@ public final class ChainedAuditLog: AuditSink, Sendable {
         }
         chain.lastSeq = record.seq
         chain.lastHash = record.hash
+        durability.withLock { $0.written = record.seq }
+        return record.seq
     }
 
     private func writeCheckpoint(reason: String, to chain: inout Chain) throws {
@@ -130,7 +246,10 @@ public final class ChainedAuditLog: AuditSink, Sendable {
             "signedSeq": String(signedSeq), "signedHash": signedHash, "signature": signature,
             "key": key.keyID, "reason": reason,
         ])
-        try append(event, to: &chain)
+        // The checkpoint line is durable before the file that names it is
+        // replaced. Waiting with the chain's lock held is safe: a leader
+        // never takes it.
+        try waitUntilDurable(try append(event, to: &chain))
         chain.unsignedEvents = 0
         // The newest checkpoint, kept apart so that truncation is detectable.
         let record = AuditRecord(event: event, seq: chain.lastSeq, prev: signedHash)

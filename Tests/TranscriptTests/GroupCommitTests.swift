@@ -1,0 +1,163 @@
+import Foundation
+import GatehouseCore
+import Synchronization
+import TestSupport
+@testable import Transcript
+import XCTest
+
+/// Group commit in `ChainedAuditLog`: many sessions recording at once share
+/// fdatasync calls, yet no `record` returns before a completed sync covers
+/// its event, the chain stays exact, and a failed sync fails every event it
+/// covered and the log with it.
+final class GroupCommitTests: XCTestCase {
+    var dir: String!
+    var logPath: String { dir + "/audit.log" }
+
+    override func setUpWithError() throws {
+        dir = NSTemporaryDirectory() + "gatehouse-groupcommit-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: dir) }
+
+    /// What the seam saw: how many syncs ran and the newest seq a completed one covered.
+    final class SyncLog: Sendable {
+        let state = Mutex((syncs: 0, durable: 0, covered: [Int](), heldTooLong: false))
+        var durable: Int { state.withLock { $0.durable } }
+    }
+
+    /// Holds the first sync after `event` events until `total` have been
+    /// written, so that the threads that wrote meanwhile pile up behind it;
+    /// then runs the real sync, or fails it with EIO.
+    static func seam(_ log: SyncLog, holdFrom event: Int, until total: Int, failHeld: Bool = false,
+              written: @escaping @Sendable () -> Int) -> ChainedAuditLog.SyncSeam {
+        { covered, synchronize in
+            let hold = covered >= event && log.state.withLock { $0.covered.allSatisfy { $0 < event } }
+            if hold {
+                let deadline = Date().addingTimeInterval(20)
+                while written() < total && Date() < deadline { usleep(500) }
+                if written() < total { log.state.withLock { $0.heldTooLong = true } }
+            }
+            defer { log.state.withLock { $0.syncs += 1; $0.covered.append(covered) } }
+            if hold && failHeld { throw Errno(rawValue: EIO) }
+            try synchronize()
+            log.state.withLock { $0.durable = max($0.durable, covered) }
+        }
+    }
+
+    /// Runs `body` on `count` threads of their own, all at once (Dispatch's
+    /// concurrentPerform would run only as many as there are cores), and
+    /// returns when every one has finished.
+    static func onThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+        let done = DispatchSemaphore(value: 0)
+        for t in 0..<count {
+            Thread.detachNewThread {
+                body(t)
+                done.signal()
+            }
+        }
+        for _ in 0..<count { done.wait() }
+    }
+
+    static func event(thread: Int, n: Int) -> AuditEvent {
+        AuditEvent(time: Date(), kind: .commandAllowed, user: "user\(thread)", session: SessionID(rawValue: "s\(thread)"),
+                   fields: ["id": "\(thread)-\(n)", "line": "Get-Mailbox -Identity u\(n)"])
+    }
+
+    func testConcurrentRecordsShareSyncsAndReturnOnlyOnceDurable() throws {
+        let threads = 32, perThread = 20, total = threads * perThread
+        let key = try AuditSigningKey.loadOrCreate(in: dir)
+        let syncs = SyncLog()
+        let box = Mutex<ChainedAuditLog?>(nil)
+        let log = try ChainedAuditLog(path: logPath, key: key, checkpointInterval: nil, synchronous: true,
+                                      syncSeam: Self.seam(syncs, holdFrom: 1, until: threads,
+                                                     written: { box.withLock { $0?.writtenSeq ?? 0 } }))
+        box.withLock { $0 = log }
+        // For each event: the newest durable seq the seam had seen when `record` returned.
+        let returned = Mutex([String: Int]())
+        let failures = Mutex(0)
+        Self.onThreads(threads + 1) { t in
+            if t == threads { // checkpoints interleave with the records
+                for _ in 0..<5 { if (try? log.checkpoint(reason: "interval")) == nil { failures.withLock { $0 += 1 } } }
+                return
+            }
+            for n in 0..<perThread {
+                do {
+                    try log.record(Self.event(thread: t, n: n))
+                    let durable = syncs.durable
+                    returned.withLock { $0["\(t)-\(n)"] = durable }
+                } catch {
+                    failures.withLock { $0 += 1 }
+                }
+            }
+        }
+        try log.close()
+        XCTAssertEqual(failures.withLock { $0 }, 0)
+        XCTAssertFalse(syncs.state.withLock { $0.heldTooLong }, "the threads never all wrote while a sync was held")
+
+        // The chain is exact and verifies, checkpoints included.
+        let publicKey = try AuditSigningKey.readPublicKey(path: dir + "/" + AuditSigningKey.publicFileName)
+        let report = try AuditLogVerifier(logPath: logPath, publicKey: publicKey).verify()
+        XCTAssertNil(report.problem)
+        XCTAssertGreaterThanOrEqual(report.events, total)
+
+        // Every record returned after a completed sync covered its seq.
+        let lines = try String(contentsOfFile: logPath, encoding: .utf8).split(separator: "\n")
+        var seen = 0
+        for line in lines {
+            let parsed = try AuditRecord.parse(line: Array(line.utf8)).record
+            guard let id = parsed.fields["id"] else { continue }
+            seen += 1
+            let durable = try XCTUnwrap(returned.withLock { $0[id] }, id)
+            XCTAssertGreaterThanOrEqual(durable, parsed.seq, "event \(id) returned before a sync covered seq \(parsed.seq)")
+        }
+        XCTAssertEqual(seen, total)
+
+        // One sync covered every thread that wrote while the held one ran:
+        // far fewer syncs than events.
+        XCTAssertEqual(log.synchronizations, syncs.state.withLock { $0.syncs })
+        XCTAssertLessThan(log.synchronizations, total - threads + 2)
+    }
+
+    func testAFailedSyncFailsEveryEventItCoveredAndTheLog() throws {
+        let threads = 16
+        let key = try AuditSigningKey.loadOrCreate(in: dir)
+        let syncs = SyncLog()
+        let box = Mutex<ChainedAuditLog?>(nil)
+        // seq 1 syncs normally; the next sync is held until every thread has
+        // written, then fails.
+        let log = try ChainedAuditLog(path: logPath, key: key, checkpointInterval: nil, synchronous: true,
+                                      syncSeam: Self.seam(syncs, holdFrom: 2, until: threads + 1, failHeld: true,
+                                                     written: { box.withLock { $0?.writtenSeq ?? 0 } }))
+        box.withLock { $0 = log }
+        try log.record(Self.event(thread: 99, n: 0))
+        XCTAssertEqual(syncs.durable, 1)
+
+        let outcomes = Mutex([Bool]())
+        Self.onThreads(threads) { t in
+            let ok = (try? log.record(Self.event(thread: t, n: 0))) != nil
+            outcomes.withLock { $0.append(ok) }
+        }
+        XCTAssertEqual(outcomes.withLock { $0.count }, threads)
+        XCTAssertFalse(syncs.state.withLock { $0.heldTooLong }, "the threads never all wrote while a sync was held")
+        XCTAssertEqual(outcomes.withLock { $0.filter { $0 }.count }, 0, "an event returned though its sync failed")
+        let failedCovered = try XCTUnwrap(syncs.state.withLock { $0.covered.first { $0 >= 2 } })
+        XCTAssertGreaterThanOrEqual(failedCovered, 2)
+        XCTAssertEqual(syncs.durable, 1, "nothing past seq 1 was ever durable")
+        XCTAssertTrue(log.hasFailed)
+        XCTAssertThrowsError(try log.record(Self.event(thread: 0, n: 1)))
+        XCTAssertThrowsError(try log.checkpoint(reason: "interval"))
+    }
+
+    func testSingleThreadSyncsOncePerEvent() throws {
+        let key = try AuditSigningKey.loadOrCreate(in: dir)
+        let syncs = SyncLog()
+        let log = try ChainedAuditLog(path: logPath, key: key, checkpointInterval: nil, synchronous: true,
+                                      syncSeam: Self.seam(syncs, holdFrom: Int.max, until: 0, written: { 0 }))
+        for n in 1...5 {
+            try log.record(Self.event(thread: 0, n: n))
+            XCTAssertEqual(syncs.durable, n)
+        }
+        XCTAssertEqual(log.synchronizations, 5)
+    }
+}
