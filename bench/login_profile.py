@@ -132,6 +132,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=1, help="repeat the N logins, print each and the median")
     ap.add_argument("--callgrind", metavar="OUT", help="run under callgrind, write the N-login profile to OUT")
     ap.add_argument("--summarize", metavar="PROFILE", help="print the breakdown of a --callgrind profile of N logins")
+    ap.add_argument("--strace", metavar="OUT", help="count the daemon's system calls (`strace -f -c`) over the N logins")
     ap.add_argument("--perf", metavar="OUT", help="run under `perf record -g` (cpu-clock samples, kernel included)")
     args = ap.parse_args()
     if args.summarize:
@@ -166,6 +167,9 @@ def main():
                 # backends forked from now on are (perf follows children).
                 recorder = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "4000", "-g",
                                              "-o", args.perf, "-p", str(daemon_pid(server))])
+                time.sleep(2)
+            elif args.strace:
+                recorder = subprocess.Popen(["strace", "-f", *os.environ.get("STRACE_FLAGS", "-c").split(), "-o", args.strace, "-p", str(daemon_pid(server))])
                 time.sleep(2)
             cpus, p50s = [], []
             for rep in range(args.repeats):
