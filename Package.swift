@@ -28,7 +28,9 @@ let package = Package(
         .target(name: "GatehouseCore"),
         .target(name: "SSHServer", dependencies: ["CLibSSH", "GatehouseCore",
                                                   .product(name: "Logging", package: "swift-log")]),
-        .target(name: "PAMAuth", dependencies: ["CPAM", "GatehouseCore"]),
+        // dl_iterate_phdr and RTLD_NODELETE need _GNU_SOURCE (PAMAuth keeps PAM modules loaded).
+        .target(name: "CDynamicLinker", linkerSettings: [.linkedLibrary("dl")]),
+        .target(name: "PAMAuth", dependencies: ["CPAM", "CDynamicLinker", "GatehouseCore"]),
         // What every policy file shares: YAML with file:line diagnostics,
         // durations, sizes, anchored patterns, ASCII rules.
         .target(name: "PolicyFormat", dependencies: ["GatehouseCore", "Yams"]),

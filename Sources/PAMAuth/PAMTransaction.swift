@@ -14,11 +14,15 @@ public final class PAMTransaction {
     /// The `pam_conv` PAM keeps a pointer to; it is freed (once, by its own
     /// deinit) after this transaction's `pam_end`.
     private let binding: ConversationBinding
+    /// `PAMModulePins.loadCount()` before `pam_start`: whether this
+    /// transaction loaded modules that should stay loaded.
+    private let loadCountAtStart: UInt64
 
     /// Starts a transaction for `user` against `/etc/pam.d/<service>`
     /// (`pam_start`). Throws `PAMError` if PAM cannot load the stack.
     public init(service: String, user: String, conversation: PAMConversation) throws {
         binding = ConversationBinding(conversation)
+        loadCountAtStart = PAMModulePins.loadCount()
         var h: OpaquePointer?
         let rc = pam_start(service, user, binding.conv, &h)
         guard rc == PAM_SUCCESS, let h else {
@@ -52,6 +56,7 @@ public final class PAMTransaction {
     public func end() {
         guard let h = handle else { return }
         handle = nil
+        PAMModulePins.pinNewlyLoaded(since: loadCountAtStart)
         pam_end(h, lastStatus)
     }
 

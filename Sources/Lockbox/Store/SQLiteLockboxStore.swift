@@ -120,9 +120,14 @@ public final class SQLiteLockboxStore: LockboxStore {
             }
             let whereClause = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
             _ = arguments.append(contentsOf: [query.limit])
-            return try pool.read { db in
-                try RequestRecord.fetchAll(db, sql: "SELECT * FROM request\(whereClause) ORDER BY id DESC LIMIT ?",
-                                           arguments: arguments).map(\.request)
+            // One SELECT needs no explicit transaction (unsafeRead skips
+            // BEGIN/COMMIT). The text depends only on which conditions are
+            // set, so each reader connection prepares each shape once:
+            // preparing `SELECT *` of this table was about a tenth of a
+            // login's instructions (every session end asks for its grants).
+            return try pool.unsafeRead { db in
+                let statement = try db.cachedStatement(sql: "SELECT * FROM request\(whereClause) ORDER BY id DESC LIMIT ?")
+                return try RequestRecord.fetchAll(statement, arguments: arguments).map(\.request)
             }
         }
     }
@@ -203,12 +208,15 @@ public final class SQLiteLockboxStore: LockboxStore {
 
     public func due(now: Date, limit: Int) throws -> [LockboxRequest] {
         try guarded {
-            try pool.read { db in
-                try RequestRecord.fetchAll(db, sql: """
+            // One SELECT, prepared once per reader connection (the sweeper asks every few seconds).
+            try pool.unsafeRead { db in
+                let statement = try db.cachedStatement(sql: """
                     SELECT * FROM request
                     WHERE state IN ('pending-manager', 'pending-customer', 'approved', 'active') AND deadline <= ?
                     ORDER BY id LIMIT ?
-                    """, arguments: [now.timeIntervalSince1970, limit]).map(\.request)
+                    """)
+                return try RequestRecord.fetchAll(statement, arguments: [now.timeIntervalSince1970, limit])
+                    .map(\.request)
             }
         }
     }

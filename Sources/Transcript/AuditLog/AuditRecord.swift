@@ -21,22 +21,59 @@ public struct AuditRecord: Sendable, Equatable {
     public let session: String?
     public let fields: [String: String]
 
+    /// The line as `init(event:seq:prev:)` built it next to the hash; nil
+    /// for a record read back, whose line is encoded on demand.
+    private let builtLine: [UInt8]?
+
     /// Builds the record that follows `prev` (computing its hash).
+    ///
+    /// One encoding serves both the hash and the line. In canonical key
+    /// order `fields` sorts before `hash` and every other key after it, so
+    /// the line is the hashed bytes with `"hash":"…",` spliced in after the
+    /// fields. Encoding the body twice (once to hash it, once with the hash
+    /// to write it) was half of the audit's instructions, 7 times a login.
     public init(event: AuditEvent, seq: Int, prev: String) {
-        let unhashed = AuditRecord(seq: seq, prev: prev, hash: "", time: event.time, kind: event.kind.rawValue,
-                                   user: event.user, session: event.session?.rawValue, fields: event.fields)
-        self.init(seq: seq, prev: prev, hash: Self.hashHex(unhashed.body.canonicalBytes), time: event.time,
-                  kind: event.kind.rawValue, user: event.user, session: event.session?.rawValue, fields: event.fields)
+        let session = event.session?.rawValue
+        var rest: [String: JSONValue] = [
+            "seq": .int(seq), "prev": .string(prev),
+            "time": .string(AuditTime.format(event.time)), "kind": .string(event.kind.rawValue),
+        ]
+        if let user = event.user { rest["user"] = .string(user) }
+        if let session { rest["session"] = .string(session) }
+        var head: [UInt8] = [UInt8(ascii: "{")]
+        if !event.fields.isEmpty {
+            head.append(contentsOf: #""fields":"#.utf8)
+            head.append(contentsOf: JSONValue.object(event.fields.mapValues { .string($0) }).canonicalBytes)
+            head.append(UInt8(ascii: ","))
+        }
+        // `rest` always has members: its encoding is `{` + them + `}`.
+        let tail = JSONValue.object(rest).canonicalBytes.dropFirst()
+        let hash = Self.hashHex(head + tail)
+        var line = head
+        line.append(contentsOf: #""hash":""#.utf8)
+        line.append(contentsOf: hash.utf8)
+        line.append(contentsOf: #"","#.utf8)
+        line.append(contentsOf: tail)
+        self.init(seq: seq, prev: prev, hash: hash, time: event.time, kind: event.kind.rawValue,
+                  user: event.user, session: session, fields: event.fields, line: line)
     }
 
     init(seq: Int, prev: String, hash: String, time: Date, kind: String, user: String?, session: String?,
-         fields: [String: String]) {
+         fields: [String: String], line: [UInt8]? = nil) {
         self.seq = seq; self.prev = prev; self.hash = hash; self.time = time; self.kind = kind
         self.user = user; self.session = session; self.fields = fields
+        builtLine = line
+    }
+
+    /// Equal content; how the line was obtained does not matter.
+    public static func == (a: AuditRecord, b: AuditRecord) -> Bool {
+        a.seq == b.seq && a.prev == b.prev && a.hash == b.hash && a.time == b.time && a.kind == b.kind
+            && a.user == b.user && a.session == b.session && a.fields == b.fields
     }
 
     /// The line as written (without the newline).
     public var lineBytes: [UInt8] {
+        if let builtLine { return builtLine }
         guard case .object(var members) = body else { return [] }
         members["hash"] = .string(hash)
         return JSONValue.object(members).canonicalBytes
