@@ -1,7 +1,7 @@
 """The target graph: Package.swift, docs/architecture.md and the sources'
 own `import` lines must say the same thing, and the privilege rules of
 DESIGN.md must hold (only SSHServer touches libssh, only PAMAuth touches
-PAM, the pure libraries import neither, Lockbox does not import the cmdlet
+PAM and the dynamic linker, the pure libraries import neither, Lockbox does not import the cmdlet
 policy). Read from `swift package dump-package`, so what is checked is what
 SwiftPM builds."""
 import json
@@ -17,7 +17,7 @@ SWIFT = shutil.which("swift") or "/opt/swift/usr/bin/swift"
 # The libraries whose imports the table states exactly.
 EXACT = ["GatehouseCore", "SSHServer", "PAMAuth", "PolicyFormat", "Directory", "CmdletPolicy",
          "CmdletShell", "Lockbox", "Transcript"]
-C_MODULES = {"CLibSSH", "CPAM"}
+C_MODULES = {"CLibSSH", "CPAM", "CDynamicLinker"}
 PURE = ["PolicyFormat", "Directory", "CmdletPolicy", "CmdletShell", "Lockbox", "Transcript"]
 
 
@@ -103,6 +103,7 @@ def test_privilege_rules_of_the_design():
             importers[dep].add(name)
     assert importers["CLibSSH"] == {"SSHServer"}, importers["CLibSSH"]
     assert importers["CPAM"] == {"PAMAuth"}, importers["CPAM"]
+    assert importers["CDynamicLinker"] == {"PAMAuth"}, importers["CDynamicLinker"]
     for name in PURE:
         deps = declared_project_deps(targets[name], names)
         assert not deps & (C_MODULES | {"SSHServer", "PAMAuth", "Gateway"}), f"{name} depends on {deps}"
