@@ -56,8 +56,10 @@ extension SessionRunner {
 
     /// `[MailboxAdmin@contoso 59m]` while elevated, so the user always sees
     /// which rights they are using and for how long.
+    /// A session that never redeemed a grant (nearly all) asks the Lockbox
+    /// nothing here: grants join a session only through `finishElevation`.
     func elevationPromptSuffix() -> String {
-        guard let user else { return "" }
+        guard let user, !knownElevations.isEmpty else { return "" }
         let now = gateway.clock.now()
         let claim = gateway.lockbox.claim(user: user, session: session, now: now)
         let parts = claim.grants.compactMap { g -> String? in
