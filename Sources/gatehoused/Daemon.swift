@@ -22,6 +22,9 @@ enum Daemon {
     /// Runs the daemon, logging to `logger`; returns the process exit status.
     static func run(_ options: DaemonOptions, logger: Logger) -> Int32 {
         resetSignals()
+        if let (from, to) = raiseDescriptorLimit() {
+            logger.info("raised the open-file limit", metadata: ["from": "\(from)", "to": "\(to)"])
+        }
 
         var configuration: GatewayConfiguration
         switch buildConfiguration(options) {
@@ -194,6 +197,21 @@ enum Daemon {
         // the audit log and transcripts handle by failing closed, rather than
         // kill the daemon. Backends get default dispositions again at spawn.
         signal(SIGXFSZ, SIG_IGN)
+    }
+
+    /// Each session holds three descriptors (its socket, its transcript, its
+    /// wake eventfd), so the usual soft open-file limit of 1024 would stop a
+    /// node at about 340 sessions, and the next login would fail inside PAM.
+    /// Like most servers, the daemon raises the soft limit to the hard one
+    /// the administrator granted (`LimitNOFILE=` in the systemd unit).
+    /// Backends inherit the raised limit.
+    static func raiseDescriptorLimit() -> (from: rlim_t, to: rlim_t)? {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return nil }
+        let from = limit.rlim_cur
+        limit.rlim_cur = limit.rlim_max
+        guard setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return nil }
+        return (from, limit.rlim_max)
     }
 
     /// SIGHUP reloads policy and directory (see `GatewayContext.reload`).
