@@ -5,7 +5,6 @@ cmdlet, to show that a backend still running when its grant ends is stopped.
 This starts a second daemon (its own state directory and a copy of the
 repository's policies with the two additions).
 """
-import asyncio
 import re
 import shutil
 import tempfile
@@ -83,7 +82,12 @@ def test_backend_running_when_the_grant_ends_is_stopped(hooked):
             await shell.close()
 
     run(scenario())
-    finished = [e for e in hooked.audit_events() if e["kind"] == "command.finished"
+    assert_long_change_was_cancelled(hooked)
+
+
+def assert_long_change_was_cancelled(gw):
+    """The audit says the last Test-LongChange was stopped, not finished."""
+    finished = [e for e in gw.audit_events() if e["kind"] == "command.finished"
                 and e["fields"].get("cmdlet") == "Test-LongChange"]
     assert finished and finished[-1]["fields"]["cancelled"] == "true"
 
@@ -100,12 +104,10 @@ def test_revocation_from_another_session_stops_the_running_backend(hooked):
         try:
             secret = await shell.fetch_secret(rid)
             assert "Elevated" in await shell.elevate(rid, secret)
-            before = len([e for e in hooked.audit_events() if e["kind"] == "command.allowed"])
+            last = max((e["seq"] for e in hooked.audit_events()), default=0)
             shell.process.stdin.write("Test-LongChange\r")
-            deadline = time.monotonic() + 10
-            while len([e for e in hooked.audit_events() if e["kind"] == "command.allowed"]) == before:
-                assert time.monotonic() < deadline, "Test-LongChange never started"
-                await asyncio.sleep(0.05)
+            hooked.wait_for_audit(lambda e: e["seq"] > last and e["kind"] == "command.allowed"
+                                  and e["fields"].get("cmdlet") == "Test-LongChange")
             revoke = await run_exec(hooked, "bob", f"Revoke-LockboxRequest -Id {rid} -Reason 'change freeze'")
             assert revoke.exit_status == 0, revoke.stderr
             revoked = time.monotonic()
@@ -117,9 +119,7 @@ def test_revocation_from_another_session_stops_the_running_backend(hooked):
             await shell.close()
 
     run(scenario())
-    finished = [e for e in hooked.audit_events() if e["kind"] == "command.finished"
-                and e["fields"].get("cmdlet") == "Test-LongChange"]
-    assert finished and finished[-1]["fields"]["cancelled"] == "true"
+    assert_long_change_was_cancelled(hooked)
 
 
 def test_requests_survive_a_restart_and_a_used_secret_stays_used(hooked):
