@@ -149,6 +149,58 @@ final class GroupCommitTests: XCTestCase {
         XCTAssertThrowsError(try log.checkpoint(reason: "interval"))
     }
 
+    /// A checkpoint waits for its sync like any event, without the chain's
+    /// lock: while a sync is held, a session can still write. (It used to wait
+    /// holding the lock, so every session stopped behind a checkpoint's sync;
+    /// this is what made the concurrent test above time out now and then.)
+    func testACheckpointWaitingForASyncDoesNotStopWriters() throws {
+        let key = try AuditSigningKey.loadOrCreate(in: dir)
+        let box = Mutex<ChainedAuditLog?>(nil)
+        let entered = DispatchSemaphore(value: 0)
+        let heldTooLong = Mutex(false)
+        let first = Mutex(true)
+        let log = try ChainedAuditLog(path: logPath, key: key, checkpointInterval: nil, synchronous: true,
+                                      syncSeam: { _, synchronize in
+            if first.withLock({ let was = $0; $0 = false; return was }) {
+                entered.signal()
+                // Held until a third line (an event after the checkpoint) is written.
+                let deadline = Date().addingTimeInterval(5)
+                while (box.withLock { $0?.writtenSeq ?? 0 }) < 3 && Date() < deadline { usleep(500) }
+                if (box.withLock { $0?.writtenSeq ?? 0 }) < 3 { heldTooLong.withLock { $0 = true } }
+            }
+            try synchronize()
+        })
+        box.withLock { $0 = log }
+        let failures = Mutex([String]())
+        let recorded = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            do { try log.record(Self.event(thread: 0, n: 1)) } catch { failures.withLock { $0.append("\(error)") } }
+            recorded.signal()
+        }
+        entered.wait()
+        let checkpointed = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            do { try log.checkpoint(reason: "interval") } catch { failures.withLock { $0.append("\(error)") } }
+            checkpointed.signal()
+        }
+        let deadline = Date().addingTimeInterval(5)
+        while log.writtenSeq < 2 && Date() < deadline { usleep(500) }
+        XCTAssertEqual(log.writtenSeq, 2, "the checkpoint line was not written")
+        try log.record(Self.event(thread: 1, n: 2))
+        checkpointed.wait()
+        recorded.wait()
+        XCTAssertEqual(failures.withLock { $0 }, [])
+        XCTAssertFalse(heldTooLong.withLock { $0 }, "a writer was stopped behind the checkpoint's sync")
+
+        let side = try String(contentsOfFile: log.checkpointPath, encoding: .utf8)
+        let record = try AuditRecord.parse(line: Array(side.utf8.dropLast())).record
+        XCTAssertEqual(record.seq, 2)
+        let publicKey = try AuditSigningKey.readPublicKey(path: dir + "/" + AuditSigningKey.publicFileName)
+        let report = try AuditLogVerifier(logPath: logPath, publicKey: publicKey).verify()
+        XCTAssertNil(report.problem)
+        XCTAssertEqual(report.events, 3)
+    }
+
     func testSingleThreadSyncsOncePerEvent() throws {
         let key = try AuditSigningKey.loadOrCreate(in: dir)
         let syncs = SyncLog()

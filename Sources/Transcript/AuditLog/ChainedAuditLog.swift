@@ -31,6 +31,8 @@ public final class ChainedAuditLog: AuditSink, Sendable {
     private let fd: OwnedFileDescriptor
     private let chain: Mutex<Chain>
     private let durability: Durability
+    /// The seq of the checkpoint in the side file; its lock orders replacements.
+    private let newestCheckpointFile = Mutex(0)
     /// Test seam: runs in place of each `fdatasync`, given the highest seq
     /// that sync covers and the real call.
     private let syncSeam: SyncSeam?
@@ -149,10 +151,24 @@ public final class ChainedAuditLog: AuditSink, Sendable {
     }
 
     /// Signs the chain head now if events arrived since the last checkpoint.
+    ///
+    /// The checkpoint line is chained under the chain's lock, but its sync is
+    /// waited for outside it, like any event's: sessions keep writing (and
+    /// share that sync) while it runs. The side file is replaced only once
+    /// the line it names is durable, and never by an older checkpoint.
     public func checkpoint(reason: String) throws {
-        try chain.withLock { chain in
-            guard chain.unsignedEvents > 0 else { return }
-            try writeCheckpoint(reason: reason, to: &chain)
+        let pending = try chain.withLock { chain -> AuditRecord? in
+            guard chain.unsignedEvents > 0 else { return nil }
+            let record = try appendCheckpoint(reason: reason, to: &chain)
+            chain.unsignedEvents = 0
+            return record
+        }
+        guard let pending else { return }
+        try waitUntilDurable(pending.seq)
+        try newestCheckpointFile.withLock { newest in
+            guard pending.seq > newest else { return }
+            try replaceCheckpointFile(with: pending)
+            newest = pending.seq
         }
     }
 
@@ -238,7 +254,10 @@ public final class ChainedAuditLog: AuditSink, Sendable {
         return record.seq
     }
 
-    private func writeCheckpoint(reason: String, to chain: inout Chain) throws {
+    /// Signs the chain head and chains the checkpoint event (not yet synced).
+    /// Its record, kept for the side file, links to the hash it signed, so
+    /// that truncation of the log is detectable.
+    private func appendCheckpoint(reason: String, to chain: inout Chain) throws -> AuditRecord {
         let signedSeq = chain.lastSeq
         let signedHash = chain.lastHash
         let signature = try key.sign(seq: signedSeq, hash: signedHash)
@@ -246,13 +265,12 @@ public final class ChainedAuditLog: AuditSink, Sendable {
             "signedSeq": String(signedSeq), "signedHash": signedHash, "signature": signature,
             "key": key.keyID, "reason": reason,
         ])
-        // The checkpoint line is durable before the file that names it is
-        // replaced. Waiting with the chain's lock held is safe: a leader
-        // never takes it.
-        try waitUntilDurable(try append(event, to: &chain))
-        chain.unsignedEvents = 0
-        // The newest checkpoint, kept apart so that truncation is detectable.
-        let record = AuditRecord(event: event, seq: chain.lastSeq, prev: signedHash)
+        let seq = try append(event, to: &chain)
+        return AuditRecord(event: event, seq: seq, prev: signedHash)
+    }
+
+    /// Writes the newest checkpoint to its side file, atomically.
+    private func replaceCheckpointFile(with record: AuditRecord) throws {
         let tmp = checkpointPath + ".tmp"
         var line = record.lineBytes
         line.append(0x0a)
