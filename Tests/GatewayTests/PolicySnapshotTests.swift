@@ -93,8 +93,9 @@ final class CommandStepTests: PolicySnapshotTestCase {
     func testACommandReadsTheSnapshotOnce() throws {
         let gateway = try makeGateway()
         defer { gateway.closeAudit() }
-        let step = CommandStep(gateway: gateway, interpreter: CmdletInterpreter(audit: gateway.audit, clock: gateway.clock),
-                               user: alice, session: SessionID(rawValue: "s"))
+        let session = SessionID(rawValue: "s")
+        let step = CommandStep(gateway: gateway, privileges: LocalSessionPrivileges(gateway: gateway, user: alice, session: session),
+                               interpreter: CmdletInterpreter(audit: gateway.audit, clock: gateway.clock), session: session)
         for line in ["Get-Command", "Get-Mailbox -Identity x@contoso.com", "Remove-Everything"] {
             gateway.snapshots.reads.store(0, ordering: .relaxed)
             _ = step.run(Array(line.utf8), output: Discard(), cancellation: CancellationFlag())
@@ -148,9 +149,11 @@ final class CommandStepTests: PolicySnapshotTestCase {
         }
         func run(_ line: String) -> CancellationFlag {
             let executor = RevokingExecutor(wait: 5, revoke: revoke)
-            let step = CommandStep(gateway: gateway, interpreter: CmdletInterpreter(audit: gateway.audit, clock: gateway.clock,
-                                                                                    executor: executor),
-                                   user: alice, session: session)
+            let step = CommandStep(gateway: gateway,
+                                   privileges: LocalSessionPrivileges(gateway: gateway, user: alice, session: session),
+                                   interpreter: CmdletInterpreter(audit: gateway.audit, clock: gateway.clock,
+                                                                  executor: executor),
+                                   session: session)
             let cancellation = CancellationFlag()
             gateway.sessions.setRunning(session, cancellation)
             defer { gateway.sessions.setRunning(session, nil) }

@@ -11,15 +11,14 @@ import GatehouseCore
 /// it runs changes nothing for it.
 struct CommandStep {
     let gateway: GatewayContext
+    let privileges: SessionPrivileges
     let interpreter: CmdletInterpreter
-    let user: UserName
     let session: SessionID
 
     /// Runs `line` with the claim as of now; `cancellation` stops its backend.
     func run(_ line: [UInt8], output: CommandOutput, cancellation: CancellationFlag) -> LineOutcome {
         let snapshot = gateway.snapshot
-        let claim = gateway.lockbox.claim(user: user, session: session, now: gateway.clock.now(),
-                                          rules: snapshot.lockboxRules)
+        let claim = privileges.claim(now: gateway.clock.now(), rules: snapshot.lockboxRules)
         return interpreter.run(line: line, claim: claim, snapshot: snapshot.policy, context: gateway.executionContext,
                                output: output, cancellation: cancellation, willRun: { command in
             watchGrant(of: command, cancellation: cancellation)
@@ -35,7 +34,7 @@ struct CommandStep {
     private func watchGrant(of command: AllowedCommand, cancellation: CancellationFlag) {
         guard case .elevation(let requestID) = command.grant.source else { return }
         gateway.sessions.setRunningGrant(session, requestID: requestID, expires: command.grant.expires)
-        let still = gateway.lockbox.claim(user: user, session: session, now: gateway.clock.now()).grants.contains {
+        let still = privileges.claim(now: gateway.clock.now(), rules: nil).grants.contains {
             $0.source == .elevation(requestID: requestID)
         }
         if !still { cancellation.cancel() }

@@ -41,8 +41,9 @@ final class SessionRecorder {
     }
 
     /// Opens the file unless it is already open (a second channel shares it).
-    func open(directory: String, session: SessionID, user: UserName, node: String, client: String,
-              claim: AccessClaim, term: String?, columns: Int, rows: Int, channel: String, command: String?) {
+    /// `create` makes the empty file at `path` (the session's privileges).
+    func open(creating create: () throws -> OwnedFileDescriptor, path: String, session: SessionID, user: UserName,
+              node: String, client: String, claim: AccessClaim, term: String?, columns: Int, rows: Int, channel: String, command: String?) {
         guard writer == nil, openFailure == nil else { return }
         let claimJSON: [JSONValue] = claim.grants.map { grant in
             var o: [String: JSONValue] = ["role": .string(grant.role)]
@@ -63,9 +64,7 @@ final class SessionRecorder {
         let header = AsciicastWriter.Header(width: columns, height: rows, start: claim.issuedAt, term: term,
                                             title: "gatehouse \(user)@\(node) session \(session)", gatehouse: gatehouse)
         do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
-                                                    attributes: [.posixPermissions: 0o700])
-            writer = try AsciicastWriter(path: "\(directory)/\(session.rawValue).cast", header: header)
+            writer = try AsciicastWriter(file: try create(), path: path, header: header)
         } catch {
             openFailure = "\(error)"
         }

@@ -28,9 +28,9 @@ extension SessionRunner {
     func finishElevation(_ requestID: Int64, secret: consuming SecretBytes, on state: ShellChannel) {
         // Enter was not echoed at the hidden prompt: end its line.
         if state.pty != nil { write(state, [0x0a], stderr: false) }
-        guard let user else { return }
+        guard let privileges else { return }
         do {
-            let request = try gateway.lockbox.redeem(id: requestID, secret: secret, by: user, session: session)
+            let request = try privileges.redeem(requestID, secret: secret)
             if let grant = request.grant { knownElevations[request.id] = grant }
             let left = Int((request.expiresAt ?? gateway.clock.now()).timeIntervalSince(gateway.clock.now()))
             write(state, Array(("Elevated: \(request.role) in \(request.scope) for \(ElevationPrompt.format(left)), "
@@ -59,9 +59,9 @@ extension SessionRunner {
     /// A session that never redeemed a grant (nearly all) asks the Lockbox
     /// nothing here: grants join a session only through `finishElevation`.
     func elevationPromptSuffix() -> String {
-        guard let user, !knownElevations.isEmpty else { return "" }
+        guard let privileges, !knownElevations.isEmpty else { return "" }
         let now = gateway.clock.now()
-        let claim = gateway.lockbox.claim(user: user, session: session, now: now)
+        let claim = privileges.claim(now: now, rules: nil)
         let parts = claim.grants.compactMap { g -> String? in
             guard case .elevation = g.source, let expires = g.expires else { return nil }
             let left = max(0, Int(expires.timeIntervalSince(now).rounded(.up)))
@@ -81,19 +81,19 @@ extension SessionRunner {
     /// them, so a session that holds none (nearly every idle one) costs
     /// nothing here; the daemon's sweeper records expiries meanwhile.
     func noticeEndedElevations(on current: ShellChannel?) {
-        guard let user, !knownElevations.isEmpty else { return }
+        guard let privileges, !knownElevations.isEmpty else { return }
         let now = gateway.clock.now()
         var active: [Int64: RoleGrant] = [:]
-        for grant in gateway.lockbox.claim(user: user, session: session, now: now).grants {
+        for grant in privileges.claim(now: now, rules: nil).grants {
             if case .elevation(let id) = grant.source { active[id] = grant }
         }
         let ended = knownElevations.filter { active[$0.key] == nil }
         knownElevations = active
         // A grant that timed out leaves the claim at once; record its expiry
         // now rather than at the next throttled sweep.
-        if !ended.isEmpty { gateway.lockbox.sweep() }
+        if !ended.isEmpty { privileges.sweep() }
         for (id, grant) in ended.sorted(by: { $0.key < $1.key }) {
-            let request = try? gateway.lockbox.store.request(id: id)
+            let request = privileges.ownRequest(id)
             let why: String
             switch request?.state {
             case .revoked?:

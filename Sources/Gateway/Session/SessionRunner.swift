@@ -15,6 +15,8 @@ final class SessionRunner {
     var logger: Logger
     private(set) var channels: [Int: ShellChannel] = [:]
     private(set) var user: UserName?
+    /// What the session may ask of the privileged side; set with `user`.
+    private(set) var privileges: SessionPrivileges?
     private var endReason = "disconnect"
     /// The asciicast recording (issue 5), failing closed.
     let recorder = SessionRecorder()
@@ -25,13 +27,7 @@ final class SessionRunner {
     var knownElevations: [Int64: RoleGrant] = [:]
     /// This session's interpreter: its Enter-Elevation handler and Lockbox
     /// commands act for this session.
-    private(set) lazy var interpreter: CmdletInterpreter = {
-        let box = UnownedRunner(self)
-        return CmdletInterpreter(audit: gateway.audit, clock: gateway.clock,
-                                 elevationHandler: { id, output in box.runner.beginElevation(id, output: output) },
-                                 commandProvider: LockboxCommands(lockbox: gateway.lockbox, clock: gateway.clock,
-                                                                                  sessions: gateway.sessions))
-    }()
+    private var interpreter: CmdletInterpreter?
     /// Session limits (idle, lifetime, kill), see SessionRunner+Limits.swift.
     var limits: SessionLimitsState?
     /// What wakes this session's poll() from other threads (kill, shutdown,
@@ -77,6 +73,12 @@ final class SessionRunner {
             return
         }
         self.user = user
+        let privileges = LocalSessionPrivileges(gateway: gateway, user: user, session: session)
+        self.privileges = privileges
+        let box = UnownedRunner(self)
+        interpreter = CmdletInterpreter(audit: privileges.audit, clock: gateway.clock, executor: privileges.executor,
+                                        elevationHandler: { id, output in box.runner.beginElevation(id, output: output) },
+                                        commandProvider: privileges.lockboxCommands)
         logger[metadataKey: "user"] = "\(user)"
         guard wake != nil else {
             logger.error("no descriptor for the session's wake-up pipe; session refused")
@@ -95,7 +97,7 @@ final class SessionRunner {
         // who reconnects at once is not refused by their own ended session.
         gateway.sessions.remove(session)
         // A grant never outlives its session.
-        gateway.lockbox.endElevations(session: session, user: user, reason: "session ended")
+        _ = privileges.endElevations(reason: "session ended")
         recorder.close(reason: endReason)
         var endFields = ["reason": endReason]
         if let path = recorder.path { endFields["transcript"] = path }
@@ -309,17 +311,16 @@ final class SessionRunner {
 
     /// Tab completion with the claim as of now: only what the caller may run.
     private func complete(_ typed: [UInt8]) -> (addition: [UInt8], candidates: [String]) {
-        guard let user else { return ([], []) }
+        guard let privileges else { return ([], []) }
         let snapshot = gateway.snapshot
-        let claim = gateway.lockbox.claim(user: user, session: session, now: gateway.clock.now(),
-                                          rules: snapshot.lockboxRules)
+        let claim = privileges.claim(now: gateway.clock.now(), rules: snapshot.lockboxRules)
         return Completion.candidates(line: typed, claim: claim, snapshot: snapshot.policy,
                                      provided: LockboxCommands.declared.map(\.definition))
     }
 
     /// Runs one line through the gate pipeline with the claim as of now.
     private func runLine(_ line: [UInt8], on state: ShellChannel) -> LineOutcome {
-        guard let user else { return .completed(exitStatus: 126) }
+        guard let privileges, let interpreter else { return .completed(exitStatus: 126) }
         noticeEndedElevations(on: state)
         let output = ChannelOutput(runner: self, state: state)
         // One flag, set by whatever must stop the backend: a kill, the
@@ -336,20 +337,20 @@ final class SessionRunner {
         }
         recorder.flush()
         defer { recorder.flush() }
-        return CommandStep(gateway: gateway, interpreter: interpreter, user: user, session: session)
+        return CommandStep(gateway: gateway, privileges: privileges, interpreter: interpreter, session: session)
             .run(line, output: output, cancellation: cancellation)
     }
 
     // MARK: - Transcript and fail-closed audit (issue 5)
 
     private func startRecording(_ state: ShellChannel, command: [UInt8]?) {
-        guard gateway.configuration.recordTranscripts, let user else { return }
-        let claim = gateway.lockbox.claim(user: user, session: session, now: gateway.clock.now())
-        recorder.open(directory: gateway.configuration.transcriptDirectory, session: session, user: user,
-                        node: gateway.configuration.nodeName, client: connection.peerAddress, claim: claim,
-                        term: state.pty?.term, columns: state.pty?.columns ?? 80, rows: state.pty?.rows ?? 24,
-                        channel: command == nil ? "shell" : "exec",
-                        command: command.map { String(decoding: $0, as: UTF8.self) })
+        guard gateway.configuration.recordTranscripts, let user, let privileges else { return }
+        let claim = privileges.claim(now: gateway.clock.now(), rules: nil)
+        recorder.open(creating: privileges.createTranscript, path: privileges.transcriptPath, session: session,
+                      user: user, node: gateway.configuration.nodeName, client: connection.peerAddress, claim: claim,
+                      term: state.pty?.term, columns: state.pty?.columns ?? 80, rows: state.pty?.rows ?? 24,
+                      channel: command == nil ? "shell" : "exec",
+                      command: command.map { String(decoding: $0, as: UTF8.self) })
     }
 
     /// What can no longer record this session, or nil (see SessionRecorder).
@@ -411,8 +412,8 @@ final class SessionRunner {
     }
 
     private func banner() -> String {
-        guard let user else { return "" }
-        let claim = gateway.lockbox.claim(user: user, session: session, now: gateway.clock.now())
+        guard let privileges else { return "" }
+        let claim = privileges.claim(now: gateway.clock.now(), rules: nil)
         let roles = claim.grants.map(\.role)
         return """
         Gatehouse constrained shell on \(gateway.configuration.nodeName). Session \(session).
@@ -445,7 +446,7 @@ final class SessionRunner {
     @discardableResult
     func audit(_ kind: AuditEventKind, _ fields: [String: String]) -> Bool {
         do {
-            try gateway.audit.record(AuditEvent(time: gateway.clock.now(), kind: kind, user: user?.rawValue,
+            try (privileges?.audit ?? gateway.audit).record(AuditEvent(time: gateway.clock.now(), kind: kind, user: user?.rawValue,
                                                 session: session, fields: fields))
             return true
         } catch {

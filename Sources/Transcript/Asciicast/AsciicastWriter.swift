@@ -90,9 +90,7 @@ public final class AsciicastWriter: Sendable {
     }
 
     /// Creates the file (mode 0600, must not exist) and writes the header.
-    public init(path: String, header: Header, flushInterval: TimeInterval = 0.2) throws {
-        self.path = path
-        self.flushInterval = flushInterval
+    public convenience init(path: String, header: Header, flushInterval: TimeInterval = 0.2) throws {
         let file: OwnedFileDescriptor
         do throws(Errno) {
             file = try OwnedFileDescriptor(opening: path, flags: O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC,
@@ -100,6 +98,16 @@ public final class AsciicastWriter: Sendable {
         } catch {
             throw AuditLogError.io(path: path, errno: error.rawValue)
         }
+        try self.init(file: file, path: path, header: header, flushInterval: flushInterval)
+    }
+
+    /// Writes the header to `file`, a new, empty transcript created by
+    /// whoever may create files in the transcript directory (under privilege
+    /// separation, the monitor); `path` names it in errors and the audit.
+    public init(file: consuming OwnedFileDescriptor, path: String, header: Header,
+                flushInterval: TimeInterval = 0.2) throws {
+        self.path = path
+        self.flushInterval = flushInterval
         var state = State(file: file, started: Self.monotonicNanoseconds())
         header.json.write(to: &state.buffer)
         state.buffer.append(0x0a)
