@@ -17,6 +17,13 @@ public struct BindError: Error, Sendable, Equatable {
 public struct BoundParameter: Sendable, Equatable {
     public let name: String
     public let value: ParameterValue
+
+    /// Public so that a provider answered in another process (the monitor)
+    /// can rebuild what the binder bound; the provider judges values again.
+    public init(name: String, value: ParameterValue) {
+        self.name = name
+        self.value = value
+    }
 }
 
 extension [BoundParameter] {

@@ -36,6 +36,9 @@ public enum AuditEventKind: String, Sendable, Codable, CaseIterable {
     case transcriptFailed = "transcript.failed"
     /// A signed checkpoint of the audit chain (Transcript's ChainedAuditLog).
     case auditCheckpoint = "audit.checkpoint"
+    /// The monitor refused a request of the session's side (privilege
+    /// separation): malformed, too large, or not allowed in its state.
+    case monitorRefused = "monitor.refused"
 }
 
 /// One decision, tied to a user and a session where there is one.

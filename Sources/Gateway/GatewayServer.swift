@@ -12,6 +12,12 @@ public final class GatewayServer: Sendable {
     private let context: GatewayContext
     /// Session threads still running, for the shutdown grace period.
     private let liveThreads = Atomic<Int>(0)
+    /// The sessions' channel to the monitor, which holds the privileged
+    /// operations (docs/architecture.md, "Privilege separation"); for now
+    /// the monitor's end is served by threads of this process.
+    private let monitor: MonitorClient
+    /// Names each connection on the monitor's channel.
+    private let connections = Atomic<UInt64>(1)
 
     public var boundPort: Int { listener.boundPort }
     public var hostPublicKey: SSHPublicKey { listener.hostPublicKey }
@@ -26,6 +32,10 @@ public final class GatewayServer: Sendable {
             loginGraceSeconds: c.loginGraceSeconds, maxAuthTries: c.maxAuthTries,
             maxChannelsPerConnection: c.maxChannelsPerConnection, ioTimeoutSeconds: c.ioTimeoutSeconds)
         listener = try SSHListener(config: ssh, logger: context.logger)
+        monitor = try PacketChannel.pair().split { monitorEnd, sessionEnd in
+            Monitor(gateway: context, channel: monitorEnd).start()
+            return MonitorClient(channel: sessionEnd)
+        }
     }
 
     /// Accepts until `beginShutdown()`; returns then.
@@ -53,9 +63,14 @@ public final class GatewayServer: Sendable {
             // The connection moves to its own thread and is touched only there.
             let handoff = connection.handoff()
             liveThreads.add(1, ordering: .relaxed)
-            let thread = Thread { [self, context] in
+            let number = connections.wrappingAdd(1, ordering: .relaxed).oldValue
+            let thread = Thread { [self, context, monitor] in
                 if let connection = handoff.take() {
-                    SessionRunner(connection: connection, gateway: context).run { outcome in
+                    SessionRunner(connection: connection, gateway: context, privileges: { user, session in
+                        try MonitoredSessionPrivileges(client: monitor, connection: number, user: user, session: session,
+                                                       transcriptDirectory: context.configuration.transcriptDirectory,
+                                                       currentRules: { context.snapshot.lockboxRules })
+                    }).run { outcome in
                         if context.preAuth.release(source: source, outcome: outcome, now: Date()) {
                             self.penaltyStarted(source)
                         }

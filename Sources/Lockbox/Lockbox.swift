@@ -65,19 +65,34 @@ public final class Lockbox: Sendable {
     /// `rules` is the snapshot the caller's command runs under; without it,
     /// the rules in force now.
     public func claim(user: UserName, session: SessionID, now: Date, rules: LockboxRules? = nil) -> AccessClaim {
-        guard let baseline = (rules ?? rulesSource.currentRules()).directory.baselineRoles(of: user) else {
+        Self.claim(user: user, session: session, now: now, rules: rules ?? rulesSource.currentRules(),
+                   elevations: { elevationGrants(session: session, now: now) })
+    }
+
+    /// A claim from `rules`' directory (the baseline roles) and the
+    /// session's elevations, asked for only when the user is in that
+    /// directory. Under privilege separation the session's side holds the
+    /// rules and the monitor answers `elevations`.
+    public static func claim(user: UserName, session: SessionID, now: Date, rules: LockboxRules,
+                             elevations: () throws -> [RoleGrant]) rethrows -> AccessClaim {
+        guard let baseline = rules.directory.baselineRoles(of: user) else {
             return AccessClaim(user: user, session: session, issuedAt: now, grants: [])
         }
-        var grants = baseline.map { RoleGrant(role: $0, scope: nil, expires: nil, source: .baseline) }
+        let grants = baseline.map { RoleGrant(role: $0, scope: nil, expires: nil, source: .baseline) }
+        return AccessClaim(user: user, session: session, issuedAt: now, grants: grants + (try elevations()))
+    }
+
+    /// The grants the session's redeemed elevations give at `now`. If the
+    /// store cannot be read, none (fail closed for elevation).
+    public func elevationGrants(session: SessionID, now: Date) -> [RoleGrant] {
         do {
-            for g in try store.activeGrants(session: session, now: now) {
-                grants.append(RoleGrant(role: g.role, scope: g.scope, expires: g.expiresAt,
-                                        source: .elevation(requestID: g.requestID)))
+            return try store.activeGrants(session: session, now: now).map { g in
+                RoleGrant(role: g.role, scope: g.scope, expires: g.expiresAt, source: .elevation(requestID: g.requestID))
             }
         } catch {
             logger?.error("Lockbox store unreadable; claim is baseline only: \(error)")
+            return []
         }
-        return AccessClaim(user: user, session: session, issuedAt: now, grants: grants)
     }
 
     // MARK: - Requests

@@ -2,7 +2,7 @@ import Foundation
 
 /// Every way a Lockbox operation can be refused or fail. `message` is short
 /// and safe to show the client: it names limits and states, never a secret.
-public enum LockboxError: Error, Sendable, Equatable, CustomStringConvertible {
+public enum LockboxError: Error, Sendable, Equatable, Codable, CustomStringConvertible {
     /// The request is malformed or breaks the role's rules (the message says which limit).
     case invalidRequest(String)
     /// The actor may not do this (self-approval, wrong stage, not the requester...).

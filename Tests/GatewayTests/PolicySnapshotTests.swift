@@ -34,6 +34,18 @@ class PolicySnapshotTestCase: XCTestCase {
                                   host: FakeHost())
     }
 
+    /// A session's privileges as the daemon gives them: answered by a
+    /// monitor over a real channel.
+    func monitored(_ gateway: GatewayContext, user: UserName, session: SessionID) throws -> MonitoredSessionPrivileges {
+        let client = try PacketChannel.pair().split { monitorEnd, sessionEnd in
+            Monitor(gateway: gateway, channel: monitorEnd).start()
+            return MonitorClient(channel: sessionEnd)
+        }
+        return try MonitoredSessionPrivileges(client: client, connection: 1, user: user, session: session,
+                                              transcriptDirectory: gateway.configuration.transcriptDirectory,
+                                              currentRules: { gateway.snapshot.lockboxRules })
+    }
+
     /// The second load renames alice's baseline role in both the role file
     /// and the directory: a claim from one load checked against the other
     /// names a role that does not exist there.
@@ -94,7 +106,7 @@ final class CommandStepTests: PolicySnapshotTestCase {
         let gateway = try makeGateway()
         defer { gateway.closeAudit() }
         let session = SessionID(rawValue: "s")
-        let step = CommandStep(gateway: gateway, privileges: LocalSessionPrivileges(gateway: gateway, user: alice, session: session),
+        let step = CommandStep(gateway: gateway, privileges: try monitored(gateway, user: alice, session: session),
                                interpreter: CmdletInterpreter(audit: gateway.audit, clock: gateway.clock), session: session)
         for line in ["Get-Command", "Get-Mailbox -Identity x@contoso.com", "Remove-Everything"] {
             gateway.snapshots.reads.store(0, ordering: .relaxed)
@@ -147,10 +159,11 @@ final class CommandStepTests: PolicySnapshotTestCase {
                 .run(line: Array("Revoke-LockboxRequest -Id \(request.id) -Reason test".utf8), claim: claim,
                      snapshot: gateway.snapshot.policy, context: gateway.executionContext, output: Discard())
         }
+        let privileges = try monitored(gateway, user: alice, session: session)
         func run(_ line: String) -> CancellationFlag {
             let executor = RevokingExecutor(wait: 5, revoke: revoke)
             let step = CommandStep(gateway: gateway,
-                                   privileges: LocalSessionPrivileges(gateway: gateway, user: alice, session: session),
+                                   privileges: privileges,
                                    interpreter: CmdletInterpreter(audit: gateway.audit, clock: gateway.clock,
                                                                   executor: executor),
                                    session: session)

@@ -42,7 +42,7 @@ public struct LockboxCommands: ShellCommandProvider {
         sessions?.grantEnded(session: bound, requestID: request.id)
     }
 
-    public enum Command: Sendable, CaseIterable {
+    public enum Command: String, Sendable, CaseIterable, Codable {
         case newRequest, getRequest, approve, deny, revoke, cancel, getCredential, exitElevation
     }
 
@@ -62,6 +62,11 @@ public struct LockboxCommands: ShellCommandProvider {
     /// The bound parameters (a reason, a comment, an id: never a secret)
     /// and the request id, which links the line to its request in the index.
     public func auditFields(_ command: Command, parameters: [BoundParameter]) -> [String: String] {
+        Self.auditFields(command, parameters: parameters)
+    }
+
+    /// The same, for a provider that answers these commands elsewhere (the monitor).
+    static func auditFields(_ command: Command, parameters: [BoundParameter]) -> [String: String] {
         // No role decides: the Lockbox does, from the directory.
         var fields = ["role": "(Lockbox workflow)"]
         if !parameters.isEmpty {

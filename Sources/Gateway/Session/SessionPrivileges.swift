@@ -10,11 +10,10 @@ import Transcript
 /// and session the value was made for; the caller cannot name another.
 ///
 /// This is the session half of the monitor's request table (issue 11, see
-/// docs/architecture.md, "Privilege separation"). `LocalSessionPrivileges`
-/// answers inside the daemon's process today. Under privilege separation the
-/// monitor answers the same calls over its socket, and the session code
-/// (`SessionRunner`, `CommandStep`) stays as it is: it holds no Lockbox,
-/// audit log or store of its own, only this.
+/// docs/architecture.md, "Privilege separation"), answered by the monitor
+/// over its channel (`MonitoredSessionPrivileges`). The session code
+/// (`SessionRunner`, `CommandStep`) holds no Lockbox, audit log or store of
+/// its own, only this.
 protocol SessionPrivileges: AnyObject {
     /// Appends to the chained audit log (durable when `record` returns).
     var audit: AuditSink { get }
@@ -38,54 +37,25 @@ protocol SessionPrivileges: AnyObject {
     /// Creates the transcript file, empty (0600, never an existing file),
     /// and its directory if need be.
     func createTranscript() throws -> OwnedFileDescriptor
+    /// The session ends: its elevations end (`reason`), and `session.end`
+    /// is recorded with `fields`. Nothing is asked after this.
+    func end(reason: String, fields: [String: String]) throws
 }
 
-/// `SessionPrivileges` answered in the daemon's own process.
-final class LocalSessionPrivileges: SessionPrivileges {
-    let user: UserName
-    let session: SessionID
-    private let lockbox: Lockbox
-    private let transcriptDirectory: String
-    let transcriptPath: String
-    let audit: AuditSink
-    let executor: CommandExecutor
-    let lockboxCommands: any ShellCommandProvider
+/// A session's transcript file: `<session>.cast` in the transcript directory.
+enum TranscriptFile {
+    static func path(directory: String, session: SessionID) -> String { "\(directory)/\(session.rawValue).cast" }
 
-    init(gateway: GatewayContext, user: UserName, session: SessionID) {
-        self.user = user
-        self.session = session
-        lockbox = gateway.lockbox
-        transcriptDirectory = gateway.configuration.transcriptDirectory
-        transcriptPath = "\(transcriptDirectory)/\(session.rawValue).cast"
-        audit = gateway.audit
-        executor = ProcessExecutor()
-        lockboxCommands = LockboxCommands(lockbox: gateway.lockbox, clock: gateway.clock, sessions: gateway.sessions)
-    }
-
-    func claim(now: Date, rules: LockboxRules?) -> AccessClaim {
-        lockbox.claim(user: user, session: session, now: now, rules: rules)
-    }
-
-    func redeem(_ id: Int64, secret: borrowing SecretBytes) throws -> LockboxRequest {
-        try lockbox.redeem(id: id, secret: secret, by: user, session: session)
-    }
-
-    func endElevations(reason: String) -> [LockboxRequest] {
-        lockbox.endElevations(session: session, user: user, reason: reason)
-    }
-
-    func sweep() { _ = lockbox.sweep() }
-
-    func ownRequest(_ id: Int64) -> LockboxRequest? { try? lockbox.request(id: id, visibleTo: user) }
-
-    func createTranscript() throws -> OwnedFileDescriptor {
-        try FileManager.default.createDirectory(atPath: transcriptDirectory, withIntermediateDirectories: true,
+    /// Creates it empty (0600, never an existing file), and the directory (0700) if need be.
+    static func create(directory: String, session: SessionID) throws -> OwnedFileDescriptor {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
+        let path = path(directory: directory, session: session)
         do throws(Errno) {
-            return try OwnedFileDescriptor(opening: transcriptPath, flags: O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC,
+            return try OwnedFileDescriptor(opening: path, flags: O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC,
                                            permissions: 0o600)
         } catch {
-            throw AuditLogError.io(path: transcriptPath, errno: error.rawValue)
+            throw AuditLogError.io(path: path, errno: error.rawValue)
         }
     }
 }

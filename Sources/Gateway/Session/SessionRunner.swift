@@ -35,9 +35,14 @@ final class SessionRunner {
     /// node is out of descriptors, and then the session is refused.
     let wake = SessionWake()
 
-    init(connection: SSHConnection, gateway: GatewayContext) {
+    /// Makes the session's privileges once its user is authenticated.
+    private let makePrivileges: (UserName, SessionID) throws -> SessionPrivileges
+
+    init(connection: SSHConnection, gateway: GatewayContext,
+         privileges: @escaping (UserName, SessionID) throws -> SessionPrivileges) {
         self.connection = connection
         self.gateway = gateway
+        makePrivileges = privileges
         var logger = gateway.logger
         logger[metadataKey: "session"] = "\(session)"
         logger[metadataKey: "peer"] = "\(connection.peerAddress)"
@@ -73,7 +78,14 @@ final class SessionRunner {
             return
         }
         self.user = user
-        let privileges = LocalSessionPrivileges(gateway: gateway, user: user, session: session)
+        let privileges: SessionPrivileges
+        do {
+            privileges = try makePrivileges(user, session)
+        } catch {
+            logger.error("the monitor did not open the session", metadata: ["error": "\(error)"])
+            connection.disconnect(message: "The gateway cannot open a session now; try again later.")
+            return
+        }
         self.privileges = privileges
         let box = UnownedRunner(self)
         interpreter = CmdletInterpreter(audit: privileges.audit, clock: gateway.clock, executor: privileges.executor,
@@ -96,12 +108,16 @@ final class SessionRunner {
         // Free the user's slot before the (fsync'd) audit write, so a user
         // who reconnects at once is not refused by their own ended session.
         gateway.sessions.remove(session)
-        // A grant never outlives its session.
-        _ = privileges.endElevations(reason: "session ended")
         recorder.close(reason: endReason)
         var endFields = ["reason": endReason]
         if let path = recorder.path { endFields["transcript"] = path }
-        _ = audit(.sessionEnd, endFields)
+        // The session's grants end with it (a grant never outlives its
+        // session), and the monitor records the end.
+        do {
+            try privileges.end(reason: "session ended", fields: endFields)
+        } catch {
+            logger.error("the session's end was not recorded", metadata: ["error": "\(error)"])
+        }
         logger.info("session ended", metadata: ["reason": "\(endReason)"])
     }
 

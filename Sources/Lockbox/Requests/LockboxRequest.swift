@@ -6,7 +6,7 @@ import GatehouseCore
 ///
 /// The one-time secret itself is never part of this value: the store keeps
 /// only its salt and SHA-256 hash (`secretSalt`, `secretHash`).
-public struct LockboxRequest: Sendable, Equatable {
+public struct LockboxRequest: Sendable, Equatable, Codable {
     public var id: Int64
     public var requester: UserName
     public var role: String

@@ -1,0 +1,109 @@
+import Foundation
+import GatehouseCore
+import Synchronization
+
+/// The session side's end of the monitor's channel, shared by every
+/// connection: each call sends one request tagged with its call number and
+/// connection, and waits for the reply with that number. One thread reads
+/// the replies and hands each to its caller. When the monitor is gone every
+/// call fails, at once and from then on.
+final class MonitorClient: Sendable {
+    private let channel: SharedPacketChannel
+    private let nextCall = Atomic<UInt64>(1)
+    private let state = Mutex((waiting: [UInt64: Waiter](), gone: false))
+
+    /// One caller waiting for its reply.
+    // unchecked: `reply` and `descriptor` are written by the reading thread
+    // before `ready.signal()` and read by the caller only after `ready.wait()`.
+    private final class Waiter: @unchecked Sendable {
+        let ready = DispatchSemaphore(value: 0)
+        var reply: MonitorReply?
+        var descriptor: OwnedFileDescriptor?
+    }
+
+    init(channel: consuming PacketChannel) {
+        self.channel = SharedPacketChannel(channel)
+        let thread = Thread { [self] in readReplies() }
+        thread.name = "gatehouse-monitor-client"
+        thread.start()
+    }
+
+    /// Sends `request` for `connection` and returns the monitor's reply and
+    /// the descriptor that came with it, if any.
+    func call(_ connection: UInt64, _ request: MonitorRequest) throws(MonitorCallError) -> MonitorCall {
+        let number = nextCall.wrappingAdd(1, ordering: .relaxed).oldValue
+        let waiter = Waiter()
+        let registered = state.withLock { state -> Bool in
+            guard !state.gone else { return false }
+            state.waiting[number] = waiter
+            return true
+        }
+        guard registered else { throw .monitorGone }
+        do {
+            let bytes = try MonitorWire.encode(MonitorEnvelope(call: number, connection: connection, body: request))
+            try channel.send(bytes)
+        } catch {
+            state.withLock { _ = $0.waiting.removeValue(forKey: number) }
+            throw .monitorGone
+        }
+        waiter.ready.wait()
+        guard let reply = waiter.reply else { throw .monitorGone }
+        if case .refused(let reason) = reply { throw .refused(reason) }
+        return MonitorCall(reply: reply, descriptor: waiter.descriptor.take())
+    }
+
+    private func readReplies() {
+        while true {
+            var packet: PacketChannel.Packet
+            do {
+                switch try channel.receive(maxBytes: MonitorWire.maxReplyBytes, maxDescriptors: 1) {
+                case .endOfStream: return failAll()
+                case .packet(let received): packet = received
+                }
+            } catch {
+                return failAll()
+            }
+            guard let envelope = try? MonitorWire.decode(MonitorEnvelope<MonitorReply>.self, from: packet.bytes),
+                  let waiter = state.withLock({ $0.waiting.removeValue(forKey: envelope.call) }) else {
+                // A reply this side cannot read or did not ask for: the
+                // channel can no longer be trusted to pair replies.
+                return failAll()
+            }
+            waiter.reply = envelope.body
+            waiter.descriptor = packet.descriptors.take()
+            waiter.ready.signal()
+        }
+    }
+
+    private func failAll() {
+        let waiters = state.withLock { state in
+            state.gone = true
+            defer { state.waiting.removeAll() }
+            return Array(state.waiting.values)
+        }
+        for waiter in waiters { waiter.ready.signal() }
+    }
+}
+
+/// A reply, with the descriptor that came with it (`createTranscript`).
+struct MonitorCall: ~Copyable {
+    let reply: MonitorReply
+    var descriptor: OwnedFileDescriptor?
+}
+
+enum MonitorCallError: Error, Equatable, CustomStringConvertible {
+    /// The monitor closed the channel, or its replies no longer pair with requests.
+    case monitorGone
+    /// The monitor refused the request (the session has ended on its side).
+    case refused(String)
+    /// The monitor answered with something this request does not expect.
+    case unexpectedReply
+
+    var description: String {
+        switch self {
+        case .monitorGone: "the monitor is gone"
+        case .refused(let reason): "the monitor refused: \(reason)"
+        case .unexpectedReply: "the monitor's reply does not fit the request"
+        }
+    }
+}

@@ -1,0 +1,130 @@
+import CmdletPolicy
+import CmdletShell
+import Foundation
+import GatehouseCore
+import Lockbox
+
+/// One request of a connection to the monitor: the session half of the
+/// request table in docs/architecture.md ("Privilege separation"). After
+/// `openSession` the connection belongs to one user and one session, so no
+/// later request names either.
+enum MonitorRequest: Codable, Sendable, Equatable {
+    /// Opens the connection's session. Until the pre-authentication half of
+    /// the table moves to the monitor, the session's side has authenticated
+    /// the user; then this is allowed only after the monitor's own
+    /// authentication states.
+    case openSession(user: UserName, session: SessionID)
+    /// The grants of the session's redeemed elevations at the monitor's now
+    /// (the session's side adds the baseline roles of the snapshot its
+    /// command runs under).
+    case elevations
+    /// An event the session observed; user, session and time are the
+    /// monitor's, and only `MonitorPermits.reportableKinds` are taken.
+    case audit(kind: AuditEventKind, fields: [String: String])
+    /// Creates the session's transcript; the descriptor comes with the reply.
+    case createTranscript
+    /// One of the Lockbox commands, bound by the session's interpreter; the
+    /// Lockbox judges every value again. `sensitive`: the output is the
+    /// session's own terminal (the one place a one-time secret may go).
+    case lockbox(command: LockboxCommands.Command, parameters: [WireParameter], sensitive: Bool, columns: Int?)
+    /// Redeems a one-time secret for this session.
+    case redeem(id: Int64, secret: [UInt8])
+    case endElevations(reason: String)
+    case sweep
+    case ownRequest(id: Int64)
+    /// The session ends: its grants end, and the monitor writes `session.end`.
+    case end(reason: String, fields: [String: String])
+}
+
+/// The monitor's answer to one request.
+enum MonitorReply: Codable, Sendable {
+    case grants([RoleGrant])
+    case done
+    /// A Lockbox refusal, to show the user as it is.
+    case lockboxError(LockboxError)
+    case request(LockboxRequest?)
+    case requests([LockboxRequest])
+    /// A Lockbox command's output, in the order it was written, and its status.
+    case lockboxOutput([OutputChunk], status: Int32)
+    /// The request was refused (out of state, not permitted, malformed); the
+    /// monitor closes the channel after this.
+    case refused(String)
+    /// The operation failed on the monitor's side (the audit log, the file system).
+    case failed(String)
+
+    enum OutputChunk: Codable, Sendable, Equatable {
+        case stdout([UInt8])
+        case stderr([UInt8])
+        case sensitive([UInt8])
+    }
+}
+
+/// A bound parameter as it crosses the channel.
+struct WireParameter: Codable, Sendable, Equatable {
+    let name: String
+    let value: WireValue
+
+    indirect enum WireValue: Codable, Sendable, Equatable {
+        case string(String), int(Int), size(Int), switchPresent, enumeration(String), duration(Int), dateTime(Int)
+        case list([WireValue])
+
+        init(_ value: ParameterValue) {
+            switch value {
+            case .string(let s): self = .string(s)
+            case .int(let n): self = .int(n)
+            case .size(let bytes): self = .size(bytes)
+            case .switchPresent: self = .switchPresent
+            case .enumeration(let s): self = .enumeration(s)
+            case .duration(let seconds): self = .duration(seconds)
+            case .dateTime(let t): self = .dateTime(t)
+            case .list(let items): self = .list(items.map(WireValue.init))
+            }
+        }
+
+        var value: ParameterValue {
+            switch self {
+            case .string(let s): .string(s)
+            case .int(let n): .int(n)
+            case .size(let bytes): .size(bytes: bytes)
+            case .switchPresent: .switchPresent
+            case .enumeration(let s): .enumeration(s)
+            case .duration(let seconds): .duration(seconds: seconds)
+            case .dateTime(let t): .dateTime(t)
+            case .list(let items): .list(items.map(\.value))
+            }
+        }
+    }
+
+    init(_ parameter: BoundParameter) {
+        name = parameter.name
+        value = WireValue(parameter.value)
+    }
+
+    var bound: BoundParameter { BoundParameter(name: name, value: value.value) }
+}
+
+/// What crosses the channel: a request or its reply, tagged with the call
+/// it answers and the connection it is for (one channel serves every
+/// connection of the network side).
+struct MonitorEnvelope<Body: Codable & Sendable>: Codable, Sendable {
+    let call: UInt64
+    let connection: UInt64
+    let body: Body
+}
+
+/// The size limits and the codec of the channel, shared by both ends.
+enum MonitorWire {
+    /// A request is a line of at most `Lexer.maxLineBytes` and its bound
+    /// parameters; 64 KiB leaves room and stops anything larger.
+    static let maxRequestBytes = 64 * 1024
+    /// Replies carry Lockbox tables and command output.
+    static let maxReplyBytes = 1024 * 1024
+
+    static func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
+        Array(try JSONEncoder().encode(value))
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws -> T {
+        try JSONDecoder().decode(type, from: Data(bytes))
+    }
+}

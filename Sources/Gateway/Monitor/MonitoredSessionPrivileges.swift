@@ -1,0 +1,146 @@
+import CmdletShell
+import Foundation
+import GatehouseCore
+import Lockbox
+
+/// `SessionPrivileges` answered by the monitor over its channel: the
+/// session's side holds no Lockbox, audit log or transcript directory, only
+/// a connection number on the shared channel. The monitor knows the
+/// connection's user and session from `openSession` and judges every call
+/// against them.
+final class MonitoredSessionPrivileges: SessionPrivileges {
+    let user: UserName
+    let session: SessionID
+    let transcriptPath: String
+    let audit: AuditSink
+    let executor: CommandExecutor
+    let lockboxCommands: any ShellCommandProvider
+    private let client: MonitorClient
+    private let connection: UInt64
+    /// The baseline roles come from the snapshot the caller's command runs under.
+    private let currentRules: @Sendable () -> LockboxRules
+
+    /// Opens the connection's session on the monitor.
+    init(client: MonitorClient, connection: UInt64, user: UserName, session: SessionID, transcriptDirectory: String,
+         currentRules: @escaping @Sendable () -> LockboxRules) throws {
+        self.client = client
+        self.connection = connection
+        self.user = user
+        self.session = session
+        self.currentRules = currentRules
+        transcriptPath = TranscriptFile.path(directory: transcriptDirectory, session: session)
+        audit = MonitoredAudit(client: client, connection: connection)
+        // Backends are still spawned on this side until the spawner moves
+        // into the monitor with the network process (docs/architecture.md).
+        executor = ProcessExecutor()
+        lockboxCommands = MonitoredLockboxCommands(client: client, connection: connection)
+        try expectDone(client.call(connection, .openSession(user: user, session: session)).reply)
+    }
+
+    func claim(now: Date, rules: LockboxRules?) -> AccessClaim {
+        Lockbox.claim(user: user, session: session, now: now, rules: rules ?? currentRules()) {
+            // Fail closed for elevation, as the Lockbox does when its store is unreadable.
+            guard let call = try? client.call(connection, .elevations), case .grants(let grants) = call.reply else { return [] }
+            return grants
+        }
+    }
+
+    func redeem(_ id: Int64, secret: borrowing SecretBytes) throws -> LockboxRequest {
+        // The secret crosses the channel inside the request's bytes: those
+        // buffers (here and in the monitor) are freed, not wiped; only
+        // `SecretBytes` wipes.
+        let typed = secret.withUnsafeBytes { Array($0) }
+        let reply = try client.call(connection, .redeem(id: id, secret: typed)).reply
+        switch reply {
+        case .request(let request?): return request
+        case .lockboxError(let error): throw error
+        case .failed(let why): throw MonitorFailure(why)
+        default: throw MonitorCallError.unexpectedReply
+        }
+    }
+
+    func endElevations(reason: String) -> [LockboxRequest] {
+        guard let call = try? client.call(connection, .endElevations(reason: reason)),
+              case .requests(let ended) = call.reply else { return [] }
+        return ended
+    }
+
+    func sweep() { _ = try? client.call(connection, .sweep) }
+
+    func ownRequest(_ id: Int64) -> LockboxRequest? {
+        guard let call = try? client.call(connection, .ownRequest(id: id)), case .request(let request) = call.reply else {
+            return nil
+        }
+        return request
+    }
+
+    func createTranscript() throws -> OwnedFileDescriptor {
+        var call = try client.call(connection, .createTranscript)
+        try expectDone(call.reply)
+        guard let file = call.descriptor.take() else { throw MonitorCallError.unexpectedReply }
+        return file
+    }
+
+    func end(reason: String, fields: [String: String]) throws {
+        try expectDone(client.call(connection, .end(reason: reason, fields: fields)).reply)
+    }
+}
+
+/// The monitor's `.failed`: the operation failed on its side.
+struct MonitorFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+private func expectDone(_ reply: MonitorReply) throws {
+    switch reply {
+    case .done: return
+    case .failed(let why): throw MonitorFailure(why)
+    default: throw MonitorCallError.unexpectedReply
+    }
+}
+
+/// The audit log as the session's side reaches it: the monitor writes the
+/// event under the connection's user and session, at its own time, and
+/// returns once it is durable.
+struct MonitoredAudit: AuditSink {
+    let client: MonitorClient
+    let connection: UInt64
+
+    func record(_ event: AuditEvent) throws {
+        try expectDone(client.call(connection, .audit(kind: event.kind, fields: event.fields)).reply)
+    }
+}
+
+/// The Lockbox commands, bound here (so `Get-Command`, `Get-Help` and
+/// completion see them) and answered by the monitor, which acts for the
+/// connection's user and judges every value again.
+struct MonitoredLockboxCommands: ShellCommandProvider {
+    let client: MonitorClient
+    let connection: UInt64
+
+    var commands: [ProvidedCommand<LockboxCommands.Command>] { LockboxCommands.declared }
+
+    func auditFields(_ command: LockboxCommands.Command, parameters: [BoundParameter]) -> [String: String] {
+        LockboxCommands.auditFields(command, parameters: parameters)
+    }
+
+    func run(_ command: LockboxCommands.Command, parameters: [BoundParameter], claim: AccessClaim,
+             output: CommandOutput) -> Int32 {
+        let sensitive = output as? SensitiveOutput
+        let request = MonitorRequest.lockbox(command: command, parameters: parameters.map(WireParameter.init),
+                                             sensitive: sensitive != nil, columns: output.terminalColumns)
+        guard let call = try? client.call(connection, request), case .lockboxOutput(let chunks, let status) = call.reply else {
+            output.stderr(Array("The Lockbox is unavailable; nothing was changed.\n".utf8))
+            return ExitStatus.failure
+        }
+        for chunk in chunks {
+            switch chunk {
+            case .stdout(let bytes): output.stdout(bytes)
+            case .stderr(let bytes): output.stderr(bytes)
+            case .sensitive(let bytes): sensitive?.sensitive(bytes)
+            }
+        }
+        return status
+    }
+}

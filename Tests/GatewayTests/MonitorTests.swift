@@ -1,0 +1,230 @@
+import Foundation
+import GatehouseCore
+@testable import Gateway
+import Lockbox
+import TestSupport
+import Transcript
+import XCTest
+
+/// The request table's rows, one by one.
+final class MonitorPermitsTests: XCTestCase {
+    let alice = UserName("alice")!
+    let session = SessionID(rawValue: "s1")
+
+    func opened() -> MonitorPermits {
+        var permits = MonitorPermits()
+        XCTAssertEqual(permits.admit(.openSession(user: alice, session: session)), .allowed(user: alice, session: session))
+        return permits
+    }
+
+    func testNothingButOpenSessionBeforeASessionIsOpen() {
+        for request: MonitorRequest in [.elevations, .createTranscript, .sweep, .ownRequest(id: 1),
+                                        .redeem(id: 1, secret: [1]), .endElevations(reason: "x"),
+                                        .audit(kind: .commandAllowed, fields: [:]), .end(reason: "x", fields: [:])] {
+            var permits = MonitorPermits()
+            guard case .refused = permits.admit(request) else { return XCTFail("\(request) allowed before openSession") }
+            XCTAssertEqual(permits.state, .ended, "a refused connection ends")
+            guard case .refused = permits.admit(.openSession(user: alice, session: session)) else {
+                return XCTFail("a refused connection opened a session")
+            }
+        }
+    }
+
+    func testOneSessionPerConnectionAndOneTranscript() {
+        var permits = opened()
+        guard case .refused = permits.admit(.openSession(user: UserName("bob")!, session: SessionID(rawValue: "s2"))) else {
+            return XCTFail("a second session on one connection")
+        }
+        permits = opened()
+        XCTAssertEqual(permits.admit(.createTranscript), .allowed(user: alice, session: session))
+        guard case .refused = permits.admit(.createTranscript) else { return XCTFail("a second transcript") }
+    }
+
+    func testTheSessionSideReportsOnlyWhatItObserves() {
+        for kind in AuditEventKind.allCases {
+            var permits = opened()
+            let verdict = permits.admit(.audit(kind: kind, fields: [:]))
+            if MonitorPermits.reportableKinds.contains(kind) {
+                XCTAssertEqual(verdict, .allowed(user: alice, session: session), kind.rawValue)
+            } else {
+                guard case .refused = verdict else { return XCTFail("\(kind.rawValue) forged by the session's side") }
+            }
+        }
+        // What the monitor alone writes is never on the list.
+        for kind: AuditEventKind in [.authSuccess, .sessionEnd, .lockboxApproved, .elevationStart, .auditCheckpoint,
+                                     .policyLoad, .monitorRefused, .userUnlock, .sessionKill] {
+            XCTAssertFalse(MonitorPermits.reportableKinds.contains(kind), kind.rawValue)
+        }
+    }
+
+    func testNothingAfterTheEnd() {
+        var permits = opened()
+        XCTAssertEqual(permits.admit(.end(reason: "exit", fields: [:])), .allowed(user: alice, session: session))
+        guard case .refused = permits.admit(.elevations) else { return XCTFail("a request after the end") }
+    }
+}
+
+/// The monitor behind a real `SOCK_SEQPACKET` channel, with a real gateway
+/// (policies, SQLite Lockbox, chained audit log): the session's side is
+/// played by the test, honest through `MonitorClient` or hostile with raw
+/// packets.
+final class MonitorTests: PolicySnapshotTestCase {
+    var gateway: GatewayContext!
+    var raw: SharedPacketChannel!
+    var client: MonitorClient!
+
+    override func setUpWithError() throws {
+        try super.setUpWithError()
+        gateway = try makeGateway()
+    }
+
+    override func tearDownWithError() throws {
+        gateway?.closeAudit()
+        try super.tearDownWithError()
+    }
+
+    /// A monitor and the raw end of its channel.
+    func startRaw() throws {
+        raw = try PacketChannel.pair().split { monitorEnd, sessionEnd in
+            Monitor(gateway: gateway, channel: monitorEnd).start()
+            return SharedPacketChannel(sessionEnd)
+        }
+    }
+
+    func startClient() throws {
+        client = try PacketChannel.pair().split { monitorEnd, sessionEnd in
+            Monitor(gateway: gateway, channel: monitorEnd).start()
+            return MonitorClient(channel: sessionEnd)
+        }
+    }
+
+    func send(_ request: MonitorRequest, connection: UInt64 = 7, call: UInt64 = 1) throws -> MonitorReply {
+        try raw.send(MonitorWire.encode(MonitorEnvelope(call: call, connection: connection, body: request)))
+        return try receiveReply()
+    }
+
+    func receiveReply() throws -> MonitorReply {
+        switch try raw.receive(maxBytes: MonitorWire.maxReplyBytes, maxDescriptors: 1) {
+        case .endOfStream: throw MonitorCallError.monitorGone
+        case .packet(let packet):
+            return try MonitorWire.decode(MonitorEnvelope<MonitorReply>.self, from: packet.bytes).body
+        }
+    }
+
+    func auditEvents() throws -> [AuditRecord] {
+        let text = try String(contentsOfFile: gateway.configuration.auditLogPath, encoding: .utf8)
+        return try text.split(separator: "\n").map { try AuditRecord.parse(line: Array($0.utf8)).record }
+    }
+
+    /// Waits (bounded) until the monitor has audited `count` refusals.
+    func refusals(atLeast count: Int) throws -> [AuditRecord] {
+        let deadline = Date().addingTimeInterval(10)
+        while true {
+            let found = try auditEvents().filter { $0.kind == AuditEventKind.monitorRefused.rawValue }
+            if found.count >= count || Date() > deadline { return found }
+            usleep(2_000)
+        }
+    }
+
+    func testOutOfStateRequestsAreRefusedAuditedAndEndTheConnection() throws {
+        try startRaw()
+        guard case .refused(let reason) = try send(.elevations) else { return XCTFail("elevations before openSession") }
+        XCTAssertTrue(reason.contains("no session"), reason)
+        // The refused connection stays ended: it cannot open a session now.
+        guard case .refused = try send(.openSession(user: alice, session: SessionID(rawValue: "s1"))) else {
+            return XCTFail("a refused connection opened a session")
+        }
+        let audited = try refusals(atLeast: 2)
+        XCTAssertEqual(audited.count, 2)
+        XCTAssertEqual(audited.first?.fields["request"], "elevations")
+        XCTAssertEqual(audited.first?.fields["connection"], "7")
+        // Another connection is not affected.
+        guard case .done = try send(.openSession(user: alice, session: SessionID(rawValue: "s2")), connection: 8) else {
+            return XCTFail("a fresh connection was refused")
+        }
+    }
+
+    func testAForgedAuditKindIsRefusedAndNeverWritten() throws {
+        try startRaw()
+        guard case .done = try send(.openSession(user: alice, session: SessionID(rawValue: "s1"))) else { return XCTFail() }
+        guard case .refused = try send(.audit(kind: .lockboxApproved, fields: ["id": "1"])) else {
+            return XCTFail("a forged Lockbox event was taken")
+        }
+        guard case .refused = try send(.audit(kind: .commandAllowed, fields: [:])) else {
+            return XCTFail("the connection went on after a refusal")
+        }
+        XCTAssertEqual(try refusals(atLeast: 2).count, 2)
+        XCTAssertFalse(try auditEvents().contains { $0.kind == AuditEventKind.lockboxApproved.rawValue })
+    }
+
+    func testMalformedAndOversizedPacketsAreRefusedAndTheMonitorGoesOn() throws {
+        try startRaw()
+        try raw.send(Array("{\"call\":1,\"connection\":7,\"body\":{\"nonsense\":{}}}".utf8))
+        try raw.send([0xff, 0x00, 0x13])
+        try raw.send([UInt8](repeating: 0x20, count: MonitorWire.maxRequestBytes + 1))
+        let audited = try refusals(atLeast: 3)
+        XCTAssertEqual(audited.count, 3)
+        XCTAssertTrue(audited.contains { $0.fields["reason"]?.contains("unreadable packet") == true })
+        XCTAssertEqual(audited.filter { $0.fields["reason"] == "malformed request" }.count, 2)
+        // Still serving.
+        guard case .done = try send(.openSession(user: alice, session: SessionID(rawValue: "s1"))) else {
+            return XCTFail("the monitor stopped after hostile packets")
+        }
+    }
+
+    func testTheMonitorWritesEventsUnderTheConnectionsUserAndSession() throws {
+        try startRaw()
+        let session = SessionID(rawValue: "s-alice")
+        guard case .done = try send(.openSession(user: alice, session: session)) else { return XCTFail() }
+        guard case .done = try send(.audit(kind: .commandDenied, fields: ["line": "Set-Mailbox"])) else { return XCTFail() }
+        let event = try XCTUnwrap(try auditEvents().last)
+        XCTAssertEqual(event.kind, AuditEventKind.commandDenied.rawValue)
+        XCTAssertEqual(event.user, "alice")
+        XCTAssertEqual(event.session, session.rawValue)
+    }
+
+    func testTheTranscriptIsCreatedOnceAndHandedOver() throws {
+        try startClient()
+        let session = SessionID(rawValue: "s-cast")
+        let privileges = try MonitoredSessionPrivileges(
+            client: client, connection: 1, user: alice, session: session,
+            transcriptDirectory: gateway.configuration.transcriptDirectory,
+            currentRules: { [gateway] in gateway!.snapshot.lockboxRules })
+        let file = try privileges.createTranscript()
+        try file.writeAll(Array("{}\n".utf8))
+        XCTAssertEqual(try String(contentsOfFile: privileges.transcriptPath, encoding: .utf8), "{}\n")
+        do {
+            _ = try privileges.createTranscript()
+            XCTFail("a second transcript was created")
+        } catch MonitorCallError.refused(let reason) {
+            XCTAssertTrue(reason.contains("exists already"), reason)
+        }
+    }
+
+    /// The session's side dies with a session open: the monitor records the
+    /// session's end and ends its grants.
+    func testTheSessionSideGoneEndsItsOpenSessions() throws {
+        let session = SessionID(rawValue: "s-gone")
+        let lockbox = gateway.lockbox
+        let request = try lockbox.submit(requester: alice, role: "MailboxAdmin", scope: "contoso", durationSeconds: 3600,
+                                         reason: "quota", ticket: "INC-1", session: session)
+        try lockbox.approve(id: request.id, by: UserName("bob")!)
+        try lockbox.approve(id: request.id, by: UserName("carol")!)
+        let secret = try lockbox.issueCredential(id: request.id, to: alice)
+        try startRaw()
+        guard case .done = try send(.openSession(user: alice, session: session)) else { return XCTFail() }
+        guard case .request(let redeemed?) = try send(.redeem(id: request.id, secret: Array(secret.revealedText.utf8))) else {
+            return XCTFail("redeem failed")
+        }
+        XCTAssertNil(redeemed.secretHash, "the secret's hash left the monitor")
+        XCTAssertFalse(lockbox.elevationGrants(session: session, now: gateway.clock.now()).isEmpty)
+        raw = nil   // the session's side closes its end
+        let deadline = Date().addingTimeInterval(10)
+        while !(try auditEvents().contains { $0.kind == AuditEventKind.sessionEnd.rawValue && $0.session == session.rawValue }) && Date() < deadline {
+            usleep(2_000)
+        }
+        let end = try XCTUnwrap(try auditEvents().first { $0.kind == AuditEventKind.sessionEnd.rawValue && $0.session == session.rawValue })
+        XCTAssertEqual(end.user, "alice")
+        XCTAssertTrue(lockbox.elevationGrants(session: session, now: gateway.clock.now()).isEmpty)
+    }
+}
