@@ -171,7 +171,8 @@ public final class CmdletInterpreter: Sendable {
         let started = clock.now()
         let request = ExecutionRequest(argv: command.argv, environment: command.environment,
                                        workingDirectory: context.workingDirectory,
-                                       timeoutSeconds: Double(command.timeoutSeconds), outputLimit: command.outputLimit)
+                                       timeoutSeconds: Double(command.timeoutSeconds), outputLimit: command.outputLimit,
+                                       line: line)
         var finished = ["cmdlet": command.cmdlet.name]
         var status: Int32
         let capture = command.cmdlet.output == .json ? CapturingOutput(inner: output) : nil
@@ -221,7 +222,7 @@ public enum AuditText {
         return bytes.count > Lexer.maxLineBytes ? text + "…[\(bytes.count) bytes]" : text
     }
 
-    static func jsonArray(_ items: [String]) -> String {
+    public static func jsonArray(_ items: [String]) -> String {
         let data = (try? JSONSerialization.data(withJSONObject: items, options: [.withoutEscapingSlashes])) ?? Data("[]".utf8)
         return String(decoding: data, as: UTF8.self)
     }

@@ -8,7 +8,7 @@ import GatehouseCore
 import Synchronization
 
 /// What to start. `argv[0]` must be the absolute path that is executed.
-public struct ExecutionRequest: Sendable, Equatable {
+public struct ExecutionRequest: Sendable, Equatable, Codable {
     public var argv: [String]
     /// Declared variables; PATH and LANG are added by the executor.
     public var environment: [String: String]
@@ -18,9 +18,13 @@ public struct ExecutionRequest: Sendable, Equatable {
     public var outputLimit: Int
     /// Time between SIGTERM and SIGKILL, and to drain pipes after exit.
     public var killGraceSeconds: Double
+    /// The command line the request came from, for a launcher that judges it
+    /// again before it starts anything (the monitor).
+    public var line: [UInt8]
 
     public init(argv: [String], environment: [String: String], workingDirectory: String,
-                timeoutSeconds: Double, outputLimit: Int, killGraceSeconds: Double = 2) {
+                timeoutSeconds: Double, outputLimit: Int, killGraceSeconds: Double = 2, line: [UInt8] = []) {
+        self.line = line
         self.argv = argv
         self.environment = environment
         self.workingDirectory = workingDirectory
@@ -59,6 +63,12 @@ public struct ExecutorError: Error, Sendable, Equatable, CustomStringConvertible
     public let message: String
     public let errno: Int32
 
+    /// Public for launchers outside this module (the monitor's).
+    public init(message: String, errno: Int32) {
+        self.message = message
+        self.errno = errno
+    }
+
     public var description: String { message }
 }
 
@@ -95,6 +105,76 @@ public final class CancellationFlag: Sendable {
     public var reason: String? { state.withLock { $0.why } }
 }
 
+/// Where a backend starts: in this process (`LocalBackendLauncher`), or in
+/// the monitor, which alone may start processes as other accounts.
+public protocol BackendLauncher: Sendable {
+    func launch(_ request: ExecutionRequest) throws -> any LaunchedBackend
+}
+
+/// A started backend: the read ends of its stdout and stderr pipes and a
+/// descriptor that becomes readable when it exits (a pidfd, or -1), all
+/// three the caller's to close; and how to signal its process group and
+/// collect its exit status.
+public protocol LaunchedBackend {
+    var stdout: Int32 { get }
+    var stderr: Int32 { get }
+    var exit: Int32 { get }
+    /// True once it has exited (its status not yet collected).
+    func hasExited() -> Bool
+    func signalGroup(_ signal: Int32)
+    /// Its exit code, or 128+signal; once, after it has exited or been killed.
+    func reap() -> Int32
+}
+
+/// Starts backends as children of this process, with `posix_spawn`.
+public struct LocalBackendLauncher: BackendLauncher {
+    public init() {}
+
+    public func launch(_ request: ExecutionRequest) throws -> any LaunchedBackend {
+        guard let path = request.argv.first, path.hasPrefix("/") else {
+            throw ExecutorError(message: "backend path must be absolute", errno: EINVAL)
+        }
+        var environment = request.environment
+        for (k, v) in ProcessExecutor.baseEnvironment { environment[k] = v }
+        let envStrings = environment.keys.sorted().map { "\($0)=\(environment[$0] ?? "")" }
+        let all = request.argv + envStrings + [request.workingDirectory]
+        if all.contains(where: { $0.utf8.contains(0) }) {
+            throw ExecutorError(message: "argument contains a NUL byte", errno: EINVAL)
+        }
+        let stdoutPipe = try Pipe2.make()
+        let stderrPipe: (read: Int32, write: Int32)
+        do { stderrPipe = try Pipe2.make() } catch {
+            close(stdoutPipe.read); close(stdoutPipe.write)
+            throw error
+        }
+        let pid: pid_t
+        do {
+            pid = try ProcessExecutor.spawn(path: path, argv: request.argv, env: envStrings,
+                                            cwd: request.workingDirectory,
+                                            stdoutWrite: stdoutPipe.write, stderrWrite: stderrPipe.write)
+        } catch {
+            for fd in [stdoutPipe.read, stdoutPipe.write, stderrPipe.read, stderrPipe.write] { close(fd) }
+            throw error
+        }
+        close(stdoutPipe.write)
+        close(stderrPipe.write)
+        return LocalBackend(pid: pid, stdout: stdoutPipe.read, stderr: stderrPipe.read,
+                            exit: SpawnExtensions.pidfdOpen.map { $0(pid, 0) } ?? -1)
+    }
+}
+
+/// A backend this process started: its child.
+public struct LocalBackend: LaunchedBackend, Sendable {
+    public let pid: pid_t
+    public let stdout: Int32
+    public let stderr: Int32
+    public let exit: Int32
+
+    public func hasExited() -> Bool { ChildStatus.hasExited(pid) }
+    public func signalGroup(_ signal: Int32) { _ = kill(-pid, signal) }
+    public func reap() -> Int32 { ChildStatus.reap(pid) }
+}
+
 /// Starts backends. A protocol so the interpreter can be tested with fakes
 /// and so a later privilege-separated spawner can replace it.
 public protocol CommandExecutor: Sendable {
@@ -116,45 +196,24 @@ public struct ProcessExecutor: CommandExecutor {
     /// The base environment every backend gets, before declared variables.
     public static let baseEnvironment = ["PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"]
 
-    public init() {}
+    private let launcher: BackendLauncher
+
+    /// `launcher` starts the backend: here by default, or through the
+    /// monitor, which alone may start processes as other accounts.
+    public init(launcher: BackendLauncher = LocalBackendLauncher()) {
+        self.launcher = launcher
+    }
 
     public func run(_ request: ExecutionRequest, output: CommandOutput,
                     cancellation: CancellationFlag? = nil) throws -> ExecutionResult {
-        guard let path = request.argv.first, path.hasPrefix("/") else {
-            throw ExecutorError(message: "backend path must be absolute", errno: EINVAL)
-        }
-        var environment = request.environment
-        for (k, v) in ProcessExecutor.baseEnvironment { environment[k] = v }
-        let envStrings = environment.keys.sorted().map { "\($0)=\(environment[$0] ?? "")" }
-        let all = request.argv + envStrings + [request.workingDirectory]
-        if all.contains(where: { $0.utf8.contains(0) }) {
-            throw ExecutorError(message: "argument contains a NUL byte", errno: EINVAL)
-        }
-
-        let stdoutPipe = try Pipe2.make()
-        let stderrPipe: (read: Int32, write: Int32)
-        do { stderrPipe = try Pipe2.make() } catch {
-            close(stdoutPipe.read); close(stdoutPipe.write)
-            throw error
-        }
-        var readEnds = [stdoutPipe.read, stderrPipe.read]
+        let backend = try launcher.launch(request)
+        var readEnds = [backend.stdout, backend.stderr]
         defer { for fd in readEnds where fd >= 0 { close(fd) } }
-
-        let pid: pid_t
-        do {
-            pid = try spawn(path: path, argv: request.argv, env: envStrings, cwd: request.workingDirectory,
-                            stdoutWrite: stdoutPipe.write, stderrWrite: stderrPipe.write)
-        } catch {
-            close(stdoutPipe.write); close(stderrPipe.write)
-            throw error
-        }
-        close(stdoutPipe.write)
-        close(stderrPipe.write)
         for fd in readEnds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
         // The backend's exit and a cancel are events in the same poll() as its
         // output, so nothing waits on an interval: a pidfd (readable once
         // the child exits) and a wake pipe the cancellation writes to.
-        let exitFD = SpawnExtensions.pidfdOpen.map { $0(pid, 0) } ?? -1
+        let exitFD = backend.exit
         defer { if exitFD >= 0 { close(exitFD) } }
         var wake: (read: Int32, write: Int32)? = nil
         if let cancellation {
@@ -186,10 +245,10 @@ public struct ProcessExecutor: CommandExecutor {
         while true {
             output.tick()
             let now = Monotonic.now()
-            if exitedAt == nil && ChildStatus.hasExited(pid) {
+            if exitedAt == nil && backend.hasExited() {
                 exitedAt = now
                 // Anything the backend left behind in its group goes with it.
-                _ = kill(-pid, SIGKILL)
+                backend.signalGroup(SIGKILL)
             }
             if let exitedAt, readEnds.allSatisfy({ $0 < 0 }) || now - exitedAt > request.killGraceSeconds {
                 break
@@ -199,11 +258,11 @@ public struct ProcessExecutor: CommandExecutor {
                     if now >= deadline { timedOut = true }
                     if cancellation?.isCancelled == true { cancelled = true }
                     if timedOut || cancelled {
-                        _ = kill(-pid, SIGTERM)
+                        backend.signalGroup(SIGTERM)
                         termSentAt = now
                     }
                 } else if let sent = termSentAt, !killSent, now - sent >= request.killGraceSeconds {
-                    _ = kill(-pid, SIGKILL)
+                    backend.signalGroup(SIGKILL)
                     killSent = true
                 }
             }
@@ -239,13 +298,13 @@ public struct ProcessExecutor: CommandExecutor {
             }
         }
         relay.finish()
-        let status = ChildStatus.reap(pid)
+        let status = backend.reap()
         return ExecutionResult(exitStatus: timedOut ? 124 : status, timedOut: timedOut, cancelled: cancelled,
                                truncated: relay.truncated, stdoutBytes: relay.stdoutBytes,
                                stderrBytes: relay.stderrBytes)
     }
 
-    private func spawn(path: String, argv: [String], env: [String], cwd: String,
+    fileprivate static func spawn(path: String, argv: [String], env: [String], cwd: String,
                        stdoutWrite: Int32, stderrWrite: Int32) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)

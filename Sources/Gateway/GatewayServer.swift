@@ -66,11 +66,8 @@ public final class GatewayServer: Sendable {
             let number = connections.wrappingAdd(1, ordering: .relaxed).oldValue
             let thread = Thread { [self, context, monitor] in
                 if let connection = handoff.take() {
-                    SessionRunner(connection: connection, gateway: context, privileges: { user, session in
-                        try MonitoredSessionPrivileges(client: monitor, connection: number, user: user, session: session,
-                                                       transcriptDirectory: context.configuration.transcriptDirectory,
-                                                       currentRules: { context.snapshot.lockboxRules })
-                    }).run { outcome in
+                    SessionRunner(connection: connection, gateway: context, monitor: monitor,
+                                  monitorConnection: number).run { outcome in
                         if context.preAuth.release(source: source, outcome: outcome, now: Date()) {
                             self.penaltyStarted(source)
                         }
@@ -113,16 +110,23 @@ public final class GatewayServer: Sendable {
         }
         guard let suppressed else { return }
         context.logger.notice("connection refused before key exchange", metadata: ["source": "\(source)", "reason": "\(reason)"])
-        try? context.audit.record(AuditEvent(time: context.clock.now(), kind: .connectionRefused, fields: [
+        report(.connectionRefused, [
             "source": source, "reason": reason, "suppressedSinceLast": String(suppressed),
-        ]))
+        ])
     }
 
     private func penaltyStarted(_ source: String) {
         context.logger.notice("source penalized after failed authentication", metadata: ["source": "\(source)"])
-        try? context.audit.record(AuditEvent(time: context.clock.now(), kind: .sourcePenalty, fields: [
+        report(.sourcePenalty, [
             "source": source, "minSeconds": String(context.configuration.perSourcePenaltyMin),
-        ]))
+        ])
+    }
+
+    /// What the accept loop saw, for the monitor to audit (it has a number
+    /// of its own, as a connection that ends at once).
+    private func report(_ kind: AuditEventKind, _ fields: [String: String]) {
+        let number = connections.wrappingAdd(1, ordering: .relaxed).oldValue
+        _ = try? monitor.call(number, .preAuthAudit(kind: kind, user: nil, session: nil, fields: fields))
     }
 
     /// Stops accepting (`serve()` returns) and asks every session to end:

@@ -1,6 +1,7 @@
 import Foundation
 import GatehouseCore
 @testable import Gateway
+import CmdletShell
 import Lockbox
 import TestSupport
 import Transcript
@@ -11,17 +12,85 @@ final class MonitorPermitsTests: XCTestCase {
     let alice = UserName("alice")!
     let session = SessionID(rawValue: "s1")
 
-    func opened() -> MonitorPermits {
+    func kbd(_ user: String = "alice") -> MonitorRequest {
+        .keyboardInteractive(user: user, session: session, source: "192.0.2.1")
+    }
+
+    func authenticated() -> MonitorPermits {
         var permits = MonitorPermits()
+        XCTAssertEqual(permits.admit(.publicKey(user: "alice", key: "k")), .allowedPreAuth)
+        permits.keyChecked(user: alice, authorized: true)
+        XCTAssertEqual(permits.admit(kbd()), .allowedPreAuth)
+        permits.conversationEnded(user: alice, success: true)
+        XCTAssertEqual(permits.state, .authenticated(user: alice))
+        return permits
+    }
+
+    func opened() -> MonitorPermits {
+        var permits = authenticated()
         XCTAssertEqual(permits.admit(.openSession(user: alice, session: session)), .allowed(user: alice, session: session))
         return permits
     }
 
-    func testNothingButOpenSessionBeforeASessionIsOpen() {
+    func testASessionOpensOnlyAfterTheMonitorsOwnTwoFactors() {
+        // Not before anything, not after the key alone, not while PAM runs,
+        // not after PAM failed, not for another user.
+        var permits = MonitorPermits()
+        guard case .refused = permits.admit(.openSession(user: alice, session: session)) else { return XCTFail("no auth") }
+        permits = MonitorPermits()
+        _ = permits.admit(.publicKey(user: "alice", key: "k"))
+        permits.keyChecked(user: alice, authorized: true)
+        var keyOnly = permits
+        guard case .refused = keyOnly.admit(.openSession(user: alice, session: session)) else { return XCTFail("key only") }
+        _ = permits.admit(kbd())
+        var conversing = permits
+        guard case .refused = conversing.admit(.openSession(user: alice, session: session)) else {
+            return XCTFail("during PAM")
+        }
+        permits.conversationEnded(user: alice, success: false)
+        XCTAssertEqual(permits.state, .keyAccepted(user: alice), "a failed PAM goes back to the key")
+        var failed = permits
+        guard case .refused = failed.admit(.openSession(user: alice, session: session)) else { return XCTFail("PAM failed") }
+        var other = authenticated()
+        guard case .refused = other.admit(.openSession(user: UserName("bob")!, session: session)) else {
+            return XCTFail("a session for a user who did not authenticate")
+        }
+    }
+
+    func testKeyboardInteractiveOnlyForTheUserWhoseKeyWasAccepted() {
+        var permits = MonitorPermits()
+        guard case .refused = permits.admit(kbd()) else { return XCTFail("PAM before a key") }
+        permits = MonitorPermits()
+        permits.keyChecked(user: alice, authorized: false)
+        guard case .refused = permits.admit(kbd()) else { return XCTFail("PAM after a refused key") }
+        permits = MonitorPermits()
+        permits.keyChecked(user: alice, authorized: true)
+        guard case .refused = permits.admit(kbd("bob")) else { return XCTFail("PAM for another user") }
+        permits = MonitorPermits()
+        permits.keyChecked(user: alice, authorized: true)
+        _ = permits.admit(kbd())
+        guard case .refused = permits.admit(kbd()) else { return XCTFail("two conversations at once") }
+        var idle = MonitorPermits()
+        guard case .refused = idle.admit(.pamAnswers(["123456"])) else { return XCTFail("answers with no conversation") }
+    }
+
+    func testBeforeASessionOnlyAuthenticationEventsAreReported() {
+        for kind in AuditEventKind.allCases {
+            var permits = MonitorPermits()
+            let verdict = permits.admit(.preAuthAudit(kind: kind, user: "alice", session: nil, fields: [:]))
+            XCTAssertEqual(verdict == .allowedPreAuth, MonitorPermits.reportablePreAuthKinds.contains(kind), kind.rawValue)
+        }
+        var inSession = opened()
+        guard case .refused = inSession.admit(.preAuthAudit(kind: .authSuccess, user: "bob", session: nil, fields: [:])) else {
+            return XCTFail("a session reported under another name")
+        }
+    }
+
+    func testNoSessionRequestBeforeASessionIsOpen() {
         for request: MonitorRequest in [.elevations, .createTranscript, .sweep, .ownRequest(id: 1),
                                         .redeem(id: 1, secret: [1]), .endElevations(reason: "x"),
                                         .audit(kind: .commandAllowed, fields: [:]), .end(reason: "x", fields: [:])] {
-            var permits = MonitorPermits()
+            var permits = authenticated()
             guard case .refused = permits.admit(request) else { return XCTFail("\(request) allowed before openSession") }
             XCTAssertEqual(permits.state, .ended, "a refused connection ends")
             guard case .refused = permits.admit(.openSession(user: alice, session: session)) else {
@@ -32,7 +101,7 @@ final class MonitorPermitsTests: XCTestCase {
 
     func testOneSessionPerConnectionAndOneTranscript() {
         var permits = opened()
-        guard case .refused = permits.admit(.openSession(user: UserName("bob")!, session: SessionID(rawValue: "s2"))) else {
+        guard case .refused = permits.admit(.openSession(user: alice, session: SessionID(rawValue: "s2"))) else {
             return XCTFail("a second session on one connection")
         }
         permits = opened()
@@ -71,7 +140,6 @@ final class MonitorPermitsTests: XCTestCase {
 final class MonitorTests: PolicySnapshotTestCase {
     var gateway: GatewayContext!
     var raw: SharedPacketChannel!
-    var client: MonitorClient!
 
     override func setUpWithError() throws {
         try super.setUpWithError()
@@ -86,16 +154,17 @@ final class MonitorTests: PolicySnapshotTestCase {
     /// A monitor and the raw end of its channel.
     func startRaw() throws {
         raw = try PacketChannel.pair().split { monitorEnd, sessionEnd in
-            Monitor(gateway: gateway, channel: monitorEnd).start()
+            Monitor(gateway: gateway, channel: monitorEnd, secondFactor: { _, _, _ in }).start()
             return SharedPacketChannel(sessionEnd)
         }
     }
 
-    func startClient() throws {
-        client = try PacketChannel.pair().split { monitorEnd, sessionEnd in
-            Monitor(gateway: gateway, channel: monitorEnd).start()
-            return MonitorClient(channel: sessionEnd)
-        }
+    /// Both factors for alice on `connection`, over the raw channel.
+    func authenticate(connection: UInt64 = 7) throws {
+        guard case .authorized(true) = try send(.publicKey(user: "alice", key: Self.aliceKey), connection: connection),
+              case .pamResult(true, _, _) = try send(.keyboardInteractive(user: "alice", session: SessionID(rawValue: "s"),
+                                                                          source: "192.0.2.1"), connection: connection)
+        else { throw MonitorCallError.unexpectedReply }
     }
 
     func send(_ request: MonitorRequest, connection: UInt64 = 7, call: UInt64 = 1) throws -> MonitorReply {
@@ -139,6 +208,7 @@ final class MonitorTests: PolicySnapshotTestCase {
         XCTAssertEqual(audited.first?.fields["request"], "elevations")
         XCTAssertEqual(audited.first?.fields["connection"], "7")
         // Another connection is not affected.
+        try authenticate(connection: 8)
         guard case .done = try send(.openSession(user: alice, session: SessionID(rawValue: "s2")), connection: 8) else {
             return XCTFail("a fresh connection was refused")
         }
@@ -146,6 +216,7 @@ final class MonitorTests: PolicySnapshotTestCase {
 
     func testAForgedAuditKindIsRefusedAndNeverWritten() throws {
         try startRaw()
+        try authenticate()
         guard case .done = try send(.openSession(user: alice, session: SessionID(rawValue: "s1"))) else { return XCTFail() }
         guard case .refused = try send(.audit(kind: .lockboxApproved, fields: ["id": "1"])) else {
             return XCTFail("a forged Lockbox event was taken")
@@ -167,7 +238,7 @@ final class MonitorTests: PolicySnapshotTestCase {
         XCTAssertTrue(audited.contains { $0.fields["reason"]?.contains("unreadable packet") == true })
         XCTAssertEqual(audited.filter { $0.fields["reason"] == "malformed request" }.count, 2)
         // Still serving.
-        guard case .done = try send(.openSession(user: alice, session: SessionID(rawValue: "s1"))) else {
+        guard case .authorized(true) = try send(.publicKey(user: "alice", key: Self.aliceKey)) else {
             return XCTFail("the monitor stopped after hostile packets")
         }
     }
@@ -175,6 +246,7 @@ final class MonitorTests: PolicySnapshotTestCase {
     func testTheMonitorWritesEventsUnderTheConnectionsUserAndSession() throws {
         try startRaw()
         let session = SessionID(rawValue: "s-alice")
+        try authenticate()
         guard case .done = try send(.openSession(user: alice, session: session)) else { return XCTFail() }
         guard case .done = try send(.audit(kind: .commandDenied, fields: ["line": "Set-Mailbox"])) else { return XCTFail() }
         let event = try XCTUnwrap(try auditEvents().last)
@@ -184,12 +256,7 @@ final class MonitorTests: PolicySnapshotTestCase {
     }
 
     func testTheTranscriptIsCreatedOnceAndHandedOver() throws {
-        try startClient()
-        let session = SessionID(rawValue: "s-cast")
-        let privileges = try MonitoredSessionPrivileges(
-            client: client, connection: 1, user: alice, session: session,
-            transcriptDirectory: gateway.configuration.transcriptDirectory,
-            currentRules: { [gateway] in gateway!.snapshot.lockboxRules })
+        let privileges = try monitored(gateway, user: alice, session: SessionID(rawValue: "s-cast"))
         let file = try privileges.createTranscript()
         try file.writeAll(Array("{}\n".utf8))
         XCTAssertEqual(try String(contentsOfFile: privileges.transcriptPath, encoding: .utf8), "{}\n")
@@ -212,6 +279,7 @@ final class MonitorTests: PolicySnapshotTestCase {
         try lockbox.approve(id: request.id, by: UserName("carol")!)
         let secret = try lockbox.issueCredential(id: request.id, to: alice)
         try startRaw()
+        try authenticate()
         guard case .done = try send(.openSession(user: alice, session: session)) else { return XCTFail() }
         guard case .request(let redeemed?) = try send(.redeem(id: request.id, secret: Array(secret.revealedText.utf8))) else {
             return XCTFail("redeem failed")
@@ -226,5 +294,36 @@ final class MonitorTests: PolicySnapshotTestCase {
         let end = try XCTUnwrap(try auditEvents().first { $0.kind == AuditEventKind.sessionEnd.rawValue && $0.session == session.rawValue })
         XCTAssertEqual(end.user, "alice")
         XCTAssertTrue(lockbox.elevationGrants(session: session, now: gateway.clock.now()).isEmpty)
+    }
+
+    /// A backend starts only after its durable command.allowed event, and
+    /// only as the monitor's own judgement of the line allows.
+    func testASpawnNeedsItsAuditEventAndTheMonitorsOwnJudgement() throws {
+        try startRaw()
+        try authenticate()
+        guard case .done = try send(.openSession(user: alice, session: SessionID(rawValue: "s-spawn"))) else {
+            return XCTFail()
+        }
+        // What alice may not run (she reads mailboxes; Set-Mailbox needs an elevation),
+        // dressed up as an allowed request with its audit event written first.
+        let forged = ExecutionRequest(argv: ["/bin/sh", "-c", "id > /tmp/gatehouse-forged"], environment: [:],
+                                      workingDirectory: gateway.executionContext.workingDirectory, timeoutSeconds: 5,
+                                      outputLimit: 1000, line: Array("Get-Mailbox -Identity x@contoso.com".utf8))
+        guard case .refused = try send(.spawn(forged)) else { return XCTFail("a spawn with no command.allowed event") }
+
+        try authenticate(connection: 9)
+        guard case .done = try send(.openSession(user: alice, session: SessionID(rawValue: "s-spawn2")), connection: 9),
+              case .done = try send(.audit(kind: .commandAllowed, fields: ["argv": AuditText.jsonArray(forged.argv)]),
+                                    connection: 9) else { return XCTFail() }
+        guard case .failed = try send(.spawn(forged), connection: 9) else {
+            return XCTFail("the monitor started a backend the line does not give")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "/tmp/gatehouse-forged"))
+        XCTAssertTrue(try refusals(atLeast: 2).contains { $0.fields["request"] == "spawn" })
+        // Signals and reaps reach only the session's own backends.
+        guard case .failed = try send(.signalBackend(pid: getpid(), signal: SIGKILL), connection: 9),
+              case .failed = try send(.reapBackend(pid: 1), connection: 9) else {
+            return XCTFail("a signal or reap of a process that is not the session's backend")
+        }
     }
 }

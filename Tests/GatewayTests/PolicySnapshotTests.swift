@@ -21,6 +21,11 @@ class PolicySnapshotTestCase: XCTestCase {
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         try FileManager.default.copyItem(atPath: Self.repo.appendingPathComponent("policies").path,
                                          toPath: root + "/policies")
+        let directory = root + "/policies/directory.yaml"
+        let text = try String(contentsOfFile: directory, encoding: .utf8)
+        try text.replacingOccurrences(of: "manager: bob\n    roles: [MailboxReader]\n    keys: []",
+                                      with: "manager: bob\n    roles: [MailboxReader]\n    keys: [\"\(Self.aliceKey)\"]")
+            .write(toFile: directory, atomically: true, encoding: .utf8)
     }
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: root) }
@@ -34,13 +39,32 @@ class PolicySnapshotTestCase: XCTestCase {
                                   host: FakeHost())
     }
 
-    /// A session's privileges as the daemon gives them: answered by a
-    /// monitor over a real channel.
-    func monitored(_ gateway: GatewayContext, user: UserName, session: SessionID) throws -> MonitoredSessionPrivileges {
-        let client = try PacketChannel.pair().split { monitorEnd, sessionEnd in
-            Monitor(gateway: gateway, channel: monitorEnd).start()
+    /// Alice's one key in the test directory.
+    static let aliceKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINKheeAOcATtSg0yuyqX0rG6XtNRiTDb3v5thXWOlXXm alice"
+
+    /// A monitor over a real channel whose second factor always passes
+    /// (PAM itself is tested end to end, under pam_wrapper).
+    func monitorClient(_ gateway: GatewayContext) throws -> MonitorClient {
+        try PacketChannel.pair().split { monitorEnd, sessionEnd in
+            Monitor(gateway: gateway, channel: monitorEnd, secondFactor: { _, _, _ in }).start()
             return MonitorClient(channel: sessionEnd)
         }
+    }
+
+    /// Passes both factors for alice on `connection`, as the session's side would.
+    func authenticateAlice(_ client: MonitorClient, connection: UInt64) throws {
+        guard case .authorized(true) = try client.call(connection, .publicKey(user: "alice", key: Self.aliceKey)).reply,
+              case .pamResult(true, _, _) = try client.call(connection, .keyboardInteractive(
+                  user: "alice", session: SessionID(rawValue: "s"), source: "127.0.0.1")).reply else {
+            throw MonitorCallError.unexpectedReply
+        }
+    }
+
+    /// A session's privileges as the daemon gives them: answered by a
+    /// monitor over a real channel, after both factors.
+    func monitored(_ gateway: GatewayContext, user: UserName, session: SessionID) throws -> MonitoredSessionPrivileges {
+        let client = try monitorClient(gateway)
+        try authenticateAlice(client, connection: 1)
         return try MonitoredSessionPrivileges(client: client, connection: 1, user: user, session: session,
                                               transcriptDirectory: gateway.configuration.transcriptDirectory,
                                               currentRules: { gateway.snapshot.lockboxRules })

@@ -45,6 +45,14 @@ public struct OwnedFileDescriptor: ~Copyable, Sendable {
         if Self.closeOnce(fd) != 0 { throw Errno.current }
     }
 
+    /// Gives the number up to code that closes it itself (a loop over raw
+    /// descriptors, like the executor's poll set).
+    public consuming func release() -> Int32 {
+        let fd = rawValue
+        discard self
+        return fd
+    }
+
     /// `read(2)` into `buffer`, repeated on `EINTR`; 0 means end of file.
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
         try Self.retryingOnInterrupt { systemRead(rawValue, buffer.baseAddress, buffer.count) }

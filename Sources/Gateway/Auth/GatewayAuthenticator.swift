@@ -3,71 +3,59 @@ import GatehouseCore
 import PAMAuth
 import SSHServer
 
-/// Decides the two authentication factors for one connection: the public key
-/// against the directory, then keyboard-interactive through PAM. Every
-/// attempt becomes an audit event. Confined to the connection's thread.
+/// The session side's half of authentication for one connection: libssh
+/// asks, the monitor decides. The public key is checked by the monitor
+/// against the directory; keyboard-interactive is PAM in the monitor, whose
+/// messages this relays to the client and whose answers it relays back.
+/// Every attempt becomes an audit event (written by the monitor). Confined
+/// to the connection's thread.
 final class GatewayAuthenticator: SSHAuthDelegate {
-    private let keys: (UserName) -> [SSHPublicKey]?
-    private let pamService: String
-    private let audit: AuditSink
-    private let clock: Clock
+    private let monitor: MonitorClient
+    private let connection: UInt64
     private let session: SessionID
     private let peer: String
-    /// Set when the audit log failed: the connection must be dropped (fail closed).
+    /// Set when the audit log failed or the monitor is gone: the connection
+    /// must be dropped (fail closed).
     private(set) var auditFailed = false
     /// PAM's own word on the last keyboard-interactive failure (pam_strerror; never an answer).
     private var lastPAMFailure: String?
-    /// Per-user lockout after repeated second-factor failures (nil: none).
-    private let lockouts: UserLockouts?
     /// Counted failures and attempts on this connection, for the per-source penalty.
     private(set) var failures = 0
     private(set) var attempts = 0
 
-    init(keys: @escaping (UserName) -> [SSHPublicKey]?, pamService: String, audit: AuditSink, clock: Clock,
-         session: SessionID, peer: String, lockouts: UserLockouts? = nil) {
-        self.lockouts = lockouts
-        self.keys = keys
-        self.pamService = pamService
-        self.audit = audit
-        self.clock = clock
+    init(monitor: MonitorClient, connection: UInt64, session: SessionID, peer: String) {
+        self.monitor = monitor
+        self.connection = connection
         self.session = session
         self.peer = peer
     }
 
     func isAuthorized(user: String, key: SSHPublicKey) -> Bool {
-        guard let name = UserName(user), let allowed = keys(name) else { return false }
-        return allowed.contains(key)
+        guard let call = try? monitor.call(connection, .publicKey(user: user, key: key.openSSHLine)),
+              case .authorized(let authorized) = call.reply else { return false }
+        return authorized
     }
 
     func keyboardInteractive(user: String, prompter: KeyboardInteractivePrompter) -> Bool {
-        guard let name = UserName(user) else { return false }
-        if let lockouts, lockouts.isLocked(name, now: clock.now()) {
-            // Still counted, so an ongoing attack keeps the lock; PAM is not
-            // asked, so no code is consumed or checked while locked.
-            lockouts.recordFailure(name, now: clock.now())
-            lastPAMFailure = "user locked out after repeated failures"
-            prompter.inform("Too many failed attempts: this account is locked. Ask an operator to unlock it.")
-            return false
-        }
         let bridge = PAMPrompterBridge(prompter: prompter)
-        do {
-            let transaction = try PAMTransaction(service: pamService, user: user, conversation: bridge)
-            defer { transaction.end() }
-            try transaction.authenticate()
-            try transaction.accountManagement()
-            return true
-        } catch {
-            lastPAMFailure = "\(error)"
-            if let lockouts, lockouts.recordFailure(name, now: clock.now()) {
-                record(AuditEvent(time: clock.now(), kind: .userLockout, user: name.rawValue, session: session,
-                                  fields: ["source": peer, "reason": "too many failed second factors"]))
+        var request = MonitorRequest.keyboardInteractive(user: user, session: session, source: peer)
+        while true {
+            guard let call = try? monitor.call(connection, request) else {
+                lastPAMFailure = "the monitor did not answer"
+                return false
             }
-            return false
+            switch call.reply {
+            case .pamMessages(let messages):
+                request = .pamAnswers(bridge.converse(messages.map(\.message)))
+            case .pamResult(let success, let failure, let notice):
+                if let notice { prompter.inform(notice) }
+                lastPAMFailure = failure
+                return success
+            default:
+                lastPAMFailure = "the monitor's answer did not fit"
+                return false
+            }
         }
-    }
-
-    private func record(_ event: AuditEvent) {
-        do { try audit.record(event) } catch { auditFailed = true }
     }
 
     func authAttempt(user: String, method: String, success: Bool, partial: Bool, reason: String) {
@@ -80,16 +68,19 @@ final class GatewayAuthenticator: SSHAuthDelegate {
             lastPAMFailure = nil
         }
         let safeUser = UserName(user)?.rawValue ?? TerminalText.sanitize(String(user.prefix(64)), keepLineBreaks: false)
-        let event = AuditEvent(time: clock.now(), kind: success ? .authSuccess : .authFailure,
-                               user: safeUser, session: session, fields: fields)
-        do { try audit.record(event) } catch { auditFailed = true }
+        let request = MonitorRequest.preAuthAudit(kind: success ? .authSuccess : .authFailure, user: safeUser,
+                                                  session: session, fields: fields)
+        guard let call = try? monitor.call(connection, request), case .done = call.reply else {
+            auditFailed = true
+            return
+        }
     }
 }
 
 /// Carries PAM's conversation to the SSH client: info and error messages are
 /// shown as PAM sends them, prompts become keyboard-interactive prompts with
 /// PAM's echo flag. The answers go straight back to PAM and nowhere else.
-final class PAMPrompterBridge: PAMConversation {
+final class PAMPrompterBridge {
     private let prompter: KeyboardInteractivePrompter
 
     init(prompter: KeyboardInteractivePrompter) { self.prompter = prompter }

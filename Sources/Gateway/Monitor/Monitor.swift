@@ -3,6 +3,8 @@ import Foundation
 import GatehouseCore
 import Logging
 import Lockbox
+import PAMAuth
+import SSHServer
 import Synchronization
 
 /// The monitor's side of the channel: it answers the request table
@@ -21,11 +23,18 @@ final class Monitor: Sendable {
     private let gateway: GatewayContext
     private let channel: SharedPacketChannel
     private let connections = Mutex([UInt64: MonitorPermits]())
+    /// The PAM conversations in progress, by connection.
+    private let conversations = Mutex([UInt64: PAMRelay]())
+    /// The backends each connection's session started and has not reaped.
+    private let backends = Mutex([UInt64: [Int32: LocalBackend]]())
     private let work = DispatchQueue(label: "gatehouse.monitor", attributes: .concurrent)
+    /// The second factor (PAM; unit tests pass a fake).
+    private let secondFactor: SecondFactor.Check
 
-    init(gateway: GatewayContext, channel: consuming PacketChannel) {
+    init(gateway: GatewayContext, channel: consuming PacketChannel, secondFactor: @escaping SecondFactor.Check = SecondFactor.pam) {
         self.gateway = gateway
         self.channel = SharedPacketChannel(channel)
+        self.secondFactor = secondFactor
     }
 
     /// Starts the reading thread; it ends when the session's side closes
@@ -63,36 +72,139 @@ final class Monitor: Sendable {
             let verdict = connections.withLock { table in
                 var permits = table[envelope.connection] ?? MonitorPermits()
                 let verdict = permits.admit(envelope.body)
-                // A session that ended normally is forgotten (the session's
-                // side never reuses a connection number); a refused
-                // connection stays ended, so nothing it asks is answered again.
-                if case .allowed = verdict, permits.state == .ended {
-                    table[envelope.connection] = nil
-                } else {
-                    table[envelope.connection] = permits
+                // A connection that ended normally is forgotten (the session's
+                // side never reuses a connection number), and one that only
+                // reported is not remembered; a refused connection stays
+                // ended, so nothing it asks is answered again.
+                switch (verdict, permits.state) {
+                case (.refused, _): table[envelope.connection] = permits
+                case (_, .ended), (_, .new): table[envelope.connection] = nil
+                default: table[envelope.connection] = permits
                 }
                 return verdict
             }
             switch verdict {
             case .refused(let reason):
                 refused(connection: envelope.connection, request: envelope.body, reason: reason)
+                conversations.withLock { $0.removeValue(forKey: envelope.connection) }?.close()
                 reply(envelope, .refused(reason))
+            case .allowedPreAuth:
+                preAuth(envelope)
             case .allowed(let user, let session):
                 work.async { [self] in answer(envelope, user: user, session: session) }
             }
         }
     }
 
+    // MARK: - Before authentication
+
+    /// Runs on the reading thread: answers handed to a running conversation
+    /// and a close must not wait behind other work.
+    private func preAuth(_ envelope: MonitorEnvelope<MonitorRequest>) {
+        switch envelope.body {
+        case .pamAnswers(let answers):
+            conversations.withLock { $0[envelope.connection] }?.deliver(envelope, answers: answers)
+        case .closeConnection:
+            conversations.withLock { $0.removeValue(forKey: envelope.connection) }?.close()
+            reply(envelope, .done)
+        case .publicKey(let name, let line):
+            let key = SSHPublicKey(authorizedKeysLine: line)
+            let user = UserName(name)
+            let authorized = user.flatMap { gateway.snapshot.keys[$0] }.map { keys in key.map(keys.contains) ?? false }
+                ?? false
+            if let user {
+                connections.withLock { table in
+                    var permits = table[envelope.connection] ?? MonitorPermits()
+                    permits.keyChecked(user: user, authorized: authorized)
+                    if permits.state != .new { table[envelope.connection] = permits }
+                }
+            }
+            reply(envelope, .authorized(authorized))
+        case .keyboardInteractive(let name, let session, let source):
+            guard let user = UserName(name) else { return reply(envelope, .refused("not a user name")) }
+            let relay = PAMRelay(first: envelope)
+            conversations.withLock { $0[envelope.connection] = relay }
+            work.async { [self] in
+                converse(user, relay: relay, connection: envelope.connection, session: session, source: source)
+            }
+        case .preAuthAudit(let kind, let user, let session, let fields):
+            do {
+                try gateway.audit.record(AuditEvent(time: gateway.clock.now(), kind: kind, user: user, session: session,
+                                                    fields: fields))
+                reply(envelope, .done)
+            } catch {
+                reply(envelope, .failed("audit log unavailable: \(error)"))
+            }
+        default:
+            reply(envelope, .refused("not a request before authentication"))
+        }
+    }
+
+    /// The second factor: the lockout, then PAM, whose messages go to the
+    /// session's side as replies and whose answers come back as requests.
+    private func converse(_ user: UserName, relay: PAMRelay, connection: UInt64, session: SessionID, source: String) {
+        let outcome = SecondFactor.check(user, service: gateway.configuration.pamService, lockouts: gateway.lockouts,
+                                         clock: gateway.clock, conversation: RelayedConversation(monitor: self, relay: relay),
+                                         pam: secondFactor)
+        if outcome.lockedOut {
+            try? gateway.audit.record(AuditEvent(time: gateway.clock.now(), kind: .userLockout, user: user.rawValue,
+                                                 session: session,
+                                                 fields: ["source": source, "reason": "too many failed second factors"]))
+        }
+        conversations.withLock { if $0[connection] === relay { $0[connection] = nil } }
+        connections.withLock { $0[connection]?.conversationEnded(user: user, success: outcome.success) }
+        guard let current = relay.finish() else { return }  // the connection closed meanwhile
+        reply(current, .pamResult(success: outcome.success, failure: outcome.failure, notice: outcome.notice))
+    }
+
+    /// PAM's conversation, carried over the channel.
+    private final class RelayedConversation: PAMConversation {
+        let monitor: Monitor
+        let relay: PAMRelay
+        init(monitor: Monitor, relay: PAMRelay) {
+            self.monitor = monitor
+            self.relay = relay
+        }
+
+        func converse(_ messages: [PAMMessage]) -> [String?]? {
+            guard let current = relay.current else { return nil }
+            monitor.reply(current, .pamMessages(messages.map(WirePAMMessage.init)))
+            return relay.awaitAnswers()
+        }
+    }
+
+    // MARK: - In a session
+
     private func answer(_ envelope: MonitorEnvelope<MonitorRequest>, user: UserName, session: SessionID) {
         let lockbox = gateway.lockbox
         let now = gateway.clock.now()
         switch envelope.body {
+        case .publicKey, .keyboardInteractive, .pamAnswers, .closeConnection, .preAuthAudit:
+            reply(envelope, .refused("not a request in a session"))
         case .openSession:
             reply(envelope, .done)
         case .elevations:
             reply(envelope, .grants(lockbox.elevationGrants(session: session, now: now)))
         case .audit(let kind, let fields):
-            reply(envelope, record(kind, user: user, session: session, fields))
+            let written = record(kind, user: user, session: session, fields)
+            if case .done = written, kind == .commandAllowed, let argv = fields["argv"] {
+                connections.withLock { $0[envelope.connection]?.commandAudited(argv: argv) }
+            }
+            reply(envelope, written)
+        case .spawn(let request):
+            spawn(request, envelope: envelope, user: user, session: session)
+        case .signalBackend(let pid, let signal):
+            guard [SIGINT, SIGTERM, SIGKILL].contains(signal),
+                  let backend = backends.withLock({ $0[envelope.connection]?[pid] }) else {
+                return reply(envelope, .failed("no such backend of this session"))
+            }
+            backend.signalGroup(signal)
+            reply(envelope, .done)
+        case .reapBackend(let pid):
+            guard let backend = backends.withLock({ $0[envelope.connection]?.removeValue(forKey: pid) }) else {
+                return reply(envelope, .failed("no such backend of this session"))
+            }
+            reply(envelope, .exitStatus(backend.reap()))
         case .createTranscript:
             do {
                 let file = try TranscriptFile.create(directory: gateway.configuration.transcriptDirectory, session: session)
@@ -125,8 +237,48 @@ final class Monitor: Sendable {
         case .ownRequest(let id):
             reply(envelope, .request((try? lockbox.request(id: id, visibleTo: user))?.redacted))
         case .end(let reason, let fields):
+            stopBackends(of: envelope.connection)
             _ = lockbox.endElevations(session: session, user: user, reason: reason)
-            reply(envelope, record(.sessionEnd, user: user, session: session, fields))
+            reply(envelope, fields.map { record(.sessionEnd, user: user, session: session, $0) } ?? .done)
+        }
+    }
+
+    /// Starts a backend only as the monitor's own judgement of the line
+    /// allows it: under the snapshot in force and the session's claim now,
+    /// the line must be allowed and give exactly the request asked for. The
+    /// descriptors go to the session's side; the process stays the monitor's
+    /// child, to signal and reap on the session's word, or at its end.
+    private func spawn(_ request: ExecutionRequest, envelope: MonitorEnvelope<MonitorRequest>, user: UserName,
+                       session: SessionID) {
+        let claim = gateway.lockbox.claim(user: user, session: session, now: gateway.clock.now())
+        let judged = evaluate(line: request.line, claim: claim, snapshot: gateway.snapshot.policy,
+                              context: gateway.executionContext, provided: LockboxCommands.declared.map(\.definition))
+        guard case .allowed(let command) = judged, command.argv == request.argv,
+              command.environment == request.environment, Double(command.timeoutSeconds) == request.timeoutSeconds,
+              command.outputLimit == request.outputLimit,
+              request.workingDirectory == gateway.executionContext.workingDirectory else {
+            refused(connection: envelope.connection, request: envelope.body,
+                    reason: "the line does not allow this backend for this session now")
+            return reply(envelope, .failed("the monitor does not allow this backend now"))
+        }
+        do {
+            guard let backend = try LocalBackendLauncher().launch(request) as? LocalBackend else {
+                return reply(envelope, .failed("not a local backend"))
+            }
+            backends.withLock { $0[envelope.connection, default: [:]][backend.pid] = backend }
+            let descriptors = [backend.stdout, backend.stderr] + (backend.exit >= 0 ? [backend.exit] : [])
+            reply(envelope, .spawned(pid: backend.pid), descriptors: descriptors)
+            for fd in descriptors { close(fd) }
+        } catch {
+            reply(envelope, .failed("\(error)"))
+        }
+    }
+
+    /// Backends still running when their session ends are killed with their group and reaped.
+    private func stopBackends(of connection: UInt64) {
+        for backend in backends.withLock({ $0.removeValue(forKey: connection) ?? [:] }).values {
+            backend.signalGroup(SIGKILL)
+            _ = backend.reap()
         }
     }
 
@@ -141,11 +293,15 @@ final class Monitor: Sendable {
         }
     }
 
-    private func reply(_ envelope: MonitorEnvelope<MonitorRequest>, _ body: MonitorReply, descriptor: Int32? = nil) {
+    private func reply(_ envelope: MonitorEnvelope<MonitorRequest>, _ body: MonitorReply, descriptor: Int32) {
+        reply(envelope, body, descriptors: [descriptor])
+    }
+
+    private func reply(_ envelope: MonitorEnvelope<MonitorRequest>, _ body: MonitorReply, descriptors: [Int32] = []) {
         do {
             let bytes = try MonitorWire.encode(MonitorEnvelope(call: envelope.call, connection: envelope.connection,
                                                                body: body))
-            try channel.send(bytes, descriptors: descriptor.map { [$0] } ?? [])
+            try channel.send(bytes, descriptors: descriptors)
         } catch {
             gateway.logger.error("monitor reply failed", metadata: ["error": "\(error)"])
         }
@@ -166,10 +322,11 @@ final class Monitor: Sendable {
         let open = connections.withLock { table in
             defer { table.removeAll() }
             return table.values.compactMap { permits -> (UserName, SessionID)? in
-                if case .inSession(let user, let session, _) = permits.state { return (user, session) }
+                if case .inSession(let user, let session, _, _) = permits.state { return (user, session) }
                 return nil
             }
         }
+        for connection in backends.withLock({ Array($0.keys) }) { stopBackends(of: connection) }
         for (user, session) in open {
             _ = gateway.lockbox.endElevations(session: session, user: user, reason: reason)
             _ = record(.sessionEnd, user: user, session: session, ["reason": "error", "detail": reason])
@@ -181,6 +338,11 @@ extension MonitorRequest {
     /// The request's name, for the audit (never its values).
     var name: String {
         switch self {
+        case .publicKey: "publicKey"
+        case .keyboardInteractive: "keyboardInteractive"
+        case .pamAnswers: "pamAnswers"
+        case .closeConnection: "closeConnection"
+        case .preAuthAudit: "preAuthAudit"
         case .openSession: "openSession"
         case .elevations: "elevations"
         case .audit: "audit"
@@ -190,6 +352,9 @@ extension MonitorRequest {
         case .endElevations: "endElevations"
         case .sweep: "sweep"
         case .ownRequest: "ownRequest"
+        case .spawn: "spawn"
+        case .signalBackend: "signalBackend"
+        case .reapBackend: "reapBackend"
         case .end: "end"
         }
     }
@@ -202,6 +367,53 @@ extension LockboxRequest {
         copy.secretSalt = nil
         copy.secretHash = nil
         return copy
+    }
+}
+
+/// One PAM conversation in progress, between the thread that runs PAM and
+/// the reading thread that hands over the client's answers. `current` is
+/// the request the monitor answers next (PAM's messages, or the result).
+// unchecked: every field is read and written with `condition` locked.
+final class PAMRelay: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var pending: MonitorEnvelope<MonitorRequest>?
+    private var answers: [String?]?
+    private var delivered = false
+    private var closed = false
+
+    init(first: MonitorEnvelope<MonitorRequest>) { pending = first }
+
+    var current: MonitorEnvelope<MonitorRequest>? { condition.withLock { closed ? nil : pending } }
+
+    func deliver(_ envelope: MonitorEnvelope<MonitorRequest>, answers: [String?]?) {
+        condition.withLock {
+            pending = envelope
+            self.answers = answers
+            delivered = true
+            condition.signal()
+        }
+    }
+
+    /// The next answers; nil when the client gave up or the connection closed.
+    func awaitAnswers() -> [String?]? {
+        condition.withLock {
+            while !delivered && !closed { condition.wait() }
+            delivered = false
+            defer { answers = nil }
+            return closed ? nil : answers
+        }
+    }
+
+    func close() {
+        condition.withLock {
+            closed = true
+            condition.signal()
+        }
+    }
+
+    /// The request to answer with the result, unless the connection closed.
+    func finish() -> MonitorEnvelope<MonitorRequest>? {
+        condition.withLock { closed ? nil : pending }
     }
 }
 

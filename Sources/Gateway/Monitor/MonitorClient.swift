@@ -18,7 +18,8 @@ final class MonitorClient: Sendable {
     private final class Waiter: @unchecked Sendable {
         let ready = DispatchSemaphore(value: 0)
         var reply: MonitorReply?
-        var descriptor: OwnedFileDescriptor?
+        /// Owned: handed to the `MonitorCall`, which closes what is not taken.
+        var descriptors: [Int32] = []
     }
 
     init(channel: consuming PacketChannel) {
@@ -48,15 +49,16 @@ final class MonitorClient: Sendable {
         }
         waiter.ready.wait()
         guard let reply = waiter.reply else { throw .monitorGone }
+        let call = MonitorCall(reply: reply, descriptors: waiter.descriptors)
         if case .refused(let reason) = reply { throw .refused(reason) }
-        return MonitorCall(reply: reply, descriptor: waiter.descriptor.take())
+        return call
     }
 
     private func readReplies() {
         while true {
             var packet: PacketChannel.Packet
             do {
-                switch try channel.receive(maxBytes: MonitorWire.maxReplyBytes, maxDescriptors: 1) {
+                switch try channel.receive(maxBytes: MonitorWire.maxReplyBytes, maxDescriptors: 3) {
                 case .endOfStream: return failAll()
                 case .packet(let received): packet = received
                 }
@@ -70,7 +72,7 @@ final class MonitorClient: Sendable {
                 return failAll()
             }
             waiter.reply = envelope.body
-            waiter.descriptor = packet.descriptors.take()
+            while let descriptor = packet.descriptors.take() { waiter.descriptors.append(descriptor.release()) }
             waiter.ready.signal()
         }
     }
@@ -85,10 +87,25 @@ final class MonitorClient: Sendable {
     }
 }
 
-/// A reply, with the descriptor that came with it (`createTranscript`).
+/// A reply, with the descriptors that came with it (a transcript, a backend's pipes).
 struct MonitorCall: ~Copyable {
     let reply: MonitorReply
-    var descriptor: OwnedFileDescriptor?
+    /// Owned until taken; the rest are closed with the call.
+    private var descriptors: [Int32]
+
+    init(reply: MonitorReply, descriptors: [Int32]) {
+        self.reply = reply
+        self.descriptors = descriptors
+    }
+
+    deinit {
+        for descriptor in descriptors { _ = OwnedFileDescriptor(adopting: descriptor) }
+    }
+
+    /// The next descriptor that came with the reply, now the caller's.
+    mutating func takeDescriptor() -> OwnedFileDescriptor? {
+        descriptors.isEmpty ? nil : OwnedFileDescriptor(adopting: descriptors.removeFirst())
+    }
 }
 
 enum MonitorCallError: Error, Equatable, CustomStringConvertible {

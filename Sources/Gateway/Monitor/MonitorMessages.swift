@@ -3,16 +3,32 @@ import CmdletShell
 import Foundation
 import GatehouseCore
 import Lockbox
+import PAMAuth
 
 /// One request of a connection to the monitor: the session half of the
 /// request table in docs/architecture.md ("Privilege separation"). After
 /// `openSession` the connection belongs to one user and one session, so no
 /// later request names either.
 enum MonitorRequest: Codable, Sendable, Equatable {
-    /// Opens the connection's session. Until the pre-authentication half of
-    /// the table moves to the monitor, the session's side has authenticated
-    /// the user; then this is allowed only after the monitor's own
-    /// authentication states.
+    // Before authentication.
+    /// Is `key` (an OpenSSH `type base64` line) one of `user`'s keys? A yes
+    /// moves the connection to "key accepted" for that user.
+    case publicKey(user: String, key: String)
+    /// Starts PAM for the user whose key was accepted; the reply is PAM's
+    /// first messages or its result. `session` and `source` name the
+    /// connection in a lockout's audit event.
+    case keyboardInteractive(user: String, session: SessionID, source: String)
+    /// The client's answers to PAM's last messages (secrets: never logged).
+    case pamAnswers([String?]?)
+    /// The connection closed before a session opened: its state goes.
+    case closeConnection
+    /// What the session's side saw before a session opened (its SSH
+    /// authentication, the connection limits): only
+    /// `MonitorPermits.reportablePreAuthKinds`, under the user name and
+    /// session id it saw.
+    case preAuthAudit(kind: AuditEventKind, user: String?, session: SessionID?, fields: [String: String])
+    /// Opens the connection's session, only once the monitor's own
+    /// authentication states say this user passed both factors.
     case openSession(user: UserName, session: SessionID)
     /// The grants of the session's redeemed elevations at the monitor's now
     /// (the session's side adds the baseline roles of the snapshot its
@@ -23,6 +39,16 @@ enum MonitorRequest: Codable, Sendable, Equatable {
     case audit(kind: AuditEventKind, fields: [String: String])
     /// Creates the session's transcript; the descriptor comes with the reply.
     case createTranscript
+    /// Starts a backend. The monitor judges `request.line` again under its
+    /// own snapshot and the session's claim, and starts only the request
+    /// that judgement gives, and only after the session's side recorded its
+    /// `command.allowed` event (durably) for that very argv. The read ends of
+    /// stdout and stderr, and a pidfd, come with the reply.
+    case spawn(ExecutionRequest)
+    /// Signals the process group of one of the session's running backends.
+    case signalBackend(pid: Int32, signal: Int32)
+    /// Collects the exit status of one of the session's backends.
+    case reapBackend(pid: Int32)
     /// One of the Lockbox commands, bound by the session's interpreter; the
     /// Lockbox judges every value again. `sensitive`: the output is the
     /// session's own terminal (the one place a one-time secret may go).
@@ -32,13 +58,23 @@ enum MonitorRequest: Codable, Sendable, Equatable {
     case endElevations(reason: String)
     case sweep
     case ownRequest(id: Int64)
-    /// The session ends: its grants end, and the monitor writes `session.end`.
-    case end(reason: String, fields: [String: String])
+    /// The session ends: its grants end, and the monitor writes
+    /// `session.end` with `fields` (none: the session was refused before it started).
+    case end(reason: String, fields: [String: String]?)
 }
 
 /// The monitor's answer to one request.
 enum MonitorReply: Codable, Sendable {
+    case authorized(Bool)
+    /// PAM's messages, to show and to answer with `pamAnswers`.
+    case pamMessages([WirePAMMessage])
+    /// PAM's verdict; `failure` is PAM's own word (pam_strerror), never an
+    /// answer; `notice` is for the client (a lockout).
+    case pamResult(success: Bool, failure: String?, notice: String?)
     case grants([RoleGrant])
+    /// A backend started; its descriptors came with the reply.
+    case spawned(pid: Int32)
+    case exitStatus(Int32)
     case done
     /// A Lockbox refusal, to show the user as it is.
     case lockboxError(LockboxError)
@@ -56,6 +92,32 @@ enum MonitorReply: Codable, Sendable {
         case stdout([UInt8])
         case stderr([UInt8])
         case sensitive([UInt8])
+    }
+}
+
+/// A PAM message as it crosses the channel.
+struct WirePAMMessage: Codable, Sendable, Equatable {
+    enum Style: String, Codable, Sendable { case promptEchoOff, promptEchoOn, errorMessage, textInfo }
+    let style: Style
+    let text: String
+
+    init(_ message: PAMMessage) {
+        text = message.text
+        switch message.style {
+        case .promptEchoOff: style = .promptEchoOff
+        case .promptEchoOn: style = .promptEchoOn
+        case .errorMessage: style = .errorMessage
+        case .textInfo: style = .textInfo
+        }
+    }
+
+    var message: PAMMessage {
+        switch style {
+        case .promptEchoOff: PAMMessage(style: .promptEchoOff, text: text)
+        case .promptEchoOn: PAMMessage(style: .promptEchoOn, text: text)
+        case .errorMessage: PAMMessage(style: .errorMessage, text: text)
+        case .textInfo: PAMMessage(style: .textInfo, text: text)
+        }
     }
 }
 

@@ -30,9 +30,7 @@ final class MonitoredSessionPrivileges: SessionPrivileges {
         self.currentRules = currentRules
         transcriptPath = TranscriptFile.path(directory: transcriptDirectory, session: session)
         audit = MonitoredAudit(client: client, connection: connection)
-        // Backends are still spawned on this side until the spawner moves
-        // into the monitor with the network process (docs/architecture.md).
-        executor = ProcessExecutor()
+        executor = ProcessExecutor(launcher: MonitorBackendLauncher(client: client, connection: connection))
         lockboxCommands = MonitoredLockboxCommands(client: client, connection: connection)
         try expectDone(client.call(connection, .openSession(user: user, session: session)).reply)
     }
@@ -77,12 +75,70 @@ final class MonitoredSessionPrivileges: SessionPrivileges {
     func createTranscript() throws -> OwnedFileDescriptor {
         var call = try client.call(connection, .createTranscript)
         try expectDone(call.reply)
-        guard let file = call.descriptor.take() else { throw MonitorCallError.unexpectedReply }
+        guard let file = call.takeDescriptor() else { throw MonitorCallError.unexpectedReply }
         return file
     }
 
-    func end(reason: String, fields: [String: String]) throws {
+    func end(reason: String, fields: [String: String]?) throws {
         try expectDone(client.call(connection, .end(reason: reason, fields: fields)).reply)
+    }
+}
+
+/// Backends start in the monitor, which judges the line again and alone may
+/// start processes as other accounts; their pipes and pidfd come back here,
+/// where the executor relays the output as for a local child.
+struct MonitorBackendLauncher: BackendLauncher {
+    let client: MonitorClient
+    let connection: UInt64
+
+    func launch(_ request: ExecutionRequest) throws -> any LaunchedBackend {
+        var call: MonitorCall
+        do {
+            call = try client.call(connection, .spawn(request))
+        } catch {
+            throw ExecutorError(message: "the monitor did not start the backend: \(error)", errno: EPERM)
+        }
+        switch call.reply {
+        case .spawned(let pid):
+            guard let stdout = call.takeDescriptor(), let stderr = call.takeDescriptor() else {
+                throw ExecutorError(message: "the monitor's reply carried no pipes", errno: EPROTO)
+            }
+            let exit = call.takeDescriptor()?.release() ?? -1
+            return MonitoredBackend(client: client, connection: connection, pid: pid, stdout: stdout.release(),
+                                    stderr: stderr.release(), exit: exit)
+        case .failed(let why):
+            throw ExecutorError(message: why, errno: EPERM)
+        default:
+            throw ExecutorError(message: "the monitor's reply does not fit a spawn", errno: EPROTO)
+        }
+    }
+}
+
+/// A backend the monitor started: its exit is seen on the pidfd, its group
+/// is signalled and its status collected by the monitor.
+struct MonitoredBackend: LaunchedBackend {
+    let client: MonitorClient
+    let connection: UInt64
+    let pid: Int32
+    let stdout: Int32
+    let stderr: Int32
+    let exit: Int32
+
+    func hasExited() -> Bool {
+        guard exit >= 0 else { return false }
+        var entry = pollfd(fd: exit, events: Int16(POLLIN), revents: 0)
+        return poll(&entry, 1, 0) > 0
+    }
+
+    func signalGroup(_ signal: Int32) {
+        _ = try? client.call(connection, .signalBackend(pid: pid, signal: signal))
+    }
+
+    func reap() -> Int32 {
+        guard let call = try? client.call(connection, .reapBackend(pid: pid)), case .exitStatus(let status) = call.reply else {
+            return 128 + SIGKILL
+        }
+        return status
     }
 }
 

@@ -38,8 +38,9 @@ protocol SessionPrivileges: AnyObject {
     /// and its directory if need be.
     func createTranscript() throws -> OwnedFileDescriptor
     /// The session ends: its elevations end (`reason`), and `session.end`
-    /// is recorded with `fields`. Nothing is asked after this.
-    func end(reason: String, fields: [String: String]) throws
+    /// is recorded with `fields` (none for a session refused before it
+    /// started). Nothing is asked after this.
+    func end(reason: String, fields: [String: String]?) throws
 }
 
 /// A session's transcript file: `<session>.cast` in the transcript directory.

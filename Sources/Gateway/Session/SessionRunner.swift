@@ -35,14 +35,16 @@ final class SessionRunner {
     /// node is out of descriptors, and then the session is refused.
     let wake = SessionWake()
 
-    /// Makes the session's privileges once its user is authenticated.
-    private let makePrivileges: (UserName, SessionID) throws -> SessionPrivileges
+    /// The monitor, which decides authentication and holds every privileged
+    /// operation; this connection's number on its channel.
+    private let monitor: MonitorClient
+    private let monitorConnection: UInt64
 
-    init(connection: SSHConnection, gateway: GatewayContext,
-         privileges: @escaping (UserName, SessionID) throws -> SessionPrivileges) {
+    init(connection: SSHConnection, gateway: GatewayContext, monitor: MonitorClient, monitorConnection: UInt64) {
         self.connection = connection
         self.gateway = gateway
-        makePrivileges = privileges
+        self.monitor = monitor
+        self.monitorConnection = monitorConnection
         var logger = gateway.logger
         logger[metadataKey: "session"] = "\(session)"
         logger[metadataKey: "peer"] = "\(connection.peerAddress)"
@@ -53,6 +55,9 @@ final class SessionRunner {
     /// the unauthenticated state (the accept loop counted it).
     func run(preAuthRelease: (PreAuthLimits.Outcome) -> Void = { _ in }) {
         defer { connection.close() }
+        // Until a session is open, the monitor forgets the connection when it goes.
+        var sessionOpen = false
+        defer { if !sessionOpen { _ = try? monitor.call(monitorConnection, .closeConnection) } }
         do {
             try connection.handshake()
         } catch {
@@ -60,10 +65,8 @@ final class SessionRunner {
             preAuthRelease(.noAuth)
             return
         }
-        let authenticator = GatewayAuthenticator(
-            keys: { [gateway] name in gateway.snapshot.keys[name] },
-            pamService: gateway.configuration.pamService, audit: gateway.audit, clock: gateway.clock,
-            session: session, peer: connection.peerAddress, lockouts: gateway.lockouts)
+        let authenticator = GatewayAuthenticator(monitor: monitor, connection: monitorConnection, session: session,
+                                                 peer: connection.peerAddress)
         let name: String
         do {
             name = try connection.authenticate(authenticator)
@@ -80,13 +83,20 @@ final class SessionRunner {
         self.user = user
         let privileges: SessionPrivileges
         do {
-            privileges = try makePrivileges(user, session)
+            privileges = try MonitoredSessionPrivileges(
+                client: monitor, connection: monitorConnection, user: user, session: session,
+                transcriptDirectory: gateway.configuration.transcriptDirectory,
+                currentRules: { [gateway] in gateway.snapshot.lockboxRules })
         } catch {
             logger.error("the monitor did not open the session", metadata: ["error": "\(error)"])
             connection.disconnect(message: "The gateway cannot open a session now; try again later.")
             return
         }
+        sessionOpen = true
         self.privileges = privileges
+        // A session refused below never started: it ends on the monitor without an end event.
+        var started = false
+        defer { if !started { try? privileges.end(reason: "session refused", fields: nil) } }
         let box = UnownedRunner(self)
         interpreter = CmdletInterpreter(audit: privileges.audit, clock: gateway.clock, executor: privileges.executor,
                                         elevationHandler: { id, output in box.runner.beginElevation(id, output: output) },
@@ -103,6 +113,7 @@ final class SessionRunner {
             connection.disconnect(message: "audit log unavailable; session refused")
             return
         }
+        started = true
         logger.info("session started")
         serveChannels()
         // Free the user's slot before the (fsync'd) audit write, so a user
