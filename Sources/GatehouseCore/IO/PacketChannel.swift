@@ -152,9 +152,10 @@ public struct PacketChannel: ~Copyable, Sendable {
         }
     }
 
-    /// One packet as it arrived.
+    /// One packet as it arrived. `bytes` is mutable so that a receiver can
+    /// wipe a secret in place (`explicit_bzero`) once it has decoded it.
     public struct Packet: ~Copyable {
-        public let bytes: [UInt8]
+        public var bytes: [UInt8]
         public var descriptors: ReceivedDescriptors
     }
 

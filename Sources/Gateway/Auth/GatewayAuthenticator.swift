@@ -1,6 +1,6 @@
 import Foundation
 import GatehouseCore
-import PAMAuth
+import PAMWorkers
 import SSHServer
 
 /// Decides the two authentication factors for one connection: the public key
@@ -9,6 +9,8 @@ import SSHServer
 final class GatewayAuthenticator: SSHAuthDelegate {
     private let keys: (UserName) -> [SSHPublicKey]?
     private let pamService: String
+    /// Where PAM runs: worker processes, never this thread (issue 11).
+    private let pamWorkers: PAMWorkerPool
     private let audit: AuditSink
     private let clock: Clock
     private let session: SessionID
@@ -23,11 +25,12 @@ final class GatewayAuthenticator: SSHAuthDelegate {
     private(set) var failures = 0
     private(set) var attempts = 0
 
-    init(keys: @escaping (UserName) -> [SSHPublicKey]?, pamService: String, audit: AuditSink, clock: Clock,
-         session: SessionID, peer: String, lockouts: UserLockouts? = nil) {
+    init(keys: @escaping (UserName) -> [SSHPublicKey]?, pamService: String, pamWorkers: PAMWorkerPool,
+         audit: AuditSink, clock: Clock, session: SessionID, peer: String, lockouts: UserLockouts? = nil) {
         self.lockouts = lockouts
         self.keys = keys
         self.pamService = pamService
+        self.pamWorkers = pamWorkers
         self.audit = audit
         self.clock = clock
         self.session = session
@@ -51,10 +54,7 @@ final class GatewayAuthenticator: SSHAuthDelegate {
         }
         let bridge = PAMPrompterBridge(prompter: prompter)
         do {
-            let transaction = try PAMTransaction(service: pamService, user: user, conversation: bridge)
-            defer { transaction.end() }
-            try transaction.authenticate()
-            try transaction.accountManagement()
+            try pamWorkers.authenticate(service: pamService, user: user, remoteHost: peer, conversation: bridge)
             return true
         } catch {
             lastPAMFailure = "\(error)"

@@ -61,7 +61,8 @@ final class SessionRunner {
         }
         let authenticator = GatewayAuthenticator(
             keys: { [gateway] name in gateway.snapshot.keys[name] },
-            pamService: gateway.configuration.pamService, audit: gateway.audit, clock: gateway.clock,
+            pamService: gateway.configuration.pamService, pamWorkers: gateway.pamWorkers,
+            audit: gateway.audit, clock: gateway.clock,
             session: session, peer: connection.peerAddress, lockouts: gateway.lockouts)
         let name: String
         do {
