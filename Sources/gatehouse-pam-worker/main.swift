@@ -49,9 +49,15 @@ final class Link {
         }
     }
 
-    /// Sends `reply`; false when the daemon is gone.
+    /// Sends `reply`; false when the protocol cannot carry it (reported) or the daemon is gone.
     func send(_ reply: PAMWorkerReply) -> Bool {
-        guard let packet = try? PAMWorkerProtocol.encode(reply) else { return false }
+        let packet: [UInt8]
+        do {
+            packet = try PAMWorkerProtocol.encode(reply)
+        } catch {
+            report("a reply the protocol does not carry: \(error)")
+            return false
+        }
         do {
             try channel.send(packet)
             return true
@@ -73,10 +79,6 @@ final class RelayedConversation: PAMConversation {
         guard !link.ended, link.violation == nil else { return nil }
         // More messages or longer text than the protocol carries fails the
         // call (PAM_CONV_ERR) rather than showing the client a cut prompt.
-        guard (try? PAMWorkerProtocol.encode(.conversation(messages))) != nil else {
-            report("a PAM module sent a conversation the protocol does not carry; failing it")
-            return nil
-        }
         guard link.send(.conversation(messages)) else { return nil }
         switch link.receive() {
         case .answers(let answers)? where answers.count == messages.count:
