@@ -93,6 +93,29 @@ final class PAMWorkerPoolTests: XCTestCase {
         XCTAssertEqual(chatty.messages.last?.style, .promptEchoOff)
     }
 
+    /// The client's address reaches PAM as `PAM_RHOST`: pam_access refuses
+    /// one source and lets another in. pam_access looks the account up, so
+    /// the user is this process's own.
+    func testTheRemoteHostReachesPAM() throws {
+        let me = String(cString: getpwuid(getuid())!.pointee.pw_name)
+        let dir = stacks.dir
+        try "-:ALL:192.0.2.66\n+:ALL:ALL\n".write(toFile: dir + "/access.conf", atomically: true, encoding: .utf8)
+        try "\(me):secret:gh-access\n".write(toFile: dir + "/passdb-gh-access", atomically: true, encoding: .utf8)
+        try """
+            auth required \(PAMTestStacks.matrix) passdb=\(dir)/passdb-gh-access
+            account required /lib/x86_64-linux-gnu/security/pam_access.so accessfile=\(dir)/access.conf
+            account required \(PAMTestStacks.matrix) passdb=\(dir)/passdb-gh-access
+
+            """.write(toFile: stacks.serviceDir + "/gh-access", atomically: true, encoding: .utf8)
+        let pool = makePool()
+        XCTAssertThrowsError(try pool.authenticate(service: "gh-access", user: me, remoteHost: "192.0.2.66",
+                                                   conversation: ScriptedPAMConversation(answers: ["secret"]))) { error in
+            XCTAssertEqual((error as? PAMError)?.operation, "pam_acct_mgmt", "\(error)")
+        }
+        try pool.authenticate(service: "gh-access", user: me, remoteHost: "192.0.2.1",
+                              conversation: ScriptedPAMConversation(answers: ["secret"]))
+    }
+
     /// A client that gives up fails PAM's conversation; the worker is fine.
     func testAClientThatGivesUpFailsTheConversationNotTheWorker() throws {
         let pool = makePool()

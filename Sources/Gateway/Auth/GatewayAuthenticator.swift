@@ -54,7 +54,8 @@ final class GatewayAuthenticator: SSHAuthDelegate {
         }
         let bridge = PAMPrompterBridge(prompter: prompter)
         do {
-            try pamWorkers.authenticate(service: pamService, user: user, remoteHost: peer, conversation: bridge)
+            try pamWorkers.authenticate(service: pamService, user: user, remoteHost: PreAuthLimits.host(of: peer),
+                                        conversation: bridge)
             return true
         } catch {
             lastPAMFailure = "\(error)"
