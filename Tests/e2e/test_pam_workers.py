@@ -59,3 +59,32 @@ def test_pam_modules_are_mapped_in_a_worker_never_in_the_daemon(gateway):
     holding = [pid for pid in workers
                if "pam_oath.so" in mapped_objects(pid) and any(is_libpam(n) for n in mapped_objects(pid))]
     assert holding, f"no worker holds pam_oath.so and libpam: {workers}"
+
+
+def state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return ""
+
+
+def test_a_worker_killed_with_sigkill_is_reaped_and_replaced(gateway):
+    """kill -9 of every idle worker: the next real login still succeeds, on a
+    fresh worker, and the daemon leaves no zombie behind."""
+    async def login():
+        async with await connect(gateway, "alice") as conn:
+            return await conn.run("Get-Mailbox -Identity alice", check=False)
+
+    gateway.reset_totp_replay()
+    assert run(login()).exit_status == 0
+    daemon = gateway.proc.pid
+    old = [pid for pid in children(daemon) if executable(pid) == "gatehouse-pam-worker"]
+    assert old
+    for pid in old:
+        os.kill(pid, 9)
+    gateway.reset_totp_replay()
+    assert run(login()).exit_status == 0
+    now = children(daemon)
+    assert not [pid for pid in now if state(pid) == "Z"], [(pid, state(pid)) for pid in now]
+    assert not set(old) & set(now)
+    assert [pid for pid in now if executable(pid) == "gatehouse-pam-worker"]
