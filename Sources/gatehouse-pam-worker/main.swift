@@ -132,4 +132,11 @@ func serve(_ link: Link) -> Int32 {
     return 0
 }
 
+// The channel came without close-on-exec (that is how it crossed the
+// exec); set it again, so that a helper a module runs (unix_chkpwd,
+// pam_exec's program) cannot talk to the daemon in the worker's name.
+guard fcntl(3, F_SETFD, FD_CLOEXEC) == 0 else {
+    report("descriptor 3 is not open: start me through PAMWorkerPool")
+    exit(2)
+}
 exit(serve(Link(PacketChannel(adopting: OwnedFileDescriptor(adopting: 3)))))
