@@ -88,45 +88,40 @@ final class PAMWorkerTests: XCTestCase {
         XCTAssertFalse(errors.contains("gatehouse-pam-worker["), errors)
     }
 
-    func testAnswersBeforeBeginEndTheWorker() throws {
+    /// After `violation` (sent once `inConversation` put the worker at its
+    /// first prompt, or while idle), the worker closes its end and exits 3,
+    /// saying `reason` and nothing of `secret`.
+    func expectExit(after violation: [UInt8], inConversation: Bool, reason: String, secret: String = "secret",
+                    file: StaticString = #filePath, line: UInt = #line) throws {
         let running = try start()
-        try running.send(.answers(["hunter2"]))
-        XCTAssertNil(try running.reply())
+        if inConversation {
+            try running.send(begin)
+            XCTAssertEqual(try running.reply(), prompt, file: file, line: line)
+        }
+        try running.send(raw: violation)
+        XCTAssertNil(try running.reply(), file: file, line: line)
         let (status, errors) = running.exit()
-        XCTAssertEqual(status, 3)
-        XCTAssertTrue(errors.contains("a request other than begin while idle"), errors)
-        XCTAssertFalse(errors.contains("hunter2"), errors)
+        XCTAssertEqual(status, 3, errors, file: file, line: line)
+        XCTAssertTrue(errors.contains(reason), errors, file: file, line: line)
+        XCTAssertFalse(errors.contains(secret), errors, file: file, line: line)
+    }
+
+    func testAnswersBeforeBeginEndTheWorker() throws {
+        try expectExit(after: try PAMWorkerProtocol.encode(.answers(["hunter2"])), inConversation: false,
+                       reason: "a request other than begin while idle", secret: "hunter2")
     }
 
     func testBeginInsideAConversationEndsTheWorker() throws {
-        let running = try start()
-        try running.send(begin)
-        XCTAssertEqual(try running.reply(), prompt)
-        try running.send(begin)
-        XCTAssertNil(try running.reply())
-        let (status, errors) = running.exit()
-        XCTAssertEqual(status, 3)
-        XCTAssertTrue(errors.contains("begin inside a conversation"), errors)
+        try expectExit(after: try PAMWorkerProtocol.encode(begin), inConversation: true,
+                       reason: "begin inside a conversation")
     }
 
     func testAnswersThatDoNotMatchTheMessagesEndTheWorker() throws {
-        let running = try start()
-        try running.send(begin)
-        XCTAssertEqual(try running.reply(), prompt)
-        try running.send(.answers(["secret", "extra"]))
-        XCTAssertNil(try running.reply())
-        let (status, errors) = running.exit()
-        XCTAssertEqual(status, 3)
-        XCTAssertTrue(errors.contains("answers do not match the messages"), errors)
-        XCTAssertFalse(errors.contains("secret"), errors)
+        try expectExit(after: try PAMWorkerProtocol.encode(.answers(["secret", "extra"])), inConversation: true,
+                       reason: "answers do not match the messages")
     }
 
     func testAMalformedRequestEndsTheWorker() throws {
-        let running = try start()
-        try running.send(raw: [1, 1, 0xff, 0xff])
-        XCTAssertNil(try running.reply())
-        let (status, errors) = running.exit()
-        XCTAssertEqual(status, 3)
-        XCTAssertTrue(errors.contains("malformed request"), errors)
+        try expectExit(after: [1, 1, 0xff, 0xff], inConversation: false, reason: "malformed request")
     }
 }
