@@ -12,6 +12,7 @@ let package = Package(
         .executable(name: "gatehoused", targets: ["gatehoused"]),
         .executable(name: "gatehouse", targets: ["gatehouse"]),
         .executable(name: "gatehouse-demo-mailbox", targets: ["gatehouse-demo-mailbox"]),
+        .executable(name: "gatehouse-pam-worker", targets: ["gatehouse-pam-worker"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -30,7 +31,10 @@ let package = Package(
                                                   .product(name: "Logging", package: "swift-log")]),
         // dl_iterate_phdr and RTLD_NODELETE need _GNU_SOURCE (PAMAuth keeps PAM modules loaded).
         .target(name: "CDynamicLinker", linkerSettings: [.linkedLibrary("dl")]),
-        .target(name: "PAMAuth", dependencies: ["CPAM", "CDynamicLinker", "GatehouseCore"]),
+        .target(name: "PAMAuth", dependencies: ["CPAM", "CDynamicLinker", "GatehouseCore", "PAMWorkers"]),
+        // The daemon's side of PAM (the worker protocol and pool): it links no
+        // libpam, so no PAM code is ever mapped in the daemon (issue 11).
+        .target(name: "PAMWorkers", dependencies: ["GatehouseCore", .product(name: "Logging", package: "swift-log")]),
         // What every policy file shares: YAML with file:line diagnostics,
         // durations, sizes, anchored patterns, ASCII rules.
         .target(name: "PolicyFormat", dependencies: ["GatehouseCore", "Yams"]),
@@ -50,7 +54,7 @@ let package = Package(
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),
         .target(name: "Gateway", dependencies: [
-            "GatehouseCore", "SSHServer", "PAMAuth", "PolicyFormat", "Directory", "Lockbox", "CmdletPolicy",
+            "GatehouseCore", "SSHServer", "PAMWorkers", "PolicyFormat", "Directory", "Lockbox", "CmdletPolicy",
             "CmdletShell", "Transcript", "Yams",
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -75,6 +79,9 @@ let package = Package(
         // which every demo command pays (docs/performance.md).
         .executableTarget(name: "gatehouse-demo-mailbox",
                           linkerSettings: [.unsafeFlags(["-static-executable"], .when(platforms: [.linux]))]),
+        // One PAM transaction at a time for the daemon's PAMWorkerPool, on the
+        // socket it inherits as descriptor 3; the only program that runs PAM.
+        .executableTarget(name: "gatehouse-pam-worker", dependencies: ["PAMAuth", "PAMWorkers", "GatehouseCore"]),
         // make bench-parser: parse+bind+authorize timing (bench/parser).
         .executableTarget(name: "gatehouse-bench-parser", dependencies: ["CmdletShell", "CmdletPolicy", "GatehouseCore"],
                           path: "bench/parser"),
@@ -94,13 +101,13 @@ let package = Package(
                           path: "Tests/LockboxRaceHelper"),
         // One process per scripted PAM conversation under pam_wrapper (PAMAuthTests),
         // which must be preloaded before the process starts.
-        .executableTarget(name: "pam-conversation-helper", dependencies: ["PAMAuth", "TestSupport"],
+        .executableTarget(name: "pam-conversation-helper", dependencies: ["PAMAuth", "PAMWorkers", "TestSupport"],
                           path: "Tests/PAMConversationHelper"),
         // Descriptor failure paths that need a process of their own: a file-size
         // limit, an interposed close(2) (GatehouseCoreTests, TranscriptTests).
         .executableTarget(name: "descriptor-helper", dependencies: ["GatehouseCore", "Transcript"],
                           path: "Tests/DescriptorHelper"),
-        .target(name: "TestSupport", dependencies: ["GatehouseCore", "PAMAuth"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["GatehouseCore", "PAMWorkers"], path: "Tests/TestSupport"),
         .testTarget(name: "CmdletShellTests", dependencies: ["GatehouseCore", "CmdletShell", "CmdletPolicy", "Directory", "TestSupport", "Yams"],
                     exclude: ["Golden"]),
         .testTarget(name: "CmdletPolicyTests", dependencies: ["CmdletPolicy", "PolicyFormat", "Directory", "TestSupport"]),
@@ -111,7 +118,8 @@ let package = Package(
         .testTarget(name: "TranscriptTests", dependencies: ["GatehouseCore", "Transcript", "TestSupport"]),
         .testTarget(name: "SSHServerTests", dependencies: ["SSHServer", "GatehouseCore",
                                                           .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "PAMAuthTests", dependencies: ["PAMAuth", "TestSupport"]),
+        .testTarget(name: "PAMAuthTests", dependencies: ["PAMAuth", "PAMWorkers", "GatehouseCore", "TestSupport",
+                                                     .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "GatehouseCoreTests", dependencies: ["GatehouseCore", "TestSupport"]),
         .testTarget(name: "GatehousedTests", dependencies: ["GatehouseCore", "gatehoused"]),
     ],

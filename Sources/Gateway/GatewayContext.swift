@@ -5,6 +5,7 @@ import Foundation
 import GatehouseCore
 import Lockbox
 import Logging
+import PAMWorkers
 import PolicyFormat
 import SSHServer
 import Synchronization
@@ -84,6 +85,8 @@ public final class GatewayContext: Sendable {
     public let sessions = SessionRegistry()
     public let preAuth: PreAuthLimits
     public let lockouts: UserLockouts
+    /// The processes PAM runs in (`gatehouse-pam-worker` beside this binary).
+    public let pamWorkers: PAMWorkerPool
     /// What the policy loader asks about accounts and backend files.
     let host: HostInspector
     let snapshots: SnapshotHolder
@@ -123,6 +126,11 @@ public final class GatewayContext: Sendable {
             exempt: Set(configuration.perSourcePenaltyExempt)))
         lockouts = UserLockouts(failures: configuration.userLockoutFailures,
                                 window: TimeInterval(configuration.userLockoutWindowSeconds))
+        // At most one conversation per unauthenticated connection, so the cap
+        // is never what refuses a login; a few workers stay for the next ones.
+        pamWorkers = PAMWorkerPool(executable: Self.libexecDirectory() + "/gatehouse-pam-worker",
+                                   capacity: configuration.maxUnauthenticated, idleLimit: Self.idlePAMWorkers,
+                                   conversationTimeout: .seconds(configuration.loginGraceSeconds), logger: logger)
         guard let lock = DaemonLock.acquire(stateDirectory: configuration.stateDirectory) else {
             throw GatewayStartupError.alreadyRunning(configuration.stateDirectory)
         }
@@ -234,6 +242,10 @@ public final class GatewayContext: Sendable {
         for warning in warnings { lines.append("  \(warning)") }
         return lines.joined(separator: "\n")
     }
+
+    /// Idle PAM workers kept for the next logins (each a few MiB); a burst
+    /// of logins spawns more, which end when their conversation does.
+    static let idlePAMWorkers = 4
 
     /// Backends named `@libexec/...` live beside the daemon's own binary.
     public static func libexecDirectory() -> String {

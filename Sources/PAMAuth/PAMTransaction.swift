@@ -1,5 +1,6 @@
 import CPAM
-import Foundation
+import Glibc
+import PAMWorkers
 
 /// One PAM transaction: `pam_start`, `pam_authenticate`, `pam_acct_mgmt`,
 /// `pam_end`.
@@ -19,18 +20,25 @@ public final class PAMTransaction {
     private let loadCountAtStart: UInt64
 
     /// Starts a transaction for `user` against `/etc/pam.d/<service>`
-    /// (`pam_start`). Throws `PAMError` if PAM cannot load the stack.
-    public init(service: String, user: String, conversation: PAMConversation) throws {
+    /// (`pam_start`) and, when given, sets `PAM_RHOST` to `remoteHost`
+    /// (`pam_set_item`), which modules log and some judge (pam_access).
+    /// Throws `PAMError` if PAM cannot load the stack.
+    public init(service: String, user: String, remoteHost: String? = nil, conversation: PAMConversation) throws {
         binding = ConversationBinding(conversation)
         loadCountAtStart = PAMModulePins.loadCount()
         var h: OpaquePointer?
-        let rc = pam_start(service, user, binding.conv, &h)
+        var rc = pam_start(service, user, binding.conv, &h)
+        var operation = "pam_start"
+        if rc == PAM_SUCCESS, let h, let remoteHost {
+            rc = pam_set_item(h, PAM_RHOST, remoteHost)
+            operation = "pam_set_item"
+        }
         guard rc == PAM_SUCCESS, let h else {
             // Only the handle is released here; `binding` is released with
             // this object, which Swift deinitialises even though init throws.
             let message = h.map { String(cString: pam_strerror($0, rc)) } ?? "pam_start failed"
             if let h { pam_end(h, rc) }
-            throw PAMError(code: rc, message: message, operation: "pam_start")
+            throw PAMError(code: rc, message: message, operation: operation)
         }
         handle = h
     }
@@ -62,7 +70,7 @@ public final class PAMTransaction {
 
     private func live() throws -> OpaquePointer {
         guard let h = handle else {
-            throw PAMError(code: Int32(PAM_SYSTEM_ERR), message: "transaction already ended")
+            throw PAMError(code: PAMError.systemError, message: "transaction already ended")
         }
         return h
     }

@@ -154,7 +154,7 @@ final class MonitorTests: PolicySnapshotTestCase {
     /// A monitor and the raw end of its channel.
     func startRaw() throws {
         raw = try PacketChannel.pair().split { monitorEnd, sessionEnd in
-            Monitor(gateway: gateway, channel: monitorEnd, secondFactor: { _, _, _ in }).start()
+            Monitor(gateway: gateway, channel: monitorEnd, secondFactor: { _, _, _, _ in }).start()
             return SharedPacketChannel(sessionEnd)
         }
     }

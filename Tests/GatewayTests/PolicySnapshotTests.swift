@@ -46,7 +46,7 @@ class PolicySnapshotTestCase: XCTestCase {
     /// (PAM itself is tested end to end, under pam_wrapper).
     func monitorClient(_ gateway: GatewayContext) throws -> MonitorClient {
         try PacketChannel.pair().split { monitorEnd, sessionEnd in
-            Monitor(gateway: gateway, channel: monitorEnd, secondFactor: { _, _, _ in }).start()
+            Monitor(gateway: gateway, channel: monitorEnd, secondFactor: { _, _, _, _ in }).start()
             return MonitorClient(channel: sessionEnd)
         }
     }

@@ -9,6 +9,7 @@
 // (a double free in a failed pam_start, say) shows as a signal instead.
 import Foundation
 import PAMAuth
+import PAMWorkers
 import TestSupport
 
 let args = CommandLine.arguments

@@ -1,4 +1,4 @@
-import PAMAuth
+import PAMWorkers
 
 /// A PAM conversation that answers from a script and records every message
 /// PAM sent, so a test can check the prompts, their styles and the order.

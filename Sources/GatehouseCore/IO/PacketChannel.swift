@@ -64,25 +64,16 @@ public struct PacketChannel: ~Copyable, Sendable {
                 (control + Self.headerSpace).copyMemory(from: raw.baseAddress!, byteCount: raw.count)
             }
         }
-        var failure: Errno?
-        bytes.withUnsafeBytes { raw in
-            var vector = iovec(iov_base: UnsafeMutableRawPointer(mutating: raw.baseAddress), iov_len: raw.count)
-            withUnsafeMutablePointer(to: &vector) { vectorPointer in
-                var message = msghdr()
-                message.msg_iov = vectorPointer
-                message.msg_iovlen = 1
-                message.msg_control = controlLength > 0 ? control : nil
-                message.msg_controllen = controlLength
-                do throws(Errno) {
-                    _ = try OwnedFileDescriptor.retryingOnInterrupt {
-                        sendmsg(descriptor.rawValue, &message, Int32(MSG_NOSIGNAL))
-                    }
-                } catch {
-                    failure = error
+        // sendmsg only reads the buffer; no copy is made, so a secret in
+        // `bytes` has no second copy for its owner to miss when wiping.
+        _ = try bytes.withUnsafeBytes { raw in
+            Result { () throws(PacketChannelError) in
+                try transfer(UnsafeMutableRawBufferPointer(mutating: raw), control: control,
+                             controlLength: controlLength) { fd, message in
+                    sendmsg(fd, message, Int32(MSG_NOSIGNAL))
                 }
             }
-        }
-        if let failure { throw .system(failure) }
+        }.get()
     }
 
     /// `recvmsg(2)` of the next packet, with `MSG_CMSG_CLOEXEC` so received
@@ -99,32 +90,13 @@ public struct PacketChannel: ~Copyable, Sendable {
                                                        alignment: MemoryLayout<cmsghdr>.alignment)
         defer { control.deallocate() }
         control.initializeMemory(as: UInt8.self, repeating: 0, count: max(controlLength, 1))
-        var failure: Errno?
-        var count = 0
-        var flags: Int32 = 0
-        var filledControl = 0
-        bytes.withUnsafeMutableBytes { raw in
-            var vector = iovec(iov_base: raw.baseAddress, iov_len: raw.count)
-            withUnsafeMutablePointer(to: &vector) { vectorPointer in
-                var message = msghdr()
-                message.msg_iov = vectorPointer
-                message.msg_iovlen = 1
-                message.msg_control = controlLength > 0 ? control : nil
-                message.msg_controllen = controlLength
-                do throws(Errno) {
-                    count = try OwnedFileDescriptor.retryingOnInterrupt {
-                        // recvmsg resets msg_controllen to what it filled, so a retry starts afresh.
-                        message.msg_controllen = controlLength
-                        return recvmsg(descriptor.rawValue, &message, Int32(MSG_CMSG_CLOEXEC))
-                    }
-                    flags = message.msg_flags
-                    filledControl = message.msg_controllen
-                } catch {
-                    failure = error
+        let (count, flags, filledControl) = try bytes.withUnsafeMutableBytes { raw in
+            Result { () throws(PacketChannelError) in
+                try transfer(raw, control: control, controlLength: controlLength) { fd, message in
+                    recvmsg(fd, message, Int32(MSG_CMSG_CLOEXEC))
                 }
             }
-        }
-        if let failure { throw .system(failure) }
+        }.get()
         // Owned before anything is judged, so that every way out closes them.
         let descriptors = ReceivedDescriptors(Self.descriptors(in: control, length: filledControl))
         if flags & Int32(MSG_TRUNC) != 0 { throw .oversized(limit: maxBytes) }
@@ -152,9 +124,38 @@ public struct PacketChannel: ~Copyable, Sendable {
         }
     }
 
-    /// One packet as it arrived.
+    /// Calls `call` (`sendmsg` or `recvmsg`) with a `msghdr` of one buffer
+    /// and the control area, repeated on `EINTR` with the header as it was
+    /// (`recvmsg` rewrites `msg_controllen`). Returns the call's result and
+    /// the header's `msg_flags` and `msg_controllen` after it.
+    private func transfer(_ buffer: UnsafeMutableRawBufferPointer, control: UnsafeMutableRawPointer,
+                          controlLength: Int, _ call: (Int32, UnsafeMutablePointer<msghdr>) -> Int)
+        throws(PacketChannelError) -> (count: Int, flags: Int32, controlLength: Int) {
+        var vector = iovec(iov_base: buffer.baseAddress, iov_len: buffer.count)
+        var message = msghdr()
+        var result: Result<Int, Errno> = .success(0)
+        withUnsafeMutablePointer(to: &vector) { vectorPointer in
+            result = Result { () throws(Errno) in
+                try OwnedFileDescriptor.retryingOnInterrupt {
+                    message = msghdr()
+                    message.msg_iov = vectorPointer
+                    message.msg_iovlen = 1
+                    message.msg_control = controlLength > 0 ? control : nil
+                    message.msg_controllen = controlLength
+                    return call(descriptor.rawValue, &message)
+                }
+            }
+        }
+        switch result {
+        case .success(let count): return (count, message.msg_flags, message.msg_controllen)
+        case .failure(let error): throw .system(error)
+        }
+    }
+
+    /// One packet as it arrived. `bytes` is mutable so that a receiver can
+    /// wipe a secret in place (`explicit_bzero`) once it has decoded it.
     public struct Packet: ~Copyable {
-        public let bytes: [UInt8]
+        public var bytes: [UInt8]
         public var descriptors: ReceivedDescriptors
     }
 

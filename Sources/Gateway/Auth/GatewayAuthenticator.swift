@@ -1,6 +1,6 @@
 import Foundation
 import GatehouseCore
-import PAMAuth
+import PAMWorkers
 import SSHServer
 
 /// The session side's half of authentication for one connection: libssh

@@ -1,20 +1,22 @@
 import Foundation
 import GatehouseCore
-import PAMAuth
+import PAMWorkers
 
 /// The second factor for one user, decided by the monitor: the lockout
 /// first, then the PAM stack, whose conversation reaches the client through
 /// `conversation`.
 enum SecondFactor {
     /// Runs the PAM stack for the user through the conversation; throws PAM's error.
-    typealias Check = @Sendable (_ service: String, _ user: UserName, _ conversation: PAMConversation) throws -> Void
+    typealias Check = @Sendable (_ service: String, _ user: UserName, _ remoteHost: String,
+                                 _ conversation: PAMConversation) throws -> Void
 
-    /// The real one: one PAM transaction (start, authenticate, account management, end).
-    static let pam: Check = { service, user, conversation in
-        let transaction = try PAMTransaction(service: service, user: user.rawValue, conversation: conversation)
-        defer { transaction.end() }
-        try transaction.authenticate()
-        try transaction.accountManagement()
+    /// The real one: one PAM transaction in a worker process of `pool`
+    /// (start, authenticate, account management, end).
+    static func pam(_ pool: PAMWorkerPool) -> Check {
+        { service, user, remoteHost, conversation in
+            try pool.authenticate(service: service, user: user.rawValue, remoteHost: remoteHost,
+                                  conversation: conversation)
+        }
     }
 
     struct Outcome: Equatable {
@@ -27,7 +29,7 @@ enum SecondFactor {
         let lockedOut: Bool
     }
 
-    static func check(_ user: UserName, service: String, lockouts: UserLockouts?, clock: Clock,
+    static func check(_ user: UserName, service: String, remoteHost: String, lockouts: UserLockouts?, clock: Clock,
                       conversation: PAMConversation, pam: Check) -> Outcome {
         if let lockouts, lockouts.isLocked(user, now: clock.now()) {
             // Still counted, so an ongoing attack keeps the lock; PAM is not
@@ -38,7 +40,7 @@ enum SecondFactor {
                            lockedOut: false)
         }
         do {
-            try pam(service, user, conversation)
+            try pam(service, user, remoteHost, conversation)
             return Outcome(success: true, failure: nil, notice: nil, lockedOut: false)
         } catch {
             let lockedOut = lockouts?.recordFailure(user, now: clock.now()) ?? false

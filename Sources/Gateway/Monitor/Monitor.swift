@@ -3,7 +3,7 @@ import Foundation
 import GatehouseCore
 import Logging
 import Lockbox
-import PAMAuth
+import PAMWorkers
 import SSHServer
 import Synchronization
 
@@ -28,13 +28,13 @@ final class Monitor: Sendable {
     /// The backends each connection's session started and has not reaped.
     private let backends = Mutex([UInt64: [Int32: LocalBackend]]())
     private let work = DispatchQueue(label: "gatehouse.monitor", attributes: .concurrent)
-    /// The second factor (PAM; unit tests pass a fake).
+    /// The second factor: PAM in the gateway's worker processes (unit tests pass a fake).
     private let secondFactor: SecondFactor.Check
 
-    init(gateway: GatewayContext, channel: consuming PacketChannel, secondFactor: @escaping SecondFactor.Check = SecondFactor.pam) {
+    init(gateway: GatewayContext, channel: consuming PacketChannel, secondFactor: SecondFactor.Check? = nil) {
         self.gateway = gateway
         self.channel = SharedPacketChannel(channel)
-        self.secondFactor = secondFactor
+        self.secondFactor = secondFactor ?? SecondFactor.pam(gateway.pamWorkers)
     }
 
     /// Starts the reading thread; it ends when the session's side closes
@@ -143,7 +143,8 @@ final class Monitor: Sendable {
     /// The second factor: the lockout, then PAM, whose messages go to the
     /// session's side as replies and whose answers come back as requests.
     private func converse(_ user: UserName, relay: PAMRelay, connection: UInt64, session: SessionID, source: String) {
-        let outcome = SecondFactor.check(user, service: gateway.configuration.pamService, lockouts: gateway.lockouts,
+        let outcome = SecondFactor.check(user, service: gateway.configuration.pamService,
+                                         remoteHost: PreAuthLimits.host(of: source), lockouts: gateway.lockouts,
                                          clock: gateway.clock, conversation: RelayedConversation(monitor: self, relay: relay),
                                          pam: secondFactor)
         if outcome.lockedOut {

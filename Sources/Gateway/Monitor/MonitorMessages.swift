@@ -3,7 +3,7 @@ import CmdletShell
 import Foundation
 import GatehouseCore
 import Lockbox
-import PAMAuth
+import PAMWorkers
 
 /// One request of a connection to the monitor: the session half of the
 /// request table in docs/architecture.md ("Privilege separation"). After
