@@ -31,6 +31,12 @@ let package = Package(
         // dl_iterate_phdr and RTLD_NODELETE need _GNU_SOURCE (PAMAuth keeps PAM modules loaded).
         .target(name: "CDynamicLinker", linkerSettings: [.linkedLibrary("dl")]),
         .target(name: "PAMAuth", dependencies: ["CPAM", "CDynamicLinker", "GatehouseCore"]),
+        // seccomp, classic BPF, capabilities and prctl: the kernel headers the
+        // Glibc module leaves out (Linux only; empty elsewhere).
+        .target(name: "CSandbox"),
+        // The network side's confinement: privilege drop, seccomp filter,
+        // socket activation (Linux only).
+        .target(name: "Sandbox", dependencies: ["CSandbox", "GatehouseCore"]),
         // What every policy file shares: YAML with file:line diagnostics,
         // durations, sizes, anchored patterns, ASCII rules.
         .target(name: "PolicyFormat", dependencies: ["GatehouseCore", "Yams"]),
@@ -100,6 +106,10 @@ let package = Package(
         // limit, an interposed close(2) (GatehouseCoreTests, TranscriptTests).
         .executableTarget(name: "descriptor-helper", dependencies: ["GatehouseCore", "Transcript"],
                           path: "Tests/DescriptorHelper"),
+        // Confinement is irreversible: each scenario drops privileges and enters
+        // the sandbox in a process of its own (SandboxTests).
+        .executableTarget(name: "sandbox-helper", dependencies: ["Sandbox", "GatehouseCore"],
+                          path: "Tests/SandboxHelper"),
         .target(name: "TestSupport", dependencies: ["GatehouseCore", "PAMAuth"], path: "Tests/TestSupport"),
         .testTarget(name: "CmdletShellTests", dependencies: ["GatehouseCore", "CmdletShell", "CmdletPolicy", "Directory", "TestSupport", "Yams"],
                     exclude: ["Golden"]),
@@ -113,6 +123,7 @@ let package = Package(
                                                           .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "PAMAuthTests", dependencies: ["PAMAuth", "TestSupport"]),
         .testTarget(name: "GatehouseCoreTests", dependencies: ["GatehouseCore", "TestSupport"]),
+        .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "CSandbox", "GatehouseCore", "TestSupport"]),
         .testTarget(name: "GatehousedTests", dependencies: ["GatehouseCore", "gatehoused"]),
     ],
     swiftLanguageModes: [.v6]

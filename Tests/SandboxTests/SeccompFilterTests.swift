@@ -1,0 +1,101 @@
+#if os(Linux)
+import CSandbox
+import Glibc
+@testable import Sandbox
+import XCTest
+
+/// The filter's program, run through a small classic-BPF interpreter (the
+/// subset the filter uses), so each verdict is checked without installing
+/// anything in the test runner.
+final class SeccompFilterTests: XCTestCase {
+    private let allow = UInt32(SECCOMP_RET_ALLOW)
+    private let kill = UInt32(SECCOMP_RET_KILL_PROCESS)
+    private let x86_64 = gh_audit_arch_x86_64()
+
+    func testAllowsExactlyTheListedCallsOfTheNativeABI() throws {
+        let filter = try SeccompFilter(allowing: [.read, .write, .exit_group])
+        XCTAssertEqual(run(filter, arch: x86_64, nr: Syscall.read.x86_64Number), allow)
+        XCTAssertEqual(run(filter, arch: x86_64, nr: Syscall.exit_group.x86_64Number), allow)
+        XCTAssertEqual(run(filter, arch: x86_64, nr: Syscall.ptrace.x86_64Number), kill)
+        XCTAssertEqual(run(filter, arch: x86_64, nr: 999), kill)
+    }
+
+    func testKillsAnyOtherArchitectureAndTheX32ABI() throws {
+        let filter = try SeccompFilter(allowing: [.read])
+        // i386's read is 3 and its arch value differs; x32's read is 0 | bit 30.
+        XCTAssertEqual(run(filter, arch: 0x4000_0003, nr: 3), kill)
+        XCTAssertEqual(run(filter, arch: gh_audit_arch_aarch64(), nr: Syscall.read.x86_64Number), kill)
+        XCTAssertEqual(run(filter, arch: x86_64, nr: gh_x32_syscall_bit() | Syscall.read.x86_64Number), kill)
+    }
+
+    func testEveryCallCanBeListedWithoutAJumpOverflowing() throws {
+        let filter = try SeccompFilter(allowing: Syscall.allCases)
+        XCTAssertLessThanOrEqual(filter.instructions.count, Int(BPF_MAXINSNS))
+        for call in Syscall.allCases {
+            XCTAssertEqual(run(filter, arch: x86_64, nr: call.x86_64Number), allow, "\(call)")
+        }
+    }
+
+    func testListingACallTwiceTestsItOnce() throws {
+        let filter = try SeccompFilter(allowing: [.read, .write, .read])
+        XCTAssertEqual(filter.allowed, [.read, .write])
+        XCTAssertEqual(filter.instructions.count, 6 + 2 * 2 + 1)
+    }
+
+    /// Spot checks of the generated table against the x86_64 ABI.
+    func testTheTableHasTheKernelsNumbers() {
+        XCTAssertEqual(Syscall.read.x86_64Number, 0)
+        XCTAssertEqual(Syscall.execve.x86_64Number, 59)
+        XCTAssertEqual(Syscall.ptrace.x86_64Number, 101)
+        XCTAssertEqual(Syscall.seccomp.x86_64Number, 317)
+        XCTAssertEqual(Syscall(rawValue: "clone3")?.x86_64Number, 435)
+        XCTAssertEqual(Set(Syscall.allCases.map(\.x86_64Number)).count, Syscall.allCases.count)
+    }
+
+    /// What the network side must never do itself, whatever measurement
+    /// finds: change ids, run programs, trace, mount, load modules, reboot,
+    /// or lift its own confinement.
+    func testTheNetworkSideListHoldsNoPrivilegedCall() {
+        let forbidden: Set<Syscall> = [
+            .execve, .execveat, .ptrace, .process_vm_readv, .process_vm_writev, .mount, .umount2,
+            .pivot_root, .chroot, .unshare, .setns, .setuid, .setgid, .setreuid, .setregid,
+            .setresuid, .setresgid, .setgroups, .setfsuid, .setfsgid, .capset, .init_module,
+            .finit_module, .delete_module, .kexec_load, .reboot, .bpf, .perf_event_open, .seccomp,
+            .keyctl, .add_key, .request_key, .personality, .userfaultfd,
+        ]
+        XCTAssertEqual(Set(NetworkSideSyscalls.allowed).intersection(forbidden), [])
+        XCTAssertNoThrow(try SeccompFilter(allowing: NetworkSideSyscalls.allowed))
+    }
+
+    /// Runs the program on one `seccomp_data` (arch and nr; the filter reads
+    /// nothing else) and returns the `ret` value.
+    private func run(_ filter: SeccompFilter, arch: UInt32, nr: UInt32) -> UInt32 {
+        let program = filter.instructions
+        var accumulator: UInt32 = 0
+        var pc = 0
+        while pc < program.count {
+            let instruction = program[pc]
+            switch Int32(instruction.code) {
+            case BPF_LD | BPF_W | BPF_ABS:
+                switch instruction.k {
+                case gh_seccomp_data_nr_offset(): accumulator = nr
+                case gh_seccomp_data_arch_offset(): accumulator = arch
+                default: XCTFail("load of offset \(instruction.k)"); return 0
+                }
+                pc += 1
+            case BPF_JMP | BPF_JEQ | BPF_K:
+                pc += 1 + Int(accumulator == instruction.k ? instruction.jt : instruction.jf)
+            case BPF_JMP | BPF_JGE | BPF_K:
+                pc += 1 + Int(accumulator >= instruction.k ? instruction.jt : instruction.jf)
+            case BPF_RET | BPF_K:
+                return instruction.k
+            default:
+                XCTFail("instruction code \(instruction.code) at \(pc)")
+                return 0
+            }
+        }
+        XCTFail("the program ran off its end")
+        return 0
+    }
+}
+#endif
