@@ -108,7 +108,7 @@ let package = Package(
                           path: "Tests/DescriptorHelper"),
         // Confinement is irreversible: each scenario drops privileges and enters
         // the sandbox in a process of its own (SandboxTests).
-        .executableTarget(name: "sandbox-helper", dependencies: ["Sandbox", "GatehouseCore"],
+        .executableTarget(name: "sandbox-helper", dependencies: ["Sandbox", "CSandbox", "GatehouseCore"],
                           path: "Tests/SandboxHelper"),
         .target(name: "TestSupport", dependencies: ["GatehouseCore", "PAMAuth"], path: "Tests/TestSupport"),
         .testTarget(name: "CmdletShellTests", dependencies: ["GatehouseCore", "CmdletShell", "CmdletPolicy", "Directory", "TestSupport", "Yams"],

@@ -1,11 +1,88 @@
 #if os(Linux)
-/// The system calls the unprivileged network side may make. Provisional:
-/// replaced by the measured list below.
+import CSandbox
+import Glibc
+
+/// What the unprivileged network side (libssh, channels, the interpreter)
+/// may ask of the kernel once it is confined.
+///
+/// Derived by measurement, 2026-12-04, on the single-process daemon before
+/// the split (debug build, Debian 12, glibc 2.36, Swift 6.3): the e2e suite
+/// was run with `GATEHOUSE_BUILD` pointing at a copy of `.build/debug`
+/// whose `gatehoused` was the wrapper
+///
+///     exec strace -D -ff -qq -o "$dir/t" .build/debug/gatehoused "$@"
+///
+/// (one trace file per thread; `-D` keeps the daemon's pid, so the tests'
+/// SIGHUP and SIGTERM reach it) through: key + TOTP login, a wrong code, the
+/// PAM prompt, every test of test_commands.py (exec, output, status,
+/// denials) and test_channels.py (refused requests), a recorded shell
+/// session and an exec session (test_transcripts.py), the full Lockbox path
+/// and a revocation (test_lockbox.py), an operator kill mid-command
+/// (test_session_limits.py), the window-change flood (test_hostile.py), and
+/// SIGHUP reload and SIGTERM (test_hardening.py). Trace files of spawned
+/// backends (an execve of anything but gatehoused) were dropped; the union
+/// of the daemon's own threads was kept, then:
+///
+/// - removed, because only the monitor does them after the split: `execve`,
+///   `kill`, `wait4`, `waitid`, `pidfd_open` (spawning, signalling and
+///   reaping backends as their run-as accounts); `chmod`, `fchmod`,
+///   `fchown`, `umask`, `mkdir`, `rename`, `unlink`, `unlinkat`, `flock`,
+///   `ftruncate`, `pwrite64`, `fstatfs` (the audit log, the Lockbox SQLite
+///   database, the host and signing keys, creating transcripts, the control
+///   socket); `socket`, `bind`, `listen` (port 22 arrives by socket
+///   activation or from the monitor); PAM made no call of its own beyond
+///   file reads;
+/// - removed, because only start-up made them, before `Sandbox.enter`:
+///   `arch_prctl`, `set_tid_address`, `ioctl` (`TCGETS` on stdout);
+/// - narrowed by argument: `prctl` to `PR_SET_NAME`/`PR_GET_NAME` (thread
+///   names; `PR_SET_DUMPABLE` 1 would undo the sandbox's 0), `clone` to
+///   glibc's thread-creation flags (no fork, no vfork, no namespaces),
+///   `prlimit64` to the calling process (pid 0); `clone3`, whose flags sit
+///   in memory a filter cannot read, fails with `ENOSYS` and glibc falls
+///   back to `clone`;
+/// - added, unmeasured: `clock_gettime`, `gettimeofday` (the vDSO falls back
+///   to the system call on a clock source it cannot read), `recvmsg`,
+///   `sendmsg` (descriptors passed over the monitor's socketpair),
+///   `mremap` (realloc of large blocks), `sched_yield`, `readv`, `writev`.
+///
+/// The coordinator will adjust it when the split lands: remeasure with the
+/// same wrapper on the network process alone (`strace -p`).
 public enum NetworkSideSyscalls {
+    /// Allowed with any arguments.
     public static let allowed: [Syscall] = [
-        .read, .write, .close, .fstat, .newfstatat, .openat, .lseek, .mmap, .munmap, .mprotect, .madvise, .brk,
-        .futex, .exit, .exit_group, .getpid, .gettid, .socketpair, .clone, .clone3, .rt_sigprocmask,
-        .rt_sigaction, .rt_sigreturn, .set_robust_list, .rseq, .getrandom, .pread64, .getdents64,
+        // memory
+        .brk, .mmap, .munmap, .mprotect, .madvise, .mremap,
+        // threads, locks, time
+        .futex, .set_robust_list, .rseq, .gettid, .getpid, .exit, .exit_group, .sched_yield,
+        .sched_getaffinity, .restart_syscall, .clock_nanosleep, .clock_gettime, .gettimeofday, .setpriority,
+        // signals
+        .rt_sigaction, .rt_sigprocmask, .rt_sigreturn, .sigaltstack, .tgkill, .signalfd4,
+        // descriptors and event loops
+        .read, .readv, .write, .writev, .pread64, .close, .fcntl, .lseek, .pipe2, .eventfd2, .poll,
+        .epoll_create1, .epoll_ctl, .epoll_wait, .timerfd_create, .timerfd_settime, .fsync, .fdatasync,
+        // the connections
+        .accept, .accept4, .recvfrom, .sendto, .recvmsg, .sendmsg, .shutdown, .getsockopt, .setsockopt,
+        .getsockname, .getpeername,
+        // reading what the account may read
+        .openat, .newfstatat, .getdents64, .readlink, .access, .getcwd, .uname, .getrandom,
+        .geteuid, .getegid,
     ]
+
+    /// Allowed only with one of these first arguments.
+    public static let restricted: [Syscall: [UInt64]] = [
+        .prctl: [UInt64(PR_SET_NAME), UInt64(PR_GET_NAME)],
+        // glibc 2.36 pthread_create: CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND |
+        // CLONE_THREAD | CLONE_SYSVSEM | CLONE_SETTLS | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID.
+        .clone: [0x3d_0f00],
+        .prlimit64: [0],
+    ]
+
+    /// Not run: the caller sees this errno.
+    public static let failing: [Syscall: Int32] = [.clone3: ENOSYS]
+
+    /// The filter `Sandbox.enter` installs in the network process.
+    public static func filter() throws(SandboxError) -> SeccompFilter {
+        try SeccompFilter(allowing: allowed, restricting: restricted, failing: failing)
+    }
 }
 #endif

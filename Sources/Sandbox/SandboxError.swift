@@ -23,6 +23,9 @@ public enum SandboxError: Error, Equatable, Sendable, CustomStringConvertible {
     case threadNotSynchronised(Int)
     /// The filter would exceed the kernel's `BPF_MAXINSNS`.
     case filterTooLong(instructions: Int)
+    /// A filter rule that cannot be expressed (an errno out of range, an
+    /// argument value wider than 32 bits, too many values for one call).
+    case invalidRule(String)
     /// A systemd socket-activation variable is malformed or inconsistent.
     case activation(String)
 
@@ -38,6 +41,7 @@ public enum SandboxError: Error, Equatable, Sendable, CustomStringConvertible {
         case .privilegeRemains(let what): "privilege still held after the drop: \(what)"
         case .threadNotSynchronised(let tid): "thread \(tid) could not take the seccomp filter (TSYNC)"
         case .filterTooLong(let count): "seccomp filter of \(count) instructions exceeds BPF_MAXINSNS"
+        case .invalidRule(let problem): "seccomp rule: \(problem)"
         case .activation(let problem): "socket activation: \(problem)"
         }
     }

@@ -6,15 +6,16 @@
 //                                          a thread first, then the drop: prints `refused: …` or `dropped`
 //   sandbox-helper confine ACCOUNT         drop, enter the network side's sandbox, print the
 //                                          /proc/self/status fields (`Field: value`)
-//   sandbox-helper allowed ACCOUNT         confined, then allowed calls (a socketpair round trip,
-//                                          getpid, a file read): prints `allowed ok`
-//   sandbox-helper forbidden CALL ACCOUNT  confined, then CALL (mount, setuid, execve):
+//   sandbox-helper allowed ACCOUNT         confined, then allowed calls (a named thread, a pipe round
+//                                          trip, getpid, a file read): prints `allowed ok`
+//   sandbox-helper forbidden CALL ACCOUNT  confined, then CALL (mount, setuid, execve, fork, dumpable):
 //                                          the filter kills the process with SIGSYS
 //   sandbox-helper tsync ACCOUNT           a thread started before `enter` prints its own
 //                                          Seccomp and NoNewPrivs, then calls mount: SIGSYS
 //   sandbox-helper activation              socket activation on real sockets passed as 3 and 4:
 //                                          prints each listener, its CLOEXEC flag, what is left of
 //                                          the environment, and a connection accepted on the TCP one
+import CSandbox
 import Glibc
 import GatehouseCore
 import Sandbox
@@ -41,7 +42,7 @@ func drop(to account: SandboxAccount) {
 
 func confine() {
     do {
-        try Sandbox.enter(filter: SeccompFilter(allowing: NetworkSideSyscalls.allowed))
+        try Sandbox.enter(filter: NetworkSideSyscalls.filter())
     } catch {
         fail("enter: \(error)")
     }
@@ -73,6 +74,11 @@ func forbiddenCall(_ name: String) {
         _ = mount("none", "/mnt", "tmpfs", 0, nil)
     case "setuid":
         _ = setuid(0)
+    case "fork":
+        // glibc's fork is clone(SIGCHLD | CLONE_CHILD_*): not thread flags.
+        _ = fork()
+    case "dumpable":
+        _ = gh_prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
     case "execve":
         var argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/true"), nil]
         _ = execve("/bin/true", &argv, nil)
@@ -109,11 +115,15 @@ case "allowed":
     drop(to: account(arguments.dropFirst()))
     confine()
     var pair: [Int32] = [-1, -1]
-    guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
-        fail("socketpair: \(errno)")
+    guard pipe(&pair) == 0 else { fail("pipe: \(errno)") }
+    let receiver = OwnedFileDescriptor(adopting: pair[0])
+    let sender = OwnedFileDescriptor(adopting: pair[1])
+    // A thread started inside the sandbox: clone3 fails with ENOSYS, glibc
+    // falls back to clone with thread flags, which the filter allows.
+    var thread = pthread_t()
+    guard pthread_create(&thread, nil, namingThread, nil) == 0, pthread_join(thread, nil) == 0 else {
+        fail("thread in the sandbox")
     }
-    let sender = OwnedFileDescriptor(adopting: pair[0])
-    let receiver = OwnedFileDescriptor(adopting: pair[1])
     do {
         try sender.writeAll(Array("ping".utf8))
         var buffer = [UInt8](repeating: 0, count: 4)

@@ -64,7 +64,7 @@ final class ConfinementTests: XCTestCase {
     }
 
     func testADisallowedCallKillsTheProcessWithSIGSYS() throws {
-        for call in ["mount", "setuid", "execve"] {
+        for call in ["mount", "setuid", "execve", "fork", "dumpable"] {
             let run = try helper("forbidden", call, account)
             XCTAssertTrue(run.crashed, "\(call): \(run)")
             XCTAssertEqual(run.status, SIGSYS, "\(call): \(run)")

@@ -42,6 +42,34 @@ final class SeccompFilterTests: XCTestCase {
         XCTAssertEqual(filter.instructions.count, 6 + 2 * 2 + 1)
     }
 
+    func testRestrictedCallsAreAllowedOnlyWithTheirListedFirstArgument() throws {
+        let filter = try SeccompFilter(allowing: [.read], restricting: [.prctl: [15, 16], .clone: [0x3d_0f00]])
+        let prctl = Syscall.prctl.x86_64Number, clone = Syscall.clone.x86_64Number
+        XCTAssertEqual(run(filter, arch: x86_64, nr: prctl, argument: 15), allow)
+        XCTAssertEqual(run(filter, arch: x86_64, nr: prctl, argument: 16), allow)
+        XCTAssertEqual(run(filter, arch: x86_64, nr: prctl, argument: UInt64(PR_SET_DUMPABLE)), kill)
+        // The same low word with a high word set is another value.
+        XCTAssertEqual(run(filter, arch: x86_64, nr: prctl, argument: 1 << 32 | 15), kill)
+        XCTAssertEqual(run(filter, arch: x86_64, nr: clone, argument: 0x3d_0f00), allow)
+        XCTAssertEqual(run(filter, arch: x86_64, nr: clone, argument: UInt64(SIGCHLD)), kill)
+        // The calls after the blocks are still reached.
+        XCTAssertEqual(run(filter, arch: x86_64, nr: Syscall.read.x86_64Number), allow)
+        XCTAssertEqual(run(filter, arch: x86_64, nr: Syscall.write.x86_64Number), kill)
+    }
+
+    func testFailingCallsReturnTheirErrno() throws {
+        let filter = try SeccompFilter(allowing: [.clone3, .read], failing: [.clone3: ENOSYS])
+        XCTAssertEqual(run(filter, arch: x86_64, nr: Syscall.clone3.x86_64Number), UInt32(SECCOMP_RET_ERRNO) | UInt32(ENOSYS))
+        XCTAssertEqual(filter.allowed, [.read])
+    }
+
+    func testRulesThatCannotBeExpressedAreRefused() {
+        XCTAssertThrowsError(try SeccompFilter(allowing: [], restricting: [.prctl: [1 << 40]]))
+        XCTAssertThrowsError(try SeccompFilter(allowing: [], failing: [.clone3: 0]))
+        XCTAssertThrowsError(try SeccompFilter(allowing: [], restricting: [.clone3: [0]], failing: [.clone3: ENOSYS]))
+        XCTAssertThrowsError(try SeccompFilter(allowing: [], restricting: [.prctl: (0..<200).map(UInt64.init)]))
+    }
+
     /// Spot checks of the generated table against the x86_64 ABI.
     func testTheTableHasTheKernelsNumbers() {
         XCTAssertEqual(Syscall.read.x86_64Number, 0)
@@ -64,12 +92,13 @@ final class SeccompFilterTests: XCTestCase {
             .keyctl, .add_key, .request_key, .personality, .userfaultfd,
         ]
         XCTAssertEqual(Set(NetworkSideSyscalls.allowed).intersection(forbidden), [])
-        XCTAssertNoThrow(try SeccompFilter(allowing: NetworkSideSyscalls.allowed))
+        XCTAssertEqual(Set(NetworkSideSyscalls.restricted.keys).intersection(forbidden), [])
+        XCTAssertNoThrow(try NetworkSideSyscalls.filter())
     }
 
-    /// Runs the program on one `seccomp_data` (arch and nr; the filter reads
-    /// nothing else) and returns the `ret` value.
-    private func run(_ filter: SeccompFilter, arch: UInt32, nr: UInt32) -> UInt32 {
+    /// Runs the program on one `seccomp_data` (arch, nr and the first
+    /// argument; the filter reads nothing else) and returns the `ret` value.
+    private func run(_ filter: SeccompFilter, arch: UInt32, nr: UInt32, argument: UInt64 = 0) -> UInt32 {
         let program = filter.instructions
         var accumulator: UInt32 = 0
         var pc = 0
@@ -80,6 +109,8 @@ final class SeccompFilterTests: XCTestCase {
                 switch instruction.k {
                 case gh_seccomp_data_nr_offset(): accumulator = nr
                 case gh_seccomp_data_arch_offset(): accumulator = arch
+                case gh_seccomp_data_args_offset(): accumulator = UInt32(truncatingIfNeeded: argument)
+                case gh_seccomp_data_args_offset() + 4: accumulator = UInt32(truncatingIfNeeded: argument >> 32)
                 default: XCTFail("load of offset \(instruction.k)"); return 0
                 }
                 pc += 1

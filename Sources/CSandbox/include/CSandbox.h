@@ -34,6 +34,10 @@ static inline uint32_t gh_seccomp_data_nr_offset(void) { return offsetof(struct 
 /// `offsetof(struct seccomp_data, arch)`.
 static inline uint32_t gh_seccomp_data_arch_offset(void) { return offsetof(struct seccomp_data, arch); }
 
+/// `offsetof(struct seccomp_data, args)`: six 64-bit arguments, each read
+/// as two 32-bit words (low word first on a little-endian machine).
+static inline uint32_t gh_seccomp_data_args_offset(void) { return offsetof(struct seccomp_data, args); }
+
 /// `prctl(2)` with its five arguments spelled out (Swift cannot call the
 /// variadic declaration). Returns -1 and sets errno on failure.
 int gh_prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4, unsigned long arg5);
