@@ -12,6 +12,8 @@
 //                                          the filter kills the process with SIGSYS
 //   sandbox-helper tsync ACCOUNT           a thread started before `enter` prints its own
 //                                          Seccomp and NoNewPrivs, then calls mount: SIGSYS
+//   sandbox-helper not-dumpable            enter (as root, no drop) with PR_GET_DUMPABLE also allowed:
+//                                          prints `dumpable 1 then 0`
 //   sandbox-helper activation              socket activation on real sockets passed as 3 and 4:
 //                                          prints each listener, its CLOEXEC flag, what is left of
 //                                          the environment, and a connection accepted on the TCP one
@@ -154,6 +156,19 @@ case "tsync":
     var byte: UInt8 = 1
     _ = write(go[1], &byte, 1)
     pthread_join(thread, nil)
+case "not-dumpable":
+    // No drop: a uid change would reset the flag itself (fs.suid_dumpable),
+    // and only `enter` must be seen clearing it.
+    let before = gh_prctl(PR_GET_DUMPABLE, 0, 0, 0, 0)
+    var restricted = NetworkSideSyscalls.restricted
+    restricted[.prctl, default: []].append(UInt64(PR_GET_DUMPABLE))
+    do {
+        try Sandbox.enter(filter: SeccompFilter(allowing: NetworkSideSyscalls.allowed, restricting: restricted,
+                                                failing: NetworkSideSyscalls.failing))
+    } catch {
+        fail("enter: \(error)")
+    }
+    say("dumpable \(before) then \(gh_prctl(PR_GET_DUMPABLE, 0, 0, 0, 0))")
 case "activation":
     activation()
 default:

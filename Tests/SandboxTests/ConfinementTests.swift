@@ -44,6 +44,12 @@ final class ConfinementTests: XCTestCase {
         XCTAssertEqual(fields["Seccomp_filters"], "1", "\(run)")
     }
 
+    /// PR_SET_DUMPABLE 0: no ptrace and no /proc/<pid>/mem from the same uid, no core.
+    func testEnterMakesTheProcessNotDumpable() throws {
+        let run = try helper("not-dumpable")
+        XCTAssertEqual(run.lines, ["dumpable 1 then 0"], "\(run)")
+    }
+
     func testSetuidZeroFailsAfterTheDrop() throws {
         let run = try helper("drop", account)
         XCTAssertEqual(run.lines, ["setuid(0) rc -1 errno \(EPERM)"], "\(run)")
