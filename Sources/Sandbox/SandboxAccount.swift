@@ -16,31 +16,17 @@ public struct SandboxAccount: Equatable, Sendable {
         self.gid = gid
     }
 
-    /// Looks `name` up with `getpwnam_r(3)`, not `getpwnam`, whose static
-    /// buffer a PAM module on another thread of the monitor may be
-    /// rewriting. (CmdletPolicy's `SystemHostInspector` makes the same
-    /// call; this target does not import the policy library, and the
-    /// privilege graph keeps it that way.)
+    /// Looks `name` up in `AccountDatabase` (`getpwnam_r(3)`, which a PAM
+    /// module on another thread of the monitor cannot disturb).
     public init(named name: String) throws(SandboxError) {
-        var size = sysconf(Int32(_SC_GETPW_R_SIZE_MAX))
-        if size <= 0 { size = 1024 }
-        while true {
-            var entry = passwd()
-            var result: UnsafeMutablePointer<passwd>?
-            let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: size)
-            defer { buffer.deallocate() }
-            let rc = getpwnam_r(name, &entry, buffer, size, &result)
-            if rc == EINTR { continue }
-            // The entry did not fit (long gecos or shell fields): a larger buffer.
-            if rc == ERANGE && size < 1 << 20 {
-                size *= 2
-                continue
-            }
-            guard rc == 0 else { throw .systemCall("getpwnam_r(\(name))", Errno(rawValue: rc)) }
-            guard result != nil else { throw .unknownAccount(name) }
-            self.init(name: name, uid: entry.pw_uid, gid: entry.pw_gid)
-            return
+        let found: (uid: UInt32, gid: UInt32)?
+        do throws(Errno) {
+            found = try AccountDatabase.account(named: name)
+        } catch {
+            throw .systemCall("getpwnam_r(\(name))", error)
         }
+        guard let found else { throw .unknownAccount(name) }
+        self.init(name: name, uid: found.uid, gid: found.gid)
     }
 }
 #endif
