@@ -75,3 +75,40 @@ def test_port_22_comes_from_the_socket_unit():
     service = unit_settings("gatehoused.service")
     assert "gatehoused.socket" in service["Requires"]
     assert "CAP_NET_BIND_SERVICE" not in " ".join(service["CapabilityBoundingSet"])
+
+
+def expand_syscall_filter(names):
+    """The system calls a SystemCallFilter= allow-list names, its @groups
+    expanded through `systemd-analyze syscall-filter`."""
+    calls = set()
+    for name in names:
+        if not name.startswith("@"):
+            calls.add(name)
+            continue
+        out = subprocess.run([SYSTEMD_ANALYZE, "syscall-filter", "--no-pager", name],
+                             capture_output=True, text=True, check=True).stdout
+        members = [l.strip() for l in out.splitlines()[1:] if l.strip() and not l.strip().startswith("#")]
+        calls |= expand_syscall_filter(members)
+    return calls
+
+
+def network_side_calls():
+    """Every call NetworkSideSyscalls names (allowed, restricted, failing)."""
+    text = (REPO / "Sources" / "Sandbox" / "NetworkSideSyscalls.swift").read_text()
+    body = text[text.index("public enum NetworkSideSyscalls"):]
+    body = re.sub(r"//.*", "", body)
+    return set(re.findall(r"(?<![A-Za-z_])\.([a-z_0-9]+)\b(?=[,\]:])", body))
+
+
+@needs_systemd_analyze
+def test_the_units_filter_lets_the_network_side_confine_itself_and_run():
+    """systemd's SystemCallFilter= applies to every process of the unit: the
+    network side's own set-up calls and its list must all pass it, or the
+    first seccomp(2) fails with EPERM (seccomp is not in @system-service)."""
+    settings = unit_settings("gatehoused.service")
+    allowed = expand_syscall_filter(" ".join(settings["SystemCallFilter"]).split())
+    set_up = {"prctl", "capset", "capget", "setgroups", "setresuid", "setresgid", "seccomp", "getresuid", "getresgid"}
+    assert set_up - allowed == set()
+    listed = network_side_calls()
+    assert {"read", "clone", "clone3", "prctl", "getpeername"} <= listed, listed
+    assert listed - allowed == set()
