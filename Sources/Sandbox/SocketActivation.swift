@@ -24,7 +24,8 @@ public enum SocketActivation {
     /// The sockets systemd passed to this process, read from the process's
     /// environment, which then loses `LISTEN_PID`, `LISTEN_FDS` and
     /// `LISTEN_FDNAMES` so that no child mistakes them for its own. Empty
-    /// when the process was not socket-activated.
+    /// when the process was not socket-activated. Call it at start-up,
+    /// before other threads: `unsetenv` is not thread-safe.
     public static func listeners() throws(SandboxError) -> [Listener] {
         var environment: [String: String] = [:]
         for key in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {

@@ -52,15 +52,16 @@ func confine() {
 
 /// The lines of a `/proc/.../status` file whose field is in `fields`, as `Field: value`.
 func statusLines(_ path: String, _ fields: Set<String>) -> [String] {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { fail("cannot open \(path): \(errno)") }
-    defer { close(fd) }
     var text: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 4096)
-    while true {
-        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        guard n > 0 else { break }
-        text += chunk.prefix(n)
+    do throws(Errno) {
+        let file = try OwnedFileDescriptor(opening: path, flags: O_RDONLY | O_CLOEXEC)
+        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 1)
+        defer { chunk.deallocate() }
+        while case let n = try file.read(into: chunk), n > 0 {
+            text += chunk.prefix(n)
+        }
+    } catch {
+        fail("reading \(path): \(error)")
     }
     return String(decoding: text, as: UTF8.self).split(separator: "\n").compactMap { line in
         let words = line.split(whereSeparator: { $0 == "\t" || $0 == " " })
