@@ -6,9 +6,9 @@ import Glibc
 /// may ask of the kernel once it is confined.
 ///
 /// Derived by measurement, 2026-12-04, on the single-process daemon before
-/// the split (debug build, Debian 12, glibc 2.36, Swift 6.3): the e2e suite
-/// was run with `GATEHOUSE_BUILD` pointing at a copy of `.build/debug`
-/// whose `gatehoused` was the wrapper
+/// the split (debug build, Debian 12, glibc 2.36, Swift 6.3), with
+/// `.venv/bin/python scripts/measure-syscalls.py`, which runs the e2e
+/// suite's daemon as
 ///
 ///     exec strace -D -ff -qq -o "$dir/t" .build/debug/gatehoused "$@"
 ///
@@ -18,10 +18,12 @@ import Glibc
 /// denials) and test_channels.py (refused requests), a recorded shell
 /// session and an exec session (test_transcripts.py), the full Lockbox path
 /// and a revocation (test_lockbox.py), an operator kill mid-command
-/// (test_session_limits.py), the window-change flood (test_hostile.py), and
-/// SIGHUP reload and SIGTERM (test_hardening.py). Trace files of spawned
-/// backends (an execve of anything but gatehoused) were dropped; the union
-/// of the daemon's own threads was kept, then:
+/// (test_session_limits.py), the window-change flood (test_hostile.py),
+/// SIGHUP reload and SIGTERM (test_hardening.py), and a shell typing tab
+/// completion, Ctrl-C (on a line and during a command), Ctrl-U and window
+/// changes. Trace files of spawned backends (an execve of anything but
+/// gatehoused) are dropped; the union of the daemon's own threads was
+/// kept, then:
 ///
 /// - removed, because only the monitor does them after the split: `execve`,
 ///   `kill`, `wait4`, `waitid`, `pidfd_open` (spawning, signalling and
@@ -30,8 +32,9 @@ import Glibc
 ///   `ftruncate`, `pwrite64`, `fstatfs` (the audit log, the Lockbox SQLite
 ///   database, the host and signing keys, creating transcripts, the control
 ///   socket); `socket`, `bind`, `listen` (port 22 arrives by socket
-///   activation or from the monitor); PAM made no call of its own beyond
-///   file reads;
+///   activation or from the monitor). PAM's own calls were file reads
+///   (`openat`, `read`), which the list keeps: its files are kept from the
+///   network side by their owner and mode, not by the filter;
 /// - removed, because only start-up made them, before `Sandbox.enter`:
 ///   `arch_prctl`, `set_tid_address`, `ioctl` (`TCGETS` on stdout);
 /// - narrowed by argument: `prctl` to `PR_SET_NAME`/`PR_GET_NAME` (thread
@@ -45,8 +48,9 @@ import Glibc
 ///   `sendmsg` (descriptors passed over the monitor's socketpair),
 ///   `mremap` (realloc of large blocks), `sched_yield`, `readv`, `writev`.
 ///
-/// The coordinator will adjust it when the split lands: remeasure with the
-/// same wrapper on the network process alone (`strace -p`).
+/// The script prints what was measured and not listed, and the reverse
+/// (`clone` shows there: glibc only reaches it after `clone3`'s ENOSYS).
+/// When the split lands, remeasure on the network process alone.
 public enum NetworkSideSyscalls {
     /// Allowed with any arguments.
     public static let allowed: [Syscall] = [
