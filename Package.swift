@@ -123,7 +123,7 @@ let package = Package(
                                                           .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "PAMAuthTests", dependencies: ["PAMAuth", "TestSupport"]),
         .testTarget(name: "GatehouseCoreTests", dependencies: ["GatehouseCore", "TestSupport"]),
-        .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "CSandbox", "GatehouseCore", "TestSupport"]),
+        .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "CSandbox", "TestSupport"]),
         .testTarget(name: "GatehousedTests", dependencies: ["GatehouseCore", "gatehoused"]),
     ],
     swiftLanguageModes: [.v6]
