@@ -1,6 +1,7 @@
 #if os(Linux)
 import Foundation
 import Glibc
+import Sandbox
 import TestSupport
 import XCTest
 
@@ -17,9 +18,9 @@ final class ConfinementTests: XCTestCase {
         guard geteuid() == 0 else {
             throw XCTSkip("privilege drop needs root (this runner is uid \(geteuid()))")
         }
-        guard let entry = getpwnam(account) else { throw XCTSkip("no account \(account) on this machine") }
-        uid = String(entry.pointee.pw_uid)
-        gid = String(entry.pointee.pw_gid)
+        guard let entry = try? SandboxAccount(named: account) else { throw XCTSkip("no account \(account) on this machine") }
+        uid = String(entry.uid)
+        gid = String(entry.gid)
     }
 
     private func helper(_ arguments: String...) throws -> HelperProcess.Run {
