@@ -39,12 +39,7 @@ public struct SeccompFilter: Sendable {
     public init(allowing syscalls: some Sequence<Syscall>,
                 restricting restricted: [Syscall: [UInt64]] = [:],
                 failing: [Syscall: Int32] = [:]) throws(SandboxError) {
-        #if arch(x86_64)
-        let arch = gh_audit_arch_x86_64()
-        let number: (Syscall) -> UInt32 = { $0.x86_64Number }
-        #else
-        throw .unsupportedArchitecture(Self.machineName())
-        #endif
+        guard let (arch, number) = Self.nativeTable() else { throw .unsupportedArchitecture(Self.machineName()) }
         if let both = restricted.keys.first(where: { failing[$0] != nil }) {
             throw .invalidRule("\(both) is both restricted and failing")
         }
@@ -94,6 +89,16 @@ public struct SeccompFilter: Sendable {
         program.append(Self.statement(ret, kill))
         guard program.count <= Int(BPF_MAXINSNS) else { throw .filterTooLong(instructions: program.count) }
         instructions = program
+    }
+
+    /// This machine's `seccomp_data.arch` and system call numbers, or nil
+    /// where there is no table (every architecture but x86_64).
+    static func nativeTable() -> (arch: UInt32, number: (Syscall) -> UInt32)? {
+        #if arch(x86_64)
+        return (gh_audit_arch_x86_64(), { $0.x86_64Number })
+        #else
+        return nil
+        #endif
     }
 
     /// `BPF_STMT(code, k)`.

@@ -12,6 +12,12 @@ final class SeccompFilterTests: XCTestCase {
     private let kill = UInt32(SECCOMP_RET_KILL_PROCESS)
     private let x86_64 = gh_audit_arch_x86_64()
 
+    override func setUpWithError() throws {
+        #if !arch(x86_64)
+        throw XCTSkip("the filter has a system call table for x86_64 only")
+        #endif
+    }
+
     func testAllowsExactlyTheListedCallsOfTheNativeABI() throws {
         let filter = try SeccompFilter(allowing: [.read, .write, .exit_group])
         XCTAssertEqual(run(filter, arch: x86_64, nr: Syscall.read.x86_64Number), allow)
