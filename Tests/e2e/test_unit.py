@@ -112,3 +112,14 @@ def test_the_units_filter_lets_the_network_side_confine_itself_and_run():
     listed = network_side_calls()
     assert {"read", "clone", "clone3", "prctl", "getpeername"} <= listed, listed
     assert listed - allowed == set()
+
+
+@pytest.mark.skipif(shutil.which("systemd-sysusers") is None, reason="systemd-sysusers is not installed")
+def test_the_network_sides_account_is_a_system_user_without_a_shell(tmp_path):
+    (tmp_path / "etc").mkdir()
+    subprocess.run([shutil.which("systemd-sysusers"), f"--root={tmp_path}",
+                    str(DEPLOY / "sysusers.d" / "gatehouse.conf")], check=True, capture_output=True)
+    entry = next(l for l in (tmp_path / "etc" / "passwd").read_text().splitlines() if l.startswith("gatehouse-net:"))
+    name, _, uid, gid, _, home, shell = entry.split(":")
+    assert 0 < int(uid) < 1000 and int(gid) == int(uid)
+    assert shell == "/usr/sbin/nologin"
