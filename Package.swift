@@ -35,6 +35,12 @@ let package = Package(
         // The daemon's side of PAM (the worker protocol and pool): it links no
         // libpam, so no PAM code is ever mapped in the daemon (issue 11).
         .target(name: "PAMWorkers", dependencies: ["GatehouseCore", .product(name: "Logging", package: "swift-log")]),
+        // seccomp, classic BPF, capabilities and prctl: the kernel headers the
+        // Glibc module leaves out (Linux only; empty elsewhere).
+        .target(name: "CSandbox"),
+        // The network side's confinement: privilege drop, seccomp filter,
+        // socket activation (Linux only).
+        .target(name: "Sandbox", dependencies: ["CSandbox", "GatehouseCore"]),
         // What every policy file shares: YAML with file:line diagnostics,
         // durations, sizes, anchored patterns, ASCII rules.
         .target(name: "PolicyFormat", dependencies: ["GatehouseCore", "Yams"]),
@@ -107,6 +113,10 @@ let package = Package(
         // limit, an interposed close(2) (GatehouseCoreTests, TranscriptTests).
         .executableTarget(name: "descriptor-helper", dependencies: ["GatehouseCore", "Transcript"],
                           path: "Tests/DescriptorHelper"),
+        // Confinement is irreversible: each scenario drops privileges and enters
+        // the sandbox in a process of its own (SandboxTests).
+        .executableTarget(name: "sandbox-helper", dependencies: ["Sandbox", "CSandbox", "GatehouseCore"],
+                          path: "Tests/SandboxHelper"),
         .target(name: "TestSupport", dependencies: ["GatehouseCore", "PAMWorkers"], path: "Tests/TestSupport"),
         .testTarget(name: "CmdletShellTests", dependencies: ["GatehouseCore", "CmdletShell", "CmdletPolicy", "Directory", "TestSupport", "Yams"],
                     exclude: ["Golden"]),
@@ -121,6 +131,7 @@ let package = Package(
         .testTarget(name: "PAMAuthTests", dependencies: ["PAMAuth", "PAMWorkers", "GatehouseCore", "TestSupport",
                                                      .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "GatehouseCoreTests", dependencies: ["GatehouseCore", "TestSupport"]),
+        .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "CSandbox", "TestSupport"]),
         .testTarget(name: "GatehousedTests", dependencies: ["GatehouseCore", "gatehoused"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,4 +1,5 @@
 import Foundation
+import GatehouseCore
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -52,26 +53,10 @@ public protocol HostInspector: Sendable {
 public struct SystemHostInspector: HostInspector {
     public init() {}
 
-    /// `getpwnam_r(3)`: `getpwnam` returns a static buffer that a PAM
-    /// module on a session thread may be overwriting at the same moment.
+    /// `AccountDatabase` (`getpwnam_r(3)`); a failed lookup is no account.
     public func account(named name: String) -> HostAccount? {
-        var size = sysconf(Int32(_SC_GETPW_R_SIZE_MAX))
-        if size <= 0 { size = 1024 }
-        while true {
-            var entry = passwd()
-            var result: UnsafeMutablePointer<passwd>?
-            let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: size)
-            defer { buffer.deallocate() }
-            let rc = getpwnam_r(name, &entry, buffer, size, &result)
-            if rc == EINTR { continue }
-            // The entry did not fit (long gecos or shell fields): try a larger buffer.
-            if rc == ERANGE && size < 1 << 20 {
-                size *= 2
-                continue
-            }
-            guard rc == 0, result != nil else { return nil }
-            return HostAccount(uid: entry.pw_uid, gid: entry.pw_gid)
-        }
+        guard let found = try? AccountDatabase.account(named: name) else { return nil }
+        return HostAccount(uid: found.uid, gid: found.gid)
     }
 
     public func isExecutableFile(_ path: String) -> Bool {

@@ -16,8 +16,8 @@ SWIFT = shutil.which("swift") or "/opt/swift/usr/bin/swift"
 
 # The libraries whose imports the table states exactly.
 EXACT = ["GatehouseCore", "SSHServer", "PAMAuth", "PolicyFormat", "Directory", "CmdletPolicy",
-         "CmdletShell", "Lockbox", "Transcript"]
-C_MODULES = {"CLibSSH", "CPAM", "CDynamicLinker"}
+         "CmdletShell", "Lockbox", "Transcript", "Sandbox"]
+C_MODULES = {"CLibSSH", "CPAM", "CDynamicLinker", "CSandbox"}
 PURE = ["PolicyFormat", "Directory", "CmdletPolicy", "CmdletShell", "Lockbox", "Transcript"]
 
 
@@ -104,6 +104,8 @@ def test_privilege_rules_of_the_design():
     assert importers["CLibSSH"] == {"SSHServer"}, importers["CLibSSH"]
     assert importers["CPAM"] == {"PAMAuth"}, importers["CPAM"]
     assert importers["CDynamicLinker"] == {"PAMAuth"}, importers["CDynamicLinker"]
+    # Sandbox's own tests and helper may reach the kernel constants; no other library may.
+    assert importers["CSandbox"] - {"SandboxTests", "sandbox-helper"} == {"Sandbox"}, importers["CSandbox"]
     for name in PURE:
         deps = declared_project_deps(targets[name], names)
         assert not deps & (C_MODULES | {"SSHServer", "PAMAuth", "Gateway"}), f"{name} depends on {deps}"

@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""Measures which system calls the daemon makes on the e2e paths, for
+Sources/Sandbox/NetworkSideSyscalls.swift. Needs strace and a debug build
+(`swift build --build-tests`); run as `.venv/bin/python scripts/measure-syscalls.py`.
+
+The e2e harness starts `$GATEHOUSE_BUILD/gatehoused`; here that is a wrapper
+running the real one under `strace -D -ff` (one trace file per thread; -D
+keeps the daemon's own pid, so the tests' SIGHUP and SIGTERM reach it).
+Trace files of spawned backends (an execve of anything but gatehoused) are
+dropped. Prints each call with where it was seen (main thread, other
+threads), then how the union compares with NetworkSideSyscalls."""
+import asyncio
+import collections
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEBUG = REPO / ".build" / "debug"
+SELECTION = [
+    "test_auth.py::test_key_and_totp_logs_in", "test_auth.py::test_wrong_code_is_refused",
+    "test_auth.py::test_pam_prompt_reaches_the_client", "test_commands.py", "test_channels.py",
+    "test_transcripts.py::test_shell_session_is_recorded_and_plays_in_real_asciinema",
+    "test_transcripts.py::test_exec_session_records_its_output_stream",
+    "test_lockbox.py::test_full_path_alice_bob_carol_secret_elevation_set_mailbox",
+    "test_lockbox.py::test_revocation_is_announced_at_once_and_takes_effect_at_the_next_command",
+    "test_session_limits.py::test_operator_lists_and_kills_a_live_session_mid_command",
+    "test_hostile.py::test_window_change_flood_is_harmless",
+    "test_hardening.py::test_sighup_reload_keeps_old_policy_on_error_and_applies_a_good_one",
+    "test_hardening.py::test_sigterm_tells_sessions_ends_backends_and_exits_promptly",
+]
+
+
+def wrapper_build(work: Path) -> Path:
+    bin_dir, traces = work / "bin", work / "traces"
+    bin_dir.mkdir()
+    traces.mkdir()
+    for entry in DEBUG.iterdir():
+        if entry.name != "gatehoused":
+            (bin_dir / entry.name).symlink_to(entry.resolve())
+    wrapper = bin_dir / "gatehoused"
+    wrapper.write_text(f'#!/bin/sh\nd={traces}/$$\nmkdir -p "$d"\n'
+                       f'exec strace -D -ff -qq -o "$d/t" {DEBUG.resolve() / "gatehoused"} "$@"\n')
+    wrapper.chmod(0o755)
+    return bin_dir
+
+
+async def shell_keys(gw):
+    """What no e2e test types: tab completion, Ctrl-C on a line and during a
+    command, Ctrl-U, window changes."""
+    from gatehouse_harness import connect
+    async with await connect(gw, "alice") as conn:
+        proc = await conn.create_process(term_type="xterm-256color", term_size=(120, 40))
+        for keys in ["Get-Mail", "\t", "\x03", "abc\x15", "Get-Mailbox -Identity bob\r\x03", "Get-Help\r"]:
+            proc.stdin.write(keys)
+            await asyncio.sleep(0.3)
+            proc.change_terminal_size(80 + len(keys), 24)
+        proc.stdin.write("exit\r")
+        await asyncio.wait_for(proc.stdout.read(), 10)
+
+
+def union(traces: Path):
+    call = re.compile(r"^(?:<\.\.\. )?([a-z_0-9]+)[( ]")
+    seen = collections.defaultdict(set)
+    for daemon in traces.iterdir():
+        for trace in daemon.iterdir():
+            text = trace.read_text(errors="replace")
+            if any(not (e.endswith("/gatehoused") or e == "/proc/self/exe")
+                   for e in re.findall(r'^execve\("([^"]+)"', text, re.M)):
+                continue
+            kind = "main" if trace.name == f"t.{daemon.name}" else "thread"
+            for line in text.splitlines():
+                m = call.match(line)
+                if m and not line.startswith(("+++", "---")):
+                    seen[m.group(1)].add(kind)
+    return seen
+
+
+def listed():
+    text = (REPO / "Sources" / "Sandbox" / "NetworkSideSyscalls.swift").read_text()
+    body = re.sub(r"//.*", "", text[text.index("public enum NetworkSideSyscalls"):])
+    return set(re.findall(r"(?<![A-Za-z_])\.([a-z_0-9]+)\b(?=[,\]:])", body))
+
+
+def main():
+    with tempfile.TemporaryDirectory(prefix="gatehouse-syscalls-") as tmp:
+        work = Path(tmp)
+        bin_dir = wrapper_build(work)
+        env = {**os.environ, "GATEHOUSE_BUILD": str(bin_dir)}
+        subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        *[f"Tests/e2e/{t}" for t in SELECTION]], cwd=REPO, env=env, check=False)
+        os.environ["GATEHOUSE_BUILD"] = str(bin_dir)
+        sys.path.insert(0, str(REPO / "Tests" / "e2e"))
+        import gatehouse_harness
+        gatehouse_harness.BUILD = bin_dir
+        gw = gatehouse_harness.Gateway(work / "state", config={"perSourcePenaltyExempt": "127.0.0.1"}).start()
+        try:
+            asyncio.run(shell_keys(gw))
+        finally:
+            gw.stop()
+        seen = union(work / "traces")
+    for name in sorted(seen):
+        print(f"{name:24} {','.join(sorted(seen[name]))}")
+    names = listed()
+    print("\nmeasured, not in NetworkSideSyscalls:", " ".join(sorted(set(seen) - names)))
+    print("in NetworkSideSyscalls, not measured:", " ".join(sorted(names - set(seen))))
+
+
+if __name__ == "__main__":
+    main()
