@@ -68,7 +68,7 @@ let package = Package(
         // re-exec, signals) lives here, not in Gateway: only this process
         // does it, and only here is a Logger made.
         .executableTarget(name: "gatehoused", dependencies: [
-            "Gateway", "GatehouseCore", "CmdletPolicy", "SSHServer", "Transcript",
+            "Gateway", "GatehouseCore", "CmdletPolicy", "SSHServer", "Transcript", "Sandbox",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -22,7 +22,9 @@ public final class GatewayServer: Sendable {
     public var boundPort: Int { listener.boundPort }
     public var hostPublicKey: SSHPublicKey { listener.hostPublicKey }
 
-    public init(context: GatewayContext) throws {
+    /// `listeningSocket`: a socket systemd bound and passed (socket
+    /// activation), accepted on instead of `listen` from the configuration.
+    public init(context: GatewayContext, listeningSocket: Int32? = nil) throws {
         self.context = context
         let c = context.configuration
         let ssh = SSHServerConfig(
@@ -30,7 +32,8 @@ public final class GatewayServer: Sendable {
             hostKeyType: SSHKeyType(rawValue: c.hostKeyType) ?? .ecdsaP256,
             algorithms: c.fips ? SSHAlgorithms.fips : SSHAlgorithms.modern,
             loginGraceSeconds: c.loginGraceSeconds, maxAuthTries: c.maxAuthTries,
-            maxChannelsPerConnection: c.maxChannelsPerConnection, ioTimeoutSeconds: c.ioTimeoutSeconds)
+            maxChannelsPerConnection: c.maxChannelsPerConnection, ioTimeoutSeconds: c.ioTimeoutSeconds,
+            listeningSocket: listeningSocket)
         listener = try SSHListener(config: ssh, logger: context.logger)
         monitor = try PacketChannel.pair().split { monitorEnd, sessionEnd in
             Monitor(gateway: context, channel: monitorEnd).start()

@@ -63,7 +63,11 @@ public final class SSHListener: @unchecked Sendable {
         try bind.set(SSH_BIND_OPTIONS_PUBKEY_ACCEPTED_KEY_TYPES, a.publicKeyAcceptedTypes,
                      "PUBKEY_ACCEPTED_KEY_TYPES")
         try bind.importHostKey(key)
-        try bind.listen(config)
+        if let socket = config.listeningSocket {
+            bind.adopt(socket)
+        } else {
+            try bind.listen(config)
+        }
         let fd = bind.fd
         listenFD = fd
         self.bind = bind
@@ -219,6 +223,10 @@ private struct SSHBind: ~Copyable {
         }
         _ = key.release()
     }
+
+    /// `ssh_bind_set_fd`: accept on a socket that is listening already; the
+    /// bind closes it when freed, as one it opened itself.
+    func adopt(_ socket: Int32) { ssh_bind_set_fd(handle, socket) }
 
     /// `ssh_bind_listen`.
     func listen(_ config: SSHServerConfig) throws {

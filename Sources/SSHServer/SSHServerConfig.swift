@@ -48,12 +48,17 @@ public struct SSHServerConfig: Sendable {
     /// After authentication: how long a blocking write (`ssh_channel_write`)
     /// may wait for the client to open its window before the session fails.
     public var ioTimeoutSeconds: Int
+    /// A socket already bound and listening (systemd socket activation),
+    /// accepted on instead of binding `host:port`; the listener owns it from
+    /// then on. Port 22 is then bound by systemd, not by this process.
+    public var listeningSocket: Int32?
 
     public init(host: String = "127.0.0.1", port: Int = 2222,
                 hostKeyPath: String, hostKeyType: SSHKeyType = .ecdsaP256,
                 algorithms: SSHAlgorithms = .modern, loginGraceSeconds: Int = 60,
                 maxAuthTries: Int = 6, maxChannelsPerConnection: Int = 10,
-                banner: String? = nil, ioTimeoutSeconds: Int = 120) {
+                banner: String? = nil, ioTimeoutSeconds: Int = 120, listeningSocket: Int32? = nil) {
+        self.listeningSocket = listeningSocket
         self.host = host
         self.port = port
         self.hostKeyPath = hostKeyPath

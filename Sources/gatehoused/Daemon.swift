@@ -3,6 +3,7 @@ import CmdletPolicy
 import Gateway
 import GatehouseCore
 import Logging
+import Sandbox
 import Transcript
 
 /// What `gatehoused`'s command line asked for.
@@ -79,6 +80,15 @@ enum Daemon {
                 return 1
             }
         }
+        // systemd socket activation (gatehoused.socket binds port 22): read
+        // before any thread exists, since it clears the environment it reads.
+        let activated: Int32?
+        switch activatedListener() {
+        case .success(let socket): activated = socket
+        case .failure(let message):
+            printError(message)
+            return 1
+        }
         let context: GatewayContext
         do {
             context = try GatewayContext(configuration: configuration, logger: logger)
@@ -89,10 +99,15 @@ enum Daemon {
 
         let server: GatewayServer
         do {
-            server = try GatewayServer(context: context)
+            server = try GatewayServer(context: context, listeningSocket: activated)
         } catch {
-            printError("cannot listen on \(configuration.listenHost):\(configuration.listenPort): \(error)")
+            printError(activated == nil
+                       ? "cannot listen on \(configuration.listenHost):\(configuration.listenPort): \(error)"
+                       : "cannot accept on the socket systemd passed: \(error)")
             return 1
+        }
+        if activated != nil {
+            logger.notice("accepting on the socket systemd passed; the listen setting does not apply")
         }
         let port = server.boundPort
         context.startLockboxSweeper()
@@ -143,6 +158,23 @@ enum Daemon {
     }
 
     enum ConfigurationResult { case success(GatewayConfiguration), failure(String) }
+
+    enum ActivationResult { case success(Int32?), failure(String) }
+
+    /// The one listening socket systemd passed (named `ssh` by
+    /// gatehoused.socket, or the only one), or nil when not socket-activated.
+    static func activatedListener() -> ActivationResult {
+        do {
+            let listeners = try SocketActivation.listeners()
+            if listeners.isEmpty { return .success(nil) }
+            if let ssh = listeners.first(where: { $0.name == "ssh" }) ?? (listeners.count == 1 ? listeners[0] : nil) {
+                return .success(ssh.adopt().release())
+            }
+            return .failure("systemd passed \(listeners.count) sockets and none is named 'ssh' (FileDescriptorName=ssh)")
+        } catch {
+            return .failure("socket activation: \(error)")
+        }
+    }
 
     static func buildConfiguration(_ options: DaemonOptions) -> ConfigurationResult {
         var c = GatewayConfiguration()

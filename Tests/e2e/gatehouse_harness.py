@@ -78,7 +78,7 @@ class Gateway:
         env.pop("LD_PRELOAD", None)
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [str(BUILD / "gatehoused"), "--demo", "--state-dir", str(self.state_dir),
+            [*getattr(self, "launcher", []), str(BUILD / "gatehoused"), "--demo", "--state-dir", str(self.state_dir),
              "--listen", "127.0.0.1:0", *self.extra_args],
             stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
             **getattr(self, "popen_kwargs", {}))
