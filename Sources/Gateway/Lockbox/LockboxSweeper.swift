@@ -1,4 +1,5 @@
 import Foundation
+import GatehouseCore
 
 extension GatewayContext {
     /// Records Lockbox expiries (pending TTL, redeem window, grant expiry)
@@ -7,8 +8,15 @@ extension GatewayContext {
     /// the store's compare-and-set records each expiry once.
     /// `beginShutdown()` stops it.
     public func startLockboxSweeper() {
-        let thread = Thread { [lockbox] in lockbox.runSweeper() }
-        thread.name = "gatehouse-lockbox-sweeper"
+        let thread = Thread { [lockbox] in
+            // The kernel's name for this thread (at most 15 bytes), which
+            // /proc and top show; Foundation's Thread.name never reaches it
+            // on Linux.
+            if let comm = try? OwnedFileDescriptor(opening: "/proc/thread-self/comm", flags: O_WRONLY | O_CLOEXEC) {
+                try? comm.writeAll(Array("lockbox-sweeper".utf8))
+            }
+            lockbox.runSweeper()
+        }
         thread.start()
     }
 }
