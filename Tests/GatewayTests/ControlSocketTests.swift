@@ -234,9 +234,9 @@ final class ControlSocketTests: XCTestCase {
     /// Running out of descriptors (a flood of connections) made `accept`
     /// fail with EMFILE, and the serving thread returned for good: the
     /// operator's channel was gone exactly when it was needed. Now only a
-    /// shut-down socket ends the loop. (Provoking EMFILE for real means
-    /// lowering the process-wide descriptor limit under other tests'
-    /// threads, which made that version of this test flaky.)
+    /// shut-down socket ends the loop. (The test above provokes EMFILE for
+    /// real, with the descriptor limit lowered only for its two requests;
+    /// an earlier version that kept it lowered for long was flaky.)
     func testOnlyAShutDownSocketEndsTheAcceptLoop() {
         for code in [EMFILE, ENFILE] {
             XCTAssertEqual(ControlSocket.afterAcceptFailure(Errno(rawValue: code)), .useReserve, "errno \(code)")
