@@ -231,7 +231,11 @@ public final class GatewayContext: Sendable {
         }
     }
 
-    func beginShutdown() { shuttingDown.store(true, ordering: .releasing) }
+    /// Also stops the Lockbox sweeper: the audit log closes soon after.
+    func beginShutdown() {
+        shuttingDown.store(true, ordering: .releasing)
+        lockbox.stopSweeping()
+    }
 
     /// What `--check-config` prints after a successful validation.
     public static func summary(_ configuration: GatewayConfiguration, _ bundle: PolicyBundle) -> String {

@@ -10,8 +10,10 @@ import Synchronization
 public final class GatewayServer: Sendable {
     private let listener: SSHListener
     private let context: GatewayContext
-    /// Session threads still running, for the shutdown grace period.
-    private let liveThreads = Atomic<Int>(0)
+    /// Session threads still running: each enters before it starts and
+    /// leaves as it ends, so the shutdown grace is one wait that the last
+    /// one to leave ends (`waitForSessions`).
+    private let liveThreads = DispatchGroup()
     /// The sessions' channel to the monitor, which holds the privileged
     /// operations (docs/architecture.md, "Privilege separation"); for now
     /// the monitor's end is served by threads of this process.
@@ -65,7 +67,7 @@ public final class GatewayServer: Sendable {
             }
             // The connection moves to its own thread and is touched only there.
             let handoff = connection.handoff()
-            liveThreads.add(1, ordering: .relaxed)
+            liveThreads.enter()
             let number = connections.wrappingAdd(1, ordering: .relaxed).oldValue
             let thread = Thread { [self, context, monitor] in
                 if let connection = handoff.take() {
@@ -76,7 +78,7 @@ public final class GatewayServer: Sendable {
                         }
                     }
                 }
-                liveThreads.subtract(1, ordering: .releasing)
+                liveThreads.leave()
             }
             thread.name = "gatehouse-session"
             thread.stackSize = 4 << 20
@@ -145,9 +147,6 @@ public final class GatewayServer: Sendable {
     /// Waits up to `grace` for every session thread to finish (each writes
     /// its `session.end` audit event first).
     public func waitForSessions(grace: TimeInterval) {
-        let deadline = Date() + grace
-        while liveThreads.load(ordering: .acquiring) > 0 && Date() < deadline {
-            usleep(50_000)
-        }
+        _ = liveThreads.wait(timeout: .now() + grace)
     }
 }

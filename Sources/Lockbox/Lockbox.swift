@@ -2,7 +2,6 @@ import Foundation
 import GatehouseCore
 import Logging
 import PolicyFormat
-import Synchronization
 
 /// The access-claim authority and the elevation workflow.
 ///
@@ -22,9 +21,10 @@ public final class Lockbox: Sendable {
     private let rulesSource: LockboxRulesSource
     public let store: LockboxStore
     private let audit: AuditSink
-    private let clock: Clock
-    private let logger: Logger?
-    private let lastSweep = Mutex(Date.distantPast)
+    let clock: Clock
+    let logger: Logger?
+    /// Wakes `runSweeper()` when a change sets a deadline, or to stop it.
+    let sweeperWake = SweeperWake()
 
     /// Baseline-only authority (no elevation can be requested): the offline
     /// policy tester and older callers.
@@ -154,6 +154,7 @@ public final class Lockbox: Sendable {
                 written.append(try write(.lockboxRequested, user: requester, session: session, fields))
             }
             notify(written)
+            sweeperWake.signal()
             return request
         } catch let error as LockboxError {
             record(.lockboxRefused, user: requester, session: session, [
@@ -204,6 +205,7 @@ public final class Lockbox: Sendable {
                 throw LockboxError.conflict(id: id)
             }
             notify(written)
+            if next == .approved { sweeperWake.signal() }  // the redeem window's deadline
             return updated
         }
     }
@@ -318,6 +320,7 @@ public final class Lockbox: Sendable {
                 throw LockboxError.secretRejected("Request \(id) was already redeemed; its secret cannot be used again.")
             }
             notify(written)
+            sweeperWake.signal()  // the grant's expiry
             return updated
         } catch let error as LockboxError {
             record(.elevationFailed, user: actor, session: session,
@@ -371,25 +374,31 @@ public final class Lockbox: Sendable {
     /// each expiry is a compare-and-set, and only the winner records it.
     @discardableResult
     public func sweep() -> [LockboxRequest] {
-        let now = clock.now()
-        lastSweep.withLock { $0 = now }
-        do {
-            return try store.due(now: now, limit: 500).compactMap { try? expire($0) }
-        } catch {
-            logger?.error("Lockbox sweep failed: \(error)")
-            return []
-        }
+        sweep(at: clock.now()).expired
     }
 
-    /// `sweep()` at most once per `interval` per process: cheap enough to call from every session tick.
-    public func sweepIfDue(interval: TimeInterval = 1) {
-        let now = clock.now()
-        let due = lastSweep.withLock { last -> Bool in
-            guard now.timeIntervalSince(last) >= interval else { return false }
-            last = now
-            return true
+    /// One sweep at `now`. `settled` is false when a due request is still
+    /// due afterwards because its expiry failed (the audit log or the store
+    /// refused it); one that another thread moved on first counts as settled.
+    func sweep(at now: Date) -> (expired: [LockboxRequest], settled: Bool) {
+        let due: [LockboxRequest]
+        do {
+            due = try store.due(now: now, limit: 500)
+        } catch {
+            logger?.error("Lockbox sweep failed: \(error)")
+            return ([], false)
         }
-        if due { sweep() }
+        var expired: [LockboxRequest] = [], settled = true
+        for request in due {
+            do {
+                expired.append(try expire(request))
+            } catch LockboxError.conflict {
+                continue
+            } catch {
+                settled = false
+            }
+        }
+        return (expired, settled)
     }
 
     // MARK: - Queries

@@ -190,6 +190,8 @@ struct Sessions: ParsableCommand {
             for event in transcript.events {
                 let pause = min(max(0, event.time - last), idleLimit) / speed
                 last = event.time
+                // The recording's own pacing (replay at real speed), not a
+                // poll: the whole transcript is read already, nothing is followed.
                 if pause > 0.001 {
                     fflush(nil)  // every stream: `stdout` is a C global Swift 6 will not read
                     usleep(UInt32(min(pause, 60) * 1_000_000))

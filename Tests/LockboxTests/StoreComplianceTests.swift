@@ -122,6 +122,33 @@ enum StoreCompliance {
         XCTAssertEqual(try store.requests(RequestQuery(limit: 2)).map(\.id), [c.id, b.id])
     }
 
+    /// The sweeper's next wake-up: the earliest deadline of a live request,
+    /// whichever kind of deadline it is; terminal rows never count.
+    static func earliestDeadlineOfLiveRequests(_ store: LockboxStore) throws {
+        XCTAssertNil(try store.earliestDeadline(), "no requests, no deadline")
+        let a = try store.insert(new(ttl: 10))
+        let b = try store.insert(new(ttl: 20))
+        XCTAssertEqual(try store.earliestDeadline(), t0 + 10)
+        var end = RequestChanges()
+        end.clearDeadline = true
+        _ = try store.transition(id: a.id, from: .pendingManager, to: .denied, changes: end, onlyInSession: nil)
+        XCTAssertEqual(try store.earliestDeadline(), t0 + 20, "a denied request has no deadline left")
+        var approve = RequestChanges()
+        approve.deadline = t0 + 15
+        _ = try store.transition(id: b.id, from: .pendingManager, to: .approved, changes: approve, onlyInSession: nil)
+        XCTAssertEqual(try store.earliestDeadline(), t0 + 15, "the redeem window replaces the pending TTL")
+        var redeem = RequestChanges()
+        redeem.deadline = t0 + 600
+        redeem.session = SessionID(rawValue: "s1")
+        _ = try store.transition(id: b.id, from: .approved, to: .active, changes: redeem, onlyInSession: nil)
+        let c = try store.insert(new(ttl: 700))
+        XCTAssertEqual(try store.earliestDeadline(), t0 + 600, "a grant's expiry counts")
+        _ = try store.transition(id: b.id, from: .active, to: .expired, changes: end, onlyInSession: nil)
+        XCTAssertEqual(try store.earliestDeadline(), c.deadline)
+        _ = try store.transition(id: c.id, from: .pendingManager, to: .cancelled, changes: end, onlyInSession: nil)
+        XCTAssertNil(try store.earliestDeadline(), "only terminal rows left")
+    }
+
     /// Many threads race the same compare-and-set: exactly one wins.
     static func concurrentTransitionsHaveOneWinner(_ store: LockboxStore, threads: Int = 16) throws {
         for round in 0..<5 {
@@ -153,6 +180,7 @@ final class InMemoryStoreComplianceTests: XCTestCase {
     func testSecretIsSetOnce() throws { try StoreCompliance.secretIsSetOnceAndOnlyWhenApproved(store()) }
     func testActiveGrants() throws { try StoreCompliance.activeGrantsAreBoundToTheSessionAndExpire(store()) }
     func testDueAndQueries() throws { try StoreCompliance.dueAndQueries(store()) }
+    func testEarliestDeadline() throws { try StoreCompliance.earliestDeadlineOfLiveRequests(store()) }
     func testConcurrentTransitions() throws { try StoreCompliance.concurrentTransitionsHaveOneWinner(store()) }
     func testFailedBeforeCommitRollsBack() throws { try StoreCompliance.failedBeforeCommitRollsBack(store()) }
 }
@@ -174,6 +202,7 @@ final class SQLiteStoreComplianceTests: XCTestCase {
     func testSecretIsSetOnce() throws { try StoreCompliance.secretIsSetOnceAndOnlyWhenApproved(store()) }
     func testActiveGrants() throws { try StoreCompliance.activeGrantsAreBoundToTheSessionAndExpire(store()) }
     func testDueAndQueries() throws { try StoreCompliance.dueAndQueries(store()) }
+    func testEarliestDeadline() throws { try StoreCompliance.earliestDeadlineOfLiveRequests(store()) }
     func testConcurrentTransitions() throws { try StoreCompliance.concurrentTransitionsHaveOneWinner(store()) }
     func testFailedBeforeCommitRollsBack() throws { try StoreCompliance.failedBeforeCommitRollsBack(store()) }
 

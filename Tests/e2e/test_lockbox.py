@@ -313,3 +313,77 @@ def test_operator_tool_lists_and_shows_requests(gateway):
     shown = subprocess.run([str(BUILD / "gatehouse"), "lockbox", "show", str(rid), "--state-dir", str(gateway.state_dir)],
                            capture_output=True, text=True, timeout=30)
     assert shown.returncode == 0 and re.search(r"CustomerLockbox\s+: not required", shown.stdout), shown.stdout
+
+
+# -- the sweeper: expiries without a session, and no wake-ups in between ------
+
+@pytest.fixture(scope="module")
+def short_ttl():
+    """A daemon of its own whose requests wait at most 3 s for approval."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+    from gatehouse_harness import REPO, Gateway
+    with tempfile.TemporaryDirectory(prefix="gatehouse-e2e-ttl-") as tmp:
+        policies = Path(tmp) / "policies"
+        shutil.copytree(REPO / "policies", policies)
+        lockbox = policies / "lockbox.yaml"
+        text = lockbox.read_text()
+        assert "  pendingTTL: 8h\n" in text
+        lockbox.write_text(text.replace("  pendingTTL: 8h\n", "  pendingTTL: 3s\n"))
+        gw = Gateway(Path(tmp) / "state", extra_args=["--policy-dir", str(policies)]).start()
+        try:
+            yield gw
+        finally:
+            gw.stop()
+
+
+def test_a_pending_request_is_recorded_expired_with_no_session_open(short_ttl):
+    """The request's session has ended before its 3 s TTL lapses; nobody
+    looks at it again. The daemon's sweeper alone records the expiry."""
+    rid = file_request(short_ttl)
+    events = short_ttl.audit_events()
+    filed = next(e for e in events if e["kind"] == "lockbox.requested" and e["fields"].get("requestID") == str(rid))
+    assert wait_for_event(short_ttl, lambda e: e["kind"] == "lockbox.expired"
+                          and e["fields"].get("requestID") == str(rid), timeout=20)
+    events = short_ttl.audit_events()
+    expired = next(e for e in events if e["kind"] == "lockbox.expired" and e["fields"].get("requestID") == str(rid))
+    assert expired["fields"]["reason"] == "not approved within the pending TTL"
+    assert expired["user"] == "alice" and expired["fields"]["actor"] == "lockbox"
+    # No session was open when it was recorded: every session that started
+    # before it had ended before it.
+    before = [e for e in events if e["seq"] < expired["seq"]]
+    started = {e["session"] for e in before if e["kind"] == "session.start"}
+    ended = {e["session"] for e in before if e["kind"] == "session.end"}
+    assert started and started == ended, (started, ended)
+    assert filed["seq"] < expired["seq"]
+    shown = short_ttl.cli("lockbox", "show", str(rid)).stdout
+    assert re.search(r"State\s+: expired", shown), shown
+
+
+def wake_ups(pid: int, thread: str) -> int:
+    """Voluntary context switches so far of the daemon's thread named
+    `thread`: how often it went to sleep, so how often it woke."""
+    from pathlib import Path
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            if (task / "comm").read_text().strip() == thread:
+                status = (task / "status").read_text()
+                return int(re.search(r"^voluntary_ctxt_switches:\s+(\d+)", status, re.M).group(1))
+        except FileNotFoundError:
+            continue  # a thread that just ended
+    raise AssertionError(f"gatehoused has no thread named {thread!r}")
+
+
+def test_an_idle_sweeper_does_not_wake(short_ttl):
+    """The Lockbox sweeper used to wake every second to look; now it sleeps
+    until the earliest deadline or a change. With no live request it does not
+    wake in the 3 s below (the old one woke three times)."""
+    for state in ("pending-manager", "pending-customer", "approved", "active"):
+        listed = short_ttl.cli("lockbox", "list", "--state", state).stdout
+        assert "No requests." in listed, f"this test needs no live request:\n{listed}"
+    pid = short_ttl.proc.pid
+    before = wake_ups(pid, "lockbox-sweeper")
+    time.sleep(3)
+    woke = wake_ups(pid, "lockbox-sweeper") - before
+    assert woke == 0, f"the sweeper woke {woke} times with nothing due"

@@ -1,5 +1,6 @@
 import Foundation
 import GatehouseCore
+import Synchronization
 
 /// The operator's channel into the running daemon: a Unix domain socket,
 /// `<stateDirectory>/control.sock`, mode 0600 in a 0700 directory, and the
@@ -24,6 +25,13 @@ public final class ControlSocket: Sendable {
     /// whenever it is called, not a socket that has since been given its number.
     private let listener: OwnedFileDescriptor
     private let handler: Handler
+    /// A descriptor on /dev/null held only to be given up when `accept`
+    /// finds the process out of descriptors (the reserve-descriptor trick):
+    /// closing it frees one number, which the next `accept` takes before it
+    /// blocks for a client, so the operator is served even then. Opened
+    /// here, while descriptors are surely free; only the serving thread
+    /// takes and refills it.
+    private let reserve: Mutex<OwnedFileDescriptor?>
 
     /// The daemon's socket, answering with `GatewayControl`.
     public convenience init(context: GatewayContext) throws {
@@ -36,6 +44,7 @@ public final class ControlSocket: Sendable {
     init(path: String, handler: @escaping Handler) throws {
         self.path = path
         self.handler = handler
+        reserve = Mutex(Self.openReserve())
         unlink(path)
         do throws(Errno) {
             let socket = try OwnedFileDescriptor(socketDomain: AF_UNIX, type: Int32(SOCK_STREAM.rawValue))
@@ -65,16 +74,30 @@ public final class ControlSocket: Sendable {
     }
 
     /// Accepts until `remove()`. Running out of descriptors (a flood of
-    /// sessions) is waited out rather than ending the loop: the operator's
-    /// channel is most needed exactly then.
+    /// sessions) does not end the loop: the operator's channel is most
+    /// needed exactly then, and the reserve descriptor serves it.
     private func serve() {
         while true {
             do throws(Errno) {
                 handle(try listener.accept())
+                refillReserve()
             } catch {
                 switch Self.afterAcceptFailure(error) {
                 case .next: continue
-                case .waitForDescriptors: usleep(100_000)
+                case .useReserve:
+                    // Linux's accept takes its descriptor number before it
+                    // waits for a client, so with the table full it fails at
+                    // once, client or not. The next accept gets the reserve's
+                    // number and blocks on it as usual.
+                    if releaseReserve() { continue }
+                    // No reserve: its number went elsewhere between the last
+                    // close and the refill, and nothing announces a freed
+                    // descriptor. Look again after a pause (this thread only).
+                    usleep(100_000)
+                    refillReserve()
+                case .waitForMemory:
+                    // The kernel is short of memory; nothing to wait on but time.
+                    usleep(100_000)
                 case .stop: return
                 }
             }
@@ -85,9 +108,11 @@ public final class ControlSocket: Sendable {
     enum AcceptFailureAction: Equatable {
         /// That one connection went away before it was accepted.
         case next
-        /// The process or the system is out of descriptors or memory: wait
-        /// (100 ms, off every session's path) and accept again.
-        case waitForDescriptors
+        /// The process or the system is out of descriptors: give up the
+        /// reserve descriptor, so the next `accept` has a number.
+        case useReserve
+        /// Out of memory or socket buffers: pause, off every session's path.
+        case waitForMemory
         /// The socket was shut down by `remove()` (EINVAL), or worse.
         case stop
     }
@@ -95,8 +120,34 @@ public final class ControlSocket: Sendable {
     static func afterAcceptFailure(_ error: Errno) -> AcceptFailureAction {
         switch error.rawValue {
         case ECONNABORTED, EPROTO: return .next
-        case EMFILE, ENFILE, ENOBUFS, ENOMEM: return .waitForDescriptors
+        case EMFILE, ENFILE: return .useReserve
+        case ENOBUFS, ENOMEM: return .waitForMemory
         default: return .stop
+        }
+    }
+
+    private static func openReserve() -> OwnedFileDescriptor? {
+        try? OwnedFileDescriptor(opening: "/dev/null", flags: O_RDONLY | O_CLOEXEC)
+    }
+
+    /// Closes the reserve; false when there was none to close.
+    private func releaseReserve() -> Bool {
+        reserve.withLock { held in
+            guard let descriptor = held.take() else { return false }
+            try? descriptor.close()
+            return true
+        }
+    }
+
+    /// Reopens the reserve after it was given up (the client that used its
+    /// number has been closed by now).
+    private func refillReserve() {
+        reserve.withLock { held in
+            if let descriptor = held.take() {
+                held = .some(descriptor)
+            } else {
+                held = Self.openReserve()
+            }
         }
     }
 

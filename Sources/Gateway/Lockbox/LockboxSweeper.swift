@@ -1,18 +1,22 @@
 import Foundation
+import GatehouseCore
 
 extension GatewayContext {
-    /// Expires lapsed Lockbox requests (pending TTL, redeem window, grant
-    /// expiry) once a second even when no session is open, so each expiry is
-    /// recorded (and notified) when it happens, not when someone next looks.
-    /// Sessions sweep too; the store's compare-and-set records each once.
+    /// Records Lockbox expiries (pending TTL, redeem window, grant expiry)
+    /// when they happen, even when no session is open: a thread that sleeps
+    /// until the next deadline (`Lockbox.runSweeper`). Sessions sweep too;
+    /// the store's compare-and-set records each expiry once.
+    /// `beginShutdown()` stops it.
     public func startLockboxSweeper() {
-        let thread = Thread { [self] in
-            while !isShuttingDown {
-                lockbox.sweepIfDue(interval: 1)
-                Thread.sleep(forTimeInterval: 1)
+        let thread = Thread { [lockbox] in
+            // The kernel's name for this thread (at most 15 bytes), which
+            // /proc and top show; Foundation's Thread.name never reaches it
+            // on Linux.
+            if let comm = try? OwnedFileDescriptor(opening: "/proc/thread-self/comm", flags: O_WRONLY | O_CLOEXEC) {
+                try? comm.writeAll(Array("lockbox-sweeper".utf8))
             }
+            lockbox.runSweeper()
         }
-        thread.name = "gatehouse-lockbox-sweeper"
         thread.start()
     }
 }

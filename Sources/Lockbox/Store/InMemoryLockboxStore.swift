@@ -94,4 +94,8 @@ public final class InMemoryLockboxStore: LockboxStore {
                 .sorted { $0.id < $1.id }.prefix(limit).map { $0 }
         }
     }
+
+    public func earliestDeadline() throws -> Date? {
+        table.withLock { s in s.byID.values.filter { !$0.state.isTerminal }.compactMap(\.deadline).min() }
+    }
 }

@@ -99,6 +99,11 @@ public protocol LockboxStore: Sendable {
 
     /// Non-terminal requests whose deadline is at or before `now`.
     func due(now: Date, limit: Int) throws -> [LockboxRequest]
+
+    /// The earliest deadline of a non-terminal request (pending TTL, redeem
+    /// window or grant expiry), or nil when none is live: the sweeper sleeps
+    /// until then instead of looking on an interval.
+    func earliestDeadline() throws -> Date?
 }
 
 extension LockboxStore {

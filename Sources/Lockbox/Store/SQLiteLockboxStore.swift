@@ -208,7 +208,7 @@ public final class SQLiteLockboxStore: LockboxStore {
 
     public func due(now: Date, limit: Int) throws -> [LockboxRequest] {
         try guarded {
-            // One SELECT, prepared once per reader connection (the sweeper asks every few seconds).
+            // One SELECT, prepared once per reader connection (the sweeper asks at every deadline).
             try pool.unsafeRead { db in
                 let statement = try db.cachedStatement(sql: """
                     SELECT * FROM request
@@ -217,6 +217,28 @@ public final class SQLiteLockboxStore: LockboxStore {
                     """)
                 return try RequestRecord.fetchAll(statement, arguments: [now.timeIntervalSince1970, limit])
                     .map(\.request)
+            }
+        }
+    }
+
+    public func earliestDeadline() throws -> Date? {
+        try guarded {
+            // One MIN per non-terminal state, each answered by one seek into
+            // the (state, deadline) index; a MIN over `state IN (...)` would
+            // read every live row instead. MIN skips the NULL deadlines.
+            try pool.unsafeRead { db in
+                let statement = try db.cachedStatement(sql: """
+                    SELECT MIN(deadline) FROM (
+                        SELECT MIN(deadline) AS deadline FROM request WHERE state = 'pending-manager'
+                        UNION ALL SELECT MIN(deadline) FROM request WHERE state = 'pending-customer'
+                        UNION ALL SELECT MIN(deadline) FROM request WHERE state = 'approved'
+                        UNION ALL SELECT MIN(deadline) FROM request WHERE state = 'active')
+                    """)
+                guard let seconds = try Double?.fetchOne(statement) ?? nil else { return nil }
+                guard seconds.isFinite else {
+                    throw LockboxError.corruptRow(id: nil, column: "deadline", problem: "not a finite time")
+                }
+                return Date(timeIntervalSince1970: seconds)
             }
         }
     }
