@@ -37,10 +37,9 @@ public final class GatewayServer: Sendable {
             maxChannelsPerConnection: c.maxChannelsPerConnection, ioTimeoutSeconds: c.ioTimeoutSeconds,
             listeningSocket: listeningSocket)
         listener = try SSHListener(config: ssh, logger: context.logger)
-        monitor = try PacketChannel.pair().split { monitorEnd, sessionEnd in
-            Monitor(gateway: context, channel: monitorEnd).start()
-            return MonitorClient(channel: sessionEnd)
-        }
+        let pair = try PacketChannel.pair()
+        Monitor(gateway: context, channel: pair.first).start()
+        monitor = MonitorClient(channel: pair.second)
     }
 
     /// Accepts until `beginShutdown()`; returns then.

@@ -153,10 +153,9 @@ final class MonitorTests: PolicySnapshotTestCase {
 
     /// A monitor and the raw end of its channel.
     func startRaw() throws {
-        raw = try PacketChannel.pair().split { monitorEnd, sessionEnd in
-            Monitor(gateway: gateway, channel: monitorEnd, secondFactor: { _, _, _, _ in }).start()
-            return SharedPacketChannel(sessionEnd)
-        }
+        let pair = try PacketChannel.pair()
+        Monitor(gateway: gateway, channel: pair.first, secondFactor: { _, _, _, _ in }).start()
+        raw = SharedPacketChannel(pair.second)
     }
 
     /// Both factors for alice on `connection`, over the raw channel.

@@ -45,10 +45,9 @@ class PolicySnapshotTestCase: XCTestCase {
     /// A monitor over a real channel whose second factor always passes
     /// (PAM itself is tested end to end, under pam_wrapper).
     func monitorClient(_ gateway: GatewayContext) throws -> MonitorClient {
-        try PacketChannel.pair().split { monitorEnd, sessionEnd in
-            Monitor(gateway: gateway, channel: monitorEnd, secondFactor: { _, _, _, _ in }).start()
-            return MonitorClient(channel: sessionEnd)
-        }
+        let pair = try PacketChannel.pair()
+        Monitor(gateway: gateway, channel: pair.first, secondFactor: { _, _, _, _ in }).start()
+        return MonitorClient(channel: pair.second)
     }
 
     /// Passes both factors for alice on `connection`, as the session's side would.

@@ -300,8 +300,13 @@ final class Monitor: Sendable {
 
     private func reply(_ envelope: MonitorEnvelope<MonitorRequest>, _ body: MonitorReply, descriptors: [Int32] = []) {
         do {
-            let bytes = try MonitorWire.encode(MonitorEnvelope(call: envelope.call, connection: envelope.connection,
+            var bytes = try MonitorWire.encode(MonitorEnvelope(call: envelope.call, connection: envelope.connection,
                                                                body: body))
+            if bytes.count > MonitorWire.maxReplyBytes {
+                gateway.logger.error("monitor reply too large", metadata: ["bytes": "\(bytes.count)"])
+                bytes = try MonitorWire.encode(MonitorEnvelope(call: envelope.call, connection: envelope.connection,
+                                                               body: MonitorReply.failed("the answer is too large")))
+            }
             try channel.send(bytes, descriptors: descriptors)
         } catch {
             gateway.logger.error("monitor reply failed", metadata: ["error": "\(error)"])

@@ -179,8 +179,9 @@ enum MonitorWire {
     /// A request is a line of at most `Lexer.maxLineBytes` and its bound
     /// parameters; 64 KiB leaves room and stops anything larger.
     static let maxRequestBytes = 64 * 1024
-    /// Replies carry Lockbox tables and command output.
-    static let maxReplyBytes = 1024 * 1024
+    /// Replies carry Lockbox tables and their output (a page of requests is
+    /// a few KiB). The receiver allocates this much per packet, so it stays small.
+    static let maxReplyBytes = 64 * 1024
 
     static func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
         Array(try JSONEncoder().encode(value))
