@@ -34,9 +34,15 @@ extension SSHConnection {
             try check(ssh_event_add_fd(e, wake, Int16(POLLIN), wakeReadable, nil), "ssh_event_add_fd", s)
             wakeFD = wake
         }
-        let timeout = pending.isEmpty ? Int32(clamping: timeoutMilliseconds < 0 ? -1 : timeoutMilliseconds) : 0
+        // libssh closes the socket (and drops it from the poll set) when it
+        // reads the peer's disconnect or EOF, which can happen outside this
+        // call (a blocking channel write reads packets too). Polling then
+        // would wait on the wake descriptor alone, for ever.
+        let gone = { ssh_is_connected(s) == 0 || ssh_get_status(s) & (SSH_CLOSED | SSH_CLOSED_ERROR) != 0 }
+        let timeout = pending.isEmpty && !gone()
+            ? Int32(clamping: timeoutMilliseconds < 0 ? -1 : timeoutMilliseconds) : 0
         let rc = ssh_event_dopoll(e, timeout)
-        if rc == SSH_ERROR || ssh_is_connected(s) == 0 {
+        if rc == SSH_ERROR || gone() {
             if rc == SSH_ERROR { logger.debug("ssh_event_dopoll ended", metadata: ["error": "\(errorText())"]) }
             disconnectReported = true
             pending.append(.disconnected)
