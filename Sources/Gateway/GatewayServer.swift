@@ -39,7 +39,11 @@ public final class GatewayServer: Sendable {
         listener = try SSHListener(config: ssh, logger: context.logger)
         let pair = try PacketChannel.pair()
         Monitor(gateway: context, channel: pair.first).start()
-        monitor = MonitorClient(channel: pair.second)
+        monitor = MonitorClient(channel: pair.second) { [sessions = context.sessions] notice in
+            switch notice {
+            case .grantEnded(let session, let requestID): sessions.grantEnded(session: session, requestID: requestID)
+            }
+        }
     }
 
     /// Accepts until `beginShutdown()`; returns then.

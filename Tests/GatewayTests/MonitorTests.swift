@@ -158,10 +158,11 @@ final class MonitorTests: PolicySnapshotTestCase {
         raw = SharedPacketChannel(pair.second)
     }
 
-    /// Both factors for alice on `connection`, over the raw channel.
-    func authenticate(connection: UInt64 = 7) throws {
-        guard case .authorized(true) = try send(.publicKey(user: "alice", key: Self.aliceKey), connection: connection),
-              case .pamResult(true, _, _) = try send(.keyboardInteractive(user: "alice", session: SessionID(rawValue: "s"),
+    /// Both factors for alice (or bob) on `connection`, over the raw channel.
+    func authenticate(connection: UInt64 = 7, as user: String = "alice") throws {
+        let key = user == "bob" ? Self.bobKey : Self.aliceKey
+        guard case .authorized(true) = try send(.publicKey(user: user, key: key), connection: connection),
+              case .pamResult(true, _, _) = try send(.keyboardInteractive(user: user, session: SessionID(rawValue: "s"),
                                                                           source: "192.0.2.1"), connection: connection)
         else { throw MonitorCallError.unexpectedReply }
     }
@@ -324,5 +325,41 @@ final class MonitorTests: PolicySnapshotTestCase {
               case .failed = try send(.reapBackend(pid: 1), connection: 9) else {
             return XCTFail("a signal or reap of a process that is not the session's backend")
         }
+    }
+
+    /// A revocation through the monitor reaches the session's side as a
+    /// notice (call 0), which wakes the session that held the grant.
+    func testARevokedGrantIsNoticedToTheSessionsSide() throws {
+        let aliceSession = SessionID(rawValue: "s-held")
+        let lockbox = gateway.lockbox
+        let request = try lockbox.submit(requester: alice, role: "MailboxAdmin", scope: "contoso", durationSeconds: 3600,
+                                         reason: "quota", ticket: "INC-1", session: aliceSession)
+        try lockbox.approve(id: request.id, by: UserName("bob")!)
+        try lockbox.approve(id: request.id, by: UserName("carol")!)
+        let secret = try lockbox.issueCredential(id: request.id, to: alice)
+        try lockbox.redeem(id: request.id, secret: typedSecret(Array(secret.revealedText.utf8)), by: alice,
+                           session: aliceSession)
+        try startRaw()
+        try authenticate(connection: 3, as: "bob")
+        guard case .done = try send(.openSession(user: UserName("bob")!, session: SessionID(rawValue: "s-bob")),
+                                    connection: 3) else { return XCTFail() }
+        try raw.send(MonitorWire.encode(MonitorEnvelope(call: 5, connection: 3, body: MonitorRequest.lockbox(
+            command: .revoke, parameters: [WireParameter(BoundParameter(name: "Id", value: .int(Int(request.id)))),
+                                           WireParameter(BoundParameter(name: "Reason", value: .string("test")))],
+            sensitive: false, columns: nil))))
+        var notices: [MonitorNotice] = []
+        var answered = false
+        while !answered {
+            guard case .packet(let packet) = try raw.receive(maxBytes: MonitorWire.maxReplyBytes, maxDescriptors: 0) else {
+                return XCTFail("the monitor went away")
+            }
+            let envelope = try MonitorWire.decode(MonitorEnvelope<MonitorReply>.self, from: packet.bytes)
+            switch (envelope.call, envelope.body) {
+            case (0, .notice(let notice)): notices.append(notice)
+            case (5, .lockboxOutput(_, let status)): XCTAssertEqual(status, 0); answered = true
+            default: return XCTFail("unexpected \(envelope.body)")
+            }
+        }
+        XCTAssertEqual(notices, [.grantEnded(session: aliceSession, requestID: request.id)])
     }
 }

@@ -25,6 +25,8 @@ class PolicySnapshotTestCase: XCTestCase {
         let text = try String(contentsOfFile: directory, encoding: .utf8)
         try text.replacingOccurrences(of: "manager: bob\n    roles: [MailboxReader]\n    keys: []",
                                       with: "manager: bob\n    roles: [MailboxReader]\n    keys: [\"\(Self.aliceKey)\"]")
+            .replacingOccurrences(of: "groups: [managers]\n    roles: []\n    keys: []",
+                                  with: "groups: [managers]\n    roles: []\n    keys: [\"\(Self.bobKey)\"]")
             .write(toFile: directory, atomically: true, encoding: .utf8)
     }
 
@@ -39,8 +41,9 @@ class PolicySnapshotTestCase: XCTestCase {
                                   host: FakeHost())
     }
 
-    /// Alice's one key in the test directory.
+    /// Alice's and Bob's keys in the test directory.
     static let aliceKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINKheeAOcATtSg0yuyqX0rG6XtNRiTDb3v5thXWOlXXm alice"
+    static let bobKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMfyQzNYGjzuRPQ3Ht9ONQnvwNc+ToNJtqvsfWOaVi3I bob"
 
     /// A monitor over a real channel whose second factor always passes
     /// (PAM itself is tested end to end, under pam_wrapper).

@@ -27,9 +27,9 @@ public struct LockboxCommands: ShellCommandProvider {
     let clock: Clock
     /// Told when a grant bound to a session (perhaps another user's) ends
     /// here, so that session hears it at once: see `SessionRegistry.grantEnded`.
-    let sessions: SessionRegistry?
+    let sessions: GrantEndListener?
 
-    init(lockbox: Lockbox, clock: Clock, sessions: SessionRegistry? = nil) {
+    init(lockbox: Lockbox, clock: Clock, sessions: GrantEndListener? = nil) {
         self.lockbox = lockbox
         self.clock = clock
         self.sessions = sessions
@@ -206,3 +206,13 @@ public enum LockboxFormat {
     public static func table(_ list: [LockboxRequest], now: Date) -> String { LockboxCommands.table(list, now: now) }
     public static func detail(_ request: LockboxRequest, now: Date) -> String { LockboxCommands.detail(request, now: now) }
 }
+
+/// Hears that a grant bound to a session ended (a revocation, a cancel), so
+/// that session is woken and a backend running under the grant stopped:
+/// the session registry where the sessions live, or the monitor's notice to
+/// the session's side.
+protocol GrantEndListener: Sendable {
+    func grantEnded(session: SessionID, requestID: Int64)
+}
+
+extension SessionRegistry: GrantEndListener {}

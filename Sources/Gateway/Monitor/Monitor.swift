@@ -215,7 +215,7 @@ final class Monitor: Sendable {
             }
         case .lockbox(let command, let parameters, let sensitive, let columns):
             let output = CollectedOutput(columns: columns)
-            let provider = LockboxCommands(lockbox: lockbox, clock: gateway.clock, sessions: gateway.sessions)
+            let provider = LockboxCommands(lockbox: lockbox, clock: gateway.clock, sessions: NoticeSender(monitor: self))
             let claim = lockbox.claim(user: user, session: session, now: now)
             let status = provider.run(command, parameters: parameters.map(\.bound), claim: claim,
                                       output: sensitive ? SensitiveCollectedOutput(output) : output)
@@ -299,17 +299,33 @@ final class Monitor: Sendable {
     }
 
     private func reply(_ envelope: MonitorEnvelope<MonitorRequest>, _ body: MonitorReply, descriptors: [Int32] = []) {
+        send(call: envelope.call, connection: envelope.connection, body, descriptors: descriptors)
+    }
+
+    private func send(call: UInt64, connection: UInt64, _ body: MonitorReply, descriptors: [Int32] = []) {
         do {
-            var bytes = try MonitorWire.encode(MonitorEnvelope(call: envelope.call, connection: envelope.connection,
-                                                               body: body))
+            var bytes = try MonitorWire.encode(MonitorEnvelope(call: call, connection: connection, body: body))
             if bytes.count > MonitorWire.maxReplyBytes {
                 gateway.logger.error("monitor reply too large", metadata: ["bytes": "\(bytes.count)"])
-                bytes = try MonitorWire.encode(MonitorEnvelope(call: envelope.call, connection: envelope.connection,
+                bytes = try MonitorWire.encode(MonitorEnvelope(call: call, connection: connection,
                                                                body: MonitorReply.failed("the answer is too large")))
             }
             try channel.send(bytes, descriptors: descriptors)
         } catch {
             gateway.logger.error("monitor reply failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Tells the session's side what it did not ask (call 0).
+    private func notify(_ notice: MonitorNotice) {
+        send(call: 0, connection: 0, .notice(notice))
+    }
+
+    /// The Lockbox commands' grant ends, as notices to the session's side.
+    private struct NoticeSender: GrantEndListener {
+        let monitor: Monitor
+        func grantEnded(session: SessionID, requestID: Int64) {
+            monitor.notify(.grantEnded(session: session, requestID: requestID))
         }
     }
 

@@ -22,8 +22,12 @@ final class MonitorClient: Sendable {
         var descriptors: [Int32] = []
     }
 
-    init(channel: consuming PacketChannel) {
+    /// Hears the monitor's notices, on the reading thread: it must not block.
+    private let notices: @Sendable (MonitorNotice) -> Void
+
+    init(channel: consuming PacketChannel, notices: @escaping @Sendable (MonitorNotice) -> Void = { _ in }) {
         self.channel = SharedPacketChannel(channel)
+        self.notices = notices
         let thread = Thread { [self] in readReplies() }
         thread.name = "gatehouse-monitor-client"
         thread.start()
@@ -65,8 +69,14 @@ final class MonitorClient: Sendable {
             } catch {
                 return failAll()
             }
-            guard let envelope = try? MonitorWire.decode(MonitorEnvelope<MonitorReply>.self, from: packet.bytes),
-                  let waiter = state.withLock({ $0.waiting.removeValue(forKey: envelope.call) }) else {
+            guard let envelope = try? MonitorWire.decode(MonitorEnvelope<MonitorReply>.self, from: packet.bytes) else {
+                return failAll()
+            }
+            if envelope.call == 0, case .notice(let notice) = envelope.body {
+                notices(notice)
+                continue
+            }
+            guard let waiter = state.withLock({ $0.waiting.removeValue(forKey: envelope.call) }) else {
                 // A reply this side cannot read or did not ask for: the
                 // channel can no longer be trusted to pair replies.
                 return failAll()

@@ -87,12 +87,22 @@ enum MonitorReply: Codable, Sendable {
     case refused(String)
     /// The operation failed on the monitor's side (the audit log, the file system).
     case failed(String)
+    /// Not an answer: news for the session's side, sent as call 0.
+    case notice(MonitorNotice)
 
     enum OutputChunk: Codable, Sendable, Equatable {
         case stdout([UInt8])
         case stderr([UInt8])
         case sensitive([UInt8])
     }
+}
+
+/// What the monitor tells the session's side unasked.
+enum MonitorNotice: Codable, Sendable, Equatable {
+    /// A grant bound to `session` ended here (revoked or cancelled by
+    /// another session): that session is woken and a backend running under
+    /// the grant is stopped.
+    case grantEnded(session: SessionID, requestID: Int64)
 }
 
 /// A PAM message as it crosses the channel.
