@@ -109,6 +109,10 @@ let fuzzStages: [String] = [
     "Get-Thing | Format-List",
     "Get-Thing | ConvertTo-Json",
     "Get-Thing",
+    "Get-Thing | Where-Object n -GT 1KB | Select-Object -Skip 1 -Last 2 -Unique | Format-Table -AutoSize -Wrap",
+    "Get-Thing | Where-Object a -CNotMatch 'x+' | Where-Object b -In 1,2,x | Sort-Object b,a -Unique",
+    "Get-Thing | Where-Object a -Contains x | Group-Object a,b | ConvertTo-Csv",
+    "Get-Thing | Select-Object -ExpandProperty a | Group-Object -Property a -NoElement",
 ]
 
 func checkClean(_ text: String, _ what: String) {

@@ -63,14 +63,29 @@ enum Builtins {
     ]
 
     static let formatterHelp: [(name: String, syntax: String, what: String)] = [
-        ("Select-Object", " [-Property] NAME[,NAME...] [-First N]", "Keeps the named properties (and the first N objects)."),
-        ("Where-Object", " [-Property] NAME (-EQ V | -NE V | -Like WILDCARD | -Match REGEX)",
-         "Keeps objects whose property compares true; -Match is bounded in length and time."),
-        ("Sort-Object", " [[-Property] NAME[,NAME...]] [-Descending]", "Sorts objects, numbers as numbers."),
-        ("Measure-Object", " [[-Property] NAME] [-Sum] [-Average] [-Minimum] [-Maximum]", "Counts objects and sums a property."),
-        ("Format-Table", " [[-Property] NAME[,NAME...]]", "Shows objects as a table that fits the terminal (the default)."),
-        ("Format-List", " [[-Property] NAME[,NAME...]]", "Shows one property per line."),
+        ("Select-Object", " [[-Property] NAME[,NAME...] | -ExpandProperty NAME] [-Skip N] [-First N | -Last N] [-Unique]",
+         "Skips the first N objects, keeps the first or last N of the rest, then the named properties (or one "
+            + "property's values), then drops repeats (-Unique)."),
+        ("Where-Object", " [-Property] NAME -OPERATOR VALUE",
+         "Keeps objects whose property compares true. Operators: "
+            + WhereTest.Operator.allCases.map { "-" + $0.rawValue }.joined(separator: " ")
+            + "; and case-sensitive: " + WhereTest.Operator.allCases.map { "-C" + $0.rawValue }.joined(separator: " ")
+            + ". Numbers and sizes (12MB) compare as numbers, other text ordinally. -In takes a "
+            + "comma list. On a list property an object is kept when any item passes; -Contains asks whether the "
+            + "list holds VALUE. -Match is bounded in length and time."),
+        ("Sort-Object", " [[-Property] NAME[,NAME...]] [-Descending] [-Unique]",
+         "Sorts objects, numbers as numbers, text ordinally; -Unique keeps one of each key."),
+        ("Group-Object", " [-Property] NAME[,NAME...] [-NoElement]",
+         "One object per distinct value: Count, Name and the Group of objects (not with -NoElement)."),
+        ("Measure-Object", " [[-Property] NAME] [-Sum] [-Average] [-Minimum] [-Maximum]",
+         "Counts objects, and sums, averages or bounds a numeric property."),
+        ("Format-Table", " [[-Property] NAME[,NAME...]] [-AutoSize] [-Wrap]",
+         "Shows objects as a table that fits the terminal (the default for several objects). Columns are at "
+            + "most \(Pipeline.maxColumnWidth) wide unless -AutoSize; -Wrap continues long cells on the next lines "
+            + "instead of cutting them."),
+        ("Format-List", " [[-Property] NAME[,NAME...]]", "Shows one property per line (the default for one object)."),
         ("ConvertTo-Json", "", "Shows the objects as JSON."),
+        ("ConvertTo-Csv", "", "Shows the objects as CSV: a header line, then one quoted line per object."),
     ]
 
     /// How much of a cmdlet's help to show.
@@ -93,17 +108,18 @@ enum Builtins {
               Get-AccessClaim    who you are, your roles, where and until when
               Enter-Elevation -Id N   redeem an approved elevation (Lockbox)
               Exit-Session       end the session (or: exit)
-            A cmdlet with JSON output can be piped into the built-in formatters:
-              Select-Object, Where-Object, Sort-Object, Format-Table, Format-List,
-              ConvertTo-Json, Measure-Object.
+            A cmdlet's objects can be piped into the built-in formatters
+            (Get-Help NAME shows each):
+              Where-Object, Select-Object, Sort-Object, Group-Object, Measure-Object,
+              Format-Table, Format-List, ConvertTo-Json, ConvertTo-Csv.
             There are no variables, scripts, redirections or cmdlet-to-cmdlet pipelines.
 
             """
             return .builtin(BuiltinResult(command: .getHelp(name: nil), stdout: text, stderr: "", exitStatus: 0))
         }
         if let syntax = formatterHelp.first(where: { ASCII.equalsIgnoringCase($0.name, name) }) {
-            let text = "NAME\n    \(syntax.name)\n\nSYNTAX\n    ... | \(syntax.name)\(syntax.syntax)\n\nDESCRIPTION\n    "
-                + syntax.what + "\n    Arguments are data only: property names, numbers and literal values.\n"
+            let text = "NAME\n    \(syntax.name)\n\nSYNTAX\n    ... | \(syntax.name)\(syntax.syntax)\n\nDESCRIPTION\n"
+                + indented(syntax.what + " Arguments are data only: property names, numbers and literal values.")
             return .builtin(BuiltinResult(command: .getHelp(name: syntax.name), stdout: text, stderr: "", exitStatus: 0))
         }
         let visible = Authorizer.visibleCmdlets(claim: claim, snapshot: snapshot) + provided + [enterElevation]
@@ -192,6 +208,16 @@ enum Builtins {
             }
         }
         return TerminalText.sanitize(out)
+    }
+
+    /// Words in lines of at most 76 columns, each indented by four spaces.
+    static func indented(_ text: String) -> String {
+        var out = "", line = ""
+        for word in text.split(separator: " ") {
+            if !line.isEmpty && line.count + 1 + word.count > 72 { out += "    " + line + "\n"; line = "" }
+            line += (line.isEmpty ? "" : " ") + word
+        }
+        return out + "    " + line + "\n"
     }
 
     static func oneLine(_ text: String) -> String {

@@ -203,9 +203,11 @@ public func evaluate(line: [UInt8], claim: AccessClaim, snapshot: PolicySnapshot
     if segments.count > 1 {
         guard cmdlet.output == .json else {
             let pipe = tokens.first { $0.kind == .pipe }
+            let formatter = segments[1].first.map { Display.clip($0.text) } ?? "a formatter"
             return .rejected(Rejection(stage: .bind, reason: .invalid,
-                                       message: "\(cmdlet.name) writes text; only cmdlets with JSON output can be piped "
-                                           + "into formatters",
+                                       message: "\(cmdlet.name) writes text, not objects, so it cannot be piped into "
+                                           + "\(formatter); run it without '| \(formatter)' and read its text "
+                                           + "(Get-Help \(cmdlet.name) -Full says what it outputs)",
                                        column: pipe?.column, cmdlet: cmdlet.name))
         }
         switch Pipeline.bind(Array(segments.dropFirst())) {

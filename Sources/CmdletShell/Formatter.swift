@@ -8,30 +8,76 @@ import PolicyFormat
 /// numbers, a literal to compare with, a bounded regex), never code, so there
 /// are no calculated properties and no script blocks to smuggle anything in.
 public enum FormatterStage: Sendable {
-    case select(properties: [String], first: Int?)
+    case select(Selection)
     case whereObject(property: String, test: WhereTest)
-    case sort(properties: [String], descending: Bool)
+    case sort(properties: [String], descending: Bool, unique: Bool)
+    case group(properties: [String], noElement: Bool)
     case measure(property: String?, sum: Bool, average: Bool, minimum: Bool, maximum: Bool)
-    case formatTable(properties: [String]?)
+    case formatTable(properties: [String]?, layout: TableLayout)
     case formatList(properties: [String]?)
     case convertToJson
+    case convertToCsv
 
-    /// Format-* and ConvertTo-Json produce text, so they must come last.
+    /// Format-*, ConvertTo-* produce text, so they must come last.
     var isTerminal: Bool {
         switch self {
-        case .formatTable, .formatList, .convertToJson: return true
+        case .formatTable, .formatList, .convertToJson, .convertToCsv: return true
         default: return false
         }
     }
 }
 
-/// The comparison of `Where-Object -Property P -EQ|-NE|-Like|-Match V`.
-public enum WhereTest: Sendable {
-    case equal(String)
-    case notEqual(String)
-    /// PowerShell wildcards: `*` and `?`, ASCII case-insensitive.
-    case like(String)
-    case match(BoundedRegex)
+/// `Select-Object`: `-Skip N`, then `-First N` or `-Last N` of what is left,
+/// then the properties (or one property's values), then `-Unique`.
+public struct Selection: Sendable, Equatable {
+    public var properties: [String]?
+    public var expand: String?
+    public var first: Int?
+    public var last: Int?
+    public var skip = 0
+    public var unique = false
+}
+
+/// `Format-Table -AutoSize -Wrap`: without `-AutoSize` no column is wider
+/// than `Pipeline.maxColumnWidth`; with `-Wrap` a cell too long for its
+/// column continues on the next lines instead of being cut with '…'.
+public struct TableLayout: Sendable, Equatable {
+    public var autoSize = false
+    public var wrap = false
+    public init(autoSize: Bool = false, wrap: Bool = false) {
+        self.autoSize = autoSize
+        self.wrap = wrap
+    }
+}
+
+/// The comparison of `Where-Object -Property P -OP V`: PowerShell's operators,
+/// ASCII case-insensitive unless written with a `C` (`-CEQ`, `-CLike`...).
+///
+/// Numbers compare as numbers: a JSON number, or a size written with a unit
+/// (`12MB`), against an operand that is a number or a size (`-GT 1GB`).
+/// Everything else compares ordinally, scalar by scalar, never by locale. On
+/// a list property a test keeps the object when any item passes, as in
+/// PowerShell; `-Contains` and `-NotContains` ask whether the list holds
+/// the operand, `-In` and `-NotIn` whether the value is one of the operands.
+public struct WhereTest: Sendable {
+    public enum Operator: String, CaseIterable, Sendable {
+        case eq = "EQ", ne = "NE", gt = "GT", ge = "GE", lt = "LT", le = "LE"
+        case like = "Like", notLike = "NotLike", match = "Match", notMatch = "NotMatch"
+        case `in` = "In", notIn = "NotIn", contains = "Contains", notContains = "NotContains"
+
+        var takesList: Bool { self == .in || self == .notIn }
+    }
+
+    public let op: Operator
+    public let caseSensitive: Bool
+    /// One operand, or the list of `-In`/`-NotIn`.
+    public let operands: [String]
+    let regex: BoundedRegex?
+
+    /// The parameter as written in a line: `-CEQ`, `-NotLike`...
+    public var parameterName: String { (caseSensitive ? "C" : "") + op.rawValue }
+    /// Every operator's parameter name, case-insensitive ones first.
+    static let parameterNames = Operator.allCases.map(\.rawValue) + Operator.allCases.map { "C" + $0.rawValue }
 }
 
 /// A `-Match` pattern that is bounded in length and in time.
@@ -50,7 +96,7 @@ public struct BoundedRegex: Sendable {
     /// Scalars of one value that a match looks at.
     public static let maxSubjectLength = 4096
 
-    public init?(_ source: String) {
+    public init?(_ source: String, caseSensitive: Bool = false) {
         let scalars = Array(source.unicodeScalars)
         guard !scalars.isEmpty, scalars.count <= BoundedRegex.maxLength else { return nil }
         for (i, s) in scalars.enumerated() {
@@ -58,7 +104,8 @@ public struct BoundedRegex: Sendable {
             if s == "\\", let next, next == "k" || ("1"..."9").contains(next) { return nil }
             if s == "(", next == "?", !(i + 2 < scalars.count && scalars[i + 2] == ":") { return nil }
         }
-        guard let regex = try? NSRegularExpression(pattern: source, options: [.caseInsensitive]) else { return nil }
+        guard let regex = try? NSRegularExpression(pattern: source, options: caseSensitive ? [] : [.caseInsensitive])
+        else { return nil }
         self.source = source
         self.regex = regex
     }
@@ -91,9 +138,11 @@ public enum Pipeline {
     public static let matchBudgetSeconds = 0.25
     /// Width when the client has no terminal (exec without pty).
     public static let defaultColumns = 120
+    /// The widest a table column grows without `Format-Table -AutoSize`.
+    public static let maxColumnWidth = 80
 
-    static let formatterNames = ["Select-Object", "Where-Object", "Sort-Object", "Format-Table", "Format-List",
-                                 "ConvertTo-Json", "Measure-Object"]
+    static let formatterNames = ["Select-Object", "Where-Object", "Sort-Object", "Group-Object", "Measure-Object",
+                                 "Format-Table", "Format-List", "ConvertTo-Json", "ConvertTo-Csv"]
 
     /// True when `word` names a built-in formatter (ASCII case-insensitive).
     public static func isFormatter(_ word: String) -> Bool {
@@ -101,9 +150,9 @@ public enum Pipeline {
     }
 
     private static func parameter(_ name: String, _ type: ParameterType, list: Bool = false, position: Int? = nil,
-                                  pattern: AnchoredPattern? = nil, maxLength: Int = 256) -> ParameterDefinition {
+                                  minimum: Int = 1, maxLength: Int = 256) -> ParameterDefinition {
         ParameterDefinition(name: name, type: type, mandatory: false, position: position, description: nil,
-                            pattern: pattern, allowedValues: nil, minimum: type == .int ? 1 : nil,
+                            pattern: nil, allowedValues: nil, minimum: type == .int ? minimum : nil,
                             maximum: type == .int ? 100_000 : nil, maxLength: maxLength, isList: list)
     }
 
@@ -115,25 +164,35 @@ public enum Pipeline {
         return s.allSatisfy { ASCII.isLetter($0) || ASCII.isDigit($0) || $0 == "_" }
     }
 
+    /// Parameters whose values are property names (checked after binding).
+    private static let propertyParameters = ["Property", "ExpandProperty"]
+
     private static func spec(_ name: String) -> [ParameterDefinition] {
-        let property: AnchoredPattern? = nil // names are checked by isPropertyName after binding
         switch name {
         case "Select-Object":
-            return [parameter("Property", .string, list: true, position: 0, pattern: property),
-                    parameter("First", .int)]
+            return [parameter("Property", .string, list: true, position: 0), parameter("ExpandProperty", .string),
+                    parameter("First", .int), parameter("Last", .int), parameter("Skip", .int, minimum: 0),
+                    parameter("Unique", .switch)]
         case "Where-Object":
-            return [parameter("Property", .string, position: 0, pattern: property),
-                    parameter("EQ", .string), parameter("NE", .string), parameter("Like", .string),
-                    parameter("Match", .string, maxLength: BoundedRegex.maxLength * 4)]
+            return [parameter("Property", .string, position: 0)] + WhereTest.parameterNames.map { op in
+                let list = op.hasSuffix("In") // In, NotIn, CIn, CNotIn
+                return parameter(op, .string, list: list,
+                                 maxLength: op.hasSuffix("Match") ? BoundedRegex.maxLength * 4 : 256)
+            }
         case "Sort-Object":
-            return [parameter("Property", .string, list: true, position: 0, pattern: property),
-                    parameter("Descending", .switch)]
-        case "Format-Table", "Format-List":
-            return [parameter("Property", .string, list: true, position: 0, pattern: property)]
+            return [parameter("Property", .string, list: true, position: 0), parameter("Descending", .switch),
+                    parameter("Unique", .switch)]
+        case "Group-Object":
+            return [parameter("Property", .string, list: true, position: 0), parameter("NoElement", .switch)]
+        case "Format-Table":
+            return [parameter("Property", .string, list: true, position: 0), parameter("AutoSize", .switch),
+                    parameter("Wrap", .switch)]
+        case "Format-List":
+            return [parameter("Property", .string, list: true, position: 0)]
         case "Measure-Object":
-            return [parameter("Property", .string, position: 0, pattern: property), parameter("Sum", .switch),
+            return [parameter("Property", .string, position: 0), parameter("Sum", .switch),
                     parameter("Average", .switch), parameter("Minimum", .switch), parameter("Maximum", .switch)]
-        default:
+        default: // ConvertTo-Json, ConvertTo-Csv
             return []
         }
     }
@@ -157,52 +216,72 @@ public enum Pipeline {
         func value(_ n: String) -> ParameterValue? { bound.first { $0.name == n }?.value }
         func text(_ n: String) -> String? { value(n)?.argumentText }
         func names(_ n: String) -> [String]? { value(n).map { $0.items.map(\.argumentText) } }
+        func int(_ n: String) -> Int? { if case .int(let i)? = value(n) { return i } else { return nil } }
         func flag(_ n: String) -> Bool { value(n) != nil }
-        for p in ["Property"] {
+        func failure(_ message: String, at parameter: String? = nil) -> Result<FormatterStage, BindError> {
+            .failure(BindError(message, column: parameter.flatMap { valueColumn($0, in: tokens) } ?? head.column))
+        }
+        for p in propertyParameters {
             for item in value(p)?.items ?? [] where !isPropertyName(item.argumentText) {
-                return .failure(BindError("'\(Display.clip(item.argumentText))' is not a property name "
-                                          + "(letters, digits and '_'; no wildcards or expressions)", column: head.column))
+                return failure("'\(Display.clip(item.argumentText))' is not a property name "
+                               + "(letters, digits and '_'; no wildcards or expressions)", at: p)
             }
         }
         switch name {
         case "Select-Object":
-            guard let properties = names("Property") else {
-                return .failure(BindError("Select-Object needs -Property NAME[,NAME...]", column: head.column))
+            let selection = Selection(properties: names("Property"), expand: text("ExpandProperty"), first: int("First"),
+                                      last: int("Last"), skip: int("Skip") ?? 0, unique: flag("Unique"))
+            if selection.properties != nil && selection.expand != nil {
+                return failure("use -Property or -ExpandProperty, not both", at: "ExpandProperty")
             }
-            var first: Int?
-            if case .int(let n)? = value("First") { first = n }
-            return .success(.select(properties: properties, first: first))
+            if selection.first != nil && selection.last != nil {
+                return failure("use -First or -Last, not both", at: "Last")
+            }
+            if selection == Selection() {
+                return failure("Select-Object needs -Property NAME[,NAME...], -ExpandProperty NAME, -First N, "
+                               + "-Last N, -Skip N or -Unique")
+            }
+            return .success(.select(selection))
         case "Where-Object":
-            guard let property = text("Property") else {
-                return .failure(BindError("Where-Object needs -Property NAME", column: head.column))
+            guard let property = text("Property") else { return failure("Where-Object needs -Property NAME") }
+            let given = WhereTest.parameterNames.filter { value($0) != nil }
+            guard given.count == 1, let written = given.first, let operands = names(written) else {
+                return failure("Where-Object needs exactly one comparison: "
+                               + WhereTest.Operator.allCases.map { "-" + $0.rawValue }.joined(separator: " ")
+                               + " VALUE (or -CEQ and the like, case-sensitive)")
             }
-            let tests = ["EQ", "NE", "Like", "Match"].filter { value($0) != nil }
-            guard tests.count == 1, let op = tests.first, let operand = text(op) else {
-                return .failure(BindError("Where-Object needs exactly one of -EQ, -NE, -Like, -Match VALUE",
-                                          column: head.column))
+            let caseSensitive = written.count > 1 && written.hasPrefix("C")
+                && WhereTest.Operator(rawValue: String(written.dropFirst())) != nil
+            guard let op = WhereTest.Operator(rawValue: caseSensitive ? String(written.dropFirst()) : written) else {
+                return failure("Where-Object: unknown comparison -\(written)")
             }
-            switch op {
-            case "EQ": return .success(.whereObject(property: property, test: .equal(operand)))
-            case "NE": return .success(.whereObject(property: property, test: .notEqual(operand)))
-            case "Like": return .success(.whereObject(property: property, test: .like(operand)))
-            default:
-                guard let regex = BoundedRegex(operand) else {
-                    return .failure(BindError("-Match needs a valid regular expression of at most "
-                                              + "\(BoundedRegex.maxLength) characters, without backreferences "
-                                              + "or (?...) groups other than (?:",
-                                              column: valueColumn("Match", in: tokens) ?? head.column))
+            var regex: BoundedRegex?
+            if op == .match || op == .notMatch {
+                regex = BoundedRegex(operands[0], caseSensitive: caseSensitive)
+                if regex == nil {
+                    return failure("-\(written) needs a valid regular expression of at most "
+                                   + "\(BoundedRegex.maxLength) characters, without backreferences "
+                                   + "or (?...) groups other than (?:", at: written)
                 }
-                return .success(.whereObject(property: property, test: .match(regex)))
             }
+            return .success(.whereObject(property: property, test: WhereTest(op: op, caseSensitive: caseSensitive,
+                                                                              operands: operands, regex: regex)))
         case "Sort-Object":
-            return .success(.sort(properties: names("Property") ?? [], descending: flag("Descending")))
+            return .success(.sort(properties: names("Property") ?? [], descending: flag("Descending"),
+                                  unique: flag("Unique")))
+        case "Group-Object":
+            guard let properties = names("Property") else { return failure("Group-Object needs -Property NAME[,NAME...]") }
+            return .success(.group(properties: properties, noElement: flag("NoElement")))
         case "Format-Table":
-            return .success(.formatTable(properties: names("Property")))
+            return .success(.formatTable(properties: names("Property"),
+                                         layout: TableLayout(autoSize: flag("AutoSize"), wrap: flag("Wrap"))))
         case "Format-List":
             return .success(.formatList(properties: names("Property")))
         case "Measure-Object":
             return .success(.measure(property: text("Property"), sum: flag("Sum"), average: flag("Average"),
                                      minimum: flag("Minimum"), maximum: flag("Maximum")))
+        case "ConvertTo-Csv":
+            return .success(.convertToCsv)
         default: // ConvertTo-Json
             return .success(.convertToJson)
         }
@@ -231,8 +310,8 @@ public enum Pipeline {
         var stages: [FormatterStage] = []
         for segment in segments {
             if let last = stages.last, last.isTerminal {
-                return .failure(BindError("Format-Table, Format-List and ConvertTo-Json must be the last element",
-                                          column: segment.first?.column))
+                return .failure(BindError("Format-Table, Format-List, ConvertTo-Json and ConvertTo-Csv must be the "
+                                          + "last element", column: segment.first?.column))
             }
             switch bindStage(segment) {
             case .success(let s): stages.append(s)
@@ -240,213 +319,5 @@ public enum Pipeline {
             }
         }
         return .success(stages)
-    }
-
-    // MARK: Rendering
-
-    /// Renders backend stdout (JSON) through the stages into terminal-safe text.
-    public static func render(json bytes: [UInt8], stages: [FormatterStage], columns: Int?) -> Result<String, FormatterError> {
-        guard let document = JSONValue.parse(bytes) else {
-            return .failure(FormatterError(message: "the backend did not write valid JSON; nothing is shown"))
-        }
-        var items: [JSONValue]
-        if case .array(let a) = document { items = a } else { items = [document] }
-        let deadline = Monotonic.now() + matchBudgetSeconds
-        var terminal: FormatterStage?
-        for stage in stages {
-            switch stage {
-            case .select(let properties, let first):
-                items = items.map { project($0, properties) }
-                if let first { items = Array(items.prefix(first)) }
-            case .whereObject(let property, let test):
-                var kept: [JSONValue] = []
-                for item in items {
-                    switch evaluate(test, item.property(property) ?? .null, deadline: deadline) {
-                    case .some(true): kept.append(item)
-                    case .some(false): break
-                    case .none:
-                        return .failure(FormatterError(message: "the -Match pattern took too long and was stopped"))
-                    }
-                }
-                items = kept
-            case .sort(let properties, let descending):
-                items = sorted(items, by: properties, descending: descending)
-            case .measure(let property, let sum, let average, let minimum, let maximum):
-                items = [measure(items, property, sum, average, minimum, maximum)]
-                terminal = .formatList(properties: nil)
-            case .formatTable, .formatList, .convertToJson:
-                terminal = stage
-            }
-        }
-        let width = max(20, min(columns ?? defaultColumns, 1000))
-        switch terminal ?? .formatTable(properties: nil) {
-        case .formatList(let properties):
-            return .success(list(properties.map { p in items.map { project($0, p) } } ?? items))
-        case .convertToJson:
-            return .success(TerminalText.sanitize(JSONValue.array(items).serialized(pretty: true) + "\n"))
-        case .formatTable(let properties):
-            return .success(table(properties.map { p in items.map { project($0, p) } } ?? items, width: width))
-        default:
-            return .success(table(items, width: width))
-        }
-    }
-
-    static func project(_ item: JSONValue, _ properties: [String]) -> JSONValue {
-        var pairs: [(key: String, value: JSONValue)] = []
-        for p in properties {
-            var key = p
-            if case .object(let existing) = item, let match = existing.first(where: { ASCII.equalsIgnoringCase($0.key, p) }) {
-                key = match.key
-            }
-            if !pairs.contains(where: { ASCII.equalsIgnoringCase($0.key, key) }) {
-                pairs.append((key, item.property(p) ?? .null))
-            }
-        }
-        return .object(pairs)
-    }
-
-    static func evaluate(_ test: WhereTest, _ value: JSONValue, deadline: Double) -> Bool? {
-        switch test {
-        case .equal(let operand): return equals(value, operand)
-        case .notEqual(let operand): return !equals(value, operand)
-        case .like(let pattern): return wildcard(pattern, value.displayText)
-        case .match(let regex): return regex.matches(value.displayText, deadline: deadline)
-        }
-    }
-
-    static func equals(_ value: JSONValue, _ operand: String) -> Bool {
-        if let n = value.numericValue, let m = Double(operand), operand.unicodeScalars.allSatisfy({ $0.isASCII }) {
-            return n == m
-        }
-        return ASCII.equalsIgnoringCase(value.displayText, operand)
-    }
-
-    /// `*` and `?` wildcards, ASCII case-insensitive; linear backtracking
-    /// over the last `*` only, so it is O(pattern × text) at worst.
-    static func wildcard(_ pattern: String, _ text: String) -> Bool {
-        let p = Array(ASCII.lowercased(pattern).unicodeScalars), t = Array(ASCII.lowercased(text).unicodeScalars)
-        var i = 0, j = 0, star = -1, mark = 0
-        while j < t.count {
-            if i < p.count, p[i] == "?" || p[i] == t[j] { i += 1; j += 1 }
-            else if i < p.count, p[i] == "*" { star = i; mark = j; i += 1 }
-            else if star >= 0 { i = star + 1; mark += 1; j = mark }
-            else { return false }
-        }
-        while i < p.count, p[i] == "*" { i += 1 }
-        return i == p.count
-    }
-
-    static func sorted(_ items: [JSONValue], by properties: [String], descending: Bool) -> [JSONValue] {
-        func key(_ item: JSONValue) -> [JSONValue] {
-            if properties.isEmpty { return [item] }
-            return properties.map { item.property($0) ?? .null }
-        }
-        func less(_ a: JSONValue, _ b: JSONValue) -> Bool? {
-            if let x = a.numericValue, let y = b.numericValue { return x == y ? nil : x < y }
-            let x = ASCII.lowercased(a.displayText), y = ASCII.lowercased(b.displayText)
-            return x == y ? nil : x < y
-        }
-        let indexed = Array(items.enumerated())
-        return indexed.sorted { l, r in
-            for (a, b) in zip(key(l.element), key(r.element)) {
-                if let order = less(a, b) { return descending ? !order : order }
-            }
-            return l.offset < r.offset // stable
-        }.map(\.element)
-    }
-
-    static func measure(_ items: [JSONValue], _ property: String?, _ sum: Bool, _ average: Bool,
-                        _ minimum: Bool, _ maximum: Bool) -> JSONValue {
-        var pairs: [(key: String, value: JSONValue)] = [("Count", .number(String(items.count)))]
-        guard let property else { return .object(pairs) }
-        let numbers = items.compactMap { $0.property(property)?.numericValue }
-        func number(_ d: Double?) -> JSONValue {
-            guard let d, d.isFinite else { return .null }
-            return .number(d == d.rounded() && abs(d) < 1e15 ? String(Int64(d)) : String(d))
-        }
-        pairs.append(("Property", .string(property)))
-        if sum { pairs.append(("Sum", number(numbers.reduce(0, +)))) }
-        if average { pairs.append(("Average", number(numbers.isEmpty ? nil : numbers.reduce(0, +) / Double(numbers.count)))) }
-        if maximum { pairs.append(("Maximum", number(numbers.max()))) }
-        if minimum { pairs.append(("Minimum", number(numbers.min()))) }
-        return .object(pairs)
-    }
-
-    static func cell(_ value: JSONValue) -> String {
-        TerminalText.sanitize(value.displayText, keepLineBreaks: false)
-    }
-
-    /// A width-aware table: columns in first-seen order, fitted to `width`.
-    static func table(_ items: [JSONValue], width: Int) -> String {
-        guard !items.isEmpty else { return "" }
-        var columns: [String] = []
-        for item in items {
-            guard case .object(let pairs) = item else { continue }
-            for pair in pairs where !columns.contains(where: { ASCII.equalsIgnoringCase($0, pair.key) }) && columns.count < 64 {
-                columns.append(pair.key)
-            }
-        }
-        if columns.isEmpty { return items.map { cell($0) + "\n" }.joined() }
-        let headers = columns.map { TerminalText.sanitize($0, keepLineBreaks: false) }
-        let rows = items.map { item in columns.map { cell(item.property($0) ?? .null) } }
-        var widths = headers.indices.map { c in
-            min(80, max(TerminalText.columns(headers[c]), rows.map { TerminalText.columns($0[c]) }.max() ?? 0))
-        }
-        // Fit the terminal the way Format-Table does: very wide columns give
-        // way first, then columns are dropped from the right (and named in a
-        // note), and only then is the last column cut with '…'.
-        var shown = Array(headers.indices)
-        func total() -> Int { shown.map { widths[$0] }.reduce(0, +) + shown.count - 1 }
-        func shrinkWidest(above floor: Int) -> Bool {
-            guard let widest = shown.max(by: { widths[$0] < widths[$1] }), widths[widest] > floor else { return false }
-            widths[widest] -= 1
-            return true
-        }
-        while total() > width, shrinkWidest(above: 24) {}
-        while total() > width, shown.count > 1 { shown.removeLast() }
-        while total() > width, shrinkWidest(above: 6) {}
-        let hidden = headers.indices.filter { !shown.contains($0) }.map { headers[$0] }
-        /// Pads or cuts to exactly `w` terminal columns; a cut ends in '…'.
-        func fit(_ text: String, _ w: Int) -> String {
-            let used = TerminalText.columns(text)
-            if used <= w { return text + String(repeating: " ", count: w - used) }
-            var kept = String.UnicodeScalarView()
-            var taken = 0
-            for scalar in text.unicodeScalars {
-                let c = TerminalText.columns(of: scalar)
-                if taken + c > w - 1 { break }
-                kept.append(scalar)
-                taken += c
-            }
-            return String(kept) + "…" + String(repeating: " ", count: max(0, w - 1 - taken))
-        }
-        func line(_ cells: [String]) -> String {
-            var out = shown.map { fit(cells[$0], widths[$0]) }.joined(separator: " ")
-            while out.hasSuffix(" ") { out.removeLast() }
-            return out + "\n"
-        }
-        var out = line(headers)
-        out += line(widths.map { String(repeating: "-", count: $0) })
-        for row in rows { out += line(row) }
-        if !hidden.isEmpty {
-            out += "(not shown, too wide: \(hidden.joined(separator: ", ")); use Select-Object or Format-List)\n"
-        }
-        return out
-    }
-
-    /// `Name : value` blocks, one per object, separated by a blank line.
-    static func list(_ items: [JSONValue]) -> String {
-        var blocks: [String] = []
-        for item in items {
-            guard case .object(let pairs) = item else { blocks.append(cell(item) + "\n"); continue }
-            let keys = pairs.map { TerminalText.sanitize($0.key, keepLineBreaks: false) }
-            let pad = keys.map { TerminalText.columns($0) }.max() ?? 0
-            var block = ""
-            for (key, pair) in zip(keys, pairs) {
-                block += key + String(repeating: " ", count: pad - TerminalText.columns(key)) + " : " + cell(pair.value) + "\n"
-            }
-            blocks.append(block)
-        }
-        return blocks.joined(separator: "\n")
     }
 }

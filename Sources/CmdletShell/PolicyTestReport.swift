@@ -61,7 +61,7 @@ public enum PolicyTestReport {
             lines.append("timeout: \(PolicyDuration.format(c.timeoutSeconds)), output limit: \(ByteSize.format(c.outputLimit))")
             if c.cmdlet.output == .json {
                 let names = c.formatters.map(describe)
-                lines.append("output: json → " + (names.isEmpty ? "Format-Table (default)" : names.joined(separator: " | ")))
+                lines.append("output: json → " + (names.isEmpty ? "Format-List or Format-Table (default: a list for one object, a table for several)" : names.joined(separator: " | ")))
             }
             status = 0
         }
@@ -79,21 +79,25 @@ public enum PolicyTestReport {
     }
 
     static func describe(_ stage: FormatterStage) -> String {
+        func list(_ names: [String]?) -> String { names.map { " " + $0.joined(separator: ",") } ?? "" }
         switch stage {
-        case .select(let p, let first):
-            return "Select-Object " + p.joined(separator: ",") + (first.map { " -First \($0)" } ?? "")
+        case .select(let s):
+            var out = "Select-Object" + list(s.properties) + (s.expand.map { " -ExpandProperty \($0)" } ?? "")
+            if s.skip > 0 { out += " -Skip \(s.skip)" }
+            if let n = s.first { out += " -First \(n)" }
+            if let n = s.last { out += " -Last \(n)" }
+            return out + (s.unique ? " -Unique" : "")
         case .whereObject(let p, let test):
-            switch test {
-            case .equal(let v): return "Where-Object \(p) -EQ '\(v)'"
-            case .notEqual(let v): return "Where-Object \(p) -NE '\(v)'"
-            case .like(let v): return "Where-Object \(p) -Like '\(v)'"
-            case .match(let r): return "Where-Object \(p) -Match '\(r.source)'"
-            }
-        case .sort(let p, let descending): return "Sort-Object " + p.joined(separator: ",") + (descending ? " -Descending" : "")
+            return "Where-Object \(p) -\(test.parameterName) " + test.operands.map { "'\($0)'" }.joined(separator: ",")
+        case .sort(let p, let descending, let unique):
+            return "Sort-Object" + list(p) + (descending ? " -Descending" : "") + (unique ? " -Unique" : "")
+        case .group(let p, let noElement): return "Group-Object" + list(p) + (noElement ? " -NoElement" : "")
         case .measure(let p, _, _, _, _): return "Measure-Object" + (p.map { " \($0)" } ?? "")
-        case .formatTable(let p): return "Format-Table" + (p.map { " " + $0.joined(separator: ",") } ?? "")
-        case .formatList(let p): return "Format-List" + (p.map { " " + $0.joined(separator: ",") } ?? "")
+        case .formatTable(let p, let layout):
+            return "Format-Table" + list(p) + (layout.autoSize ? " -AutoSize" : "") + (layout.wrap ? " -Wrap" : "")
+        case .formatList(let p): return "Format-List" + list(p)
         case .convertToJson: return "ConvertTo-Json"
+        case .convertToCsv: return "ConvertTo-Csv"
         }
     }
 

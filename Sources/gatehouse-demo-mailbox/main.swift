@@ -69,19 +69,12 @@ func parseSize(_ text: String) -> Int64? {
     return Int64(upper).flatMap { $0 >= 0 ? $0 : nil }
 }
 
-/// Left-aligns `text` in a column of `width` characters, cutting it when it
-/// is longer (as NSString's padding(toLength:withPad:startingAt:) did).
-func column(_ text: String, _ width: Int) -> String {
-    text.count >= width ? String(text.prefix(width)) : text + String(repeating: " ", count: width - text.count)
-}
-
-func printMailbox(_ m: Mailbox) {
-    print("""
-    Identity           : \(m.identity)
-    DisplayName        : \(m.displayName)
-    PrimarySmtpAddress : \(m.primarySmtpAddress)
-    ProhibitSendQuota  : \(formatSize(m.prohibitSendQuotaBytes))
-    """)
+/// A mailbox as the JSON object the gateway renders (Get-Mailbox, Set-Mailbox,
+/// New-Mailbox); key order is the column order of the gateway's table.
+func mailboxObject(_ m: Mailbox) -> String {
+    "{\"Identity\": \(JSON.string(m.identity)), \"DisplayName\": \(JSON.string(m.displayName)), "
+        + "\"PrimarySmtpAddress\": \(JSON.string(m.primarySmtpAddress)), "
+        + "\"ProhibitSendQuota\": \(JSON.string(formatSize(m.prohibitSendQuotaBytes)))}"
 }
 
 /// The environment's variable names, from environ(7).
@@ -209,14 +202,11 @@ case "get":
         guard let box = boxes.first(where: { $0.identity.lowercased() == identity.lowercased() }) else {
             fail(1, "No mailbox '\(identity)'.")
         }
-        printMailbox(box)
+        print(mailboxObject(box))
     } else {
         let limit = opts["result-size"].flatMap(Int.init) ?? 100
         let shown = boxes.sorted { $0.identity < $1.identity }.prefix(limit)
-        print(column("Identity", 12) + column("PrimarySmtpAddress", 26) + "ProhibitSendQuota")
-        for box in shown {
-            print(column(box.identity, 12) + column(box.primarySmtpAddress, 26) + formatSize(box.prohibitSendQuotaBytes))
-        }
+        print("[" + shown.map { "\n  " + mailboxObject($0) }.joined(separator: ",") + "\n]")
     }
 case "report":
     // JSON objects for the gateway's formatters; repeated --identity filters.
@@ -249,7 +239,8 @@ case "statistics":
     guard let box = boxes.first(where: { $0.identity.lowercased() == identity.lowercased() }) else {
         fail(1, "No mailbox '\(identity)'.")
     }
-    print("Identity      : \(box.identity)\nItemCount     : \(box.itemCount)\nTotalItemSize : \(formatSize(box.totalItemSizeBytes))")
+    print("{\"Identity\": \(JSON.string(box.identity)), \"ItemCount\": \(box.itemCount), "
+          + "\"TotalItemSize\": \(JSON.string(formatSize(box.totalItemSizeBytes)))}")
 case "set":
     let opts = options(rest, allowed: ["identity", "prohibit-send-quota", "tenant"])
     guard let identity = opts["identity"], let quotaText = opts["prohibit-send-quota"],
@@ -260,7 +251,7 @@ case "set":
     requireScope(boxes[index], opts["tenant"])
     boxes[index].prohibitSendQuotaBytes = quota
     save(boxes)
-    print("Mailbox '\(boxes[index].identity)': ProhibitSendQuota set to \(formatSize(quota)).")
+    print(mailboxObject(boxes[index]))
 case "new":
     let opts = options(rest, allowed: ["identity", "display-name", "tenant"])
     guard let identity = opts["identity"], let name = opts["display-name"] else {
@@ -276,7 +267,7 @@ case "new":
     boxes.append(Mailbox(identity: identity, displayName: name, primarySmtpAddress: address,
                          prohibitSendQuotaBytes: 2 << 30, itemCount: 0, totalItemSizeBytes: 0))
     save(boxes)
-    print("Mailbox '\(identity)' created.")
+    print(mailboxObject(boxes[boxes.count - 1]))
 case "remove":
     let opts = options(rest, allowed: ["identity", "tenant"])
     guard let identity = opts["identity"] else { fail(2, "--identity is required") }
@@ -286,7 +277,7 @@ case "remove":
     requireScope(boxes[index], opts["tenant"])
     boxes.remove(at: index)
     save(boxes)
-    print("Mailbox '\(identity)' removed.")
+    print("{\"Identity\": \(JSON.string(identity)), \"Removed\": true}")
 default:
     fail(2, "unknown command '\(command)'")
 }

@@ -1,5 +1,5 @@
 import CmdletPolicy
-import CmdletShell
+@testable import CmdletShell
 import Directory
 import GatehouseCore
 import TestSupport
@@ -223,7 +223,15 @@ final class EvaluationTests: XCTestCase {
                        + "    Get-Mailbox alice\n        Show alice.\n")
         XCTAssertEqual(try rejected("Get-Help Get-Mailbox -Full -Examples").message, "use -Examples or -Full, not both")
         guard case .builtin(let formatter) = try evaluate("Get-Help where-object") else { return XCTFail() }
-        XCTAssertTrue(formatter.stdout.contains("... | Where-Object [-Property] NAME (-EQ V | -NE V"), formatter.stdout)
+        XCTAssertTrue(formatter.stdout.contains("... | Where-Object [-Property] NAME -OPERATOR VALUE"), formatter.stdout)
+        // Get-Help names every parameter of every formatter (the operators of Where-Object included).
+        for name in Pipeline.formatterNames {
+            guard case .builtin(let help) = try evaluate("Get-Help \(name)") else { return XCTFail(name) }
+            let words = Set(help.stdout.split(whereSeparator: { !$0.isLetter && $0 != "-" }).map(String.init))
+            for parameter in Pipeline.parameterNames(of: name) where !words.contains("-" + parameter) {
+                XCTFail("Get-Help \(name) does not mention -\(parameter):\n\(help.stdout)")
+            }
+        }
 
         // A hidden cmdlet and an unknown one get the same answer.
         guard case .builtin(let hidden) = try evaluate("Get-Help -Name New-Marker"),

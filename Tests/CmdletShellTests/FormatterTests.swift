@@ -84,9 +84,11 @@ final class FormatterTests: XCTestCase {
     func testSelectWhereSortMeasure() throws {
         XCTAssertEqual(try render("Sort-Object Size -Descending | Select-Object -Property Name -First 2"),
                        "Name\n----\nb\nc\n")
-        XCTAssertEqual(try render("Where-Object -Property Size -EQ 2 | Select-Object Name"), "Name\n----\na\n")
+        XCTAssertEqual(try render("Where-Object -Property Size -EQ 2 | Select-Object Name"), "Name : a\n",
+                       "one object is shown as a list")
         XCTAssertEqual(try render("Where-Object Name -NE A | Select-Object Name"), "Name\n----\nb\nc\n")
-        XCTAssertEqual(try render("Where-Object Tag -Like 'LONG*e?e' | Select-Object Name"), "Name\n----\nc\n")
+        XCTAssertEqual(try render("Where-Object Tag -Like 'LONG*e?e' | Select-Object Name | Format-Table"),
+                       "Name\n----\nc\n")
         XCTAssertEqual(try render("Where-Object Name -Match '^[ab]$' | Sort-Object Name | Select-Object Name"),
                        "Name\n----\na\nb\n")
         XCTAssertEqual(try render("Measure-Object -Property Size -Sum -Maximum"),
@@ -123,5 +125,110 @@ final class FormatterTests: XCTestCase {
         }
         XCTAssertEqual(JSONValue.parse(Array("{\"a\":[1,-2.5e3,true,null,\"\\ud83d\\ude00\"]}".utf8)),
                        .object([("a", .array([.number("1"), .number("-2.5e3"), .bool(true), .null, .string("😀")]))]))
+    }
+
+    // MARK: PowerShell's pipeline habits (issue 12)
+
+    let mailboxes = Array("""
+    [{"Name": "alice", "ItemCount": 120, "Size": "3GB", "Tags": ["vip", "EU"], "Region": "EU"},
+     {"Name": "Bob", "ItemCount": 99, "Size": "512MB", "Tags": [], "Region": "US"},
+     {"Name": "carol", "ItemCount": 100, "Size": "1GB", "Tags": ["eu"], "Region": "eu"},
+     {"Name": "dave", "ItemCount": 7, "Size": "10KB", "Tags": ["VIP"], "Region": "US"}]
+    """.utf8)
+
+    func names(_ line: String) throws -> String {
+        let out = try Pipeline.render(json: mailboxes, stages: stages(line + " | Select-Object -ExpandProperty Name"),
+                                      columns: nil).mapError { SyntaxError($0.message, column: 0) }.get()
+        return out.split(separator: "\n").joined(separator: ",")
+    }
+
+    func testComparisonOperatorsAreNumericOnNumbersAndSizesAndOrdinalOnText() throws {
+        XCTAssertEqual(try names("Where-Object -Property ItemCount -GT 100"), "alice")
+        XCTAssertEqual(try names("Where-Object ItemCount -GE 100"), "alice,carol")
+        XCTAssertEqual(try names("Where-Object ItemCount -LT 100"), "Bob,dave", "99 < 100 as numbers, not as text")
+        XCTAssertEqual(try names("Where-Object ItemCount -LE 99"), "Bob,dave")
+        XCTAssertEqual(try names("Where-Object Size -GT 1GB"), "alice", "sizes compare by their bytes")
+        XCTAssertEqual(try names("Where-Object Size -GE 1073741824"), "alice,carol")
+        XCTAssertEqual(try names("Where-Object Name -LT c"), "alice,Bob", "ordinal, ASCII case folded")
+        XCTAssertEqual(try names("Where-Object Name -CLT a"), "Bob", "case-sensitive: 'B' sorts before 'a'")
+        XCTAssertEqual(try names("Where-Object Name -LT a"), "", "case-insensitive: nothing sorts before 'a'")
+        XCTAssertEqual(try names("Where-Object Name -EQ BOB"), "Bob")
+        XCTAssertEqual(try names("Where-Object Name -CEQ BOB"), "")
+        XCTAssertEqual(try names("Where-Object Name -CNE Bob"), "alice,carol,dave")
+    }
+
+    func testPatternListAndMembershipOperators() throws {
+        XCTAssertEqual(try names("Where-Object Name -NotLike '*a*'"), "Bob")
+        XCTAssertEqual(try names("Where-Object Name -CLike 'b*'"), "")
+        XCTAssertEqual(try names("Where-Object Name -NotMatch '^[a-c]'"), "dave")
+        XCTAssertEqual(try names("Where-Object Name -CMatch '^[a-c]'"), "alice,carol")
+        XCTAssertEqual(try names("Where-Object Region -In us,apac"), "Bob,dave")
+        XCTAssertEqual(try names("Where-Object Region -CIn EU"), "alice")
+        XCTAssertEqual(try names("Where-Object Region -NotIn eu"), "Bob,dave")
+        XCTAssertEqual(try names("Where-Object Tags -Contains VIP"), "alice,dave")
+        XCTAssertEqual(try names("Where-Object Tags -CContains VIP"), "dave")
+        XCTAssertEqual(try names("Where-Object Tags -NotContains eu"), "Bob,dave")
+        XCTAssertEqual(try names("Where-Object Tags -Like 'v*'"), "alice,dave", "a list passes when any item does")
+        XCTAssertEqual(try names("Where-Object ItemCount -Contains 7"), "dave", "a scalar is a list of one")
+    }
+
+    func testSelectObjectHabits() throws {
+        XCTAssertEqual(try names("Select-Object -First 2"), "alice,Bob")
+        XCTAssertEqual(try names("Select-Object -Last 1"), "dave")
+        XCTAssertEqual(try names("Select-Object -Skip 1 -First 2"), "Bob,carol", "-Skip comes first")
+        XCTAssertEqual(try names("Select-Object -Skip 3"), "dave")
+        let regions = try Pipeline.render(json: mailboxes, stages: stages("Select-Object -ExpandProperty Region -Unique"),
+                                          columns: nil).get()
+        XCTAssertEqual(regions, "EU\nUS\neu\n", "-Unique is exact, as in PowerShell")
+        let tags = try Pipeline.render(json: mailboxes, stages: stages("Select-Object -ExpandProperty Tags"), columns: nil).get()
+        XCTAssertEqual(tags, "vip\nEU\neu\nVIP\n", "a list property expands into its items")
+        XCTAssertEqual(try Pipeline.render(json: mailboxes, stages: stages("Select-Object Region -Unique"), columns: nil).get(),
+                       "Region\n------\nEU\nUS\neu\n")
+    }
+
+    func testSortGroupAndMeasure() throws {
+        XCTAssertEqual(try names("Sort-Object Region -Unique"), "alice,Bob", "one per key, case folded")
+        XCTAssertEqual(try names("Sort-Object ItemCount -Descending"), "alice,carol,Bob,dave")
+        XCTAssertEqual(try Pipeline.render(json: mailboxes, stages: stages("Group-Object Region -NoElement"), columns: nil).get(),
+                       "Count Name\n----- ----\n2     EU\n2     US\n")
+        let grouped = try Pipeline.render(json: mailboxes, stages: stages("Group-Object Region | ConvertTo-Json"), columns: nil).get()
+        guard case .array(let groups)? = JSONValue.parse(Array(grouped.utf8)) else { return XCTFail(grouped) }
+        XCTAssertEqual(groups.first?.property("Group").map { if case .array(let a) = $0 { a.count } else { -1 } }, 2)
+        XCTAssertEqual(try Pipeline.render(json: mailboxes, stages: stages("Measure-Object Size -Sum -Minimum"), columns: nil).get(),
+                       "Count    : 4\nProperty : Size\nSum      : 4831848448\nMinimum  : 10240\n",
+                       "sizes are summed by their bytes")
+    }
+
+    func testFormatTableAutoSizeWrapAndCsv() throws {
+        let long = Array("[{\"K\": \"\(String(repeating: "x", count: 90))\", \"N\": 1}, {\"K\": \"short\", \"N\": 2}]".utf8)
+        let capped = try Pipeline.render(json: long, stages: stages("Format-Table"), columns: 200).get()
+        XCTAssertEqual(capped.split(separator: "\n")[2], Substring(String(repeating: "x", count: 79) + "… 1"))
+        let auto = try Pipeline.render(json: long, stages: stages("Format-Table -AutoSize"), columns: 200).get()
+        XCTAssertEqual(auto.split(separator: "\n")[2], Substring(String(repeating: "x", count: 90) + " 1"))
+        let wrapped = try Pipeline.render(json: long, stages: stages("Format-Table -Wrap"), columns: 40).get()
+        XCTAssertEqual(wrapped, "K" + String(repeating: " ", count: 37) + " N\n" + String(repeating: "-", count: 38) + " -\n"
+                       + String(repeating: "x", count: 38) + " 1\n" + String(repeating: "x", count: 38) + "\n"
+                       + String(repeating: "x", count: 14) + "\nshort" + String(repeating: " ", count: 33) + " 2\n")
+        let csv = Array("[{\"A\": \"say \\\"hi\\\"\", \"B\": 1}, {\"B\": null, \"C\": \"x\\ny\"}]".utf8)
+        XCTAssertEqual(try Pipeline.render(json: csv, stages: stages("ConvertTo-Csv"), columns: nil).get(),
+                       "\"A\",\"B\",\"C\"\n\"say \"\"hi\"\"\",\"1\",\"\"\n\"\",\"\",\"x\\x0ay\"\n",
+                       "quotes doubled; a line break inside a value is shown escaped, so a record is one line")
+    }
+
+    func testObjectsRenderAsPowerShellDoes() throws {
+        let one = Array("{\"Name\": \"alice\", \"ItemCount\": 3}".utf8)
+        XCTAssertEqual(try Pipeline.render(json: one, stages: [], columns: nil).get(), "Name      : alice\nItemCount : 3\n")
+        XCTAssertEqual(try Pipeline.render(json: Array("[{\"a\": 1}, {\"a\": 2}]".utf8), stages: [], columns: nil).get(),
+                       "a\n-\n1\n2\n")
+    }
+
+    func testNewParametersAreCheckedAtBindTime() {
+        for line in ["Select-Object -First 1 -Last 1", "Select-Object a -ExpandProperty b", "Select-Object -ExpandProperty 'a b'",
+                     "Select-Object -Skip -1", "Where-Object a -GT", "Where-Object a -GT 1 -LT 2", "Where-Object a -C 1",
+                     "Where-Object a -NotMatch '(?=x)'", "Group-Object", "Format-Table -Wrap -Wrap",
+                     "ConvertTo-Csv -Delimiter ';'", "ConvertTo-Csv | Format-List"] {
+            XCTAssertThrowsError(try stages(line), line)
+        }
+        XCTAssertNoThrow(try stages("Where-Object a -In x,y,z | Sort-Object a -Unique | Format-Table -AutoSize -Wrap"))
     }
 }

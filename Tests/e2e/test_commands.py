@@ -81,3 +81,27 @@ def test_audit_log_records_the_decisions(gateway):
     text = (gateway.state_dir / "audit.log").read_text()
     for user in gateway.users.values():
         assert user["totpSecretHex"] not in text
+
+
+def test_demo_cmdlets_return_objects_that_pipe_like_powershell(gateway):
+    """Get-Mailbox writes objects: one renders as a list, several as a
+    table, and PowerShell's pipeline habits work on them over the real
+    server; `| ConvertTo-Json` over exec writes exactly the JSON."""
+    import json
+    one = run(run_exec(gateway, "alice", "Get-Mailbox -Identity alice"))
+    assert one.exit_status == 0, one.stderr
+    assert "PrimarySmtpAddress : alice@contoso.com" in one.stdout, one.stdout
+    listed = run(run_exec(gateway, "alice", "Get-Mailbox -Identity alice | Format-List Identity,ProhibitSendQuota"))
+    assert listed.exit_status == 0 and listed.stdout.startswith("Identity          : alice\n"), listed
+    boxes = sorted(json.loads(gateway.mailbox_data()), key=lambda b: b["identity"])
+    first = run(run_exec(gateway, "alice", "Get-Mailbox | Select-Object -First 2 | ConvertTo-Json"))
+    assert first.exit_status == 0, first.stderr
+    assert [b["Identity"] for b in json.loads(first.stdout)] == [b["identity"] for b in boxes[:2]], first.stdout
+    big = run(run_exec(gateway, "alice",
+                       "Get-MailboxReport | Where-Object -Property ItemCount -GT 100 | Select-Object -ExpandProperty Identity"))
+    assert big.exit_status == 0, big.stderr
+    assert big.stdout.split() == [b["identity"] for b in boxes if b["itemCount"] > 100], big.stdout
+    stats = run(run_exec(gateway, "alice", "Get-MailboxStatistics bob | ConvertTo-Csv"))
+    assert stats.exit_status == 0, stats.stderr
+    header, row = stats.stdout.splitlines()
+    assert header == '"Identity","ItemCount","TotalItemSize"' and row.startswith('"bob",'), stats.stdout

@@ -91,6 +91,14 @@ LEGIT = [
     ok("Get-MailboxReport | Format-Table", ["report"]),
     ok("Get-MailboxReport|Format-List", ["report"]),
     ok("Get-MailboxReport | Measure-Object -Property ItemCount -Sum", ["report"]),
+    # Every demo cmdlet writes objects, and PowerShell's pipeline habits apply.
+    ok("Get-Mailbox alice | Format-List", [GET, "--identity", "alice"]),
+    ok("Get-MailboxReport | Select-Object -ExpandProperty Identity", ["report"]),
+    ok("Get-MailboxReport | Where-Object -Property ItemCount -GT 100 | Select-Object -Skip 1 -First 2", ["report"]),
+    ok("Get-MailboxReport | Where-Object Identity -CIn alice,bob | Sort-Object ItemCount -Unique", ["report"]),
+    ok("Get-MailboxReport | Where-Object Identity -NotLike 'a*' | Group-Object -Property ProhibitSendQuota", ["report"]),
+    ok("Get-MailboxReport | Select-Object Identity -Last 1 | ConvertTo-Csv", ["report"]),
+    ok("Get-Mailbox | Format-Table -AutoSize -Wrap", [GET]),
     ok("Get-Mailbox -ResultSize 1", [GET, "--result-size", "1"]),
     ok("Get-MailboxStatistics -I:alice", [STATS, "--identity", "alice"]),
     ok("Get-Mailbox -Identity:dave", [GET, "--identity", "dave"]),
@@ -345,7 +353,6 @@ TRAVERSAL = [
 ]
 
 FORMATTERS = [
-    bad("Get-Mailbox alice | Format-List"),
     bad("Get-MailboxReport | Select-Object @{n='x';e={id}}"),
     bad("Get-MailboxReport | Where-Object {$_.Identity -eq 'alice'}"),
     bad("Get-MailboxReport | ForEach-Object { id }"),
@@ -363,7 +370,20 @@ FORMATTERS = [
     bad("Get-MailboxReport | Export-Csv x"),
     bad("Get-MailboxReport | Tee-Object x"),
     bad("Get-MailboxReport | Out-String"),
-    bad("Get-MailboxReport | Select-Object -ExpandProperty Identity"),
+    bad("Get-MailboxReport | Select-Object -ExpandProperty *"),
+    bad("Get-MailboxReport | Select-Object -ExpandProperty Identity -Property Identity"),
+    bad("Get-MailboxReport | Select-Object -First 1 -Last 1"),
+    bad("Get-MailboxReport | Select-Object -Skip -1"),
+    bad("Get-MailboxReport | Where-Object -Property ItemCount -GT"),
+    bad("Get-MailboxReport | Where-Object -Property ItemCount -GT $(id)"),
+    bad("Get-MailboxReport | Where-Object -Property Identity -In"),
+    bad("Get-MailboxReport | Where-Object -Property Identity -C alice"),
+    bad("Get-MailboxReport | Where-Object -Property Identity -CNotMatch '(?=a)'"),
+    bad("Get-MailboxReport | Group-Object {$_.Identity}"),
+    bad("Get-MailboxReport | Group-Object"),
+    bad("Get-MailboxReport | ConvertTo-Csv -NoTypeInformation"),
+    bad("Get-MailboxReport | ConvertTo-Csv | Format-List"),
+    bad("Get-MailboxReport | Format-Table -AutoSize -AutoSize"),
     bad("Get-MailboxReport | Where-Object -Property Identity -Match '" + "a" * 300 + "'"),
     bad("Get-MailboxReport | Where-Object -Property Identity -Match '('"),
     bad("Get-MailboxReport | Where-Object -Property Identity -EQ alice -NE bob"),
@@ -516,7 +536,8 @@ def test_formatters_render_backend_objects(gateway):
     assert [o["Identity"] for o in json.loads(json_text)] == [b["identity"] for b in boxes
                                                              if b["identity"].lower().startswith("b")], json_text
     assert count.split() == ["Count", ":", str(len(boxes))], count
-    assert top.strip().splitlines()[-1].strip() == max(boxes, key=lambda b: b["itemCount"])["identity"], top
+    # One object is shown as a list, as PowerShell users expect.
+    assert top.strip() == "Identity : " + max(boxes, key=lambda b: b["itemCount"])["identity"], top
 
 
 def test_default_table_fits_the_terminal_width(gateway):
