@@ -4,6 +4,7 @@ import ArgumentParser
 import Directory
 import Foundation
 import GatehouseCore
+import Gateway
 
 struct MFA: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -11,7 +12,9 @@ struct MFA: ParsableCommand {
         abstract: "Enrol a user's TOTP second factor, or replace it (pam_oath's users file).",
         discussion: """
             The new secret is shown once, on this terminal only (an otpauth:// URI and a QR code \
-            for authenticator apps); it is not logged, and the audit log is not written by this tool.
+            for authenticator apps), and never logged. The running daemon audits the change \
+            (mfa.enrolled, mfa.reset: user and operator uid, no secret) through its control socket; \
+            with no daemon running the change is made unaudited, with a warning.
             """,
         subcommands: [Enroll.self, Reset.self])
 
@@ -85,6 +88,8 @@ struct MFA: ParsableCommand {
             throw fail(error.description)
         }
 
+        let audit = auditNote(change, user: user, location: location)
+
         // The enrolment URI (Google Authenticator's Key Uri Format), built in
         // wiped storage and NUL-terminated for libqrencode. A UserName needs
         // no percent-encoding.
@@ -101,7 +106,7 @@ struct MFA: ParsableCommand {
             \(change == .enroll ? "Enrolled" : "Reset") \(user): a new TOTP secret (6 digits, 30 s, SHA-1) is in \
             \(location.usersFilePath)\(change == .reset ? "; the old one no longer works" : "").
             Give it to \(user) only: scan the QR code with an authenticator app, or type the URI's secret.
-            It is shown here only, not logged or recorded in the audit log; clear this terminal's scrollback afterwards.
+            It is shown here only, never logged (\(audit)); clear this terminal's scrollback afterwards.
 
 
             """
@@ -114,6 +119,27 @@ struct MFA: ParsableCommand {
         } catch let error as OathUsersFileError {
             throw fail("the secret is enrolled, but it could not be shown (run reset): \(error)")
         }
+    }
+
+    /// Asks the running daemon to audit the change (`mfa.enrolled` or
+    /// `mfa.reset`, with the user and this operator's uid, never the
+    /// secret): only the daemon holds the audit chain and its signing key,
+    /// and a second writer would fork the chain. Without a daemon the change
+    /// stands, unaudited, and stderr says so.
+    static func auditNote(_ change: OathUsersFile.Change, user: UserName, location: Location) -> String {
+        let dir = URL(fileURLWithPath: location.stateDirectory).standardizedFileURL.path
+        let problem: String
+        do {
+            switch try ControlSocket.request(stateDirectory: dir, .mfaChanged(user: user.rawValue, reset: change == .reset)) {
+            case .audited(let kind): return "the audit log records \(kind) without it"
+            case .refused(_, let message): problem = message
+            default: problem = "unexpected answer from the daemon"
+            }
+        } catch {
+            problem = "no running gatehoused answered on \(ControlSocket.path(stateDirectory: dir)) (\(error))"
+        }
+        FileHandle.standardError.write(Data("gatehouse mfa: warning: the change is made but not audited: \(problem)\n".utf8))
+        return "and not audited: see the warning"
     }
 
     /// Why `text` cannot be a user name, named so the operator sees the

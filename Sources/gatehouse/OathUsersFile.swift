@@ -34,13 +34,62 @@ enum OathUsersFile {
     static func apply(_ change: Change, user: UserName, secret: borrowing SecretBytes, path: String) throws {
         let directory = (path as NSString).deletingLastPathComponent.isEmpty
             ? "." : (path as NSString).deletingLastPathComponent
-        let lock = try lockFile(path + ".lock")
-        let result = Result { () throws(OathUsersFileError) in
+        do {
+            let lock = try UsersFileLock(usersFile: path)
+            defer { _ = lock }
             try applyLocked(change, user: user, secret: secret, path: path, directory: directory)
         }
-        // Closing the lock file's descriptor releases the lock.
-        _ = try? lock.close()
-        try result.get()
+        try confirm(user: user, secret: secret, path: path)
+    }
+
+    /// liboath opens and reads the users file before it takes the lock, and
+    /// after a successful login rewrites the file from that earlier read. A
+    /// login of any user that raced this change (waiting for our lock, or
+    /// about to take it) can therefore put the old contents back: an
+    /// enrolment lost, or a reset undone. Such a login finishes within
+    /// milliseconds of our unlock, so after a pause the file is read again
+    /// under the lock, and the change is reported as made only if the user's
+    /// one entry still holds this secret.
+    private static func confirm(user: UserName, secret: borrowing SecretBytes, path: String) throws {
+        usleep(300_000)
+        var current: Contents
+        do {
+            let lock = try UsersFileLock(usersFile: path)
+            defer { _ = lock }
+            current = try readFile(path, extra: 0)
+        }
+        defer { current.contents.removeAll() }
+        var expected = hexEntry(user: user, secret: secret)
+        defer { expected.removeAll() }
+        let intact = current.contents.withUnsafeBytes { bytes in
+            let entries = Self.lines(bytes, user: Array(user.rawValue.utf8)).filter(\.isEntryForUser)
+            guard entries.count == 1, entries[0].fields.count >= 4 else { return false }
+            let hex = bytes[entries[0].fields[3]]
+            return expected.withUnsafeBytes { line in
+                // The entry is "TYPE USER - HEX\n": its hex is the last field.
+                let mine = line[(line.count - 1 - 2 * secretLength)..<(line.count - 1)]
+                return hex.count == mine.count && zip(hex, mine).allSatisfy { $0 == $1 }
+            }
+        }
+        guard intact else {
+            throw OathUsersFileError("\(path) was rewritten by a login that read it before this change "
+                                     + "(pam_oath reads before it locks), so the change did not last; run the command again")
+        }
+    }
+
+    /// The users-file line for `user` with `secret`, newline included.
+    private static func hexEntry(user: UserName, secret: borrowing SecretBytes) -> SecretBytes {
+        var entry = SecretBytes(capacity: tokenType.utf8.count + user.rawValue.utf8.count + 2 * secretLength + 8)
+        append(tokenType + " " + user.rawValue + " - ", to: &entry)
+        secret.withUnsafeBytes { bytes in
+            let hex = Array("0123456789abcdef".utf8)
+            for b in bytes {
+                entry.append(hex[Int(b >> 4)])
+                entry.append(hex[Int(b & 15)])
+            }
+        }
+        entry.append(0x0a)
+        return entry
     }
 
     private static func applyLocked(_ change: Change, user: UserName, secret: borrowing SecretBytes, path: String,
@@ -58,16 +107,8 @@ enum OathUsersFile {
         default: break
         }
 
-        var entry = SecretBytes(capacity: tokenType.utf8.count + user.rawValue.utf8.count + 2 * secretLength + 8)
-        append(tokenType + " " + user.rawValue + " - ", to: &entry)
-        secret.withUnsafeBytes { bytes in
-            let hex = Array("0123456789abcdef".utf8)
-            for b in bytes {
-                entry.append(hex[Int(b >> 4)])
-                entry.append(hex[Int(b & 15)])
-            }
-        }
-        entry.append(0x0a)
+        var entry = hexEntry(user: user, secret: secret)
+        defer { entry.removeAll() }
 
         let temp = path + ".tmp-gatehouse-\(getpid())"
         // Under the lock, a temp file of this name is a crashed run's leftover.
@@ -119,6 +160,8 @@ enum OathUsersFile {
     struct Line {
         /// The line with its newline, if it has one.
         let range: Range<Int>
+        /// The first four whitespace-separated fields (type, user, PIN, secret).
+        let fields: [Range<Int>]
         let isEntryForUser: Bool
     }
 
@@ -134,45 +177,19 @@ enum OathUsersFile {
             let next = end < bytes.count ? end + 1 : end
             var fields: [Range<Int>] = []
             var i = start
-            while i < end && fields.count < 2 {
+            while i < end && fields.count < 4 {
                 while i < end && (bytes[i] == 0x20 || bytes[i] == 0x09 || bytes[i] == 0x0d) { i += 1 }
                 let fieldStart = i
                 while i < end && !(bytes[i] == 0x20 || bytes[i] == 0x09 || bytes[i] == 0x0d) { i += 1 }
                 if i > fieldStart { fields.append(fieldStart..<i) }
             }
             let isComment = fields.first.map { bytes[$0.lowerBound] == 0x23 } ?? true
-            let matches = !isComment && fields.count == 2 && fields[1].count == user.count
+            let matches = !isComment && fields.count >= 2 && fields[1].count == user.count
                 && zip(bytes[fields[1]], user).allSatisfy { $0 == $1 }
-            result.append(Line(range: start..<next, isEntryForUser: matches))
+            result.append(Line(range: start..<next, fields: fields, isEntryForUser: matches))
             start = next
         }
         return result
-    }
-
-    /// Takes pam_oath's own lock: liboath holds an fcntl write lock on
-    /// `<usersfile>.lock` while it rewrites the file after a login, and
-    /// concurrent `gatehouse mfa` runs take the same one. A lock file that
-    /// was unlinked or replaced while we waited is not the lock any more, so
-    /// the lock is retaken until the locked file is the one at the path.
-    private static func lockFile(_ lockPath: String) throws(OathUsersFileError) -> OwnedFileDescriptor {
-        while true {
-            let fd = try open(lockPath, flags: O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, permissions: 0o600,
-                              failure: "cannot open the lock file")
-            var request = flock()
-            request.l_type = Int16(F_WRLCK)
-            request.l_whence = Int16(SEEK_SET)
-            request.l_start = 0
-            request.l_len = 0
-            while fcntl(fd.rawValue, F_SETLKW, &request) != 0 {
-                guard errno == EINTR else { throw OathUsersFileError.system("cannot lock", lockPath, errno) }
-            }
-            var held = stat(), current = stat()
-            if fstat(fd.rawValue, &held) == 0, stat(lockPath, &current) == 0,
-               held.st_dev == current.st_dev, held.st_ino == current.st_ino {
-                return fd
-            }
-            _ = try? fd.close()
-        }
     }
 
     /// A users file as read: its bytes in wiped storage, and its owner
@@ -225,5 +242,74 @@ enum OathUsersFile {
     private static func append(_ text: String, to secret: inout SecretBytes) {
         var text = text
         text.withUTF8 { _ = secret.append(contentsOf: UnsafeRawBufferPointer($0)) }
+    }
+}
+
+/// pam_oath's lock on its users file, taken the way liboath takes it: the
+/// lock is `<usersfile>.lock` created exclusively (O_CREAT|O_EXCL) and
+/// unlinked when done, with an fcntl write lock on it as well (what older
+/// liboath releases wait on). Debian's liboath 2.6.7-3.1+deb12u1 does not
+/// wait for an existing lock file: the login that finds one fails. So the
+/// lock is held only for the read-modify-rename, terminating signals are
+/// blocked meanwhile (a lock file left behind would fail every login), and
+/// the file is unlinked in `deinit` on every path out.
+struct UsersFileLock: ~Copyable {
+    private let descriptor: OwnedFileDescriptor
+    private let path: String
+    private var savedSignals = sigset_t()
+
+    /// How long to wait for a lock another process holds.
+    static let patience: Double = 10
+
+    init(usersFile: String) throws(OathUsersFileError) {
+        path = usersFile + ".lock"
+        var blocked = sigset_t()
+        sigemptyset(&blocked)
+        for signal in [SIGINT, SIGTERM, SIGHUP, SIGQUIT] { sigaddset(&blocked, signal) }
+        pthread_sigmask(SIG_BLOCK, &blocked, &savedSignals)
+        let start = Date()
+        var raw: Int32 = -1
+        while true {
+            raw = Glibc.open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            if raw >= 0 { break }
+            let code = errno
+            if code == EINTR { continue }
+            if code != EEXIST || Date().timeIntervalSince(start) > Self.patience {
+                pthread_sigmask(SIG_SETMASK, &savedSignals, nil)
+                if code != EEXIST { throw OathUsersFileError.system("cannot create the lock file", path, code) }
+                throw OathUsersFileError(Self.heldTooLong(path))
+            }
+            usleep(20_000)
+        }
+        descriptor = OwnedFileDescriptor(adopting: raw)
+        var request = flock()
+        request.l_type = Int16(F_WRLCK)
+        request.l_whence = Int16(SEEK_SET)
+        while fcntl(descriptor.rawValue, F_SETLKW, &request) != 0 && errno == EINTR {}
+    }
+
+    deinit {
+        unlink(path)
+        // The descriptor closes after this (releasing the fcntl lock); then
+        // the signals blocked meanwhile are delivered.
+        var saved = savedSignals
+        pthread_sigmask(SIG_SETMASK, &saved, nil)
+    }
+
+    /// Why the lock file is still there: a holder that is alive (a login,
+    /// another enrolment) keeps an fcntl lock on it; nobody does on one left
+    /// behind by a crash, which fails every TOTP login until it is removed.
+    private static func heldTooLong(_ path: String) -> String {
+        let fd = Glibc.open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        defer { if fd >= 0 { close(fd) } }
+        var probe = flock()
+        probe.l_type = Int16(F_WRLCK)
+        probe.l_whence = Int16(SEEK_SET)
+        if fd >= 0, fcntl(fd, F_GETLK, &probe) == 0, probe.l_type == Int16(F_UNLCK) {
+            return "\(path) exists but no process holds it: it was left behind (a crash?), and pam_oath "
+                + "refuses every TOTP login while it is there; remove it once no login or enrolment is running"
+        }
+        return "\(path) has been held for more than \(Int(patience)) s by another process (a login or "
+            + "another enrolment); try again"
     }
 }

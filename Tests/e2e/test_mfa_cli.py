@@ -4,6 +4,7 @@ The real CLI runs; its terminal QR code is read back into a bitmap and
 decoded by zbarimg (zbar-tools), and codes are compared with oathtool, the
 OATH Toolkit's own implementation of what pam_oath checks."""
 import base64
+import os
 import re
 import shutil
 import stat
@@ -108,8 +109,10 @@ def test_enroll_prints_uri_and_qr_of_the_secret_it_wrote(tmp_path):
     assert b32(secret).hex() == hex_secret
     assert stat.S_IMODE(users.stat().st_mode) == 0o600
     assert users.read_bytes() == OTHERS + line.encode() + b"\n"
-    assert not [p.name for p in users.parent.iterdir() if p.name not in ("users.oath", "users.oath.lock")]
-    assert secret not in r.stderr.decode()
+    # No temp file, and no lock file: pam_oath fails every login while one exists.
+    assert [p.name for p in users.parent.iterdir()] == ["users.oath"]
+    # No daemon runs on this state directory: made, but said to be unaudited.
+    assert "the change is made but not audited" in r.stderr.decode() and secret not in r.stderr.decode()
 
 
 @needs_tools
@@ -191,6 +194,17 @@ def test_unsafe_user_names_are_refused_with_the_reason(tmp_path, name, problem):
     assert (state / "oath" / "users.oath").read_bytes() == OTHERS
 
 
+def test_a_lock_file_left_behind_is_named_not_waited_on_forever(tmp_path):
+    """pam_oath's lock is <file>.lock created exclusively; one nobody holds
+    was left by a crash (and fails every login): the CLI says so."""
+    state = state_dir(tmp_path)
+    lock = state / "oath" / "users.oath.lock"
+    lock.write_bytes(b"")
+    r = mfa(state, "enroll", "alice")
+    assert r.returncode != 0 and "exists but no process holds it" in r.stderr.decode(), r.stderr
+    assert lock.exists() and (state / "oath" / "users.oath").read_bytes() == OTHERS and r.stdout == b""
+
+
 def test_a_user_outside_the_directory_is_refused(tmp_path):
     state = state_dir(tmp_path)
     r = mfa(state, "enroll", "mallory")
@@ -238,5 +252,12 @@ def test_a_reset_secret_logs_in_through_pam_oath_and_the_old_one_does_not(tmp_pa
         assert result.exit_status == 0, result.stderr
         expect_refused(gw, run_exec(gw, "dave", "Get-Mailbox -Identity dave", code=totp(old_hex)))
         gw.assert_serving()
+        # The daemon audited the reset for the CLI: user and operator, no secret.
+        event = gw.wait_for_audit(lambda e: e["kind"] == "mfa.reset")
+        assert event["user"] == "dave" and event["fields"]["operatorUID"] == str(os.geteuid())
+        assert "the audit log records mfa.reset" in r.stdout and "not audited" not in r.stderr
+        log = (gw.state_dir / "audit.log").read_text()
+        assert secret not in log and new_hex not in log
+        assert gw.cli("audit", "verify").returncode == 0
     finally:
         gw.stop()
