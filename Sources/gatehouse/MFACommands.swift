@@ -80,6 +80,15 @@ struct MFA: ParsableCommand {
             throw fail("'\(user)' is not a user in the directory \(directoryFile); add the account there first")
         }
 
+        // A first enrolment on a new install: the file's directory (pam_oath
+        // writes beside the file, so it is the daemon's, mode 0700).
+        let usersDirectory = (location.usersFilePath as NSString).deletingLastPathComponent
+        if change == .enroll, !usersDirectory.isEmpty, !FileManager.default.fileExists(atPath: usersDirectory) {
+            guard mkdir(usersDirectory, 0o700) == 0 || errno == EEXIST else {
+                throw fail("cannot create \(usersDirectory): \(String(cString: strerror(errno)))")
+            }
+        }
+
         var secret = randomSecret()
         defer { secret.removeAll() }
         do {

@@ -127,6 +127,16 @@ def test_qr_for_a_light_terminal_decodes_too(tmp_path):
     assert stat.S_IMODE(users.stat().st_mode) == 0o600 and len(entry(users, "dave")) == 1
 
 
+def test_a_first_enrolment_creates_the_oath_directory(tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    assert mfa(state, "reset", "alice").returncode != 0 and not (state / "oath").exists()
+    r = mfa(state, "enroll", "alice")
+    assert r.returncode == 0, r.stderr
+    assert stat.S_IMODE((state / "oath").stat().st_mode) == 0o700
+    assert [l.split()[1] for l in (state / "oath" / "users.oath").read_text().splitlines()] == ["alice"]
+
+
 def test_enroll_twice_is_refused_and_points_at_reset(tmp_path):
     state = state_dir(tmp_path)
     assert mfa(state, "enroll", "alice").returncode == 0
