@@ -56,7 +56,7 @@ enum OathUsersFile {
         do {
             let lock = try UsersFileLock(usersFile: path)
             defer { _ = lock }
-            current = try readFile(path, extra: 0)
+            current = try readFile(path)
         }
         defer { current.contents.removeAll() }
         var expected = hexEntry(user: user, secret: secret)
@@ -72,8 +72,9 @@ enum OathUsersFile {
             }
         }
         guard intact else {
-            throw OathUsersFileError("\(path) was rewritten by a login that read it before this change "
-                                     + "(pam_oath reads before it locks), so the change did not last; run the command again")
+            throw OathUsersFileError("\(path) was rewritten after this change (by a login that read it before, "
+                                     + "as pam_oath reads before it locks, or by another enrolment of '\(user)'), "
+                                     + "so this secret is not the one in effect; run the command again")
         }
     }
 
@@ -94,7 +95,7 @@ enum OathUsersFile {
 
     private static func applyLocked(_ change: Change, user: UserName, secret: borrowing SecretBytes, path: String,
                                     directory: String) throws(OathUsersFileError) {
-        var old = try readFile(path, extra: 128)
+        var old = try readFile(path)
         let lines = old.contents.withUnsafeBytes { Self.lines($0, user: Array(user.rawValue.utf8)) }
         let matches = lines.filter(\.isEntryForUser).count
         switch change {
@@ -166,8 +167,9 @@ enum OathUsersFile {
     }
 
     /// Splits `bytes` into lines and marks the user's entries: a line whose
-    /// second whitespace-separated field is the user name, unless it is a
-    /// comment (`#`) — the way pam_oath's parser reads the file.
+    /// second whitespace-separated field (space, tab; liboath writes tabs) is
+    /// the user name. Comments (`#`) and blank lines are never entries;
+    /// liboath keeps both when it rewrites the file.
     static func lines(_ bytes: UnsafeRawBufferPointer, user: [UInt8]) -> [Line] {
         var result: [Line] = []
         var start = 0
@@ -199,18 +201,18 @@ enum OathUsersFile {
         let owner: (uid_t, gid_t)?
     }
 
-    /// The file's bytes, with room for `extra` more.
-    private static func readFile(_ path: String, extra: Int) throws(OathUsersFileError) -> Contents {
+    /// The file's bytes and owner.
+    private static func readFile(_ path: String) throws(OathUsersFileError) -> Contents {
         let raw = Glibc.open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
         if raw < 0 {
-            if errno == ENOENT { return Contents(contents: SecretBytes(capacity: extra), owner: nil) }
+            if errno == ENOENT { return Contents(contents: SecretBytes(capacity: 0), owner: nil) }
             throw OathUsersFileError.system("cannot open", path, errno)
         }
         let fd = OwnedFileDescriptor(adopting: raw)
         var info = stat()
         guard fstat(fd.rawValue, &info) == 0 else { throw OathUsersFileError.system("cannot stat", path, errno) }
         guard (info.st_mode & S_IFMT) == S_IFREG else { throw OathUsersFileError("\(path) is not a regular file") }
-        var contents = SecretBytes(capacity: Int(info.st_size) + extra)
+        var contents = SecretBytes(capacity: Int(info.st_size))
         let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 1)
         defer {
             explicit_bzero(chunk.baseAddress!, chunk.count)
@@ -290,8 +292,9 @@ struct UsersFileLock: ~Copyable {
 
     deinit {
         unlink(path)
-        // The descriptor closes after this (releasing the fcntl lock); then
-        // the signals blocked meanwhile are delivered.
+        // Signals blocked meanwhile are delivered now: the lock file is gone
+        // already, and the descriptor (with its fcntl lock) closes right
+        // after this, or with the process.
         var saved = savedSignals
         pthread_sigmask(SIG_SETMASK, &saved, nil)
     }
