@@ -26,6 +26,9 @@ let package = Package(
                        providers: [.apt(["libssh-dev"])]),
         .systemLibrary(name: "CPAM", pkgConfig: "pam",
                        providers: [.apt(["libpam0g-dev"])]),
+        // QR codes for `gatehouse mfa` (the operator's CLI only; the daemon never links it).
+        .systemLibrary(name: "CQREncode", pkgConfig: "libqrencode",
+                       providers: [.apt(["libqrencode-dev"])]),
         .target(name: "GatehouseCore"),
         .target(name: "SSHServer", dependencies: ["CLibSSH", "GatehouseCore",
                                                   .product(name: "Logging", package: "swift-log")]),
@@ -74,6 +77,7 @@ let package = Package(
         ]),
         .executableTarget(name: "gatehouse", dependencies: [
             "Gateway", "GatehouseCore", "PolicyFormat", "CmdletPolicy", "CmdletShell", "Lockbox", "Transcript",
+            "Directory", "CQREncode",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Crypto", package: "swift-crypto"),
         ]),

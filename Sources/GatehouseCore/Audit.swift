@@ -39,6 +39,11 @@ public enum AuditEventKind: String, Sendable, Codable, CaseIterable {
     /// The monitor refused a request of the session's side (privilege
     /// separation): malformed, too large, or not allowed in its state.
     case monitorRefused = "monitor.refused"
+    /// An operator enrolled or replaced a user's TOTP secret (`gatehouse
+    /// mfa`, issue 12), reported through the control socket: the user and
+    /// the operator's uid, never the secret.
+    case mfaEnrolled = "mfa.enrolled"
+    case mfaReset = "mfa.reset"
 }
 
 /// One decision, tied to a user and a session where there is one.

@@ -6,19 +6,27 @@ public enum Base32 {
     public static func encode(_ data: [UInt8]) -> String {
         var out: [UInt8] = []
         out.reserveCapacity((data.count * 8 + 4) / 5)
+        data.withUnsafeBytes { encode($0, into: { out.append($0) }) }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Encodes character by character into `emit`, so a secret can be
+    /// encoded into storage that is wiped (`SecretBytes`) rather than into a
+    /// `String`.
+    public static func encode(_ data: UnsafeRawBufferPointer, into emit: (UInt8) -> Void) {
         var buffer: UInt32 = 0
         var bits = 0
+        defer { buffer = 0 }
         for byte in data {
             buffer = (buffer << 8) | UInt32(byte)
             bits += 8
             while bits >= 5 {
                 bits -= 5
-                out.append(alphabet[Int((buffer >> UInt32(bits)) & 31)])
+                emit(alphabet[Int((buffer >> UInt32(bits)) & 31)])
             }
             buffer &= (1 << UInt32(bits)) - 1
         }
-        if bits > 0 { out.append(alphabet[Int((buffer << UInt32(5 - bits)) & 31)]) }
-        return String(decoding: out, as: UTF8.self)
+        if bits > 0 { emit(alphabet[Int((buffer << UInt32(5 - bits)) & 31)]) }
     }
 
     /// The bytes `text` encodes (letters in either case, no padding, no

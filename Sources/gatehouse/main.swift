@@ -12,8 +12,8 @@ import PolicyFormat
 struct GatehouseCLI: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gatehouse",
-        abstract: "Operate a Gatehouse gateway: check and test policy, review Lockbox requests, control live sessions, review recorded sessions and the audit log.",
-        subcommands: [Policy.self, LockboxTool.self, Sessions.self, Users.self, Audit.self])
+        abstract: "Operate a Gatehouse gateway: check and test policy, review Lockbox requests, control live sessions, review recorded sessions and the audit log, enrol TOTP second factors.",
+        subcommands: [Policy.self, LockboxTool.self, Sessions.self, Users.self, Audit.self, MFA.self])
 }
 
 struct PolicyLocation: ParsableArguments {

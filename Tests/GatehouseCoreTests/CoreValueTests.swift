@@ -16,6 +16,17 @@ final class CoreValueTests: XCTestCase {
         XCTAssertEqual(Base32.decode(Array(Base32.encode(random).utf8)), random)
     }
 
+    /// The streaming encoder (`gatehouse mfa` encodes a TOTP secret into
+    /// wiped storage with it) emits what the String encoder returns.
+    func testBase32StreamingEncoderMatchesTheStringOne() {
+        for length in 0...41 {
+            let bytes = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 151 &+ 7) }
+            var streamed: [UInt8] = []
+            bytes.withUnsafeBytes { Base32.encode($0, into: { streamed.append($0) }) }
+            XCTAssertEqual(String(decoding: streamed, as: UTF8.self), Base32.encode(bytes), "\(length) bytes")
+        }
+    }
+
     func testBase32RejectsCharactersOutsideTheAlphabet() {
         for text in ["MZXW6=", "MZ XW", "MZ1W", "MZ0W", "MZXW6-"] {
             XCTAssertNil(Base32.decode(Array(text.utf8)), text)

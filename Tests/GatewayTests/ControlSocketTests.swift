@@ -30,6 +30,7 @@ final class ControlSocketTests: XCTestCase {
             case .list: return .sessions(listing)
             case .kill(let session, _): return .killed(session: session)
             case .unlock(let user): return .unlocked(user: user, wasLocked: false)
+            case .mfaChanged(_, let reset): return .audited(kind: reset ? "mfa.reset" : "mfa.enrolled")
             }
         }
         server.start()
@@ -66,14 +67,18 @@ final class ControlSocketTests: XCTestCase {
                        "{\"kill\":{\"reason\":\"maintenance\",\"session\":\"abc\"}}\n")
         XCTAssertEqual(String(decoding: try ControlWire.line(ControlRequest.unlock(user: "bob")), as: UTF8.self),
                        "{\"unlock\":{\"user\":\"bob\"}}\n")
+        XCTAssertEqual(String(decoding: try ControlWire.line(ControlRequest.mfaChanged(user: "bob", reset: true)), as: UTF8.self),
+                       "{\"mfaChanged\":{\"reset\":true,\"user\":\"bob\"}}\n")
     }
 
     func testRequestsAndResponsesRoundTrip() throws {
-        for request in [ControlRequest.list, .kill(session: "abc", reason: "why \"quoted\" ü"), .unlock(user: "bob")] {
+        for request in [ControlRequest.list, .kill(session: "abc", reason: "why \"quoted\" ü"), .unlock(user: "bob"),
+                        .mfaChanged(user: "bob", reset: false)] {
             XCTAssertEqual(try ControlWire.request(from: Array(ControlWire.line(request).dropLast())).get(), request)
         }
         let responses: [ControlResponse] = [
             .sessions(listing), .killed(session: "abc"), .unlocked(user: "bob", wasLocked: true),
+            .audited(kind: "mfa.enrolled"),
             .refused(reason: .notFound, message: "no live session abc on this node"),
         ]
         for response in responses {
@@ -89,6 +94,8 @@ final class ControlSocketTests: XCTestCase {
         XCTAssertNotNil(ControlRequest.kill(session: "abc", reason: " \t ").problem)
         XCTAssertNil(ControlRequest.unlock(user: "alice").problem)
         XCTAssertNotNil(ControlRequest.unlock(user: "Alice; rm").problem)
+        XCTAssertNil(ControlRequest.mfaChanged(user: "alice", reset: true).problem)
+        XCTAssertNotNil(ControlRequest.mfaChanged(user: "bob smith", reset: false).problem)
     }
 
     // MARK: the socket server

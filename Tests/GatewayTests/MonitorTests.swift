@@ -121,7 +121,7 @@ final class MonitorPermitsTests: XCTestCase {
         }
         // What the monitor alone writes is never on the list.
         for kind: AuditEventKind in [.authSuccess, .sessionEnd, .lockboxApproved, .elevationStart, .auditCheckpoint,
-                                     .policyLoad, .monitorRefused, .userUnlock, .sessionKill] {
+                                     .policyLoad, .monitorRefused, .userUnlock, .sessionKill, .mfaEnrolled, .mfaReset] {
             XCTAssertFalse(MonitorPermits.reportableKinds.contains(kind), kind.rawValue)
         }
     }

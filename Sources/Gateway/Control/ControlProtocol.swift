@@ -3,14 +3,15 @@ import GatehouseCore
 
 // The control socket's protocol, shared by the daemon (`ControlSocket`) and
 // the operator CLI (`gatehouse sessions list --live`, `sessions kill`,
-// `users unlock`): the client sends one JSON line, the daemon answers one
+// `users unlock`, `mfa enroll|reset`): the client sends one JSON line, the daemon answers one
 // JSON line and closes. Both sides encode and decode these types with
 // `ControlWire`, so neither can drift from the other.
 
 /// What an operator asks the running daemon.
 ///
 /// On the wire (Swift's synthesised enum coding): `{"list":{}}`,
-/// `{"kill":{"session":"…","reason":"…"}}`, `{"unlock":{"user":"…"}}`.
+/// `{"kill":{"session":"…","reason":"…"}}`, `{"unlock":{"user":"…"}}`,
+/// `{"mfaChanged":{"user":"…","reset":false}}`.
 public enum ControlRequest: Codable, Sendable, Equatable {
     /// Live sessions, locked users and the unauthenticated-connection count.
     case list
@@ -18,9 +19,13 @@ public enum ControlRequest: Codable, Sendable, Equatable {
     case kill(session: String, reason: String)
     /// Clear a per-user lockout.
     case unlock(user: String)
+    /// Audit that the operator's CLI has just enrolled (`reset` false) or
+    /// replaced a user's TOTP secret in pam_oath's users file. The CLI does
+    /// the change itself; only the daemon holds the audit chain and its key.
+    case mfaChanged(user: String, reset: Bool)
 
     /// The request names, for the error that answers an unknown one.
-    static let names = ["list", "kill", "unlock"]
+    static let names = ["list", "kill", "unlock", "mfaChanged"]
 
     /// The longest kill reason kept; the rest is cut off (it is shown on the
     /// user's terminal and stored in every audit event of the kill).
@@ -46,7 +51,7 @@ public enum ControlRequest: Codable, Sendable, Equatable {
             if !Self.isSessionID(session) { return "'\(session.prefix(80))' is not a session ID" }
             if reason.allSatisfy(\.isWhitespace) { return "the reason must not be empty" }
             return nil
-        case .unlock(let user):
+        case .unlock(let user), .mfaChanged(let user, _):
             return UserName.isValid(user) ? nil : "'\(user.prefix(80))' is not a user name"
         }
     }
@@ -57,6 +62,8 @@ public enum ControlResponse: Codable, Sendable, Equatable {
     case sessions(LiveSessionListing)
     case killed(session: String)
     case unlocked(user: String, wasLocked: Bool)
+    /// The `mfaChanged` request is in the audit log.
+    case audited(kind: String)
     /// The request was not carried out; `message` says why, for the operator.
     case refused(reason: ControlRefusal, message: String)
 }
@@ -75,6 +82,8 @@ public enum ControlRefusal: String, Codable, Sendable, Equatable {
     case invalidArgument
     /// The named session is not live on this node.
     case notFound
+    /// The event could not be written to the audit log.
+    case auditFailed
 }
 
 /// The answer to `list`. Its JSON is what `sessions list --live --json` prints.

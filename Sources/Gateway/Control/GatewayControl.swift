@@ -40,6 +40,18 @@ struct GatewayControl: Sendable {
             try? context.audit.record(AuditEvent(time: now, kind: .userUnlock, user: user.rawValue,
                                                  fields: ["wasLocked": String(was), "operatorUID": String(uid)]))
             return .unlocked(user: user.rawValue, wasLocked: was)
+        case .mfaChanged(let name, let reset):
+            guard let user = UserName(name) else {
+                return .refused(reason: .invalidArgument, message: "'\(name)' is not a user name")
+            }
+            let kind: AuditEventKind = reset ? .mfaReset : .mfaEnrolled
+            do {
+                try context.audit.record(AuditEvent(time: now, kind: kind, user: user.rawValue,
+                                                    fields: ["operatorUID": String(uid)]))
+            } catch {
+                return .refused(reason: .auditFailed, message: "the audit log could not record \(kind.rawValue): \(error)")
+            }
+            return .audited(kind: kind.rawValue)
         }
     }
 }
