@@ -107,4 +107,113 @@ final class LineEditorTests: XCTestCase {
         XCTAssertEqual(editor.feed(Array("x\t".utf8)).events, [])
         XCTAssertEqual(ShellChannel.columns(["a", "bbb", "cc"], width: 11), "a    bbb\ncc\n")
     }
+
+    // MARK: History, Ctrl-R and bracketed paste (issue 12)
+
+    let up = Array("\u{1b}[A".utf8), down = Array("\u{1b}[B".utf8)
+    let pasteStart = Array("\u{1b}[200~".utf8), pasteEnd = Array("\u{1b}[201~".utf8)
+
+    func typed(_ editor: inout LineEditor, _ lines: [String]) {
+        for line in lines { _ = editor.feed(bytes(line + "\r")) }
+    }
+
+    func testUpAndDownWalkThisSessionsHistory() {
+        var editor = LineEditor(echo: true, maxLineBytes: 100)
+        typed(&editor, ["Get-Mailbox alice", "Get-Command", "Get-Command", ""])
+        XCTAssertEqual(editor.history, [bytes("Get-Mailbox alice"), bytes("Get-Command")],
+                       "empty lines and a repeat of the last line are not kept")
+        _ = editor.feed(bytes("Get-H"))
+        let first = editor.feed(up)
+        XCTAssertEqual(first.echo, LineEditor.erase(5) + bytes("Get-Command"), "the typed line is replaced in place")
+        XCTAssertEqual(editor.feed(up).echo, LineEditor.erase(11) + bytes("Get-Mailbox alice"))
+        XCTAssertEqual(editor.feed(up).echo, [0x07], "nothing older: a bell")
+        _ = editor.feed(down)
+        XCTAssertEqual(editor.feed(down).echo, LineEditor.erase(11) + bytes("Get-H"), "past the newest: the typed line")
+        XCTAssertEqual(editor.feed(down).echo, [0x07])
+        _ = editor.feed(up)
+        XCTAssertEqual(editor.feed(Array("\u{1b}OA".utf8) + bytes(" -Identity x\r")).events,
+                       [.line(bytes("Get-Mailbox alice -Identity x"))], "SS3 arrows too; a recalled line can be edited")
+    }
+
+    func testWithoutAPtyThereIsNoHistory() {
+        var editor = LineEditor(echo: false, maxLineBytes: 100)
+        typed(&editor, ["Get-Command"])
+        XCTAssertEqual(editor.history, [])
+        XCTAssertEqual(editor.feed(up + bytes("\r")).events, [.line([])])
+    }
+
+    func testHistoryIsBounded() {
+        var editor = LineEditor(echo: true, maxLineBytes: 100)
+        typed(&editor, (0...LineEditor.maxHistory).map { "Get-Command \($0)" })
+        XCTAssertEqual(editor.history.count, LineEditor.maxHistory)
+        XCTAssertEqual(editor.history.first, bytes("Get-Command 1"))
+    }
+
+    func testCtrlRSearchesBackwardsAndEnterRunsTheMatch() {
+        var editor = LineEditor(echo: true, maxLineBytes: 100)
+        typed(&editor, ["Get-Mailbox alice", "Get-Command", "Get-Mailbox bob"])
+        let started = editor.feed([0x12])
+        XCTAssertEqual(started.echo, bytes("(reverse-i-search)`': "))
+        let found = editor.feed(bytes("Mail"))
+        XCTAssertTrue(found.echo.ends(with: bytes("(reverse-i-search)`Mail': Get-Mailbox bob")), String(decoding: found.echo, as: UTF8.self))
+        let older = editor.feed([0x12])
+        XCTAssertTrue(older.echo.ends(with: bytes("`Mail': Get-Mailbox alice")), String(decoding: older.echo, as: UTF8.self))
+        let run = editor.feed(bytes("\r"))
+        XCTAssertEqual(run.events, [.line(bytes("Get-Mailbox alice"))])
+        XCTAssertTrue(run.echo.ends(with: bytes("Get-Mailbox alice\r\n")))
+    }
+
+    func testCtrlGGivesTheTypedLineBackAndOtherKeysKeepTheMatch() {
+        var editor = LineEditor(echo: true, maxLineBytes: 100)
+        typed(&editor, ["Get-Mailbox alice"])
+        _ = editor.feed(bytes("Get-C") + [0x12] + bytes("alice") + [0x07])
+        XCTAssertEqual(editor.feed(bytes("ommand\r")).events, [.line(bytes("Get-Command"))])
+        _ = editor.feed([0x12] + bytes("alice"))
+        XCTAssertEqual(editor.feed([0x7f, 0x7f]).echo.ends(with: bytes("`ali': Get-Mailbox alice")), true)
+        // A key that is not the search's keeps the match on the line, then acts.
+        XCTAssertEqual(editor.feed([0x7f]).events, [])
+        _ = editor.feed([0x15])  // Ctrl-U after accepting: the line empties
+        XCTAssertEqual(editor.feed(bytes("x\r")).events, [.line(bytes("x"))])
+        // Ctrl-C in a search drops the line.
+        XCTAssertEqual(editor.feed([0x12] + bytes("alice") + [0x03]).events, [.interrupt])
+    }
+
+    func testAOneLinePasteIsInsertedNotRun() {
+        var editor = LineEditor(echo: true, maxLineBytes: 100)
+        let (echo, events) = editor.feed(pasteStart + bytes("Get-Mailbox alice\n") + pasteEnd)
+        XCTAssertEqual(events, [], "a pasted line ending in a newline waits for Enter")
+        XCTAssertEqual(echo, bytes("Get-Mailbox alice"))
+        XCTAssertEqual(editor.feed(bytes("\r")).events, [.line(bytes("Get-Mailbox alice"))])
+    }
+
+    func testAPastedBlockIsShownAndRunsOnlyAfterYes() {
+        var editor = LineEditor(echo: true, maxLineBytes: 100)
+        let (echo, events) = editor.feed(pasteStart + bytes("Get-Command\r\nSet-Mailbox bob\rexit\n") + pasteEnd)
+        XCTAssertEqual(events, [], "nothing runs unseen")
+        let shown = String(decoding: echo, as: UTF8.self)
+        XCTAssertTrue(shown.contains("Pasted 3 lines:\r\n  Get-Command\r\n  Set-Mailbox bob\r\n  exit\r\n"), shown)
+        XCTAssertTrue(shown.hasSuffix("Run them one after another? [y/N] "), shown)
+        XCTAssertEqual(editor.feed(bytes("y")).events,
+                       [.line(bytes("Get-Command")), .line(bytes("Set-Mailbox bob")), .line(bytes("exit"))])
+        _ = editor.feed(pasteStart + bytes("a\nb") + pasteEnd)
+        let refused = editor.feed(bytes("\r"))
+        XCTAssertEqual(refused.events, [.pasteDiscarded], "anything but y discards the block")
+        XCTAssertEqual(editor.feed(bytes("c\r")).events, [.line(bytes("c"))], "and the editor goes on as before")
+    }
+
+    func testAPasteKeepsItsControlBytesAndIsBounded() {
+        var editor = LineEditor(echo: true, maxLineBytes: 10)
+        _ = editor.feed(pasteStart + bytes("a\u{1b}[2Jb") + pasteEnd)
+        XCTAssertEqual(editor.feed(bytes("\r")).events, [.line(bytes("ab"))], "escape sequences in a paste are swallowed")
+        let huge = editor.feed(pasteStart + Array(repeating: UInt8(ascii: "x"), count: 1000) + pasteEnd)
+        XCTAssertEqual(huge.events, [.pasteDiscarded])
+        XCTAssertEqual(editor.feed(bytes("ok\r")).events, [.line(bytes("ok"))])
+        // An over-long line in a confirmed block is refused on its own.
+        _ = editor.feed(pasteStart + bytes("short\n" + String(repeating: "y", count: 11)) + pasteEnd)
+        XCTAssertEqual(editor.feed(bytes("y")).events, [.line(bytes("short")), .tooLong])
+    }
+}
+
+private extension Array where Element == UInt8 {
+    func ends(with suffix: [UInt8]) -> Bool { count >= suffix.count && self[(count - suffix.count)...].elementsEqual(suffix) }
 }

@@ -206,6 +206,8 @@ final class SessionRunner {
             startRecording(state, command: nil)
             if endForRecordFailure(state) { return false }
             state.startShell(completer: { [unowned self] typed in self.complete(typed) })
+            // The terminal marks pastes, so a pasted block is shown before it runs.
+            if state.pty != nil { write(state, LineEditor.bracketedPasteOn, stderr: false, raw: true) }
             write(state, Array(banner().utf8), stderr: false)
             prompt(state)
         case .execRequested(let channel, let command):
@@ -311,7 +313,7 @@ final class SessionRunner {
             case .tooLong:
                 write(state, Array("Line too long (the limit is \(Lexer.maxLineBytes) bytes); nothing was run.\n".utf8), stderr: true)
                 state.lastStatus = 2
-            case .interrupt:
+            case .interrupt, .pasteDiscarded:
                 break
             case .showCandidates(let names):
                 // Like a shell's second Tab: the candidates in columns, then the
@@ -411,6 +413,7 @@ final class SessionRunner {
     private func endSession(_ message: String) {
         for state in channels.values where state.channel.isOpen {
             write(state, Array("\n\(message)\n".utf8), stderr: true)
+            leaveTerminalAsFound(state)
             state.channel.sendExitStatus(state.lastStatus == 0 ? 1 : state.lastStatus)
         }
         connection.disconnect(message: message)
@@ -428,9 +431,15 @@ final class SessionRunner {
 
     func finish(_ state: ShellChannel, status: Int32) {
         guard state.channel.isOpen else { return }
+        leaveTerminalAsFound(state)
         state.channel.sendExitStatus(status)
         state.channel.sendEOF()
         state.channel.close()
+    }
+
+    /// The client's terminal stops marking pastes: the shell it returns to may not expect them.
+    private func leaveTerminalAsFound(_ state: ShellChannel) {
+        if state.isInteractive && state.pty != nil { write(state, LineEditor.bracketedPasteOff, stderr: false, raw: true) }
     }
 
     func prompt(_ state: ShellChannel) {
