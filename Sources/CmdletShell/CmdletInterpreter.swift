@@ -184,13 +184,16 @@ public final class CmdletInterpreter: Sendable {
             finished["stderrBytes"] = String(result.stderrBytes)
             finished["timedOut"] = String(result.timedOut)
             finished["cancelled"] = String(result.cancelled)
+            finished["interrupted"] = String(result.interrupted)
             finished["truncated"] = String(result.truncated)
-            if result.timedOut {
+            if result.interrupted {
+                output.stderr(Array("\(command.cmdlet.name) was interrupted (Ctrl-C).\n".utf8))
+            } else if result.timedOut {
                 output.stderr(Array("\(command.cmdlet.name) timed out after \(PolicyDuration.format(command.timeoutSeconds)) and was stopped.\n".utf8))
             } else if result.cancelled {
                 output.stderr(Array("\(command.cmdlet.name) was stopped: \(cancellation?.reason ?? "its elevation ended").\n".utf8))
             }
-            if let capture, !capture.captured.isEmpty, !result.timedOut, !result.truncated {
+            if let capture, !capture.captured.isEmpty, !result.timedOut, !result.interrupted, !result.truncated {
                 switch Pipeline.render(json: capture.captured, stages: command.formatters,
                                        columns: output.terminalColumns) {
                 case .success(let text): if !text.isEmpty { output.stdout(Array(text.utf8)) }

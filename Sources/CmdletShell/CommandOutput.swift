@@ -22,6 +22,12 @@ public protocol CommandOutput: AnyObject {
     /// next lifetime warning), in seconds from now; nil when nothing is
     /// due. The executor sleeps until then, not on a fixed interval.
     var secondsUntilNextTick: Double? { get }
+    /// A descriptor that becomes readable when the user typed something
+    /// (the SSH socket), watched in the same poll() as the backend; -1: none.
+    /// `inputReady` is then called, on the command's thread, and may
+    /// interrupt the command through its `CancellationFlag` (Ctrl-C).
+    var inputDescriptor: Int32 { get }
+    func inputReady()
 }
 
 extension CommandOutput {
@@ -29,6 +35,8 @@ extension CommandOutput {
     public var receivesRawStdout: Bool { false }
     public func tick() {}
     public var secondsUntilNextTick: Double? { nil }
+    public var inputDescriptor: Int32 { -1 }
+    public func inputReady() {}
 }
 
 /// Holds a JSON backend's stdout for the formatters (it is already bounded
@@ -45,4 +53,6 @@ final class CapturingOutput: CommandOutput {
     var receivesRawStdout: Bool { true }
     func tick() { inner.tick() }
     var secondsUntilNextTick: Double? { inner.secondsUntilNextTick }
+    var inputDescriptor: Int32 { inner.inputDescriptor }
+    func inputReady() { inner.inputReady() }
 }

@@ -40,6 +40,8 @@ public struct ExecutionResult: Sendable, Equatable {
     public let exitStatus: Int32
     public let timedOut: Bool
     public let cancelled: Bool
+    /// Ctrl-C stopped it (SIGINT to its group).
+    public let interrupted: Bool
     public let truncated: Bool
     /// Bytes the backend wrote (including any that were dropped past the cap).
     public let stdoutBytes: Int
@@ -47,11 +49,12 @@ public struct ExecutionResult: Sendable, Equatable {
 
     /// Public so other executors (a privilege-separated spawner, test fakes)
     /// can report how their command ended.
-    public init(exitStatus: Int32, timedOut: Bool, cancelled: Bool, truncated: Bool, stdoutBytes: Int,
-                stderrBytes: Int) {
+    public init(exitStatus: Int32, timedOut: Bool, cancelled: Bool, interrupted: Bool = false, truncated: Bool,
+                stdoutBytes: Int, stderrBytes: Int) {
         self.exitStatus = exitStatus
         self.timedOut = timedOut
         self.cancelled = cancelled
+        self.interrupted = interrupted
         self.truncated = truncated
         self.stdoutBytes = stdoutBytes
         self.stderrBytes = stderrBytes
@@ -76,9 +79,23 @@ public struct ExecutorError: Error, Sendable, Equatable, CustomStringConvertible
 /// that allowed it expires). A cancel wakes the executor's `poll()` at once
 /// through the write end of its wake pipe; nothing polls the flag on a timer.
 public final class CancellationFlag: Sendable {
-    private let state = Mutex((cancelled: false, why: String?.none, wake: Int32(-1)))
+    private let state = Mutex((cancelled: false, interrupted: false, why: String?.none, wake: Int32(-1)))
 
     public init() {}
+
+    /// Ctrl-C: the backend's process group gets SIGINT (a cancel sends
+    /// SIGTERM), then SIGKILL after the kill grace if it is still there.
+    public func interrupt() {
+        state.withLock {
+            $0.interrupted = true
+            if $0.wake >= 0 {
+                var byte: UInt8 = 1
+                _ = write($0.wake, &byte, 1)
+            }
+        }
+    }
+
+    public var isInterrupted: Bool { state.withLock { $0.interrupted } }
 
     /// `reason` is shown to the user ("<cmdlet> was stopped: <reason>."); the first one wins.
     public func cancel(reason: String? = nil) {
@@ -240,7 +257,9 @@ public struct ProcessExecutor: CommandExecutor {
         var exitedAt: Double?
         var timedOut = false
         var cancelled = false
+        var interrupted = false
         var buffer = [UInt8](repeating: 0, count: 65536)
+        let input = output.inputDescriptor
 
         while true {
             output.tick()
@@ -257,8 +276,12 @@ public struct ProcessExecutor: CommandExecutor {
                 if termSentAt == nil {
                     if now >= deadline { timedOut = true }
                     if cancellation?.isCancelled == true { cancelled = true }
+                    if cancellation?.isInterrupted == true { interrupted = true }
                     if timedOut || cancelled {
                         backend.signalGroup(SIGTERM)
+                        termSentAt = now
+                    } else if interrupted {
+                        backend.signalGroup(SIGINT)
                         termSentAt = now
                     }
                 } else if let sent = termSentAt, !killSent, now - sent >= request.killGraceSeconds {
@@ -281,8 +304,10 @@ public struct ProcessExecutor: CommandExecutor {
             var fds = readEnds.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
             fds.append(pollfd(fd: exitedAt == nil ? exitFD : -1, events: Int16(POLLIN), revents: 0))
             fds.append(pollfd(fd: wake?.read ?? -1, events: Int16(POLLIN), revents: 0))
+            fds.append(pollfd(fd: exitedAt == nil && termSentAt == nil ? input : -1, events: Int16(POLLIN), revents: 0))
             let ready = poll(&fds, nfds_t(fds.count), waitMs)
             if ready < 0 && errno != EINTR { break }
+            if fds[readEnds.count + 2].revents != 0 { output.inputReady() }
             if let wake, fds[readEnds.count + 1].revents != 0 {
                 var drain = [UInt8](repeating: 0, count: 64)
                 while read(wake.read, &drain, drain.count) > 0 {}
@@ -300,7 +325,7 @@ public struct ProcessExecutor: CommandExecutor {
         relay.finish()
         let status = backend.reap()
         return ExecutionResult(exitStatus: timedOut ? 124 : status, timedOut: timedOut, cancelled: cancelled,
-                               truncated: relay.truncated, stdoutBytes: relay.stdoutBytes,
+                               interrupted: interrupted && !timedOut && !cancelled, truncated: relay.truncated, stdoutBytes: relay.stdoutBytes,
                                stderrBytes: relay.stderrBytes)
     }
 

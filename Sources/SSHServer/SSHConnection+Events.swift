@@ -26,7 +26,13 @@ extension SSHConnection {
             throw SSHError(.library, operation: "nextEvents", detail: "not authenticated")
         }
         if disconnectReported {
-            throw SSHError(.disconnected, operation: "ssh_event_dopoll", detail: "connection already ended")
+            // Events put back (`requeue`), the disconnect among them, are
+            // returned once more; after that the connection is gone.
+            guard !pending.isEmpty else {
+                throw SSHError(.disconnected, operation: "ssh_event_dopoll", detail: "connection already ended")
+            }
+            defer { pending.removeAll() }
+            return pending
         }
         let e = try installEventLoop(s)
         if wake >= 0 && wakeFD != wake {
@@ -50,6 +56,22 @@ extension SSHConnection {
         let out = pending
         pending.removeAll()
         return out
+    }
+
+    /// The socket libssh reads, for a caller that waits in a poll() of its
+    /// own while it does something else (a running command that watches for
+    /// Ctrl-C); -1 once closed. Readable means `nextEvents(timeoutMilliseconds: 0)`
+    /// has something to read.
+    public var socketDescriptor: Int32 { ssh_get_fd(session) }
+
+    /// Events recorded outside `nextEvents` (a blocking channel write reads
+    /// packets too) and not yet returned.
+    public var hasPendingEvents: Bool { !pending.isEmpty }
+
+    /// Puts events taken from `nextEvents` back, ahead of any recorded
+    /// since: the next call returns them first, without waiting.
+    public func requeue(_ events: [SSHSessionEvent]) {
+        pending.insert(contentsOf: events, at: 0)
     }
 
     /// Number of channels neither side has closed.

@@ -76,6 +76,59 @@ final class ExecutorTests: XCTestCase {
         XCTAssertLessThanOrEqual(output.ticks, 6, "woke \(output.ticks) times")
     }
 
+    /// Input typed while a backend runs: a pipe stands in for the SSH
+    /// socket, and a Ctrl-C in it interrupts the command, as the session does.
+    final class TypingOutput: CommandOutput {
+        let pipe: (read: Int32, write: Int32)
+        let flag: CancellationFlag
+        var seen: [UInt8] = []
+        init(flag: CancellationFlag) throws {
+            var fds: [Int32] = [-1, -1]
+            guard Glibc.pipe(&fds) == 0 else { throw POSIXError(.EMFILE) }
+            pipe = (fds[0], fds[1])
+            self.flag = flag
+        }
+        deinit { close(pipe.read); close(pipe.write) }
+        func stdout(_ bytes: [UInt8]) {}
+        func stderr(_ bytes: [UInt8]) {}
+        var inputDescriptor: Int32 { pipe.read }
+        func inputReady() {
+            var byte: UInt8 = 0
+            while read(pipe.read, &byte, 1) == 1 {
+                seen.append(byte)
+                if byte == 0x03 { flag.interrupt(); return }
+            }
+        }
+        static func type(_ bytes: [UInt8], into fd: Int32) { _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } }
+    }
+
+    func testCtrlCSendsSIGINTToTheBackendsGroup() throws {
+        let flag = CancellationFlag()
+        let output = try TypingOutput(flag: flag)
+        // The backend reports the signal it got, as a shell script would clean up.
+        let request = ExecutionRequest(argv: ["/bin/sh", "-c", "trap 'echo got-INT >&2; exit 42' INT; sleep 30 & wait"],
+                                       environment: [:], workingDirectory: "/", timeoutSeconds: 60, outputLimit: 1024)
+        let typist = output.pipe.write
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.5) { TypingOutput.type([UInt8(ascii: "x"), 0x03], into: typist) }
+        let result = try ProcessExecutor().run(request, output: output, cancellation: flag)
+        XCTAssertTrue(result.interrupted)
+        XCTAssertFalse(result.cancelled)
+        XCTAssertEqual(result.exitStatus, 42, "the backend's own handler ran: it got SIGINT, not SIGTERM or SIGKILL")
+        XCTAssertEqual(output.seen, [UInt8(ascii: "x"), 0x03], "the input was read while the backend ran")
+    }
+
+    func testABackendThatIgnoresCtrlCIsKilledAfterTheGrace() throws {
+        let flag = CancellationFlag()
+        let output = try TypingOutput(flag: flag)
+        let request = ExecutionRequest(argv: ["/bin/sh", "-c", "trap '' INT; sleep 30"], environment: [:],
+                                       workingDirectory: "/", timeoutSeconds: 60, outputLimit: 1024, killGraceSeconds: 0.5)
+        let typist = output.pipe.write
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.5) { TypingOutput.type([0x03], into: typist) }
+        let result = try ProcessExecutor().run(request, output: output, cancellation: flag)
+        XCTAssertTrue(result.interrupted)
+        XCTAssertEqual(result.exitStatus, 128 + 9)
+    }
+
     func testStdinIsDevNullAndNoExtraDescriptorsLeak() throws {
         let output = BufferOutput()
         // `cat` sees EOF at once; /proc/self/fd shows only 0, 1, 2 (and the one ls opens).

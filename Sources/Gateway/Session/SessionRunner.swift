@@ -21,7 +21,7 @@ final class SessionRunner {
     /// The asciicast recording (issue 5), failing closed.
     let recorder = SessionRecorder()
     /// The running command's flag, so a failed recording can stop it.
-    private var running: CancellationFlag?
+    private(set) var running: CancellationFlag?
     /// The elevations this session held at the last look, to tell the user
     /// when one ends (see SessionRunner+Elevation.swift).
     var knownElevations: [Int64: RoleGrant] = [:]
@@ -370,6 +370,38 @@ final class SessionRunner {
             .run(line, output: output, cancellation: cancellation)
     }
 
+    /// While a backend runs: what the client sent is read now, so Ctrl-C on
+    /// this shell's pty interrupts the backend (SIGINT to its group, SIGKILL
+    /// after the grace; what was typed before it is dropped, as a terminal
+    /// flushes type-ahead on ^C), and a client that left stops it. Everything
+    /// else waits for the session loop, in order (`requeue`).
+    func readInputWhileRunning(on state: ShellChannel) {
+        guard let running else { return }
+        let events = (try? connection.nextEvents(timeoutMilliseconds: 0)) ?? []
+        var keep: [SSHSessionEvent] = []
+        keep.reserveCapacity(events.count)
+        for event in events {
+            switch event {
+            case .data(let channel, let bytes) where channel === state.channel && state.pty != nil:
+                if let last = bytes.lastIndex(of: 0x03) {
+                    running.interrupt()
+                    if last + 1 < bytes.endIndex { keep.append(.data(channel, Array(bytes[(last + 1)...]))) }
+                } else {
+                    keep.append(event)
+                }
+            case .disconnected:
+                running.cancel(reason: "the client disconnected")
+                keep.append(event)
+            case .closed(let channel) where channel === state.channel:
+                running.cancel(reason: "the client closed the channel")
+                keep.append(event)
+            default:
+                keep.append(event)
+            }
+        }
+        connection.requeue(keep)
+    }
+
     // MARK: - Transcript and fail-closed audit (issue 5)
 
     private func startRecording(_ state: ShellChannel, command: [UInt8]?) {
@@ -508,8 +540,13 @@ final class SessionRunner {
         func tick() {
             if let running = runner.running { runner.checkDeadlinesWhileRunning(running) }
             runner.stopIfUnrecorded()
+            // A blocking channel write reads packets too: a Ctrl-C it read is
+            // in the connection's queue, not on the socket.
+            if runner.connection.hasPendingEvents { inputReady() }
         }
         var secondsUntilNextTick: Double? { runner.secondsUntilDeadlineWhileRunning() }
+        var inputDescriptor: Int32 { runner.connection.socketDescriptor }
+        func inputReady() { runner.readInputWhileRunning(on: state) }
         /// The one-time secret: straight to this channel, bypassing `write`,
         /// so whatever records session output must never see it.
         func sensitive(_ bytes: [UInt8]) { runner.writeUnrecorded(state, bytes) }
