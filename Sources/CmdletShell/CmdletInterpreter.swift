@@ -90,8 +90,25 @@ public final class CmdletInterpreter: Sendable {
         try? audit.record(AuditEvent(time: clock.now(), kind: .commandDenied, user: claim.user.rawValue,
                                      session: claim.session, fields: fields))
         let place = rejection.column.map { " (column \($0))" } ?? ""
-        output.stderr(Array((TerminalText.sanitize(rejection.message, keepLineBreaks: false) + place + "\n").utf8))
+        // On a terminal a caret points at the column; over exec the error
+        // stays one line, for scripts.
+        let pointer = output.terminalColumns == nil ? "" : rejection.column.map { Self.caret(under: $0, of: line) } ?? ""
+        output.stderr(Array((pointer + TerminalText.sanitize(rejection.message, keepLineBreaks: false) + place + "\n").utf8))
         return .completed(exitStatus: rejection.exitStatus)
+    }
+
+    /// The line as the terminal shows it, and a caret under `column` (1-based,
+    /// in scalars), as a shell points at a syntax error; empty when the line
+    /// is too long to show on one row.
+    static func caret(under column: Int, of line: [UInt8]) -> String {
+        let scalars = String(decoding: line, as: UTF8.self).unicodeScalars
+        guard column >= 1, column <= scalars.count + 1 else { return "" }
+        let shown = TerminalText.sanitize(String(scalars), keepLineBreaks: false)
+        let before = TerminalText.sanitize(String(String.UnicodeScalarView(scalars.prefix(column - 1))),
+                                           keepLineBreaks: false)
+        let offset = TerminalText.columns(before)
+        guard TerminalText.columns(shown) <= 160 else { return "" }
+        return shown + "\n" + String(repeating: " ", count: offset) + "^\n"
     }
 
     /// A command the embedding application answers (the Lockbox workflow),

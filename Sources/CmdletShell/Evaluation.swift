@@ -179,9 +179,16 @@ public func evaluate(line: [UInt8], claim: AccessClaim, snapshot: PolicySnapshot
         return Builtins.evaluate(builtin, arguments: arguments, claim: claim, snapshot: snapshot, provided: provided)
     }
     guard let cmdlet = snapshot.cmdlet(named: head.text) else {
-        let message = Pipeline.isFormatter(head.text)
+        var message = Pipeline.isFormatter(head.text)
             ? "'\(Display.clip(head.text))' is a formatter: use it after '|' behind a cmdlet."
-            : "Unknown cmdlet '\(Display.clip(head.text))'. Get-Command lists what you may run."
+            : "Unknown cmdlet '\(Display.clip(head.text))'."
+        if !Pipeline.isFormatter(head.text) {
+            // Only names this caller may see now are ever suggested.
+            let visible = Authorizer.visibleCmdlets(claim: claim, snapshot: snapshot).flatMap { [$0.name] + $0.aliases.map(\.name) }
+                + provided.map(\.name) + ShellBuiltins.names
+            if let near = ASCII.suggestion(for: head.text, among: visible) { message += " Did you mean \(near)?" }
+            message += " Get-Command lists what you may run."
+        }
         return .rejected(Rejection(stage: .bind, reason: .unknownCmdlet, message: message,
                                    column: head.column, cmdlet: nil))
     }

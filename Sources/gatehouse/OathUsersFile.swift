@@ -269,19 +269,31 @@ struct UsersFileLock: ~Copyable {
         sigemptyset(&blocked)
         for signal in [SIGINT, SIGTERM, SIGHUP, SIGQUIT] { sigaddset(&blocked, signal) }
         pthread_sigmask(SIG_BLOCK, &blocked, &savedSignals)
-        let start = Date()
+        let deadline = Date().addingTimeInterval(Self.patience)
+        // A lock file another process holds is waited for by its removal,
+        // which inotify reports: no retry on an interval.
+        let directory = (path as NSString).deletingLastPathComponent
+        let watch = inotify_init1(Int32(IN_CLOEXEC | IN_NONBLOCK))
+        defer { if watch >= 0 { Glibc.close(watch) } }
+        if watch >= 0 {
+            _ = inotify_add_watch(watch, directory.isEmpty ? "." : directory, UInt32(IN_DELETE | IN_MOVED_FROM))
+        }
         var raw: Int32 = -1
         while true {
             raw = Glibc.open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
             if raw >= 0 { break }
             let code = errno
             if code == EINTR { continue }
-            if code != EEXIST || Date().timeIntervalSince(start) > Self.patience {
+            let left = deadline.timeIntervalSinceNow
+            if code != EEXIST || left <= 0 || watch < 0 {
                 pthread_sigmask(SIG_SETMASK, &savedSignals, nil)
                 if code != EEXIST { throw OathUsersFileError.system("cannot create the lock file", path, code) }
                 throw OathUsersFileError(Self.heldTooLong(path))
             }
-            usleep(20_000)
+            var ready = pollfd(fd: watch, events: Int16(POLLIN), revents: 0)
+            _ = poll(&ready, 1, Int32((left * 1000).rounded(.up)))
+            var events = [UInt8](repeating: 0, count: 4096)
+            while read(watch, &events, events.count) > 0 {}
         }
         descriptor = OwnedFileDescriptor(adopting: raw)
         var request = flock()

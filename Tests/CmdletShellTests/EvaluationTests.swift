@@ -126,9 +126,34 @@ final class EvaluationTests: XCTestCase {
 
     func testUnknownCmdlet() throws {
         let r = try rejected("Format-Disk c")
-        XCTAssertEqual(r.message, "Unknown cmdlet 'Format-Disk'. Get-Command lists what you may run.")
+        XCTAssertEqual(r.message, "Unknown cmdlet 'Format-Disk'. Get-Command lists what you may run.",
+                       "nothing near enough is suggested")
         XCTAssertEqual(r.exitStatus, 127)
         XCTAssertEqual(try rejected("ls -la").reason, .unknownCmdlet)
+    }
+
+    func testATypoIsAnsweredWithTheNearestNameTheCallerMaySee() throws {
+        XCTAssertEqual(try rejected("Get-Mailbx alice", roles: [RoleGrant(role: "Reader")]).message,
+                       "Unknown cmdlet 'Get-Mailbx'. Did you mean Get-Mailbox? Get-Command lists what you may run.")
+        XCTAssertEqual(try rejected("get-comand").message,
+                       "Unknown cmdlet 'get-comand'. Did you mean Get-Command? Get-Command lists what you may run.")
+        // New-Marker exists, but the Reader may not see it: it is never suggested.
+        XCTAssertEqual(try rejected("New-Markr", roles: [RoleGrant(role: "Reader")]).message,
+                       "Unknown cmdlet 'New-Markr'. Get-Command lists what you may run.")
+        XCTAssertEqual(try rejected("New-Markr", roles: [RoleGrant(role: "Creator")]).message,
+                       "Unknown cmdlet 'New-Markr'. Did you mean New-Marker? Get-Command lists what you may run.")
+        XCTAssertEqual(try rejected("Get-Mailbox -Identiy alice", roles: [RoleGrant(role: "Reader")]).message,
+                       "Get-Mailbox has no parameter -Identiy; did you mean -Identity?")
+    }
+
+    func testTheCaretPointsAtTheColumnAsTheTerminalShowsIt() {
+        XCTAssertEqual(CmdletInterpreter.caret(under: 13, of: Array("Get-Mailbox -Identiy alice".utf8)),
+                       "Get-Mailbox -Identiy alice\n            ^\n")
+        // A control byte shows as \x1b (four columns), a CJK character takes two: the caret follows.
+        XCTAssertEqual(CmdletInterpreter.caret(under: 4, of: Array("a\u{1b}\u{6F22}b".utf8)),
+                       "a\\x1b\u{6F22}b\n       ^\n")
+        XCTAssertEqual(CmdletInterpreter.caret(under: 2, of: Array(String(repeating: "x", count: 300).utf8)), "",
+                       "a line too long for one row gets no caret")
     }
 
     func testDeniedCmdletNamesTheRoles() throws {

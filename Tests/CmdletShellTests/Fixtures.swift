@@ -10,6 +10,8 @@ import XCTest
 final class BufferOutput: CommandOutput {
     var out: [UInt8] = []
     var err: [UInt8] = []
+    /// Set: output to a terminal of that width (an interactive pty session).
+    var terminalColumns: Int?
     func stdout(_ bytes: [UInt8]) { out += bytes }
     func stderr(_ bytes: [UInt8]) { err += bytes }
     var outText: String { String(decoding: out, as: UTF8.self) }

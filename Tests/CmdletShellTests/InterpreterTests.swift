@@ -127,11 +127,17 @@ final class InterpreterTests: XCTestCase {
     func testParseAndUnknownErrorsAreAuditedWithExitStatus() throws {
         let (parse, out) = try run("Get-Mailbox ; Remove-Mailbox")
         XCTAssertEqual(parse, .completed(exitStatus: 2))
-        XCTAssertEqual(out.errText, "';' is not allowed: one command per line (column 13)\n")
+        XCTAssertEqual(out.errText, "';' is not allowed: one command per line (column 13)\n",
+                       "without a terminal (exec) an error is one line, for scripts")
+        let terminal = BufferOutput()
+        terminal.terminalColumns = 80
+        _ = try run("Get-Mailbox ; Remove-Mailbox", output: terminal)
+        XCTAssertEqual(terminal.errText, "Get-Mailbox ; Remove-Mailbox\n            ^\n"
+                       + "';' is not allowed: one command per line (column 13)\n", "on a terminal a caret points at it")
         let (unknown, _) = try run("rm -rf /")
         XCTAssertEqual(unknown, .completed(exitStatus: 127))
-        XCTAssertEqual(audit.events.map(\.kind), [.commandDenied, .commandDenied])
-        XCTAssertEqual(audit.events.map { $0.fields["stage"] }, ["parse", "bind"])
+        XCTAssertEqual(audit.events.map(\.kind), [.commandDenied, .commandDenied, .commandDenied])
+        XCTAssertEqual(audit.events.map { $0.fields["stage"] }, ["parse", "parse", "bind"])
     }
 
     func testAuditLineIsSanitised() throws {

@@ -134,6 +134,15 @@ def test_a_real_terminal_session_and_its_replay(shell_gateway, tmp_path):
         assert [c["argv"] for c in gw.invocations()[calls:]] == [["get", "--identity", "bob"],
                                                                   ["statistics", "--identity", "carol"]]
 
+        # A typo: a caret under it, and the nearest name the caller may see.
+        live.keys("Get-Mailbx -Identity alice", "Enter")
+        screen = live.wait_count(prompt, 9)
+        assert ("Get-Mailbx -Identity alice\n^\nUnknown cmdlet 'Get-Mailbx'. Did you mean Get-Mailbox?") in screen, screen
+        live.keys("Get-Mailbox -Identiy alice", "Enter")
+        screen = live.wait_count(prompt, 10)
+        assert "Get-Mailbox -Identiy alice\n            ^\nGet-Mailbox has no parameter -Identiy; did you mean -Identity?" \
+            in screen, screen
+
         live.keys("exit", "Enter")
         live.wait_for(lambda s: "Connection to" in s and "closed." in s, "the end of the session")
         seen = live.text(history=True)
