@@ -34,11 +34,21 @@ struct Gatehoused: ParsableCommand {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    @Option(name: .long, help: "Log format: text (one line per event), or json (one JSON object per line, every metadata key a field, the session id on a session's lines).")
+    var logFormat: LogFormat = .text
+
+    enum LogFormat: String, ExpressibleByArgument { case text, json }
+
     func run() throws {
         let options = DaemonOptions(configFile: config, demo: demo, stateDirectory: stateDir, listen: listen,
                                     policyDirectory: policyDir, checkConfig: checkConfig, dumpConfig: dumpConfig)
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            throw ValidationError("--log-level must be one of: "
+                                  + Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))
+        }
+        if logFormat == .json { LoggingSystem.bootstrap { JSONLogHandler(label: $0) } }
         var logger = Logger(label: "gatehoused")
-        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        logger.logLevel = level
         let status = Daemon.run(options, logger: logger)
         if status != 0 { throw ExitCode(status) }
     }
