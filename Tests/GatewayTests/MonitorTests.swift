@@ -268,16 +268,23 @@ final class MonitorTests: PolicySnapshotTestCase {
         }
     }
 
-    /// The session's side dies with a session open: the monitor records the
-    /// session's end and ends its grants.
-    func testTheSessionSideGoneEndsItsOpenSessions() throws {
-        let session = SessionID(rawValue: "s-gone")
+    /// alice's MailboxAdmin request for `session`, approved by her manager and
+    /// the tenant's approver, and its one-time secret.
+    private func approvedRequest(for session: SessionID) throws -> (LockboxRequest, OneTimeSecret) {
         let lockbox = gateway.lockbox
         let request = try lockbox.submit(requester: alice, role: "MailboxAdmin", scope: "contoso", durationSeconds: 3600,
                                          reason: "quota", ticket: "INC-1", session: session)
         try lockbox.approve(id: request.id, by: UserName("bob")!)
         try lockbox.approve(id: request.id, by: UserName("carol")!)
-        let secret = try lockbox.issueCredential(id: request.id, to: alice)
+        return (request, try lockbox.issueCredential(id: request.id, to: alice))
+    }
+
+    /// The session's side dies with a session open: the monitor records the
+    /// session's end and ends its grants.
+    func testTheSessionSideGoneEndsItsOpenSessions() throws {
+        let session = SessionID(rawValue: "s-gone")
+        let (request, secret) = try approvedRequest(for: session)
+        let lockbox = gateway.lockbox
         try startRaw()
         try authenticate()
         guard case .done = try send(.openSession(user: alice, session: session)) else { return XCTFail() }
@@ -331,12 +338,8 @@ final class MonitorTests: PolicySnapshotTestCase {
     /// notice (call 0), which wakes the session that held the grant.
     func testARevokedGrantIsNoticedToTheSessionsSide() throws {
         let aliceSession = SessionID(rawValue: "s-held")
+        let (request, secret) = try approvedRequest(for: aliceSession)
         let lockbox = gateway.lockbox
-        let request = try lockbox.submit(requester: alice, role: "MailboxAdmin", scope: "contoso", durationSeconds: 3600,
-                                         reason: "quota", ticket: "INC-1", session: aliceSession)
-        try lockbox.approve(id: request.id, by: UserName("bob")!)
-        try lockbox.approve(id: request.id, by: UserName("carol")!)
-        let secret = try lockbox.issueCredential(id: request.id, to: alice)
         try lockbox.redeem(id: request.id, secret: typedSecret(Array(secret.revealedText.utf8)), by: alice,
                            session: aliceSession)
         try startRaw()
