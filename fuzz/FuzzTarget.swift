@@ -116,8 +116,7 @@ let fuzzStages: [String] = [
 ]
 
 func checkClean(_ text: String, _ what: String) {
-    for s in text.unicodeScalars where (s.value < 0x20 && s != "\n" && s != "\t") || s.value == 0x7f
-        || (0x80...0x9f).contains(s.value) || TerminalText.isBidiControl(s.value) {
+    for s in text.unicodeScalars where (s.isControlCharacter && s != "\n" && s != "\t") || s.isBidiControl {
         fatalError("\(what) holds control character U+\(String(s.value, radix: 16))")
     }
 }

@@ -112,3 +112,16 @@ def test_privilege_rules_of_the_design():
         deps = declared_project_deps(targets[name], names)
         assert not deps & (C_MODULES | {"SSHServer", "PAMAuth", "Gateway"}), f"{name} depends on {deps}"
     assert "CmdletPolicy" not in declared_project_deps(targets["Lockbox"], names)
+
+
+def test_the_fuzz_target_still_compiles_against_the_libraries():
+    """`make fuzz` is not part of `make test`; without this check its entry
+    point rots silently when a library API changes (it did once)."""
+    from gatehouse_harness import BUILD
+    modules = BUILD / "Modules"
+    cyaml = next((REPO / ".build" / "checkouts").glob("Yams/Sources/CYaml/include"), None)
+    assert cyaml is not None, "the Yams checkout is missing; run swift build first"
+    result = subprocess.run(["swiftc", "-typecheck", "-parse-as-library", "-I", str(modules), "-I", str(cyaml),
+                             str(REPO / "fuzz" / "FuzzTarget.swift")], capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, PATH="/opt/swift/usr/bin:" + os.environ.get("PATH", "")))
+    assert result.returncode == 0, result.stderr
