@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         .systemLibrary(name: "CLibSSH", pkgConfig: "libssh",
@@ -66,6 +67,7 @@ let package = Package(
             "GatehouseCore", "SSHServer", "PAMWorkers", "PolicyFormat", "Directory", "Lockbox", "CmdletPolicy",
             "CmdletShell", "Transcript", "Yams",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         // The daemon's life (configuration, demo set-up with its pam_wrapper
         // re-exec, signals) lives here, not in Gateway: only this process

@@ -83,6 +83,8 @@ public final class GatewayContext: Sendable {
     private let daemonLock: DaemonLock
     /// Live sessions on this node (one per user by default).
     public let sessions = SessionRegistry()
+    /// The node's Prometheus figures, counted from the audit events written.
+    public let metrics = GatewayMetrics()
     public let preAuth: PreAuthLimits
     public let lockouts: UserLockouts
     /// The processes PAM runs in (`gatehouse-pam-worker` beside this binary).
@@ -141,9 +143,9 @@ public final class GatewayContext: Sendable {
         if auditLog.recoveredTornTail {
             logger.warning("audit log ended in a partial line (a write cut short); it was terminated and the chain continues")
         }
-        audit = auditLog
+        audit = MeteredAuditSink(log: auditLog, metrics: metrics)
         let store = try SQLiteLockboxStore(path: configuration.stateDirectory + "/lockbox.sqlite")
-        lockbox = Lockbox(rules: snapshots, store: store, audit: auditLog, clock: clock, logger: logger)
+        lockbox = Lockbox(rules: snapshots, store: store, audit: audit, clock: clock, logger: logger)
         try audit.record(AuditEvent(time: clock.now(), kind: .policyLoad, fields: loadFields(loaded)))
         // Sessions live only inside this process and no other daemon uses this
         // store, so a grant still active now was left by a daemon that died

@@ -262,6 +262,9 @@ public final class Lockbox: Sendable {
     /// Issues the one-time secret to the requester, exactly once. The secret
     /// is generated here, at its only showing, and the store receives only its
     /// salted hash, so the plain text never rests anywhere.
+    /// How many requests are in each state, for the metrics.
+    public func requestCounts() throws -> [RequestState: Int] { try store.countsByState() }
+
     public func issueCredential(id: Int64, to actor: UserName, session: SessionID? = nil) throws -> OneTimeSecret {
         try refusingAudited("credential", id: id, actor: actor, session: session) {
             let request = try current(id)

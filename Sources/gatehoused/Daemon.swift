@@ -124,6 +124,21 @@ enum Daemon {
         } catch {
             logger.error("control socket unavailable; operator commands will not work", metadata: ["error": "\(error)"])
         }
+        // Metrics are for watching the node; a port already taken is said,
+        // not a reason to refuse logins.
+        var metrics: MetricsEndpoint?
+        if let host = configuration.metricsHost {
+            do {
+                let endpoint = try MetricsEndpoint(host: host, port: configuration.metricsPort) { [context] in
+                    context.metrics.scrape(liveSessions: context.sessions.count, lockbox: context.lockbox)
+                }
+                endpoint.start(logger: logger)
+                logger.info("metrics endpoint listening", metadata: ["address": "\(endpoint.address)"])
+                metrics = endpoint
+            } catch {
+                logger.error("metrics endpoint unavailable", metadata: ["error": "\(error)"])
+            }
+        }
         let shutdownLogger = logger
         // The handler only starts the shutdown; this thread, once serve()
         // returns, waits (bounded) for the sessions to say goodbye and write
@@ -153,6 +168,7 @@ enum Daemon {
             context.closeAudit()
         }
         control?.remove()
+        metrics?.stop()
         logger.notice("stopped")
         return 0
     }

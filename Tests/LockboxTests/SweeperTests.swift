@@ -50,6 +50,7 @@ final class SweeperTests: XCTestCase {
             return try inner.due(now: now, limit: limit)
         }
         func earliestDeadline() throws -> Date? { try inner.earliestDeadline() }
+        func countsByState() throws -> [RequestState: Int] { try inner.countsByState() }
     }
 
     private func lockbox(store: LockboxStore = InMemoryLockboxStore(), clock: Clock, audit: AuditSink = RecordingAuditSink(),

@@ -45,6 +45,9 @@ public struct GatewayConfiguration: Sendable {
     /// `nil` means `<stateDirectory>/transcripts`.
     public var transcriptDirectoryOverride: String?
     public var auditCheckpointSeconds = 60
+    // Metrics (issue 13): a Prometheus endpoint; nil host means off.
+    public var metricsHost: String? = "127.0.0.1"
+    public var metricsPort = 9464
 
     public init() {}
 
@@ -71,6 +74,12 @@ public struct GatewayConfiguration: Sendable {
                     guard let (host, port) = parseListen(v) else { return "expected HOST:PORT with a port 0-65535" }
                     c.listenHost = host; c.listenPort = port; return nil
                 }, render: { "\($0.listenHost):\($0.listenPort)" }),
+        Setting(key: "metricsListen", doc: "Prometheus metrics over HTTP (GET /metrics), HOST:PORT, or off. Loopback by default: the figures name no user, but say how busy the node is.",
+                apply: { c, v in
+                    if v == "off" { c.metricsHost = nil; return nil }
+                    guard let (host, port) = parseListen(v) else { return "expected HOST:PORT with a port 0-65535, or off" }
+                    c.metricsHost = host; c.metricsPort = port; return nil
+                }, render: { c in c.metricsHost.map { "\($0):\(c.metricsPort)" } ?? "off" }),
         Setting(key: "stateDirectory", doc: "Host key, audit log and runtime state live here (mode 0700).",
                 apply: { c, v in absolute(v) { c.stateDirectory = $0 } }, render: { $0.stateDirectory }),
         Setting(key: "policyDirectory", doc: "Holds cmdlets/*.yaml and roles/*.yaml.",

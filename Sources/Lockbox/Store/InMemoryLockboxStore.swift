@@ -95,6 +95,10 @@ public final class InMemoryLockboxStore: LockboxStore {
         }
     }
 
+    public func countsByState() throws -> [RequestState: Int] {
+        table.withLock { s in s.byID.values.reduce(into: [:]) { $0[$1.state, default: 0] += 1 } }
+    }
+
     public func earliestDeadline() throws -> Date? {
         table.withLock { s in s.byID.values.filter { !$0.state.isTerminal }.compactMap(\.deadline).min() }
     }

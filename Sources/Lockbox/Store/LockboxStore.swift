@@ -104,6 +104,10 @@ public protocol LockboxStore: Sendable {
     /// window or grant expiry), or nil when none is live: the sweeper sleeps
     /// until then instead of looking on an interval.
     func earliestDeadline() throws -> Date?
+
+    /// How many requests are in each state (states with none are absent):
+    /// the metrics' `gatehouse_lockbox_requests`.
+    func countsByState() throws -> [RequestState: Int]
 }
 
 extension LockboxStore {

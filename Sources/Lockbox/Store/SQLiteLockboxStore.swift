@@ -221,6 +221,23 @@ public final class SQLiteLockboxStore: LockboxStore {
         }
     }
 
+    public func countsByState() throws -> [RequestState: Int] {
+        try guarded {
+            try pool.unsafeRead { db in
+                var counts: [RequestState: Int] = [:]
+                for row in try Row.fetchAll(db, sql: "SELECT state, COUNT(*) AS n FROM request GROUP BY state") {
+                    // A state this build does not know is a corrupt row: said, not skipped.
+                    let text: String = row["state"]
+                    guard let state = RequestState(rawValue: text) else {
+                        throw LockboxError.corruptRow(id: nil, column: "state", problem: "unknown state '\(text)'")
+                    }
+                    counts[state] = row["n"]
+                }
+                return counts
+            }
+        }
+    }
+
     public func earliestDeadline() throws -> Date? {
         try guarded {
             // One MIN per non-terminal state, each answered by one seek into
