@@ -70,6 +70,10 @@ public enum NetworkSideSyscalls {
         // reading what the account may read
         .openat, .newfstatat, .getdents64, .readlink, .access, .getcwd, .uname, .getrandom,
         .geteuid, .getegid,
+        // Added with the split (2026-12-06): a reload puts the policy
+        // descriptors the monitor sends in the places the configuration
+        // reads (/proc/self/fd/7 and 8).
+        .dup2,
     ]
 
     /// Allowed only with one of these first arguments.
@@ -82,7 +86,14 @@ public enum NetworkSideSyscalls {
     ]
 
     /// Not run: the caller sees this errno.
-    public static let failing: [Syscall: Int32] = [.clone3: ENOSYS]
+    public static let failing: [Syscall: Int32] = [
+        .clone3: ENOSYS,
+        // Added with the split: a reload's account lookups (a policy's
+        // runAs) go through glibc's NSS, which first tries nscd's and
+        // systemd-userdb's Unix sockets; refused, it reads /etc/passwd. The
+        // network side never needs a socket of its own.
+        .socket: EACCES,
+    ]
 
     /// The filter `Sandbox.enter` installs in the network process.
     public static func filter() throws(SandboxError) -> SeccompFilter {

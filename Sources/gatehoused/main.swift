@@ -34,7 +34,17 @@ struct Gatehoused: ParsableCommand {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    @Flag(name: .customLong("network-side"), help: .hidden)
+    var networkSide = false
+
     func run() throws {
+        if networkSide {
+            var logger = Logger(label: "gatehoused-net")
+            logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+            let status = Daemon.runNetworkSide(logger: logger)
+            if status != 0 { throw ExitCode(status) }
+            return
+        }
         let options = DaemonOptions(configFile: config, demo: demo, stateDirectory: stateDir, listen: listen,
                                     policyDirectory: policyDir, checkConfig: checkConfig, dumpConfig: dumpConfig)
         var logger = Logger(label: "gatehoused")

@@ -75,6 +75,9 @@ public enum ControlRefusal: String, Codable, Sendable, Equatable {
     case invalidArgument
     /// The named session is not live on this node.
     case notFound
+    /// The network process, which holds the sessions, did not answer in time
+    /// (it is being restarted, or stuck).
+    case unavailable
 }
 
 /// The answer to `list`. Its JSON is what `sessions list --live --json` prints.
