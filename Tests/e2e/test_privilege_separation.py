@@ -194,3 +194,30 @@ def test_a_network_side_that_keeps_dying_stops_the_daemon_for_systemd(own):
     assert "network side ended 6 times within 60 s; exiting" in gw.daemon_log(tail=20000)
     verify = gw.cli("audit", "verify")
     assert verify.stdout.startswith("OK:"), verify.stdout
+
+
+def test_the_network_side_does_not_outlive_the_monitor(own):
+    """kill -9 of the monitor: the network side sees its channel end and
+    exits at once, so no unmonitored process is left serving."""
+    gw = own
+    pid = network_pid(gw)
+    os.kill(gw.proc.pid, signal.SIGKILL)
+    gw.proc.wait(10)
+    def gone():
+        try:
+            return proc_status(pid)["State"].startswith("Z")
+        except FileNotFoundError:
+            return True
+
+    deadline = time.time() + 10
+    while not gone():
+        assert time.time() < deadline, f"the network side {pid} outlived its monitor"
+        time.sleep(0.05)
+    with pytest.raises(OSError):
+        socket_banner(gw)
+
+
+def socket_banner(gw):
+    import socket
+    with socket.create_connection((gw.host, gw.port), timeout=2) as s:
+        return s.recv(256)
