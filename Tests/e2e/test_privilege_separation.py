@@ -115,6 +115,7 @@ def test_kill_9_of_the_network_side_ends_the_session_on_the_monitor_and_a_new_on
             text = ""
             while "bob@contoso.com" not in text:
                 text += await asyncio.wait_for(proc.stdout.read(4096), 10)
+            await asyncio.to_thread(gw.wait_for_audit, lambda e: e["kind"] == "command.finished")
             os.kill(first, signal.SIGKILL)
             # The connection goes with the process that held it.
             await asyncio.wait_for(proc.wait_closed(), 10)
@@ -129,6 +130,9 @@ def test_kill_9_of_the_network_side_ends_the_session_on_the_monitor_and_a_new_on
     assert end["fields"]["reason"] == "error", end
     assert "ended" in end["fields"]["detail"], end
     assert gw.proc.poll() is None, "the monitor lives on"
+    # What the session did before the kill is all there.
+    ran = [e for e in gw.audit_events() if e.get("session") == session and e["kind"].startswith("command.")]
+    assert [e["kind"] for e in ran] == ["command.allowed", "command.finished"], ran
 
     verify = gw.cli("audit", "verify")
     assert verify.stdout.startswith("OK:"), verify.stdout
