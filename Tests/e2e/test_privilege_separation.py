@@ -225,3 +225,49 @@ def socket_banner(gw):
     import socket
     with socket.create_connection((gw.host, gw.port), timeout=2) as s:
         return s.recv(256)
+
+
+def test_a_backend_running_when_the_network_side_dies_is_killed_by_the_monitor(tmp_path):
+    """The backend is the monitor's child: when the network side dies mid
+    command, the monitor kills it with its group and reaps it, then writes
+    the session's end."""
+    from limits_fixtures import policy_with_wait
+    gw = Gateway(tmp_path / "state", extra_args=["--policy-dir", str(policy_with_wait(tmp_path))],
+                 config={"perSourcePenaltyExempt": "127.0.0.1"}).start()
+    try:
+        network = network_pid(gw)
+
+        def sleepers():
+            found = []
+            for entry in Path("/proc").iterdir():
+                if entry.name.isdigit():
+                    try:
+                        argv = (entry / "cmdline").read_bytes().split(b"\0")
+                    except OSError:
+                        continue
+                    if argv[:2] == [b"/bin/sleep", b"321"]:
+                        found.append(int(entry.name))
+            return found
+
+        async def run_then_kill():
+            async with await connect(gw, "alice") as conn:
+                proc = await conn.create_process(term_type="xterm", term_size=(80, 24))
+                await asyncio.sleep(0.3)
+                proc.stdin.write("Start-Wait 321\r")
+                deadline = time.time() + 10
+                while not sleepers():
+                    assert time.time() < deadline, "the backend did not start"
+                    await asyncio.sleep(0.05)
+                os.kill(network, signal.SIGKILL)
+                await asyncio.wait_for(proc.wait_closed(), 10)
+
+        try:
+            run(run_then_kill())
+        except Exception:
+            pass
+        session = [e for e in gw.audit_events() if e["kind"] == "session.start"][-1]["session"]
+        gw.wait_for_audit(lambda e: e["kind"] == "session.end" and e.get("session") == session)
+        assert sleepers() == [], "the backend outlived the network side"
+        assert gw.cli("audit", "verify").stdout.startswith("OK:")
+    finally:
+        gw.stop()
