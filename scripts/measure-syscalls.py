@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
-"""Measures which system calls the daemon makes on the e2e paths, for
+"""Measures which system calls the network process makes on the e2e paths
+once its seccomp filter is in force, for
 Sources/Sandbox/NetworkSideSyscalls.swift. Needs strace and a debug build
 (`swift build --build-tests`); run as `.venv/bin/python scripts/measure-syscalls.py`.
 
 The e2e harness starts `$GATEHOUSE_BUILD/gatehoused`; here that is a wrapper
-running the real one under `strace -D -ff` (one trace file per thread; -D
-keeps the daemon's own pid, so the tests' SIGHUP and SIGTERM reach it).
-Trace files of spawned backends (an execve of anything but gatehoused) are
-dropped. Prints each call with where it was seen (main thread, other
-threads), then how the union compares with NetworkSideSyscalls."""
+running the real one under `strace -D -ff -ttt` (one trace file per thread,
+with times; -D keeps the daemon's own pid, so the tests' SIGHUP and SIGTERM
+reach it). Of the traces, only the network process's threads count: the
+one that execs `--network-side`, and the threads it and they clone. Only
+calls after its `seccomp(SECCOMP_SET_MODE_FILTER)` count. Prints each call
+with where it was seen (main thread, other threads), then how the union
+compares with NetworkSideSyscalls."""
 import asyncio
 import collections
 import os
@@ -43,7 +46,7 @@ def wrapper_build(work: Path) -> Path:
             (bin_dir / entry.name).symlink_to(entry.resolve())
     wrapper = bin_dir / "gatehoused"
     wrapper.write_text(f'#!/bin/sh\nd={traces}/$$\nmkdir -p "$d"\n'
-                       f'exec strace -D -ff -qq -o "$d/t" {DEBUG.resolve() / "gatehoused"} "$@"\n')
+                       f'exec strace -D -ff -ttt -qq -o "$d/t" {DEBUG.resolve() / "gatehoused"} "$@"\n')
     wrapper.chmod(0o755)
     return bin_dir
 
@@ -62,20 +65,43 @@ async def shell_keys(gw):
         await asyncio.wait_for(proc.stdout.read(), 10)
 
 
+LINE = re.compile(r"^(\d+\.\d+) (?:<\.\.\. )?([a-z_0-9]+)[( ]")
+
+
+def network_threads(files: dict) -> tuple:
+    """The network process's thread ids (its exec'd main thread and every
+    thread cloned from one of them) and when its filter went in."""
+    roots = [tid for tid, text in files.items()
+             if re.search(r'execve\("[^"]*", \[[^\]]*"--network-side"', text)]
+    members, queue, since = set(), list(roots), None
+    for root in roots:
+        m = re.search(r"^(\d+\.\d+) seccomp\(SECCOMP_SET_MODE_FILTER.* = 0$", files[root], re.M)
+        if m:
+            since = min(float(m.group(1)), since or float("inf"))
+    while queue:
+        tid = queue.pop()
+        if tid in members:
+            continue
+        members.add(tid)
+        for m in re.finditer(r"^\S+ clone3?\((.*)\) = (\d+)$", files.get(tid, ""), re.M):
+            if "CLONE_THREAD" in m.group(1):
+                queue.append(int(m.group(2)))
+    return members, roots, since
+
+
 def union(traces: Path):
-    call = re.compile(r"^(?:<\.\.\. )?([a-z_0-9]+)[( ]")
     seen = collections.defaultdict(set)
     for daemon in traces.iterdir():
-        for trace in daemon.iterdir():
-            text = trace.read_text(errors="replace")
-            if any(not (e.endswith("/gatehoused") or e == "/proc/self/exe")
-                   for e in re.findall(r'^execve\("([^"]+)"', text, re.M)):
-                continue
-            kind = "main" if trace.name == f"t.{daemon.name}" else "thread"
-            for line in text.splitlines():
-                m = call.match(line)
-                if m and not line.startswith(("+++", "---")):
-                    seen[m.group(1)].add(kind)
+        files = {int(t.name.split(".")[1]): t.read_text(errors="replace") for t in daemon.iterdir()}
+        members, roots, since = network_threads(files)
+        if since is None:
+            continue
+        for tid in members:
+            kind = "main" if tid in roots else "thread"
+            for line in files[tid].splitlines():
+                m = LINE.match(line)
+                if m and float(m.group(1)) > since:
+                    seen[m.group(2)].add(kind)
     return seen
 
 

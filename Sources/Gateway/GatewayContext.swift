@@ -62,8 +62,11 @@ extension GatewaySnapshot {
     }
 }
 
-/// Everything the sessions of one daemon share: configuration, the policy
-/// snapshot, Lockbox, the audit sink and the node's session limits.
+/// The monitor's side of one daemon: configuration, the policy snapshot,
+/// and everything privileged that the network side reaches only through the
+/// monitor's channel: the audit log and its signing key, Lockbox and its
+/// database, the user lockouts and PAM's worker processes. The sessions
+/// themselves live in the network process (`NetworkContext`).
 ///
 /// Policy, directory, keys and Lockbox rules travel together as one
 /// immutable `GatewaySnapshot`; `reload()` (SIGHUP) swaps in a whole new
@@ -81,11 +84,8 @@ public final class GatewayContext: Sendable {
     /// would fork the audit chain), and reviewer tools see a session without
     /// an end event as cut off when nobody holds it.
     private let daemonLock: DaemonLock
-    /// Live sessions on this node (one per user by default).
-    public let sessions = SessionRegistry()
     /// The node's Prometheus figures, counted from the audit events written.
     public let metrics = GatewayMetrics()
-    public let preAuth: PreAuthLimits
     public let lockouts: UserLockouts
     /// The processes PAM runs in (`gatehouse-pam-worker` beside this binary).
     public let pamWorkers: PAMWorkerPool
@@ -94,7 +94,6 @@ public final class GatewayContext: Sendable {
     let snapshots: SnapshotHolder
     /// The elevation workflow; one for the daemon's life.
     public let lockbox: Lockbox
-    private let shuttingDown = Atomic<Bool>(false)
     /// Test seam: runs right after a reload put its snapshot in force.
     let afterSwap = Mutex<(@Sendable () -> Void)?>(nil)
 
@@ -111,21 +110,10 @@ public final class GatewayContext: Sendable {
         self.host = host
         try FileManager.default.createDirectory(atPath: configuration.stateDirectory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
-        let loaded = try PolicyBundle.load(policyDirectory: configuration.policyDirectory,
-                                           directoryFile: configuration.directoryFile,
-                                           libexecDirectory: Self.libexecDirectory(), host: host)
+        let loaded = try PolicyBundle.load(for: configuration, host: host)
         snapshots = SnapshotHolder(GatewaySnapshot(loaded, generation: 1,
                                                    notifier: Self.notifier(for: loaded.lockboxPolicy, logger: logger)))
         for warning in loaded.warnings { logger.warning("\(warning)") }
-        preAuth = PreAuthLimits(.init(
-            maxUnauthenticated: configuration.maxUnauthenticated,
-            maxUnauthenticatedPerSource: configuration.maxUnauthenticatedPerSource,
-            penalties: configuration.perSourcePenalties,
-            authFailPenalty: TimeInterval(configuration.perSourcePenaltyAuthFail),
-            noAuthPenalty: TimeInterval(configuration.perSourcePenaltyNoAuth),
-            penaltyMin: TimeInterval(configuration.perSourcePenaltyMin),
-            penaltyMax: TimeInterval(configuration.perSourcePenaltyMax),
-            exempt: Set(configuration.perSourcePenaltyExempt)))
         lockouts = UserLockouts(failures: configuration.userLockoutFailures,
                                 window: TimeInterval(configuration.userLockoutWindowSeconds))
         // At most one conversation per unauthenticated connection, so the cap
@@ -169,21 +157,17 @@ public final class GatewayContext: Sendable {
     }
 
     /// SIGHUP: loads policy and directory again. On success the new snapshot
-    /// replaces the old one whole, in one store; on any error the old one
+    /// replaces the old one whole, in one store (and the daemon tells the
+    /// network side to load the same files); on any error the old one
     /// stays, every error is logged with file:line, and
     /// `policy.reload-failed` is audited. Returns the diagnostics (errors, or
     /// warnings on success).
     @discardableResult
     public func reload() -> (ok: Bool, diagnostics: [PolicyDiagnostic]) {
         do {
-            let loaded = try PolicyBundle.load(policyDirectory: configuration.policyDirectory,
-                                               directoryFile: configuration.directoryFile,
-                                               libexecDirectory: Self.libexecDirectory(), host: host)
+            let loaded = try PolicyBundle.load(for: configuration, host: host)
             let now = snapshots.replace(with: loaded, notifier: Self.notifier(for: loaded.lockboxPolicy, logger: logger))
             afterSwap.withLock { $0 }?()
-            // A user the new directory dropped holds no grant any more: each
-            // session looks again now, not at its next event.
-            sessions.wakeAll()
             for warning in loaded.warnings { logger.warning("\(warning)") }
             var fields = loadFields(loaded)
             fields["reload"] = "true"
@@ -214,12 +198,7 @@ public final class GatewayContext: Sendable {
     }
 
     /// Gateway-supplied template values; user, session and scope come from the claim.
-    var executionContext: ExecutionContext {
-        ExecutionContext(node: configuration.nodeName, stateDir: configuration.stateDirectory,
-                         workingDirectory: configuration.backendWorkingDirectory)
-    }
-
-    var isShuttingDown: Bool { shuttingDown.load(ordering: .acquiring) }
+    var executionContext: ExecutionContext { configuration.executionContext }
 
     /// True once an audit write failed: sessions end and new ones are refused.
     var auditFailed: Bool { auditLog.hasFailed }
@@ -233,9 +212,8 @@ public final class GatewayContext: Sendable {
         }
     }
 
-    /// Also stops the Lockbox sweeper: the audit log closes soon after.
-    func beginShutdown() {
-        shuttingDown.store(true, ordering: .releasing)
+    /// Stops the Lockbox sweeper: the audit log closes soon after.
+    public func beginShutdown() {
         lockbox.stopSweeping()
     }
 

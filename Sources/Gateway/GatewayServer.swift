@@ -4,50 +4,90 @@ import Logging
 import SSHServer
 import Synchronization
 
-/// The accept loop: one listener, one dedicated thread per connection (never
-/// Swift's cooperative pool: libssh and PAM block), no process forked per
-/// connection.
+/// The network side's accept loop: one listener, one dedicated thread per
+/// connection (never Swift's cooperative pool: libssh and PAM block), no
+/// process forked per connection. Runs in the unprivileged network process;
+/// everything privileged is asked of the monitor over its channel.
 public final class GatewayServer: Sendable {
     private let listener: SSHListener
-    private let context: GatewayContext
+    private let context: NetworkContext
     /// Session threads still running: each enters before it starts and
     /// leaves as it ends, so the shutdown grace is one wait that the last
     /// one to leave ends (`waitForSessions`).
     private let liveThreads = DispatchGroup()
     /// The sessions' channel to the monitor, which holds the privileged
-    /// operations (docs/architecture.md, "Privilege separation"); for now
-    /// the monitor's end is served by threads of this process.
+    /// operations (docs/architecture.md, "Privilege separation").
     private let monitor: MonitorClient
-    /// Names each connection on the monitor's channel.
+    /// Names each connection on the monitor's channel (0 is this process's own).
     private let connections = Atomic<UInt64>(1)
 
-    public var boundPort: Int { listener.boundPort }
-    public var hostPublicKey: SSHPublicKey { listener.hostPublicKey }
-
-    /// `listeningSocket`: a socket systemd bound and passed (socket
-    /// activation), accepted on instead of `listen` from the configuration.
-    public init(context: GatewayContext, listeningSocket: Int32? = nil) throws {
+    /// `listeningSocket`: the socket the monitor bound or systemd passed,
+    /// accepted on (this process never binds); `hostKey`: a descriptor
+    /// holding the private host key's text (this process never opens the
+    /// key file); `monitorChannel`: this process's end of the monitor's
+    /// channel. The server owns all three from here on.
+    public init(context: NetworkContext, listeningSocket: Int32, hostKey: Int32,
+                monitorChannel: consuming PacketChannel) throws {
         self.context = context
-        let c = context.configuration
-        let ssh = SSHServerConfig(
-            host: c.listenHost, port: c.listenPort, hostKeyPath: c.hostKeyPath,
-            hostKeyType: SSHKeyType(rawValue: c.hostKeyType) ?? .ecdsaP256,
-            algorithms: c.fips ? SSHAlgorithms.fips : SSHAlgorithms.modern,
-            loginGraceSeconds: c.loginGraceSeconds, maxAuthTries: c.maxAuthTries,
-            maxChannelsPerConnection: c.maxChannelsPerConnection, ioTimeoutSeconds: c.ioTimeoutSeconds,
-            listeningSocket: listeningSocket)
+        var ssh = context.configuration.sshServer
+        ssh.listeningSocket = listeningSocket
+        ssh.hostKeyDescriptor = hostKey
         listener = try SSHListener(config: ssh, logger: context.logger)
-        let pair = try PacketChannel.pair()
-        Monitor(gateway: context, channel: pair.first).start()
-        monitor = MonitorClient(channel: pair.second) { [sessions = context.sessions] notice in
-            switch notice {
-            case .grantEnded(let session, let requestID): sessions.grantEnded(session: session, requestID: requestID)
+        // The monitor's notices that take time (a reload, a listing) run
+        // here, off the channel's reading thread.
+        let work = DispatchQueue(label: "gatehouse.notices")
+        monitor = MonitorClient(channel: monitorChannel, notices: { notice, monitor, descriptors in
+            Self.heard(notice, context: context, monitor: monitor, descriptors: descriptors, work: work)
+        }, gone: {
+            // Without the monitor nothing can be authorised or recorded, and
+            // the sessions' ends are the monitor's to write: this process
+            // ends at once, as a daemon killed outright would, and a monitor
+            // that is still alive starts the next one.
+            context.logger.critical("the monitor's channel ended; the network side exits")
+            _exit(70)
+        })
+    }
+
+    /// A notice from the monitor, on the channel's reading thread: what is
+    /// quick is done here, the rest on `work`.
+    private static func heard(_ notice: MonitorNotice, context: NetworkContext, monitor: MonitorClient,
+                              descriptors: [Int32], work noticeWork: DispatchQueue) {
+        let sessions = context.sessions
+        if case .reload = notice {} else {
+            for descriptor in descriptors { close(descriptor) }
+        }
+        switch notice {
+        case .grantEnded(let session, let requestID):
+            sessions.grantEnded(session: session, requestID: requestID)
+        case .endSession(let session, let message):
+            _ = sessions.requestEnd(session, .init(reason: "killed", message: message))
+        case .auditFailed:
+            context.logger.critical("the monitor's audit log failed; sessions end and new ones are refused")
+            context.auditHasFailed()
+        case .reload:
+            // The policy directory and the directory file, opened again by
+            // the monitor: they take the places the configuration reads.
+            noticeWork.async {
+                let places = [NetworkSide.Descriptor.policyDirectory, NetworkSide.Descriptor.directoryFile]
+                defer { for descriptor in descriptors { close(descriptor) } }
+                guard descriptors.count == places.count,
+                      zip(descriptors, places).allSatisfy({ dup2($0, $1) == $1 }) else {
+                    return context.logger.error("reload notice without the policy's descriptors; keeping the policy")
+                }
+                context.reload()
+            }
+        case .listSessions(let query):
+            noticeWork.async {
+                monitor.report(.sessionListing(query: query, sessions: sessions.list(),
+                                               unauthenticated: context.preAuth.unauthenticatedCount), call: query)
             }
         }
     }
 
-    /// Accepts until `beginShutdown()`; returns then.
+    /// Accepts until `beginShutdown()`; returns then. The monitor hears
+    /// first that this process is ready (confined: call it after the sandbox).
     public func serve() {
+        monitor.report(.ready, call: 0)
         while !context.isShuttingDown {
             let connection: SSHConnection
             do {

@@ -41,6 +41,20 @@ struct SSHKey: ~Copyable {
         return SSHKey(adopting: key)
     }
 
+    /// `ssh_pki_import_privkey_base64` of the key's text (unencrypted),
+    /// read straight from the secret's buffer, which must end in a NUL.
+    static func importPrivateKey(text: borrowing SecretBytes) throws -> SSHKey {
+        var key: ssh_key?
+        let rc = text.withUnsafeBytes { bytes -> Int32 in
+            guard bytes.last == 0, let base = bytes.baseAddress?.assumingMemoryBound(to: CChar.self) else { return SSH_ERROR }
+            return ssh_pki_import_privkey_base64(base, nil, nil, nil, &key)
+        }
+        guard rc == SSH_OK, let key else {
+            throw SSHError(.hostKey, operation: "ssh_pki_import_privkey_base64", detail: "cannot read the host key passed")
+        }
+        return SSHKey(adopting: key)
+    }
+
     /// `ssh_pki_import_pubkey_base64`; nil for a blob libssh cannot read.
     static func importPublicKey(type: String, base64: String) -> SSHKey? {
         var key: ssh_key?

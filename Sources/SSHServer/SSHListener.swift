@@ -1,5 +1,6 @@
 import CLibSSH
 import Foundation
+import GatehouseCore
 import Logging
 import Synchronization
 
@@ -33,17 +34,9 @@ public final class SSHListener: @unchecked Sendable {
         self.config = config
         self.logger = logger
 
-        let key = try SSHListener.loadOrCreateHostKey(config, logger: logger)
-        guard let pub = key.publicKey else {
-            throw SSHError(.hostKey, operation: "ssh_pki_export_pubkey_base64", detail: "cannot export host public key")
-        }
-        let hostAlgs = Set(SSHAlgorithms.list(config.algorithms.hostKeyAlgorithms))
-        let servable = SSHListener.signatureAlgorithms(forKeyTypeName: pub.type)
-        guard !hostAlgs.isDisjoint(with: servable) else {
-            throw SSHError(.configuration, operation: "host key",
-                           detail: "host key \(config.hostKeyPath) is \(pub.type), which none of the allowed "
-                               + "host key algorithms (\(config.algorithms.hostKeyAlgorithms)) can use")
-        }
+        let key = try config.hostKeyDescriptor.map(SSHListener.readHostKey)
+            ?? SSHListener.loadOrCreateHostKey(config, logger: logger)
+        let pub = try SSHListener.servablePublicKey(of: key, config)
         hostPublicKey = pub
 
         let bind = try SSHBind()
@@ -71,12 +64,7 @@ public final class SSHListener: @unchecked Sendable {
         let fd = bind.fd
         listenFD = fd
         self.bind = bind
-        var addr = sockaddr_storage()
-        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let got = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-        }
-        boundPort = got == 0 ? SSHListener.port(of: addr) : config.port
+        boundPort = SSHListener.boundPort(of: fd) ?? config.port
         logger.info("ssh listener bound", metadata: [
             "address": "\(config.host):\(boundPort)",
             "hostkey": "\(pub.type) \(pub.fingerprintSHA256)",
@@ -138,6 +126,117 @@ public final class SSHListener: @unchecked Sendable {
         t == "ssh-rsa" ? ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] : [t]
     }
 
+    /// The key's public half, once it is known that one of the allowed host
+    /// key algorithms can use it.
+    private static func servablePublicKey(of key: borrowing SSHKey, _ config: SSHServerConfig) throws -> SSHPublicKey {
+        guard let pub = key.publicKey else {
+            throw SSHError(.hostKey, operation: "ssh_pki_export_pubkey_base64", detail: "cannot export host public key")
+        }
+        let hostAlgs = Set(SSHAlgorithms.list(config.algorithms.hostKeyAlgorithms))
+        let servable = SSHListener.signatureAlgorithms(forKeyTypeName: pub.type)
+        guard !hostAlgs.isDisjoint(with: servable) else {
+            throw SSHError(.configuration, operation: "host key",
+                           detail: "host key \(config.hostKeyPath) is \(pub.type), which none of the allowed "
+                               + "host key algorithms (\(config.algorithms.hostKeyAlgorithms)) can use")
+        }
+        return pub
+    }
+
+    /// The most a host key's text may be (an RSA 16384 key is about 12 KiB);
+    /// it also fits a pipe's buffer, so the monitor writes it before the
+    /// network side exists.
+    static let maxHostKeyBytes = 32 * 1024
+
+    /// The monitor's half of handing the host key over: loads the key file
+    /// (creating it when missing, with the same mode checks as a listener
+    /// that reads it itself), checks that the allowed algorithms can serve
+    /// it, and returns its public half and a descriptor holding the private
+    /// key's text (`OwnedFileDescriptor.parcel`, close-on-exec: the spawner
+    /// passes it on deliberately) for the network side's `hostKeyDescriptor`.
+    public static func hostKeyParcel(_ config: SSHServerConfig, logger: Logger) throws -> HostKeyParcel {
+        try validate(config)
+        let key = try loadOrCreateHostKey(config, logger: logger)
+        let pub = try servablePublicKey(of: key, config)
+        let text = try key.exportPrivateKeyPEM()
+        guard text.count < maxHostKeyBytes else {
+            throw SSHError(.hostKey, operation: "host key", detail: "\(config.hostKeyPath) is larger than \(maxHostKeyBytes) bytes")
+        }
+        do throws(Errno) {
+            let fd = try text.withUnsafeBytes { bytes throws(Errno) in try OwnedFileDescriptor.parcel(bytes).release() }
+            return HostKeyParcel(publicKey: pub, descriptor: OwnedFileDescriptor(adopting: fd))
+        } catch {
+            throw SSHError(.io, operation: "socketpair", detail: "host key parcel: \(error)")
+        }
+    }
+
+    /// Reads the host key's text from `descriptor` to its end (bounded),
+    /// closes it, and imports it; the text lives only in a `SecretBytes`
+    /// and a wiped read buffer.
+    private static func readHostKey(from descriptor: Int32) throws -> SSHKey {
+        let file = OwnedFileDescriptor(adopting: descriptor)
+        var text = SecretBytes(capacity: maxHostKeyBytes + 1)
+        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 1)
+        defer {
+            explicit_bzero(chunk.baseAddress!, chunk.count)
+            chunk.deallocate()
+        }
+        while true {
+            let count: Int
+            do throws(Errno) {
+                count = try file.read(into: chunk)
+            } catch {
+                throw SSHError(.hostKey, operation: "read", detail: "host key descriptor \(descriptor): \(error)")
+            }
+            if count == 0 { break }
+            guard text.append(contentsOf: UnsafeRawBufferPointer(rebasing: chunk[..<count])), text.count < maxHostKeyBytes else {
+                throw SSHError(.hostKey, operation: "read", detail: "host key descriptor \(descriptor): too large")
+            }
+        }
+        text.append(0)
+        return try SSHKey.importPrivateKey(text: text)
+    }
+
+    /// Binds `host:port` and listens, as `ssh_bind_listen` would, but hands
+    /// the socket out (close-on-exec): the monitor binds, the network side
+    /// accepts. The backlog is the kernel's maximum, not libssh's 10, so a
+    /// burst of connections waits in the kernel rather than being refused.
+    public static func bindSocket(host: String, port: Int) throws -> OwnedFileDescriptor {
+        guard (0...65535).contains(port) else {
+            throw SSHError(.configuration, operation: "listen", detail: "port \(port) out of range 0...65535")
+        }
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = AI_PASSIVE
+        var found: UnsafeMutablePointer<addrinfo>?
+        let rc = getaddrinfo(host, String(port), &hints, &found)
+        guard rc == 0, let first = found else {
+            throw SSHError(.library, operation: "getaddrinfo", detail: "\(host): \(String(cString: gai_strerror(rc)))")
+        }
+        defer { freeaddrinfo(first) }
+        let address = first.pointee
+        let fd = socket(address.ai_family, address.ai_socktype | Int32(SOCK_CLOEXEC.rawValue), address.ai_protocol)
+        guard fd >= 0 else { throw SSHKeyGenerator.posixError("socket", "\(host):\(port)") }
+        let socket = OwnedFileDescriptor(adopting: fd)
+        var on: Int32 = 1
+        guard setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size)) == 0,
+              Glibc.bind(fd, address.ai_addr, address.ai_addrlen) == 0,
+              Glibc.listen(fd, SOMAXCONN) == 0 else {
+            throw SSHError(.library, operation: "bind", detail: "\(host):\(port): \(String(cString: strerror(errno)))")
+        }
+        return socket
+    }
+
+    /// The port `socket` is bound to (the one the kernel picked for port 0).
+    public static func boundPort(of socket: Int32) -> Int? {
+        var addr = sockaddr_storage()
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let got = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socket, $0, &len) }
+        }
+        return got == 0 ? port(of: addr) : nil
+    }
+
     /// Returns the private host key, generating it first if the file is missing.
     private static func loadOrCreateHostKey(_ c: SSHServerConfig, logger: Logger) throws -> SSHKey {
         let path = c.hostKeyPath
@@ -175,6 +274,13 @@ public final class SSHListener: @unchecked Sendable {
         default: return 0
         }
     }
+}
+
+/// The host key as the monitor hands it to the network side: the public
+/// half for the operator, the private half in a descriptor.
+public struct HostKeyParcel: ~Copyable {
+    public let publicKey: SSHPublicKey
+    public var descriptor: OwnedFileDescriptor
 }
 
 /// The one owner of the listener's `ssh_bind`: `ssh_bind_free` runs exactly

@@ -52,6 +52,11 @@ public struct SSHServerConfig: Sendable {
     /// accepted on instead of binding `host:port`; the listener owns it from
     /// then on. Port 22 is then bound by systemd, not by this process.
     public var listeningSocket: Int32?
+    /// The private host key as a descriptor to read to its end (a pipe the
+    /// monitor filled, `SSHListener.hostKeyPipe`), instead of `hostKeyPath`:
+    /// the unprivileged network side never opens the key file. The listener
+    /// closes it once read.
+    public var hostKeyDescriptor: Int32?
 
     public init(host: String = "127.0.0.1", port: Int = 2222,
                 hostKeyPath: String, hostKeyType: SSHKeyType = .ecdsaP256,

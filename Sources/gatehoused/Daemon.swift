@@ -4,6 +4,7 @@ import Gateway
 import GatehouseCore
 import Logging
 import Sandbox
+import SSHServer
 import Transcript
 
 /// What `gatehoused`'s command line asked for.
@@ -15,6 +16,8 @@ struct DaemonOptions: Sendable {
     var policyDirectory: String?
     var checkConfig: Bool
     var dumpConfig: Bool
+    /// `--log-level` and `--log-format` as given, for the network side's command line.
+    var logArguments: [String] = []
 }
 
 /// The daemon's life: configuration, demo set-up, policy load, listen, serve,
@@ -39,6 +42,16 @@ enum Daemon {
         // context takes the lock itself, so a race here still fails closed.
         if !options.checkConfig && !options.dumpConfig && DaemonLock.isHeld(stateDirectory: configuration.stateDirectory) {
             printError(GatewayStartupError.alreadyRunning(configuration.stateDirectory).description)
+            return 1
+        }
+
+        // The network side runs as its own unprivileged account, which only
+        // root can become: anything else fails closed here, before the demo
+        // set-up or the daemon touches any state (docs/architecture.md,
+        // "Privilege separation"). Checking or dumping the configuration only reads.
+        if !options.checkConfig && !options.dumpConfig && geteuid() != 0 {
+            printError("gatehoused must start as root: it keeps PAM, the keys and the audit log to itself and "
+                       + "runs the network side as the account \(NetworkSide.account)")
             return 1
         }
 
@@ -80,6 +93,21 @@ enum Daemon {
                 return 1
             }
         }
+        if demo != nil {
+            do {
+                try DemoEnvironment.ensureAccount(NetworkSide.account)
+            } catch {
+                printError("demo: \(error)")
+                return 1
+            }
+        }
+        do {
+            _ = try SandboxAccount(named: NetworkSide.account)
+        } catch {
+            printError("the network side's account: \(error); create it (deploy/sysusers.d/gatehouse.conf, "
+                       + "or useradd --system --no-create-home --shell /usr/sbin/nologin \(NetworkSide.account))")
+            return 1
+        }
         // systemd socket activation (gatehoused.socket binds port 22): read
         // before any thread exists, since it clears the environment it reads.
         let activated: Int32?
@@ -97,19 +125,29 @@ enum Daemon {
             return 1
         }
 
-        let server: GatewayServer
+        // The monitor binds (or adopts systemd's socket); the network side only accepts.
+        let listener: OwnedFileDescriptor
+        if let activated {
+            listener = OwnedFileDescriptor(adopting: activated)
+            logger.notice("accepting on the socket systemd passed; the listen setting does not apply")
+        } else {
+            do {
+                listener = try SSHListener.bindSocket(host: configuration.listenHost, port: configuration.listenPort)
+            } catch {
+                printError("cannot listen on \(configuration.listenHost):\(configuration.listenPort): \(error)")
+                return 1
+            }
+        }
+        let port = SSHListener.boundPort(of: listener.rawValue) ?? configuration.listenPort
+        let network = NetworkSide(context: context, listener: listener,
+                                  arguments: options.logArguments)
+        let hostKey: SSHPublicKey
         do {
-            server = try GatewayServer(context: context, listeningSocket: activated)
+            hostKey = try network.start()
         } catch {
-            printError(activated == nil
-                       ? "cannot listen on \(configuration.listenHost):\(configuration.listenPort): \(error)"
-                       : "cannot accept on the socket systemd passed: \(error)")
+            printError("cannot start the network side: \(error)")
             return 1
         }
-        if activated != nil {
-            logger.notice("accepting on the socket systemd passed; the listen setting does not apply")
-        }
-        let port = server.boundPort
         context.startLockboxSweeper()
         logger.info("listening", metadata: ["address": "\(configuration.listenHost):\(port)",
                                             "fips": "\(configuration.fips)"])
@@ -119,7 +157,7 @@ enum Daemon {
         // (a state directory path longer than a socket path can be is enough).
         var control: ControlSocket?
         do {
-            control = try ControlSocket(context: context)
+            control = try ControlSocket(context: context, network: network)
             control?.start()
         } catch {
             logger.error("control socket unavailable; operator commands will not work", metadata: ["error": "\(error)"])
@@ -129,8 +167,8 @@ enum Daemon {
         var metrics: MetricsEndpoint?
         if let host = configuration.metricsHost {
             do {
-                let endpoint = try MetricsEndpoint(host: host, port: configuration.metricsPort) { [context] in
-                    context.metrics.scrape(liveSessions: context.sessions.count, lockbox: context.lockbox)
+                let endpoint = try MetricsEndpoint(host: host, port: configuration.metricsPort) { [context, network] in
+                    context.metrics.scrape(liveSessions: network.liveSessionCount, lockbox: context.lockbox)
                 }
                 endpoint.start(logger: logger)
                 logger.info("metrics endpoint listening", metadata: ["address": "\(endpoint.address)"])
@@ -140,19 +178,22 @@ enum Daemon {
             }
         }
         let shutdownLogger = logger
-        // The handler only starts the shutdown; this thread, once serve()
-        // returns, waits (bounded) for the sessions to say goodbye and write
-        // their session.end events, then the process exits.
+        // The handler only starts the shutdown: the network side ends its
+        // sessions (each writes its session.end through the monitor) within
+        // the grace, or is killed after it; `run()` then returns on this
+        // thread, and the audit log is closed.
+        let grace = TimeInterval(configuration.shutdownGraceSeconds)
         let signals = installShutdownHandlers { signal in
             shutdownLogger.notice("shutting down", metadata: ["signal": "\(signal)"])
-            server.beginShutdown()
-        } + [installReloadHandler { _ = context.reload() }]
+            network.stop(grace: grace + 2)
+        } + [installReloadHandler { if context.reload().ok { network.reloaded() } }]
         // Ready only now: signals are handled, so a SIGTERM right after the
-        // demo manifest appears is a graceful one.
+        // demo manifest appears is a graceful one. Connections that arrive
+        // before the network side accepts wait in the kernel's backlog.
         if let demo {
             do {
                 try demo.publish(listen: "\(configuration.listenHost):\(port)", host: configuration.listenHost,
-                                 port: port, hostKey: server.hostPublicKey)
+                                 port: port, hostKey: hostKey)
             } catch {
                 printError("demo: \(error)")
                 return 1
@@ -161,15 +202,73 @@ enum Daemon {
             fflush(nil)  // every stream: `stdout` is a C global Swift 6 will not read
         }
 
-        withExtendedLifetime(signals) {
-            server.serve()
-            server.waitForSessions(grace: TimeInterval(configuration.shutdownGraceSeconds))
-            // After the sessions' end events: the final signed checkpoint.
-            context.closeAudit()
-        }
+        let status = withExtendedLifetime(signals) { network.run() }
+        context.beginShutdown()
+        // After the sessions' end events: the final signed checkpoint.
+        context.closeAudit()
         control?.remove()
         metrics?.stop()
         logger.notice("stopped")
+        return status
+    }
+
+    /// The network role (`gatehoused --network-side`, started by the
+    /// monitor, never by hand): reads the configuration the monitor handed
+    /// over, becomes `gatehouse-net` with no capability, loads the policy
+    /// through the descriptors it inherited (as that account), sets up the
+    /// listener with the host key it inherited, enters the sandbox (no new
+    /// privileges, the seccomp allow-list that kills on anything else), and
+    /// only then accepts a connection. Any failure exits non-zero before a
+    /// byte is read from the network.
+    static func runNetworkSide(logger: Logger) -> Int32 {
+        resetSignals()
+        _ = raiseDescriptorLimit()
+        let configuration: GatewayConfiguration
+        do {
+            let parcel = OwnedFileDescriptor(adopting: NetworkSide.Descriptor.configuration)
+            let bytes = try parcel.readToEnd(limit: NetworkSide.maxConfigurationBytes)
+            configuration = NetworkSide.networkConfiguration(try JSONDecoder().decode(GatewayConfiguration.self,
+                                                                                      from: Data(bytes)))
+        } catch {
+            printError("network side: no configuration from the monitor on descriptor "
+                       + "\(NetworkSide.Descriptor.configuration): \(error)")
+            return 1
+        }
+        do {
+            try PrivilegeDrop.drop(to: SandboxAccount(named: NetworkSide.account))
+        } catch {
+            printError("network side: cannot drop privileges to \(NetworkSide.account): \(error)")
+            return 1
+        }
+        let context: NetworkContext
+        let server: GatewayServer
+        do {
+            context = try NetworkContext(configuration: configuration, logger: logger)
+            server = try GatewayServer(context: context, listeningSocket: NetworkSide.Descriptor.listener,
+                                       hostKey: NetworkSide.Descriptor.hostKey,
+                                       monitorChannel: PacketChannel(adopting: OwnedFileDescriptor(
+                                           adopting: NetworkSide.Descriptor.channel)))
+        } catch {
+            printError("network side: \(error)")
+            return 1
+        }
+        do {
+            try Sandbox.enter(filter: NetworkSideSyscalls.filter())
+        } catch {
+            printError("network side: cannot enter the sandbox: \(error)")
+            return 1
+        }
+        let shutdownLogger = logger
+        let signals = installShutdownHandlers { signal in
+            shutdownLogger.notice("network side shutting down", metadata: ["signal": "\(signal)"])
+            server.beginShutdown()
+        }
+        // SIGHUP is the monitor's: it reloads and then tells this process.
+        signal(SIGHUP, SIG_IGN)
+        withExtendedLifetime(signals) {
+            server.serve()
+            server.waitForSessions(grace: TimeInterval(configuration.shutdownGraceSeconds))
+        }
         return 0
     }
 

@@ -39,16 +39,25 @@ struct Gatehoused: ParsableCommand {
 
     enum LogFormat: String, ExpressibleByArgument { case text, json }
 
+    @Flag(name: .customLong("network-side"), help: .hidden)
+    var networkSide = false
+
     func run() throws {
-        let options = DaemonOptions(configFile: config, demo: demo, stateDirectory: stateDir, listen: listen,
-                                    policyDirectory: policyDir, checkConfig: checkConfig, dumpConfig: dumpConfig)
         guard let level = Logger.Level(rawValue: logLevel) else {
             throw ValidationError("--log-level must be one of: "
                                   + Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))
         }
         if logFormat == .json { LoggingSystem.bootstrap { JSONLogHandler(label: $0) } }
-        var logger = Logger(label: "gatehoused")
+        var logger = Logger(label: networkSide ? "gatehoused-net" : "gatehoused")
         logger.logLevel = level
+        if networkSide {
+            let status = Daemon.runNetworkSide(logger: logger)
+            if status != 0 { throw ExitCode(status) }
+            return
+        }
+        var options = DaemonOptions(configFile: config, demo: demo, stateDirectory: stateDir, listen: listen,
+                                    policyDirectory: policyDir, checkConfig: checkConfig, dumpConfig: dumpConfig)
+        options.logArguments = ["--log-level", level.rawValue, "--log-format", logFormat.rawValue]
         let status = Daemon.run(options, logger: logger)
         if status != 0 { throw ExitCode(status) }
     }

@@ -3,6 +3,7 @@ import GatehouseCore
 @testable import Gateway
 import CmdletShell
 import Lockbox
+import Synchronization
 import TestSupport
 import Transcript
 import XCTest
@@ -151,10 +152,13 @@ final class MonitorTests: PolicySnapshotTestCase {
         try super.tearDownWithError()
     }
 
+    var monitor: Monitor!
+
     /// A monitor and the raw end of its channel.
     func startRaw() throws {
         let pair = try PacketChannel.pair()
-        Monitor(gateway: gateway, channel: pair.first, secondFactor: { _, _, _, _ in }).start()
+        monitor = Monitor(gateway: gateway, channel: pair.first, secondFactor: { _, _, _, _ in })
+        monitor.start()
         raw = SharedPacketChannel(pair.second)
     }
 
@@ -364,5 +368,57 @@ final class MonitorTests: PolicySnapshotTestCase {
             }
         }
         XCTAssertEqual(notices, [.grantEnded(session: aliceSession, requestID: request.id)])
+    }
+
+    /// The network side's own reports (`ready`, `sessionListing`) count only
+    /// on connection 0; on a connection they are refused and end it.
+    func testTheNetworkSidesReportsComeOnlyOnConnectionZero() throws {
+        try startRaw()
+        guard case .refused = try send(.ready, connection: 7) else { return XCTFail("ready on a connection") }
+        guard case .refused = try send(.sessionListing(query: 1, sessions: [], unauthenticated: 0), connection: 8) else {
+            return XCTFail("a listing on a connection")
+        }
+        try raw.send(MonitorWire.encode(MonitorEnvelope(call: 0, connection: 0, body: MonitorRequest.ready)))
+        XCTAssertTrue(monitor.waitUntilReady(timeout: .seconds(5)))
+    }
+
+    /// The operator's listing shows what the network side says of the
+    /// sessions the monitor holds open, and nothing it makes up; a kill is
+    /// for an open session only, and reaches the network side as a notice.
+    func testAListingShowsOnlyTheMonitorsSessionsAndAKillIsANotice() throws {
+        try startRaw()
+        try authenticate(connection: 7)
+        let session = SessionID(rawValue: "s-listed")
+        guard case .done = try send(.openSession(user: alice, session: session)) else { return XCTFail() }
+        let listed = Mutex<(sessions: [SessionRegistry.Summary], unauthenticated: Int)?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        Thread { [monitor] in
+            listed.withLock { $0 = monitor!.liveSessions(timeout: .seconds(10)) }
+            done.signal()
+        }.start()
+        guard case .packet(let packet) = try raw.receive(maxBytes: MonitorWire.maxReplyBytes, maxDescriptors: 0),
+              case .notice(.listSessions(let query)) = try MonitorWire.decode(MonitorEnvelope<MonitorReply>.self,
+                                                                            from: packet.bytes).body else {
+            return XCTFail("no listing query")
+        }
+        let now = Date()
+        let real = SessionRegistry.Summary(id: session.rawValue, user: "alice", source: "192.0.2.1", started: now,
+                                           lastInput: now, commandRunning: false)
+        let invented = SessionRegistry.Summary(id: "s-invented", user: "bob", source: "192.0.2.2", started: now,
+                                               lastInput: now, commandRunning: true)
+        try raw.send(MonitorWire.encode(MonitorEnvelope(call: query, connection: 0, body: MonitorRequest.sessionListing(
+            query: query, sessions: [real, invented], unauthenticated: 3))))
+        XCTAssertEqual(done.wait(timeout: .now() + 10), .success)
+        XCTAssertEqual(listed.withLock { $0?.sessions }, [real])
+        XCTAssertEqual(listed.withLock { $0?.unauthenticated }, 3)
+
+        XCTAssertNil(monitor.endSession(SessionID(rawValue: "s-invented"), message: "x"))
+        XCTAssertEqual(monitor.endSession(session, message: "bye"), alice)
+        guard case .packet(let notice) = try raw.receive(maxBytes: MonitorWire.maxReplyBytes, maxDescriptors: 0) else {
+            return XCTFail("no notice")
+        }
+        guard case .notice(let said) = try MonitorWire.decode(MonitorEnvelope<MonitorReply>.self, from: notice.bytes).body
+        else { return XCTFail("not a notice") }
+        XCTAssertEqual(said, .endSession(session: session, message: "bye"))
     }
 }

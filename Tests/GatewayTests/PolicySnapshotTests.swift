@@ -131,13 +131,15 @@ final class CommandStepTests: PolicySnapshotTestCase {
     func testACommandReadsTheSnapshotOnce() throws {
         let gateway = try makeGateway()
         defer { gateway.closeAudit() }
+        let network = try NetworkContext(configuration: gateway.configuration, logger: Logger(label: "test"),
+                                         host: FakeHost())
         let session = SessionID(rawValue: "s")
-        let step = CommandStep(gateway: gateway, privileges: try monitored(gateway, user: alice, session: session),
+        let step = CommandStep(gateway: network, privileges: try monitored(gateway, user: alice, session: session),
                                interpreter: CmdletInterpreter(audit: gateway.audit, clock: gateway.clock), session: session)
         for line in ["Get-Command", "Get-Mailbox -Identity x@contoso.com", "Remove-Everything"] {
-            gateway.snapshots.reads.store(0, ordering: .relaxed)
+            network.snapshots.reads.store(0, ordering: .relaxed)
             _ = step.run(Array(line.utf8), output: Discard(), cancellation: CancellationFlag())
-            XCTAssertEqual(gateway.snapshots.reads.load(ordering: .relaxed), 1, line)
+            XCTAssertEqual(network.snapshots.reads.load(ordering: .relaxed), 1, line)
         }
     }
 
@@ -172,7 +174,11 @@ final class CommandStepTests: PolicySnapshotTestCase {
         let secret = try lockbox.issueCredential(id: request.id, to: alice)
         try lockbox.redeem(id: request.id, secret: typedSecret(Array(secret.revealedText.utf8)), by: alice, session: session)
 
-        guard case .admitted = gateway.sessions.admit(id: session, user: alice, source: "x", now: gateway.clock.now(),
+        // The network side's own context, in this process: its registry is
+        // what carries the revocation to alice's backend.
+        let network = try NetworkContext(configuration: gateway.configuration, logger: Logger(label: "test"),
+                                         host: FakeHost())
+        guard case .admitted = network.sessions.admit(id: session, user: alice, source: "x", now: gateway.clock.now(),
                                                       limit: 1) else { return XCTFail("not admitted") }
         let out = Discard()
         // Bob revokes from his own session, through the shell's command, as
@@ -181,21 +187,21 @@ final class CommandStepTests: PolicySnapshotTestCase {
             let claim = lockbox.claim(user: bob, session: SessionID(rawValue: "s-bob"), now: gateway.clock.now())
             _ = CmdletInterpreter(audit: gateway.audit, clock: gateway.clock,
                                   commandProvider: LockboxCommands(lockbox: lockbox, clock: gateway.clock,
-                                                                   sessions: gateway.sessions))
+                                                                   sessions: network.sessions))
                 .run(line: Array("Revoke-LockboxRequest -Id \(request.id) -Reason test".utf8), claim: claim,
                      snapshot: gateway.snapshot.policy, context: gateway.executionContext, output: Discard())
         }
         let privileges = try monitored(gateway, user: alice, session: session)
         func run(_ line: String) -> CancellationFlag {
             let executor = RevokingExecutor(wait: 5, revoke: revoke)
-            let step = CommandStep(gateway: gateway,
+            let step = CommandStep(gateway: network,
                                    privileges: privileges,
                                    interpreter: CmdletInterpreter(audit: gateway.audit, clock: gateway.clock,
                                                                   executor: executor),
                                    session: session)
             let cancellation = CancellationFlag()
-            gateway.sessions.setRunning(session, cancellation)
-            defer { gateway.sessions.setRunning(session, nil) }
+            network.sessions.setRunning(session, cancellation)
+            defer { network.sessions.setRunning(session, nil) }
             _ = step.run(Array(line.utf8), output: out, cancellation: cancellation)
             return cancellation
         }

@@ -5,7 +5,7 @@ import PolicyFormat
 /// Every setting of the daemon, each declared once (below, in `settings`) with
 /// its type, default and documentation. `gatehoused --dump-config` prints the
 /// effective value of each with where it came from, like `sshd -T`.
-public struct GatewayConfiguration: Sendable {
+public struct GatewayConfiguration: Sendable, Codable {
     public var listenHost = "127.0.0.1"
     public var listenPort = 2222
     public var stateDirectory = "/var/lib/gatehouse"

@@ -19,6 +19,14 @@ public struct PolicyBundle: Sendable {
     /// `<policy>/lockbox.yaml`: which roles may be requested and how.
     public let lockboxPolicy: LockboxPolicy
 
+    /// The configuration's policy directory and directory file, with
+    /// `@libexec` backends beside this binary: what both of the daemon's
+    /// processes load.
+    static func load(for configuration: GatewayConfiguration, host: HostInspector) throws -> PolicyBundle {
+        try load(policyDirectory: configuration.policyDirectory, directoryFile: configuration.directoryFile,
+                 libexecDirectory: GatewayContext.libexecDirectory(), host: host)
+    }
+
     /// Loads everything and reports every problem of every file at once.
     /// `host` answers the loader's questions about accounts and backend
     /// files: `SystemHostInspector` in the daemon and `gatehouse policy check`.

@@ -84,6 +84,9 @@ public enum ControlRefusal: String, Codable, Sendable, Equatable {
     case notFound
     /// The event could not be written to the audit log.
     case auditFailed
+    /// The network process, which holds the sessions, did not answer in time
+    /// (it is being restarted, or stuck).
+    case unavailable
 }
 
 /// The answer to `list`. Its JSON is what `sessions list --live --json` prints.

@@ -33,9 +33,10 @@ public final class ControlSocket: Sendable {
     /// takes and refills it.
     private let reserve: Mutex<OwnedFileDescriptor?>
 
-    /// The daemon's socket, answering with `GatewayControl`.
-    public convenience init(context: GatewayContext) throws {
-        let control = GatewayControl(context: context)
+    /// The daemon's socket, answering with `GatewayControl`: the monitor's
+    /// own state, and the network side's sessions through `network`.
+    public convenience init(context: GatewayContext, network: NetworkSide) throws {
+        let control = GatewayControl(context: context, network: network)
         try self.init(path: Self.path(stateDirectory: context.configuration.stateDirectory),
                       handler: { control.respond(to: $0, operatorUID: $1) })
     }

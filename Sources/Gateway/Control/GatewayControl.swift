@@ -7,27 +7,34 @@ import Logging
 /// checked (`ControlWire.request(from:)`).
 struct GatewayControl: Sendable {
     let context: GatewayContext
+    /// The sessions live in the network process; the monitor lists and ends
+    /// only sessions it holds open itself.
+    let network: LiveSessionsSource
+    /// How long a listing waits for the network side's answer.
+    static let listingTimeout = DispatchTimeInterval.seconds(5)
 
     func respond(to request: ControlRequest, operatorUID uid: uid_t) -> ControlResponse {
         let now = context.clock.now()
         switch request {
         case .list:
-            let sessions = context.sessions.list().map {
+            guard let live = network.liveSessions(timeout: Self.listingTimeout) else {
+                return .refused(reason: .unavailable, message: "the network side did not answer; try again")
+            }
+            let sessions = live.sessions.map {
                 LiveSession(id: $0.id, user: $0.user, source: $0.source, started: $0.started,
-                            idleSeconds: Int(now.timeIntervalSince($0.lastInput)), commandRunning: $0.commandRunning)
+                            idleSeconds: max(0, Int(now.timeIntervalSince($0.lastInput))), commandRunning: $0.commandRunning)
             }
             return .sessions(LiveSessionListing(node: context.configuration.nodeName, sessions: sessions,
                                                 lockedUsers: context.lockouts.lockedUsers(now: now).map(\.rawValue),
-                                                unauthenticated: context.preAuth.unauthenticatedCount))
+                                                unauthenticated: live.unauthenticated))
         case .kill(let session, let text):
             let reason = TerminalText.sanitize(String(text.prefix(ControlRequest.maximumReasonLength)), keepLineBreaks: false)
             let id = SessionID(rawValue: session)
-            let user = context.sessions.list().first { $0.id == id.rawValue }?.user
             let message = "Your session was ended by an operator: \(reason)"
-            guard context.sessions.requestEnd(id, .init(reason: "killed", message: message)) else {
+            guard let user = network.endSession(id, message: message) else {
                 return .refused(reason: .notFound, message: "no live session \(session) on this node")
             }
-            try? context.audit.record(AuditEvent(time: now, kind: .sessionKill, user: user, session: id,
+            try? context.audit.record(AuditEvent(time: now, kind: .sessionKill, user: user.rawValue, session: id,
                                                  fields: ["reason": reason, "operatorUID": String(uid)]))
             context.logger.notice("session killed by operator", metadata: ["session": "\(id)", "reason": "\(reason)"])
             return .killed(session: session)

@@ -3,8 +3,9 @@ import Foundation
 import GatehouseCore
 import Synchronization
 
-/// The live sessions of this node, shared by every session thread and the
-/// control socket. Enforces `maxSessionsPerUser` at the one moment that
+/// The live sessions of this node, in the network process: shared by every
+/// session thread and the monitor's notices (an operator's kill or listing,
+/// an ended grant, a reload). Enforces `maxSessionsPerUser` at the one moment that
 /// matters (right after authentication, before the session starts), and
 /// carries whatever must reach a session from outside (an operator kill, the
 /// shutdown, a revoked grant) to it as an event: each session's `SessionWake`

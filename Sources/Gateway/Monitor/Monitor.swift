@@ -30,6 +30,17 @@ final class Monitor: Sendable {
     private let work = DispatchQueue(label: "gatehouse.monitor", attributes: .concurrent)
     /// The second factor: PAM in the gateway's worker processes (unit tests pass a fake).
     private let secondFactor: SecondFactor.Check
+    /// The operator's listings waiting for the network side's answer, by query.
+    private let listings = Mutex([UInt64: ListingWaiter]())
+    private let nextQuery = Atomic<UInt64>(1)
+    /// Said once: the network side learns of a failed audit log.
+    private let auditFailureSent = Atomic<Bool>(false)
+    /// Signalled when the network side has closed the channel and every
+    /// session it left open has ended here (`session.end` written).
+    let closed = DispatchSemaphore(value: 0)
+    /// Whether the network side said it is ready (true) or ended before (false).
+    private let readiness = Mutex<Bool?>(nil)
+    private let readinessKnown = DispatchSemaphore(value: 0)
 
     init(gateway: GatewayContext, channel: consuming PacketChannel, secondFactor: SecondFactor.Check? = nil) {
         self.gateway = gateway
@@ -52,6 +63,8 @@ final class Monitor: Sendable {
                 switch try channel.receive(maxBytes: MonitorWire.maxRequestBytes, maxDescriptors: 0) {
                 case .endOfStream:
                     endAll(reason: "the session process ended")
+                    startedUp(false)
+                    closed.signal()
                     return
                 case .packet(let packet):
                     bytes = packet.bytes
@@ -67,6 +80,14 @@ final class Monitor: Sendable {
                 envelope = try MonitorWire.decode(MonitorEnvelope<MonitorRequest>.self, from: bytes)
             } catch {
                 refused(connection: nil, request: nil, reason: "malformed request")
+                continue
+            }
+            if envelope.connection == 0, case .sessionListing(let query, let sessions, let unauthenticated) = envelope.body {
+                listings.withLock { $0[query] }?.deliver((sessions, unauthenticated))
+                continue
+            }
+            if envelope.connection == 0, case .ready = envelope.body {
+                startedUp(true)
                 continue
             }
             let verdict = connections.withLock { table in
@@ -133,6 +154,7 @@ final class Monitor: Sendable {
                                                     fields: fields))
                 reply(envelope, .done)
             } catch {
+                auditUnavailable()
                 reply(envelope, .failed("audit log unavailable: \(error)"))
             }
         default:
@@ -180,7 +202,7 @@ final class Monitor: Sendable {
         let lockbox = gateway.lockbox
         let now = gateway.clock.now()
         switch envelope.body {
-        case .publicKey, .keyboardInteractive, .pamAnswers, .closeConnection, .preAuthAudit:
+        case .publicKey, .keyboardInteractive, .pamAnswers, .closeConnection, .preAuthAudit, .sessionListing, .ready:
             reply(envelope, .refused("not a request in a session"))
         case .openSession:
             reply(envelope, .done)
@@ -290,6 +312,7 @@ final class Monitor: Sendable {
                                                 session: session, fields: fields))
             return .done
         } catch {
+            auditUnavailable()
             return .failed("audit log unavailable: \(error)")
         }
     }
@@ -316,9 +339,85 @@ final class Monitor: Sendable {
         }
     }
 
-    /// Tells the session's side what it did not ask (call 0).
-    private func notify(_ notice: MonitorNotice) {
-        send(call: 0, connection: 0, .notice(notice))
+    /// Tells the session's side what it did not ask (call 0), with
+    /// `descriptors` (copies travel; the caller keeps and closes its own).
+    func notify(_ notice: MonitorNotice, descriptors: [Int32] = []) {
+        send(call: 0, connection: 0, .notice(notice), descriptors: descriptors)
+    }
+
+    /// Once the audit log has failed for good, the network side hears it once.
+    private func auditUnavailable() {
+        guard gateway.auditFailed, !auditFailureSent.exchange(true, ordering: .relaxed) else { return }
+        notify(.auditFailed)
+    }
+
+    /// The first word on readiness counts: `ready`, or the channel's end.
+    private func startedUp(_ ready: Bool) {
+        let first = readiness.withLock { known in
+            defer { if known == nil { known = ready } }
+            return known == nil
+        }
+        if first { readinessKnown.signal() }
+    }
+
+    /// Waits until the network side is confined and accepting (true), or
+    /// has ended or not said so within `timeout` (false).
+    func waitUntilReady(timeout: DispatchTimeInterval) -> Bool {
+        guard readinessKnown.wait(timeout: .now() + timeout) == .success else { return false }
+        readinessKnown.signal()
+        return readiness.withLock { $0 } == true
+    }
+
+    // MARK: - For the operator (the control socket)
+
+    /// The sessions this monitor holds open, as the network side describes
+    /// them (source, idle time, a command running), and its unauthenticated
+    /// connections; nil when it does not answer within `timeout`. A session
+    /// the network side names but the monitor does not hold is left out.
+    func liveSessions(timeout: DispatchTimeInterval) -> (sessions: [SessionRegistry.Summary], unauthenticated: Int)? {
+        let query = nextQuery.wrappingAdd(1, ordering: .relaxed).oldValue
+        let waiter = ListingWaiter()
+        listings.withLock { $0[query] = waiter }
+        defer { listings.withLock { _ = $0.removeValue(forKey: query) } }
+        notify(.listSessions(query: query))
+        guard waiter.ready.wait(timeout: .now() + timeout) == .success, let answer = waiter.answer else { return nil }
+        let open = Set(openSessions().map { "\($0.session.rawValue) \($0.user.rawValue)" })
+        return (answer.sessions.filter { open.contains("\($0.id) \($0.user)") }, max(0, answer.unauthenticated))
+    }
+
+    /// Asks the network side to end `session` with `message`; the user it
+    /// belongs to, or nil when the monitor holds no such session open.
+    func endSession(_ session: SessionID, message: String) -> UserName? {
+        guard let user = openSessions().first(where: { $0.session == session })?.user else { return nil }
+        notify(.endSession(session: session, message: message))
+        return user
+    }
+
+    /// Sessions this monitor holds open (the metrics' live sessions).
+    var openSessionCount: Int { openSessions().count }
+
+    private func openSessions() -> [(user: UserName, session: SessionID)] {
+        connections.withLock { table in
+            table.values.compactMap { permits in
+                if case .inSession(let user, let session, _, _) = permits.state { return (user, session) }
+                return nil
+            }
+        }
+    }
+
+    /// One operator's listing, between the notice and the network side's answer.
+    private final class ListingWaiter: Sendable {
+        typealias Answer = (sessions: [SessionRegistry.Summary], unauthenticated: Int)
+        let ready = DispatchSemaphore(value: 0)
+        private let received = Mutex<Answer?>(nil)
+        var answer: Answer? { received.withLock { $0 } }
+        func deliver(_ answer: Answer) {
+            let first = received.withLock { held in
+                defer { if held == nil { held = answer } }
+                return held == nil
+            }
+            if first { ready.signal() }
+        }
     }
 
     /// The Lockbox commands' grant ends, as notices to the session's side.
@@ -378,6 +477,8 @@ extension MonitorRequest {
         case .signalBackend: "signalBackend"
         case .reapBackend: "reapBackend"
         case .end: "end"
+        case .sessionListing: "sessionListing"
+        case .ready: "ready"
         }
     }
 }

@@ -23,11 +23,21 @@ final class MonitorClient: Sendable {
     }
 
     /// Hears the monitor's notices, on the reading thread: it must not block.
-    private let notices: @Sendable (MonitorNotice) -> Void
+    /// It is handed this client, to answer a query with `report`, and owns
+    /// the descriptors that came with the notice.
+    private let notices: @Sendable (MonitorNotice, MonitorClient, [Int32]) -> Void
 
-    init(channel: consuming PacketChannel, notices: @escaping @Sendable (MonitorNotice) -> Void = { _ in }) {
+    /// Called once, on the reading thread, when the monitor is gone.
+    private let gone: @Sendable () -> Void
+
+    init(channel: consuming PacketChannel,
+         notices: @escaping @Sendable (MonitorNotice, MonitorClient, [Int32]) -> Void = { _, _, descriptors in
+             for descriptor in descriptors { close(descriptor) }
+         },
+         gone: @escaping @Sendable () -> Void = {}) {
         self.channel = SharedPacketChannel(channel)
         self.notices = notices
+        self.gone = gone
         let thread = Thread { [self] in readReplies() }
         thread.name = "gatehouse-monitor-client"
         thread.start()
@@ -58,6 +68,13 @@ final class MonitorClient: Sendable {
         return call
     }
 
+    /// Sends the network side's own `request` on connection 0 as call
+    /// `call` (the query it answers), and waits for nothing.
+    func report(_ request: MonitorRequest, call: UInt64) {
+        guard let bytes = try? MonitorWire.encode(MonitorEnvelope(call: call, connection: 0, body: request)) else { return }
+        try? channel.send(bytes)
+    }
+
     private func readReplies() {
         while true {
             var packet: PacketChannel.Packet
@@ -73,7 +90,9 @@ final class MonitorClient: Sendable {
                 return failAll()
             }
             if envelope.call == 0, case .notice(let notice) = envelope.body {
-                notices(notice)
+                var descriptors: [Int32] = []
+                while let descriptor = packet.descriptors.take() { descriptors.append(descriptor.release()) }
+                notices(notice, self, descriptors)
                 continue
             }
             guard let waiter = state.withLock({ $0.waiting.removeValue(forKey: envelope.call) }) else {
@@ -94,6 +113,7 @@ final class MonitorClient: Sendable {
             return Array(state.waiting.values)
         }
         for waiter in waiters { waiter.ready.signal() }
+        gone()
     }
 }
 

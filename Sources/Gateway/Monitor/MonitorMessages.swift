@@ -61,6 +61,15 @@ enum MonitorRequest: Codable, Sendable, Equatable {
     /// The session ends: its grants end, and the monitor writes
     /// `session.end` with `fields` (none: the session was refused before it started).
     case end(reason: String, fields: [String: String]?)
+
+    // Not a connection's: the network side's own, on connection 0.
+    /// The answer to the monitor's `listSessions` notice with the same
+    /// `query`: the network side's live sessions and its unauthenticated
+    /// connections, for the operator's listing. The monitor shows only the
+    /// sessions it holds open itself.
+    case sessionListing(query: UInt64, sessions: [SessionRegistry.Summary], unauthenticated: Int)
+    /// The network side is confined and about to accept: the daemon is ready.
+    case ready
 }
 
 /// The monitor's answer to one request.
@@ -103,6 +112,18 @@ enum MonitorNotice: Codable, Sendable, Equatable {
     /// another session): that session is woken and a backend running under
     /// the grant is stopped.
     case grantEnded(session: SessionID, requestID: Int64)
+    /// An operator ended the session (the control socket is the monitor's):
+    /// the session tells its user `message` and ends.
+    case endSession(session: SessionID, message: String)
+    /// The monitor put a new policy load in force (SIGHUP): the network side
+    /// loads the same files into its own snapshot.
+    case reload
+    /// The audit log failed: sessions end and new ones are refused, as the
+    /// monitor would refuse their events anyway.
+    case auditFailed
+    /// The monitor asks for the live sessions; the answer is a
+    /// `sessionListing` request with this `query`.
+    case listSessions(query: UInt64)
 }
 
 /// A PAM message as it crosses the channel.

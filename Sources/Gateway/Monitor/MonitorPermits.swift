@@ -80,6 +80,8 @@ struct MonitorPermits: Sendable {
         switch (state, request) {
         case (.ended, _):
             return .refused("the connection has ended")
+        case (_, .sessionListing), (_, .ready):
+            return .refused("the network side's own reports come on connection 0 only")
 
         // Before authentication.
         case (.new, .publicKey), (.keyAccepted, .publicKey):

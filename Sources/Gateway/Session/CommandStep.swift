@@ -10,7 +10,7 @@ import GatehouseCore
 /// evaluation chose is the one whose end stops the backend. A reload while
 /// it runs changes nothing for it.
 struct CommandStep {
-    let gateway: GatewayContext
+    let gateway: NetworkContext
     let privileges: SessionPrivileges
     let interpreter: CmdletInterpreter
     let session: SessionID

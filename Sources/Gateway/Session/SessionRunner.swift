@@ -10,7 +10,7 @@ import SSHServer
 /// touches the libssh session stays on this thread.
 final class SessionRunner {
     let connection: SSHConnection
-    let gateway: GatewayContext
+    let gateway: NetworkContext
     let session = SessionID.random()
     var logger: Logger
     private(set) var channels: [Int: ShellChannel] = [:]
@@ -40,7 +40,7 @@ final class SessionRunner {
     private let monitor: MonitorClient
     private let monitorConnection: UInt64
 
-    init(connection: SSHConnection, gateway: GatewayContext, monitor: MonitorClient, monitorConnection: UInt64) {
+    init(connection: SSHConnection, gateway: NetworkContext, monitor: MonitorClient, monitorConnection: UInt64) {
         self.connection = connection
         self.gateway = gateway
         self.monitor = monitor
@@ -513,9 +513,11 @@ final class SessionRunner {
 
     @discardableResult
     func audit(_ kind: AuditEventKind, _ fields: [String: String]) -> Bool {
+        // Only an open session reports events; before it, the authenticator does.
+        guard let privileges else { return false }
         do {
-            try (privileges?.audit ?? gateway.audit).record(AuditEvent(time: gateway.clock.now(), kind: kind, user: user?.rawValue,
-                                                session: session, fields: fields))
+            try privileges.audit.record(AuditEvent(time: gateway.clock.now(), kind: kind, user: user?.rawValue,
+                                                   session: session, fields: fields))
             return true
         } catch {
             logger.error("audit write failed: \(error)")

@@ -25,6 +25,15 @@ public final class SQLiteLockboxStore: LockboxStore {
         // salt or hash must never reach a log.
         config.publicStatementArguments = false
         do {
+            // The requests' secret hashes are the monitor's alone: the file
+            // is created 0600 whatever the umask, and SQLite gives its -wal
+            // and -shm files the database file's mode.
+            let fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0o600)
+            if fd >= 0 {
+                fchmod(fd, 0o600)
+                close(fd)
+            }
+            for suffix in ["-wal", "-shm"] { chmod(path + suffix, 0o600) }
             pool = try DatabasePool(path: path, configuration: config)
             try Self.migrator.migrate(pool)
         } catch {

@@ -1,4 +1,5 @@
 import Foundation
+import GatehouseCore
 import SSHServer
 
 /// Builds the demo's state directory: users with ECDSA P-256 keys (which
@@ -208,6 +209,27 @@ struct DemoEnvironment {
         ["/usr/lib/x86_64-linux-gnu/libpam_wrapper.so", "/usr/lib/aarch64-linux-gnu/libpam_wrapper.so",
          "/usr/lib64/libpam_wrapper.so", "/usr/lib/libpam_wrapper.so"]
             .first { FileManager.default.fileExists(atPath: $0) }
+    }
+
+    /// The demo makes the network side's account when the system lacks it
+    /// (a production system declares it: deploy/sysusers.d/gatehouse.conf):
+    /// `useradd --system`, no home, no login shell. Only as root, which the
+    /// daemon must be anyway.
+    static func ensureAccount(_ name: String) throws {
+        if (try? AccountDatabase.account(named: name)) ?? nil != nil { return }
+        let useradd = ["/usr/sbin/useradd", "/sbin/useradd"].first { FileManager.default.isExecutableFile(atPath: $0) }
+        guard let useradd else { throw DemoError("no useradd to create the account \(name); create it yourself") }
+        let argv = [useradd, "--system", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name]
+        var cArguments: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+        defer { for argument in cArguments { free(argument) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, useradd, nil, nil, &cArguments, environ)
+        guard rc == 0 else { throw DemoError("cannot run \(useradd): \(String(cString: strerror(rc)))") }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+        guard (try? AccountDatabase.account(named: name)) ?? nil != nil else {
+            throw DemoError("useradd \(name) failed (wait status \(status)); create the account yourself")
+        }
     }
 
     static func makeDirectory(_ path: String) throws {
