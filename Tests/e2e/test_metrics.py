@@ -42,6 +42,9 @@ def test_metrics_count_logins_commands_and_lockbox_requests(tmp_path):
                 return scrape(address)
         during = run(held())
         assert value(during, "gatehouse_sessions_live") == 1, during
+        # The monitor holds the session until its end is written, a moment
+        # after the client has gone.
+        gw.wait_for_audit(lambda e: e["kind"] == "session.end" and e.get("user") == "bob")
         after = scrape(address)
     finally:
         gw.stop()
