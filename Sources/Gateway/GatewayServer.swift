@@ -46,16 +46,33 @@ public final class GatewayServer: Sendable {
         }
     }
 
+    /// The descriptors one more session may need besides its socket, which
+    /// must be free before a connection is let in: its transcript, its wake
+    /// eventfd, a PAM worker's channel, pidfd and spawn socket pair (4), and a
+    /// command's backend: three pipes while it starts (6), its pidfd and the
+    /// cancel pipe (3). A connection that finds fewer is refused before key
+    /// exchange (`connection.refused`, reason `descriptors`) instead of
+    /// failing inside PAM, where the client would hear "too many
+    /// authentication failures".
+    static let sessionDescriptors = 16
+
     /// Accepts until `beginShutdown()`; returns then.
     public func serve() {
         while !context.isShuttingDown {
             let connection: SSHConnection
             do {
-                connection = try listener.accept()
+                switch try listener.accept(headroom: Self.sessionDescriptors) {
+                case .connection(let accepted):
+                    connection = accepted
+                case .outOfDescriptors(let peer):
+                    refused(source: PreAuthLimits.host(of: peer), reason: "descriptors")
+                    continue
+                }
             } catch {
                 if context.isShuttingDown { break }
                 context.logger.warning("accept failed: \(error)")
-                // EMFILE and friends persist for a while: do not spin.
+                // Out of memory, or out of descriptors with the listener's
+                // reserve gone elsewhere: nothing announces the end of either.
                 usleep(20_000)
                 continue
             }
@@ -96,13 +113,16 @@ public final class GatewayServer: Sendable {
 
     private func refused(_ connection: SSHConnection, source: String, verdict: PreAuthLimits.Verdict) {
         connection.close()
-        let reason: String
         switch verdict {
         case .admit: return
-        case .tooManyUnauthenticated: reason = "maxUnauthenticated"
-        case .tooManyFromSource: reason = "maxUnauthenticatedPerSource"
-        case .penalized(let remaining): reason = "penalty (\(remaining)s left)"
+        case .tooManyUnauthenticated: refused(source: source, reason: "maxUnauthenticated")
+        case .tooManyFromSource: refused(source: source, reason: "maxUnauthenticatedPerSource")
+        case .penalized(let remaining): refused(source: source, reason: "penalty (\(remaining)s left)")
         }
+    }
+
+    /// Logs and audits a connection closed before key exchange, rate-limited.
+    private func refused(source: String, reason: String) {
         let now = Date()
         let key = source + " " + (reason.split(separator: " ").first.map(String.init) ?? reason)
         // nil: audited less than 10 s ago; this one is counted, not audited.
@@ -117,7 +137,15 @@ public final class GatewayServer: Sendable {
             return suppressed
         }
         guard let suppressed else { return }
-        context.logger.notice("connection refused before key exchange", metadata: ["source": "\(source)", "reason": "\(reason)"])
+        if reason == "descriptors" {
+            context.logger.warning("""
+                connection refused before key exchange: too few file descriptors left for a session \
+                (raise LimitNOFILE, or wait for sessions to end)
+                """,
+                                   metadata: ["source": "\(source)", "reason": "\(reason)"])
+        } else {
+            context.logger.notice("connection refused before key exchange", metadata: ["source": "\(source)", "reason": "\(reason)"])
+        }
         report(.connectionRefused, [
             "source": source, "reason": reason, "suppressedSinceLast": String(suppressed),
         ])
