@@ -115,9 +115,11 @@ public final class SSHListener: @unchecked Sendable {
     /// `.outOfDescriptors` only when there was no reserve to give up (its
     /// number went elsewhere), `.closed` after `close()`.
     public func accept(headroom: Int) throws -> Admission {
+        // Not inside the loop: the reserve given up there must stay free
+        // for the accept after it.
+        refillReserve()
         while true {
             guard !isClosed else { throw SSHError(.closed, operation: "accept", detail: "listener closed") }
-            if reserve < 0 { refillReserve() }
             let fd = gh_accept_cloexec(listenFD)
             if fd < 0 {
                 let error = errno
