@@ -484,6 +484,28 @@ ROWS = [
 ]
 
 
+# --only keys: the label printed while running, and the workload.
+WORKLOADS = {
+    "chacha20": ("throughput chacha20", lambda s, c: throughput(s, c["mb"], "chacha20")),
+    "aes128-gcm": ("throughput aes128-gcm", lambda s, c: throughput(s, c["mb"], "aes128-gcm")),
+    "shell": ("shell", lambda s, c: shell(s, c["shell"])),
+    "exec": ("exec", lambda s, c: exec_channels(s, c["exec"])),
+    "logins": ("logins", lambda s, c: logins(s, c["logins"])),
+    "parallel": ("parallel logins", lambda s, c: parallel_logins(s, c["parallel"])),
+    "idle": ("idle", lambda s, c: idle(s, c["idle"])),
+}
+
+
+def gatehoused_pid(server):
+    """The gatehoused process under the server's subreaper and unshare."""
+    out = subprocess.run(["pgrep", "-s", str(server.proc.pid), "-f", "gatehoused --config"],
+                         capture_output=True, text=True).stdout.split()
+    pids = [int(p) for p in out if int(p) != server.proc.pid]
+    if not pids:
+        raise RuntimeError("gatehoused not found")
+    return max(pids)
+
+
 def summarize(results, counts):
     """Markdown table: median [min-max] per server, ratio of medians."""
     def cell(server, keys, fmt):
@@ -509,6 +531,8 @@ def summarize(results, counts):
              "500 exec": f"{counts['exec']} exec", "200x": f"{counts['logins']}x", "1,000 idle": f"{counts['idle']:,} idle"}
     lines = ["| workload | sshd (ForceCommand sh dispatcher) | Gatehouse | ratio Gatehouse / sshd |", "|---|---:|---:|---:|"]
     for text, keys, fmt in ROWS:
+        if not any(k in r for k in keys for server in results for r in results[server]):
+            continue    # not measured in this run (--only)
         for old, new in label.items():
             text = text.replace(old, new)
         lines.append(f"| {text} | {cell('sshd', keys, fmt)} | {cell('gatehouse', keys, fmt)} | {ratio(keys)} |")
@@ -535,7 +559,16 @@ def main():
     ap.add_argument("--quick", action="store_true", help="small counts, one repeat: a few minutes")
     ap.add_argument("--hold", action="store_true", help="only: how many idle sessions each server holds")
     ap.add_argument("--json", help="also write the raw figures here")
+    ap.add_argument("--only", action="append", choices=list(WORKLOADS), metavar="WORKLOAD",
+                    help="run only this workload (repeatable; one of: " + ", ".join(WORKLOADS) + ")")
+    ap.add_argument("--servers", default="sshd,gatehouse",
+                    help="comma-separated: sshd, gatehouse (ratios need both)")
+    ap.add_argument("--perf", metavar="OUT",
+                    help="`perf record -g` gatehoused during its runs (cpu-clock; OUT.N per run)")
+    ap.add_argument("--strace", metavar="OUT",
+                    help="count gatehoused's system calls (`strace -f -c`) during its runs (OUT.N per run)")
     args = ap.parse_args()
+    names = [n for n in ("sshd", "gatehouse") if n in args.servers.split(",")]
     q = args.quick
     counts = {
         "repeats": env_int("BENCH_REPEATS", 1 if q else 3),
@@ -574,6 +607,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="gatehouse-bench-") as tmp:
         key = asyncssh.generate_private_key("ssh-ed25519")
         servers = {"sshd": Sshd(Path(tmp), key), "gatehouse": Gatehouse(Path(tmp), key, Path(args.build).resolve())}
+        servers = {n: servers[n] for n in names}
         try:
             for s in servers.values():
                 s.start()
@@ -586,34 +620,43 @@ def main():
                 return
             results = {"sshd": [{} for _ in range(counts["repeats"])],
                        "gatehouse": [{} for _ in range(counts["repeats"])]}
-            workloads = [
-                ("throughput chacha20", lambda s: throughput(s, counts["mb"], "chacha20")),
-                ("throughput aes128-gcm", lambda s: throughput(s, counts["mb"], "aes128-gcm")),
-                ("shell", lambda s: shell(s, counts["shell"])),
-                ("exec", lambda s: exec_channels(s, counts["exec"])),
-                ("logins", lambda s: logins(s, counts["logins"])),
-                ("parallel logins", lambda s: parallel_logins(s, counts["parallel"])),
-                ("idle", lambda s: idle(s, counts["idle"])),
-            ]
+            workloads = [(label, lambda s, w=work: w(s, counts)) for key, (label, work) in WORKLOADS.items()
+                         if not args.only or key in args.only]
+            profiles = 0
             # One warm-up login each, so neither pays first-use costs in a figure.
             for s in servers.values():
                 asyncio.run(one_login(s, 0))
             for label, work in workloads:
                 for rep in range(counts["repeats"]):
-                    for name in ("sshd", "gatehouse"):      # A B A B
+                    for name in names:      # A B A B
                         t0 = time.time()
+                        recorder = None
+                        if (args.perf or args.strace) and name == "gatehouse":
+                            profiles += 1
+                            pid = str(gatehoused_pid(servers[name]))
+                            if args.perf:
+                                recorder = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "4000",
+                                                             "-g", "-o", f"{args.perf}.{profiles}", "-p", pid])
+                            else:
+                                recorder = subprocess.Popen(["strace", "-f", "-c", "-o", f"{args.strace}.{profiles}",
+                                                             "-p", pid])
+                            time.sleep(1)   # the tracer attaches
                         figures = asyncio.run(work(servers[name]))
+                        if recorder:
+                            recorder.send_signal(signal.SIGINT)
+                            recorder.wait()
                         results[name][rep].update(figures)
                         print(f"  {label:22s} #{rep + 1} {name:9s} {time.time() - t0:6.1f} s  "
                               + ", ".join(f"{k} {v:.2f}" for k, v in figures.items()), flush=True)
             print()
             print(f"Median of {counts['repeats']} alternating runs [min-max]:")
             print(summarize(results, counts))
-            state = servers["gatehouse"].dir / "state"
-            transcripts = sum(1 for p in (state / "transcripts").rglob("*") if p.is_file())
-            with open(state / "audit.log", "rb") as f:
-                events = sum(1 for _ in f)
-            print(f"Gatehouse wrote {events} audit events and {transcripts} transcript files during the run.")
+            if "gatehouse" in servers:
+                state = servers["gatehouse"].dir / "state"
+                transcripts = sum(1 for p in (state / "transcripts").rglob("*") if p.is_file())
+                with open(state / "audit.log", "rb") as f:
+                    events = sum(1 for _ in f)
+                print(f"Gatehouse wrote {events} audit events and {transcripts} transcript files during the run.")
             if args.json:
                 Path(args.json).write_text(json.dumps({"machine": machine(), "counts": counts, "results": results}, indent=1))
         finally:

@@ -10,6 +10,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 /// `ssh_callbacks_init` is a macro that stores `sizeof(*p)` into `p->size`;
 /// libssh checks that size before calling any callback.
@@ -35,6 +37,13 @@ static inline int gh_message_auth_publickey_state(ssh_message msg) {
     return (int)ssh_message_auth_publickey_state(msg);
 }
 #pragma clang diagnostic pop
+
+/// `accept4(fd, NULL, NULL, SOCK_CLOEXEC)`: the Glibc module leaves
+/// `accept4` out (it needs _GNU_SOURCE); libssh's own accept sets no
+/// close-on-exec. Returns the socket, or -1 with errno set.
+static inline int gh_accept_cloexec(int fd) {
+    return (int)syscall(SYS_accept4, fd, NULL, NULL, SOCK_CLOEXEC);
+}
 
 /// libssh does not set TCP_NODELAY on accepted sockets; without it every
 /// login waits on delayed ACKs (about 90 ms instead of 6 ms on loopback).

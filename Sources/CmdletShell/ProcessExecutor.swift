@@ -221,6 +221,15 @@ public struct ProcessExecutor: CommandExecutor {
         self.launcher = launcher
     }
 
+    /// The read buffer, and the pipe's default size.
+    static let readSize = 1 << 16
+    /// The read buffer and the pipe's size once a read filled the buffer
+    /// (`F_SETPIPE_SZ`: within the unprivileged 1 MiB maximum; if the
+    /// per-user pipe allowance is spent it fails and the pipe stays as is).
+    static let bulkReadSize = 1 << 18
+    /// `F_SETPIPE_SZ` (Linux; the Glibc module leaves it out).
+    static let setPipeSize: Int32 = 1031
+
     public func run(_ request: ExecutionRequest, output: CommandOutput,
                     cancellation: CancellationFlag? = nil) throws -> ExecutionResult {
         let backend = try launcher.launch(request)
@@ -258,7 +267,7 @@ public struct ProcessExecutor: CommandExecutor {
         var timedOut = false
         var cancelled = false
         var interrupted = false
-        var buffer = [UInt8](repeating: 0, count: 65536)
+        var buffer = [UInt8](repeating: 0, count: Self.readSize)
         let input = output.inputDescriptor
 
         while true {
@@ -316,6 +325,14 @@ public struct ProcessExecutor: CommandExecutor {
                 let n = buffer.withUnsafeMutableBytes { read(entry.fd, $0.baseAddress, $0.count) }
                 if n > 0 {
                     relay.receive(buffer[0..<n], isStdout: index == 0)
+                    if n == buffer.count && buffer.count < Self.bulkReadSize {
+                        // A full read: the backend writes faster than this
+                        // loop drains. Larger reads (and a pipe to match) then
+                        // take fewer wake-ups, polls and writes per byte.
+                        // Only such a backend pays for the larger buffers.
+                        buffer = [UInt8](repeating: 0, count: Self.bulkReadSize)
+                        _ = fcntl(entry.fd, Self.setPipeSize, Int32(Self.bulkReadSize))
+                    }
                 } else if n == 0 || (errno != EAGAIN && errno != EINTR && errno != EWOULDBLOCK) {
                     close(entry.fd)
                     readEnds[index] = -1

@@ -46,6 +46,32 @@ public enum AuditEventKind: String, Sendable, Codable, CaseIterable {
     case mfaReset = "mfa.reset"
 }
 
+extension AuditEventKind {
+    /// Whether the event gates an action: its record must be durable before
+    /// the action takes effect (a backend starts, a shell opens, a Lockbox
+    /// request changes state), so `AuditSink.record` returns only once an
+    /// `fdatasync` covers it and every event before it. The other kinds only
+    /// describe what happened (a login, a refusal, a command's end): they are
+    /// chained and written in order at once, and become durable with the next
+    /// sync, at most a short bounded delay later (`ChainedAuditLog`). Because
+    /// a sync covers the whole file, everything that led up to an action is
+    /// durable before the action. The one place this is decided; the switch is
+    /// exhaustive so that a new kind has to choose.
+    public var gatesAnAction: Bool {
+        switch self {
+        case .sessionStart, .commandAllowed, .sessionKill, .userUnlock,
+             .lockboxRequested, .lockboxApproved, .lockboxDenied, .lockboxCredentialIssued,
+             .lockboxRevoked, .lockboxCancelled, .elevationStart, .mfaEnrolled, .mfaReset:
+            return true
+        case .authSuccess, .authFailure, .sessionEnd, .channelRefused, .commandDenied, .commandFinished,
+             .policyLoad, .policyReloadFailed, .lockboxRefused, .lockboxExpired, .elevationEnd, .elevationFailed,
+             .sessionRefused, .sessionWarning, .connectionRefused, .sourcePenalty, .userLockout,
+             .transcriptFailed, .auditCheckpoint, .monitorRefused:
+            return false
+        }
+    }
+}
+
 /// One decision, tied to a user and a session where there is one.
 ///
 /// `fields` carries the event's details as strings. Callers must never put a
@@ -68,8 +94,9 @@ public struct AuditEvent: Sendable, Equatable {
 }
 
 /// The single interface every decision goes through. `record` returns only
-/// once the event is durable; if it throws, the caller fails closed (the
-/// command does not run).
+/// once the event is durable if its kind gates an action
+/// (`AuditEventKind.gatesAnAction`), and once it is chained and written
+/// otherwise; if it throws, the caller fails closed (the command does not run).
 public protocol AuditSink: Sendable {
     func record(_ event: AuditEvent) throws
 }

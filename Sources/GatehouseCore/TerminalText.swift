@@ -107,6 +107,9 @@ public enum TerminalText {
         func isPlain(word: UInt64) -> Bool { !UTF8Escaping.hasControlOrNonASCII(word) }
 
         @inlinable @inline(__always)
+        func lookMask(word: UInt64) -> UInt64 { UTF8Escaping.controlOrNonASCIIMask(word) }
+
+        @inlinable @inline(__always)
         func isPlain(_ byte: UInt8) -> Bool {
             !byte.isASCIIControl || (keepLineBreaks && (byte == 0x0a || byte == 0x09))
         }

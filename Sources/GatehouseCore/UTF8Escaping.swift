@@ -8,6 +8,10 @@ public protocol UTF8EscapeRules {
     /// plain (the bytes are then looked at one by one), never true for one
     /// that is not.
     func isPlain(word: UInt64) -> Bool
+    /// Zero when `isPlain(word:)` would be true, computed without branches
+    /// so that four words can be tested with one (the scanner's 32-byte
+    /// blocks); non-zero otherwise. The default derives it from `isPlain(word:)`.
+    func lookMask(word: UInt64) -> UInt64
     /// Whether an ASCII byte (< 0x80) is copied as it is.
     func isPlain(_ byte: UInt8) -> Bool
     /// Writes the replacement for an ASCII byte `isPlain` refused.
@@ -19,6 +23,11 @@ public protocol UTF8EscapeRules {
     func escape(scalar: UInt32, into out: inout [UInt8])
 }
 
+extension UTF8EscapeRules {
+    @inlinable @inline(__always)
+    public func lookMask(word: UInt64) -> UInt64 { isPlain(word: word) ? 0 : UTF8Escaping.highBits }
+}
+
 /// The byte-buffer scanner behind terminal sanitising and JSON string
 /// escaping: it scans for the bytes that need work and copies the runs in
 /// between in one append each, so text costs well under a nanosecond a byte
@@ -28,7 +37,7 @@ public protocol UTF8EscapeRules {
 /// repairs it: one replacement per maximal subpart (Unicode 15, section
 /// 3.9, "U+FFFD Substitution of Maximal Subparts").
 public enum UTF8Escaping {
-    @usableFromInline static let highBits: UInt64 = 0x8080_8080_8080_8080
+    public static let highBits: UInt64 = 0x8080_8080_8080_8080
     @usableFromInline static let ones: UInt64 = 0x0101_0101_0101_0101
 
     /// Whether any byte of `word` is < 0x20 (C0), or ≥ 0x7F (DEL or not ASCII).
@@ -37,6 +46,21 @@ public enum UTF8Escaping {
         let below20 = (word &- 0x2020_2020_2020_2020) & ~word
         let from7F = (word &+ ones) | word
         return (below20 | from7F) & highBits != 0
+    }
+
+    /// `hasControlOrNonASCII` as a mask: non-zero exactly when it is true.
+    @inlinable @inline(__always)
+    public static func controlOrNonASCIIMask(_ word: UInt64) -> UInt64 {
+        let below20 = (word &- 0x2020_2020_2020_2020) & ~word
+        let from7F = (word &+ ones) | word
+        return (below20 | from7F) & highBits
+    }
+
+    /// `contains` as a mask: non-zero exactly when it is true.
+    @inlinable @inline(__always)
+    public static func mask(of byte: UInt8, in word: UInt64) -> UInt64 {
+        let x = word ^ (ones &* UInt64(byte))
+        return (x &- ones) & ~x & highBits
     }
 
     /// Whether any byte of `word` equals `byte` (a false positive can only
@@ -69,10 +93,25 @@ public enum UTF8Escaping {
         let end = min(n, limit)
         var i = start
         var runStart = start
+        // 32-byte blocks are tried again only 32 bytes after one failed, so
+        // text dense with escapes does not test every block four times over.
+        var blocksFrom = start
         @inline(__always) func flushRun(_ upTo: Int, _ out: inout [UInt8]) {
             if runStart < upTo { out.append(contentsOf: UnsafeBufferPointer(start: base + runStart, count: upTo - runStart)) }
         }
         while i < end {
+            if i >= blocksFrom && i &+ 32 <= end {
+                let p = UnsafeRawPointer(base + i)
+                let look = rules.lookMask(word: p.loadUnaligned(as: UInt64.self))
+                    | rules.lookMask(word: p.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+                    | rules.lookMask(word: p.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
+                    | rules.lookMask(word: p.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
+                if look == 0 {
+                    i &+= 32
+                    continue
+                }
+                blocksFrom = i &+ 32
+            }
             if i &+ 8 <= end,
                rules.isPlain(word: UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self)) {
                 i &+= 8

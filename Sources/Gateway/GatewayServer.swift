@@ -84,6 +84,16 @@ public final class GatewayServer: Sendable {
         }
     }
 
+    /// The descriptors one more session may need in this process besides its
+    /// socket, which must be free before a connection is let in: its
+    /// transcript and the backend's stdout, stderr and pidfd (all handed
+    /// over by the monitor), its wake eventfd and the cancel pipe, with room
+    /// to spare for libssh and a reply's descriptors in flight. A connection
+    /// that finds fewer is refused before key exchange (`connection.refused`,
+    /// reason `descriptors`) instead of failing later, where the client
+    /// would hear "too many authentication failures".
+    static let sessionDescriptors = 16
+
     /// Accepts until `beginShutdown()`; returns then. The monitor hears
     /// first that this process is ready (confined: call it after the sandbox).
     public func serve() {
@@ -91,11 +101,18 @@ public final class GatewayServer: Sendable {
         while !context.isShuttingDown {
             let connection: SSHConnection
             do {
-                connection = try listener.accept()
+                switch try listener.accept(headroom: Self.sessionDescriptors) {
+                case .connection(let accepted):
+                    connection = accepted
+                case .outOfDescriptors(let peer):
+                    refused(source: PreAuthLimits.host(of: peer), reason: "descriptors")
+                    continue
+                }
             } catch {
                 if context.isShuttingDown { break }
                 context.logger.warning("accept failed: \(error)")
-                // EMFILE and friends persist for a while: do not spin.
+                // Out of memory, or out of descriptors with the listener's
+                // reserve gone elsewhere: nothing announces the end of either.
                 usleep(20_000)
                 continue
             }
@@ -136,13 +153,16 @@ public final class GatewayServer: Sendable {
 
     private func refused(_ connection: SSHConnection, source: String, verdict: PreAuthLimits.Verdict) {
         connection.close()
-        let reason: String
         switch verdict {
         case .admit: return
-        case .tooManyUnauthenticated: reason = "maxUnauthenticated"
-        case .tooManyFromSource: reason = "maxUnauthenticatedPerSource"
-        case .penalized(let remaining): reason = "penalty (\(remaining)s left)"
+        case .tooManyUnauthenticated: refused(source: source, reason: "maxUnauthenticated")
+        case .tooManyFromSource: refused(source: source, reason: "maxUnauthenticatedPerSource")
+        case .penalized(let remaining): refused(source: source, reason: "penalty (\(remaining)s left)")
         }
+    }
+
+    /// Logs and audits a connection closed before key exchange, rate-limited.
+    private func refused(source: String, reason: String) {
         let now = Date()
         let key = source + " " + (reason.split(separator: " ").first.map(String.init) ?? reason)
         // nil: audited less than 10 s ago; this one is counted, not audited.
@@ -157,7 +177,15 @@ public final class GatewayServer: Sendable {
             return suppressed
         }
         guard let suppressed else { return }
-        context.logger.notice("connection refused before key exchange", metadata: ["source": "\(source)", "reason": "\(reason)"])
+        if reason == "descriptors" {
+            context.logger.warning("""
+                connection refused before key exchange: too few file descriptors left for a session \
+                (raise LimitNOFILE, or wait for sessions to end)
+                """,
+                                   metadata: ["source": "\(source)", "reason": "\(reason)"])
+        } else {
+            context.logger.notice("connection refused before key exchange", metadata: ["source": "\(source)", "reason": "\(reason)"])
+        }
         report(.connectionRefused, [
             "source": source, "reason": reason, "suppressedSinceLast": String(suppressed),
         ])

@@ -174,7 +174,7 @@ public final class SSHConnection {
         channelsByHandle[handle] = nil
     }
 
-    private static func peerName(_ fd: Int32) -> String {
+    static func peerName(_ fd: Int32) -> String {
         var addr = sockaddr_storage()
         var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let rc = withUnsafeMutablePointer(to: &addr) {

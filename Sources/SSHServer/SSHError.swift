@@ -31,6 +31,9 @@ public struct SSHError: Error, CustomStringConvertible, Sendable {
         case channelClosed
         /// A file-system call failed (writing the host key).
         case io
+        /// `accept` found the descriptor table full and had no reserve
+        /// descriptor left to give up (see `SSHListener.accept(headroom:)`).
+        case outOfDescriptors
     }
 
     public let kind: Kind

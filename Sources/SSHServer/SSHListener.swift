@@ -18,6 +18,9 @@ public final class SSHListener: @unchecked Sendable {
     private let logger: Logger
     private let closed = Mutex(false)
     private let listenFD: Int32
+    /// A descriptor (`/dev/null`) held so that `accept` still has a number
+    /// when the table is full; -1 while given up. Accept thread only.
+    private var reserve: Int32 = -1
 
     /// The port actually bound (differs from `config.port` when that was 0).
     public let boundPort: Int
@@ -65,6 +68,7 @@ public final class SSHListener: @unchecked Sendable {
         listenFD = fd
         self.bind = bind
         boundPort = SSHListener.boundPort(of: fd) ?? config.port
+        refillReserve()
         logger.info("ssh listener bound", metadata: [
             "address": "\(config.host):\(boundPort)",
             "hostkey": "\(pub.type) \(pub.fingerprintSHA256)",
@@ -73,22 +77,106 @@ public final class SSHListener: @unchecked Sendable {
 
     /// Only a safety net: `close()` is what stops accepting; the `ssh_bind`
     /// is freed by its owner after this runs.
-    deinit { close() }
+    deinit {
+        close()
+        if reserve >= 0 { _ = Glibc.close(reserve) }
+    }
 
-    /// Blocks in `ssh_bind_accept` until a TCP connection arrives, sets
-    /// `TCP_NODELAY` on it (libssh does not; without it each login waits on
-    /// delayed ACKs) and returns before key exchange, so the slow part runs on
-    /// the connection's own thread. Throws `SSHError(.closed)` after `close()`.
-    public func accept() throws -> SSHConnection {
-        guard !isClosed else { throw SSHError(.closed, operation: "accept", detail: "listener closed") }
-        let session = try AcceptedSession()
-        if bind.accept(session.handle) != SSH_OK {
-            let detail = bind.lastError
-            if isClosed { throw SSHError(.closed, operation: "accept", detail: "listener closed") }
-            throw SSHError(.library, operation: "ssh_bind_accept", detail: detail)
+    /// What `accept(headroom:)` took from the queue.
+    public enum Admission {
+        case connection(SSHConnection)
+        /// Accepted and closed at once, before the peer heard anything:
+        /// fewer than `headroom` descriptors were free for its session.
+        case outOfDescriptors(peer: String)
+    }
+
+    /// Accepts the next TCP connection itself (`accept4`, close-on-exec) and
+    /// hands it to libssh (`ssh_bind_accept_fd`) only if `headroom` more
+    /// descriptors can still be opened, so that a session is refused before
+    /// key exchange rather than failing halfway through its login.
+    ///
+    /// A full table does not spin: Linux's accept takes its descriptor
+    /// number before it waits, so it fails at once, client or not. The
+    /// listener then gives up its reserve descriptor, and the next accept
+    /// blocks as usual on the number it freed; the client that takes it is
+    /// refused (`.outOfDescriptors`) and the reserve is reopened. Throws
+    /// `.outOfDescriptors` only when there was no reserve to give up (its
+    /// number went elsewhere), `.closed` after `close()`.
+    public func accept(headroom: Int) throws -> Admission {
+        // Not inside the loop: the reserve given up there must stay free
+        // for the accept after it.
+        refillReserve()
+        while true {
+            guard !isClosed else { throw SSHError(.closed, operation: "accept", detail: "listener closed") }
+            let fd = gh_accept_cloexec(listenFD)
+            if fd < 0 {
+                let error = errno
+                if isClosed { throw SSHError(.closed, operation: "accept", detail: "listener closed") }
+                switch error {
+                case EINTR, ECONNABORTED, EPROTO:
+                    continue
+                case EMFILE, ENFILE:
+                    if reserve >= 0 {
+                        _ = Glibc.close(reserve)
+                        reserve = -1
+                        continue
+                    }
+                    throw SSHError(.outOfDescriptors, operation: "accept", detail: String(cString: strerror(error)))
+                default:
+                    throw SSHError(.library, operation: "accept", detail: String(cString: strerror(error)))
+                }
+            }
+            guard Self.canOpen(headroom, duplicating: fd) else {
+                let peer = SSHConnection.peerName(fd)
+                _ = Glibc.close(fd)
+                refillReserve()
+                return .outOfDescriptors(peer: peer)
+            }
+            if isClosed {
+                _ = Glibc.close(fd)
+                throw SSHError(.closed, operation: "accept", detail: "listener closed")
+            }
+            let session = try AcceptedSession()
+            if bind.accept(session.handle, fd: fd) != SSH_OK {
+                let detail = bind.lastError
+                // Past `ssh_socket_set_fd` the session owns the socket and closes it when freed.
+                if ssh_get_fd(session.handle) != fd { _ = Glibc.close(fd) }
+                throw SSHError(.library, operation: "ssh_bind_accept_fd", detail: detail)
+            }
+            refillReserve()
+            return .connection(SSHConnection(session: session.release(), config: config, logger: logger))
         }
-        if isClosed { throw SSHError(.closed, operation: "accept", detail: "listener closed") }
-        return SSHConnection(session: session.release(), config: config, logger: logger)
+    }
+
+    /// Whether `count` more descriptors can be opened now: duplicates `fd`
+    /// that many times and closes the copies (2 × `count` cheap system calls
+    /// per connection; nothing cheaper counts the free slots of the table).
+    static func canOpen(_ count: Int, duplicating fd: Int32) -> Bool {
+        var copies = [Int32]()
+        copies.reserveCapacity(count)
+        defer { for copy in copies { _ = Glibc.close(copy) } }
+        for _ in 0..<count {
+            let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+            guard copy >= 0 else { return false }
+            copies.append(copy)
+        }
+        return true
+    }
+
+    private func refillReserve() {
+        guard reserve < 0 else { return }
+        reserve = open("/dev/null", O_RDONLY | O_CLOEXEC)
+    }
+
+    /// Blocks until a TCP connection arrives and returns it before key
+    /// exchange (`accept(headroom:)` with no headroom asked), so the slow part
+    /// runs on the connection's own thread; `SSHConnection` sets `TCP_NODELAY`
+    /// on it (libssh does not; without it each login waits on delayed ACKs).
+    /// Throws `SSHError(.closed)` after `close()`.
+    public func accept() throws -> SSHConnection {
+        while true {
+            if case .connection(let connection) = try accept(headroom: 0) { return connection }
+        }
     }
 
     /// Stops accepting: `shutdown(2)` on the listening socket wakes a blocked
@@ -343,6 +431,9 @@ private struct SSHBind: ~Copyable {
 
     /// `ssh_bind_accept` into `session`.
     func accept(_ session: ssh_session) -> Int32 { ssh_bind_accept(handle, session) }
+
+    /// `ssh_bind_accept_fd`: `session` on a socket accepted by the caller.
+    func accept(_ session: ssh_session, fd: Int32) -> Int32 { ssh_bind_accept_fd(handle, session, fd) }
 }
 
 /// An `ssh_session` between `ssh_new` and the `SSHConnection` that takes it:

@@ -59,8 +59,8 @@ final class GroupCommitTests: XCTestCase {
         for _ in 0..<count { done.wait() }
     }
 
-    static func event(thread: Int, n: Int) -> AuditEvent {
-        AuditEvent(time: Date(), kind: .commandAllowed, user: "user\(thread)", session: SessionID(rawValue: "s\(thread)"),
+    static func event(thread: Int, n: Int, kind: AuditEventKind = .commandAllowed) -> AuditEvent {
+        AuditEvent(time: Date(), kind: kind, user: "user\(thread)", session: SessionID(rawValue: "s\(thread)"),
                    fields: ["id": "\(thread)-\(n)", "line": "Get-Mailbox -Identity u\(n)"])
     }
 
@@ -83,7 +83,9 @@ final class GroupCommitTests: XCTestCase {
             }
             for n in 0..<perThread {
                 do {
-                    try log.record(Self.event(thread: t, n: n))
+                    // Every third event only describes: it does not wait, but
+                    // stays in its place in the chain.
+                    try log.record(Self.event(thread: t, n: n, kind: n % 3 == 2 ? .commandFinished : .commandAllowed))
                     let durable = syncs.durable
                     returned.withLock { $0["\(t)-\(n)"] = durable }
                 } catch {
@@ -101,13 +103,19 @@ final class GroupCommitTests: XCTestCase {
         XCTAssertNil(report.problem)
         XCTAssertGreaterThanOrEqual(report.events, total)
 
-        // Every record returned after a completed sync covered its seq.
+        // Every gating record returned after a completed sync covered its seq;
+        // each thread's events are in the chain in the order it recorded them.
         let lines = try String(contentsOfFile: logPath, encoding: .utf8).split(separator: "\n")
         var seen = 0
+        var next = [String: Int]()
         for line in lines {
             let parsed = try AuditRecord.parse(line: Array(line.utf8)).record
             guard let id = parsed.fields["id"] else { continue }
             seen += 1
+            let parts = id.split(separator: "-").map { Int($0)! }
+            XCTAssertEqual(parts[1], next["\(parts[0])", default: 0], "thread \(parts[0])'s events out of order")
+            next["\(parts[0])"] = parts[1] + 1
+            guard parsed.kind == AuditEventKind.commandAllowed.rawValue else { continue }
             let durable = try XCTUnwrap(returned.withLock { $0[id] }, id)
             XCTAssertGreaterThanOrEqual(durable, parsed.seq, "event \(id) returned before a sync covered seq \(parsed.seq)")
         }
@@ -211,5 +219,81 @@ final class GroupCommitTests: XCTestCase {
             XCTAssertEqual(syncs.durable, n)
         }
         XCTAssertEqual(log.synchronizations, 5)
+    }
+
+    // MARK: - Describing events
+
+    /// A seam that holds every sync until `release` is signalled (at most
+    /// 20 s, so that a regression fails instead of hanging), then syncs and
+    /// reports the seq it covered on `covered`.
+    static func heldSeam(_ log: SyncLog, release: DispatchSemaphore, covered: DispatchSemaphore) -> ChainedAuditLog.SyncSeam {
+        { seq, synchronize in
+            _ = release.wait(timeout: .now() + 20)
+            try synchronize()
+            log.state.withLock { $0.syncs += 1; $0.durable = max($0.durable, seq); $0.covered.append(seq) }
+            covered.signal()
+        }
+    }
+
+    /// A describing event returns before any sync, and becomes durable
+    /// without any later event: the flusher syncs it at its deadline.
+    func testADescribingEventIsDurableWithoutALaterEvent() throws {
+        let key = try AuditSigningKey.loadOrCreate(in: dir)
+        let syncs = SyncLog()
+        let release = DispatchSemaphore(value: 0), covered = DispatchSemaphore(value: 0)
+        let log = try ChainedAuditLog(path: logPath, key: key, checkpointInterval: nil, synchronous: true,
+                                      describingSyncDelay: 0.01,
+                                      syncSeam: Self.heldSeam(syncs, release: release, covered: covered))
+        try log.record(Self.event(thread: 0, n: 0, kind: .authSuccess))
+        XCTAssertEqual(syncs.durable, 0, "record waited for a sync")
+        XCTAssertEqual(log.writtenSeq, 1, "the line is written at once")
+        release.signal()
+        XCTAssertEqual(covered.wait(timeout: .now() + 30), .success, "no sync came for the describing event")
+        XCTAssertEqual(syncs.state.withLock { $0.covered }, [1])
+        XCTAssertEqual(log.synchronizations, 1)
+    }
+
+    /// A gating event returns only after one sync that covers it and every
+    /// describing event before it; what is pending at `close` is synced by it.
+    func testAGatingEventSyncsEverythingBeforeItInOneSync() throws {
+        let key = try AuditSigningKey.loadOrCreate(in: dir)
+        let syncs = SyncLog()
+        // The flusher's deadline is out of reach: only the gating event syncs.
+        let log = try ChainedAuditLog(path: logPath, key: key, checkpointInterval: nil, synchronous: true,
+                                      describingSyncDelay: 3600,
+                                      syncSeam: Self.seam(syncs, holdFrom: Int.max, until: 0, written: { 0 }))
+        let login: [AuditEventKind] = [.authFailure, .authSuccess, .authSuccess, .sessionStart,
+                                       .commandAllowed, .commandFinished, .sessionEnd]
+        for (n, kind) in login.enumerated() {
+            try log.record(Self.event(thread: 0, n: n, kind: kind))
+            if kind.gatesAnAction {
+                XCTAssertEqual(syncs.durable, n + 1, "\(kind) returned before a sync covered it and every event before it")
+            }
+        }
+        XCTAssertEqual(syncs.state.withLock { $0.covered }, [4, 5], "one sync per gating event of a login")
+        XCTAssertEqual(log.synchronizations, 2)
+        try log.close()
+        XCTAssertEqual(syncs.durable, 8, "close synced the pending describing events with its checkpoint")
+        let publicKey = try AuditSigningKey.readPublicKey(path: dir + "/" + AuditSigningKey.publicFileName)
+        let report = try AuditLogVerifier(logPath: logPath, publicKey: publicKey).verify()
+        XCTAssertNil(report.problem)
+        XCTAssertEqual(report.events, 8)
+        let kinds = try String(contentsOfFile: logPath, encoding: .utf8).split(separator: "\n")
+            .map { try AuditRecord.parse(line: Array($0.utf8)).record.kind }
+        XCTAssertEqual(kinds, login.map(\.rawValue) + [AuditEventKind.auditCheckpoint.rawValue])
+    }
+
+    /// A log dropped without `close` syncs its pending describing events.
+    func testDeinitSyncsPendingDescribingEvents() throws {
+        let key = try AuditSigningKey.loadOrCreate(in: dir)
+        let syncs = SyncLog()
+        var log: ChainedAuditLog? = try ChainedAuditLog(path: logPath, key: key, checkpointInterval: nil,
+                                                        synchronous: true, describingSyncDelay: 3600,
+                                                        syncSeam: Self.seam(syncs, holdFrom: Int.max, until: 0,
+                                                                            written: { 0 }))
+        try log?.record(Self.event(thread: 0, n: 0, kind: .sessionEnd))
+        XCTAssertEqual(syncs.durable, 0)
+        log = nil
+        XCTAssertEqual(syncs.durable, 1)
     }
 }

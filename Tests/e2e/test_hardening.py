@@ -422,3 +422,58 @@ def test_x11_and_agent_forwarding_are_refused_and_audited(gateway):
         return gateway.wait_for_audit(lambda e: e["kind"] == "channel.refused" and e["fields"]["request"] == kind)
     assert refused("x11")
     assert refused("auth-agent")
+
+
+def test_a_connection_without_descriptors_for_a_session_is_refused_before_key_exchange(tmp_path):
+    """At the open-file limit a login used to fail inside PAM, and the client
+    heard "Too many authentication failures". Now the accept path refuses a
+    connection that would leave too few descriptors for a session, before
+    key exchange, audited as such; once connections end, logins work again."""
+    limit = 96
+    gw = Gateway(tmp_path / "state", config={
+        "maxUnauthenticated": "1000", "maxUnauthenticatedPerSource": "1000", "loginGraceTime": "120",
+        "perSourcePenaltyExempt": "127.0.0.1,127.0.0.3"})
+    gw.launcher = ["prlimit", f"--nofile={limit}:{limit}", "--"]
+    gw.start()
+    held = []
+    try:
+        assert login_ok(gw), "a login works below the limit"
+        # Each admitted connection holds one descriptor of the daemon's:
+        # fill the table until the daemon closes one before its banner.
+        refused_banner = None
+        for _ in range(limit):
+            s = socket.create_connection((gw.host, gw.port), timeout=10, source_address=("127.0.0.3", 0))
+            try:
+                first = s.recv(8)
+            except ConnectionResetError:
+                first = b""
+            if not first:
+                s.close()
+                refused_banner = first
+                break
+            assert first.startswith(b"SSH-2.0")
+            held.append(s)
+        assert refused_banner == b"", "a connection was closed before key exchange"
+        print("held", len(held), "connections at the limit", limit)
+        assert len(held) < limit - 16
+        refusal = gw.wait_for_audit(lambda e: e["kind"] == "connection.refused" and e["fields"]["source"] == "127.0.0.3")
+        assert refusal["fields"]["reason"] == "descriptors"
+        # A real login now is closed before key exchange: no authentication
+        # failure, no PAM.
+        with pytest.raises((asyncssh.ConnectionLost, asyncssh.DisconnectError, ConnectionResetError)) as lost:
+            run(login(gw, "alice"))
+        assert not isinstance(lost.value, asyncssh.PermissionDenied), lost.value
+        assert "too few file descriptors" in gw.daemon_log()
+        assert gw.proc.poll() is None, "the daemon still runs"
+        for s in held:
+            s.close()
+        held = []
+        # The sessions end on the peer's close; then there is room again.
+        deadline = time.time() + 20
+        while len(os.listdir(f"/proc/{gw.proc.pid}/fd")) > limit // 2 and time.time() < deadline:
+            time.sleep(0.05)
+        assert login_ok(gw), "logins work again once connections end"
+    finally:
+        for s in held:
+            s.close()
+        gw.stop()

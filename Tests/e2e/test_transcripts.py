@@ -213,6 +213,8 @@ def test_kill_9_mid_session_leaves_a_playable_cut_off_transcript_and_a_verifiabl
     config.write_text("auditCheckpointInterval: 1\n")
     gw = Gateway(tmp_path / "state", extra_args=["--config", str(config)]).start()
     try:
+        described = []
+
         async def session_then_kill():
             async with await connect(gw, "alice") as conn:
                 proc = await conn.create_process(term_type="xterm", term_size=(80, 24))
@@ -222,6 +224,10 @@ def test_kill_9_mid_session_leaves_a_playable_cut_off_transcript_and_a_verifiabl
                 proc.stdin.write("Get-Mailbox -Identity carol\r")
                 await asyncio.sleep(0.3)          # > the 250 ms flush bound
                 text = await asyncio.wait_for(proc.stdout.read(4096), 5)
+                # The kill comes right after a describing event (its record
+                # returns before any sync): written whole, chained, kept.
+                allowed = gw.wait_for_audit(lambda e: e["kind"] == "command.allowed" and "carol" in e["fields"]["line"])
+                described.append(gw.wait_for_audit(lambda e: e["kind"] == "command.finished" and e["seq"] > allowed["seq"]))
                 os.kill(gw.proc.pid, signal.SIGKILL)
                 gw.proc.wait(10)
                 return text
@@ -246,6 +252,7 @@ def test_kill_9_mid_session_leaves_a_playable_cut_off_transcript_and_a_verifiabl
         verify = gatehouse(gw.state_dir, "audit", "verify").stdout.decode()
         assert verify.startswith("OK:"), verify
         records = gw.audit_events()
+        assert described and described[0] in records, "the describing event before the kill is in the chain"
         checkpoints = [r["seq"] for r in records if r["kind"] == "audit.checkpoint"]
         assert checkpoints, "a checkpoint was signed during the session"
         assert f"signed through seq {checkpoints[-1]}" in verify, verify

@@ -17,7 +17,8 @@ import Synchronization
 ///   (REASON)`; a transcript without it was cut off (daemon killed).
 ///
 /// Events are buffered and written (`write(2)`) at most `flushInterval`
-/// after they were recorded (a one-shot timer, armed only while data waits),
+/// after they were recorded (a one-shot timer, set when data starts waiting
+/// and not set again before it fires),
 /// at every `flush()` (the gateway calls it at command boundaries) and when
 /// the buffer grows past 64 KiB, so a daemon killed with `-9` leaves
 /// everything up to the last flush intact.
@@ -118,7 +119,7 @@ public final class AsciicastWriter: Sendable {
         let timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "gatehouse.transcript.flush"))
         self.timer = timer
         timer.schedule(deadline: .distantFuture)
-        timer.setEventHandler { [weak self] in self?.flush() }
+        timer.setEventHandler { [weak self] in self?.state.withLock { $0.flush(disarming: true) } }
         timer.resume()
     }
 
@@ -274,8 +275,13 @@ extension AsciicastWriter.State {
 
     /// Writes the buffer out; the first failure (disk full) is kept and
     /// nothing more is written after it.
-    mutating func flush(keepingCapacity: Bool = false) {
-        armed = false
+    ///
+    /// Only the timer's own flush disarms it: a flush at the threshold or a
+    /// command boundary leaves the timer set (it then finds little or
+    /// nothing to write), so steady output sets the timer once per
+    /// `flushInterval` instead of once per buffer.
+    mutating func flush(keepingCapacity: Bool = false, disarming: Bool = false) {
+        if disarming { armed = false }
         guard !buffer.isEmpty, failure == nil else { return }
         do throws(Errno) {
             try file?.writeAll(buffer)

@@ -174,6 +174,12 @@ struct JSONStringRules: UTF8EscapeRules {
     }
 
     @inline(__always)
+    func lookMask(word: UInt64) -> UInt64 {
+        UTF8Escaping.controlOrNonASCIIMask(word) | UTF8Escaping.mask(of: 0x22, in: word)
+            | UTF8Escaping.mask(of: 0x5c, in: word)
+    }
+
+    @inline(__always)
     func isPlain(_ byte: UInt8) -> Bool { !byte.isC0Control && byte != 0x22 && byte != 0x5c }
 
     func escape(ascii byte: UInt8, into out: inout [UInt8]) { JSONValue.writeEscape(byte, to: &out) }

@@ -8,8 +8,19 @@ import Synchronization
 /// at a fixed interval and at shutdown. Editing, deleting, reordering or
 /// truncating events is then detectable by `AuditLogVerifier`.
 ///
-/// `record` returns only once the line is `fdatasync`ed, so a command's
-/// event is durable before its backend starts. Group commit keeps one slow
+/// `record` of an event that gates an action (`AuditEventKind.gatesAnAction`:
+/// `command.allowed`, `session.start`, the Lockbox's transitions…) returns
+/// only once an `fdatasync` covers its line and every line before it, so a
+/// command's event is durable before its backend starts. An event that only
+/// describes (`auth.*`, `command.finished`, `session.end`, refusals…) is
+/// chained and written in order at once, and `record` returns without
+/// waiting: the next sync makes it durable. That is either the next gating
+/// event's, or the flusher thread's, which sleeps on the group-commit
+/// condition with no timeout while nothing describing is pending, and with
+/// the deadline `describingSyncDelay` after the first undurable describing
+/// event otherwise; `close()` (and deinit) sync whatever is left. A login
+/// thus syncs for its `session.start` and its commands, not for each of its
+/// events. Group commit keeps one slow
 /// disk from serialising every session behind one lock: lines are chained
 /// and written in order under the chain's lock, and the sync runs outside
 /// it. The first thread to wait becomes the leader and syncs everything
@@ -39,6 +50,8 @@ public final class ChainedAuditLog: AuditSink, Sendable {
     // unchecked: Dispatch on Linux does not mark its sources Sendable; the
     // timer is set once in init and only cancelled afterwards, which is thread-safe.
     private nonisolated(unsafe) let timer: DispatchSourceTimer?
+    /// At most this long after a describing event is written, a sync covers it.
+    public let describingSyncDelay: TimeInterval
     /// True when the file ended in a partial line at open (a write cut short
     /// by power loss); the daemon logs it. That fragment is not in the chain.
     public let recoveredTornTail: Bool
@@ -67,6 +80,15 @@ public final class ChainedAuditLog: AuditSink, Sendable {
         var syncing = false
         var failure: AuditLogError?
         var syncs = 0
+        /// The newest seq of a describing event (durable once `durable` reaches it).
+        var describing = 0
+        /// When a sync must cover `describing` at the latest.
+        var describingDeadline = Date.distantFuture
+        /// The flusher thread leaves (deinit, close).
+        var stopping = false
+
+        /// A describing event was written and is not yet durable.
+        var describingPending: Bool { describing > durable && failure == nil }
 
         init(seq: Int) {
             written = seq
@@ -85,15 +107,23 @@ public final class ChainedAuditLog: AuditSink, Sendable {
     ///   - checkpointInterval: seconds between signed checkpoints while
     ///     events arrive; `nil` signs only on `close()`/`checkpoint()`.
     ///   - synchronous: `false` skips `fdatasync` (tests and benchmarks only).
+    ///   - describingSyncDelay: the bound on how long a describing event
+    ///     stays written but not yet synced.
     public convenience init(path: String, key: AuditSigningKey, clock: Clock = SystemClock(),
-                            checkpointInterval: TimeInterval? = 60, synchronous: Bool = true) throws {
+                            checkpointInterval: TimeInterval? = 60, synchronous: Bool = true,
+                            describingSyncDelay: TimeInterval = ChainedAuditLog.defaultDescribingSyncDelay) throws {
         try self.init(path: path, key: key, clock: clock, checkpointInterval: checkpointInterval,
-                      synchronous: synchronous, syncSeam: nil)
+                      synchronous: synchronous, describingSyncDelay: describingSyncDelay, syncSeam: nil)
     }
 
+    /// 50 ms: a power cut may lose at most this much of what was only described.
+    public static let defaultDescribingSyncDelay: TimeInterval = 0.05
+
     init(path: String, key: AuditSigningKey, clock: Clock = SystemClock(), checkpointInterval: TimeInterval? = 60,
-         synchronous: Bool = true, syncSeam: SyncSeam?) throws {
+         synchronous: Bool = true, describingSyncDelay: TimeInterval = ChainedAuditLog.defaultDescribingSyncDelay,
+         syncSeam: SyncSeam?) throws {
         self.path = path
+        self.describingSyncDelay = describingSyncDelay
         self.syncSeam = syncSeam
         self.key = key
         self.clock = clock
@@ -119,10 +149,22 @@ public final class ChainedAuditLog: AuditSink, Sendable {
         } else {
             timer = nil
         }
+        if synchronous {
+            let durability = durability
+            let thread = Thread { [weak self] in Self.flush(durability, log: { self }) }
+            thread.name = "audit-flush"
+            thread.start()
+        }
     }
 
     deinit {
         timer?.cancel()
+        let pending = durability.withLock { durability in
+            durability.stopping = true
+            durability.condition.broadcast()
+            return durability.describingPending
+        }
+        if pending { _ = synchronizeData(covering: durability.withLock { $0.written }) }
     }
 
     /// The sequence number of the newest event.
@@ -141,13 +183,17 @@ public final class ChainedAuditLog: AuditSink, Sendable {
     /// sessions fewer than events, which is the point of group commit.
     public var synchronizations: Int { durability.withLock { $0.syncs } }
 
+    /// Chains and writes the event; if its kind gates an action, returns only
+    /// once a sync covers it (and so every earlier event), otherwise at once,
+    /// the flusher's deadline set if this is the first pending describing event.
     public func record(_ event: AuditEvent) throws {
+        let gates = event.kind.gatesAnAction
         let seq = try chain.withLock { chain in
-            let seq = try append(event, to: &chain)
+            let seq = try append(event, to: &chain, describing: !gates && synchronous)
             chain.unsignedEvents += 1
             return seq
         }
-        try waitUntilDurable(seq)
+        if gates { try waitUntilDurable(seq) }
     }
 
     /// Signs the chain head now if events arrived since the last checkpoint.
@@ -172,10 +218,18 @@ public final class ChainedAuditLog: AuditSink, Sendable {
         }
     }
 
-    /// Stops the interval timer and writes the shutdown checkpoint.
+    /// Stops the interval timer and writes the shutdown checkpoint, whose
+    /// sync covers every describing event still pending; then stops the flusher.
     public func close(reason: String = "shutdown") throws {
         timer?.cancel()
+        defer {
+            durability.withLock { durability in
+                durability.stopping = true
+                durability.condition.broadcast()
+            }
+        }
         try checkpoint(reason: reason)
+        if durability.withLock({ $0.describingPending }) { try waitUntilDurable(durability.withLock { $0.describing }) }
     }
 
     // MARK: - Group commit
@@ -213,6 +267,42 @@ public final class ChainedAuditLog: AuditSink, Sendable {
         }
     }
 
+    /// The flusher thread: sleeps on the group-commit condition, with no
+    /// timeout while no describing event is pending, and until the first
+    /// pending one's deadline otherwise; then syncs (or joins the running
+    /// sync) so that it is durable. It holds the log only while syncing, so
+    /// the log's deinit stops it.
+    private static func flush(_ durability: Durability, log: () -> ChainedAuditLog?) {
+        let condition = durability.condition
+        condition.lock()
+        defer { condition.unlock() }
+        while !durability.stopping {
+            guard durability.describingPending else {
+                condition.wait()
+                continue
+            }
+            if Date() < durability.describingDeadline {
+                _ = condition.wait(until: durability.describingDeadline)
+                continue
+            }
+            let target = durability.describing
+            condition.unlock()
+            // The reference is dropped before the lock is taken again: if it
+            // is the last one, the deinit (which takes the lock) runs here.
+            let alive = Self.synchronize(log, covering: target)
+            condition.lock()
+            if !alive { return }
+        }
+    }
+
+    /// The flusher's sync; false if the log is gone. A failure is sticky
+    /// and thrown at the next `record`.
+    private static func synchronize(_ log: () -> ChainedAuditLog?, covering seq: Int) -> Bool {
+        guard let log = log() else { return false }
+        try? log.waitUntilDurable(seq)
+        return true
+    }
+
     /// `fdatasync` (or the test seam in its place); the failure, if any.
     private func synchronizeData(covering seq: Int) -> AuditLogError? {
         do {
@@ -231,8 +321,10 @@ public final class ChainedAuditLog: AuditSink, Sendable {
 
     // MARK: - Under the lock
 
-    /// Chains and writes one line (not yet synced) and returns its seq.
-    private func append(_ event: AuditEvent, to chain: inout Chain) throws -> Int {
+    /// Chains and writes one line (not yet synced) and returns its seq; a
+    /// describing line is noted for the flusher, its deadline set if it is
+    /// the first one not yet durable.
+    private func append(_ event: AuditEvent, to chain: inout Chain, describing: Bool = false) throws -> Int {
         if let failure = chain.failure { throw AuditLogError.failedEarlier(path: path, first: failure) }
         if let failure = durability.withLock({ $0.failure }) {
             chain.failure = "\(failure)"
@@ -250,7 +342,15 @@ public final class ChainedAuditLog: AuditSink, Sendable {
         }
         chain.lastSeq = record.seq
         chain.lastHash = record.hash
-        durability.withLock { $0.written = record.seq }
+        durability.withLock { durability in
+            durability.written = record.seq
+            guard describing else { return }
+            if !durability.describingPending {
+                durability.describingDeadline = Date().addingTimeInterval(describingSyncDelay)
+                durability.condition.broadcast()
+            }
+            durability.describing = record.seq
+        }
         return record.seq
     }
 
