@@ -84,7 +84,10 @@ public struct PacketChannel: ~Copyable, Sendable {
     /// at the end, the descriptors that did arrive are closed.
     public func receive(maxBytes: Int, maxDescriptors: Int = 0) throws(PacketChannelError) -> Received {
         precondition(maxBytes > 0 && maxDescriptors >= 0)
-        var bytes = [UInt8](repeating: 0, count: maxBytes)
+        // Not zero-filled: the kernel writes what it receives, and only those
+        // bytes are kept (copied out at their size, so a small packet does not
+        // hold the whole limit).
+        var bytes = [UInt8](unsafeUninitializedCapacity: maxBytes) { _, initialized in initialized = maxBytes }
         let controlLength = maxDescriptors == 0 ? 0 : Self.controlSpace(descriptors: maxDescriptors)
         let control = UnsafeMutableRawPointer.allocate(byteCount: max(controlLength, 1),
                                                        alignment: MemoryLayout<cmsghdr>.alignment)
@@ -102,8 +105,7 @@ public struct PacketChannel: ~Copyable, Sendable {
         if flags & Int32(MSG_TRUNC) != 0 { throw .oversized(limit: maxBytes) }
         if flags & Int32(MSG_CTRUNC) != 0 { throw .unexpectedDescriptors(limit: maxDescriptors) }
         if count == 0 { return .endOfStream }
-        bytes.removeSubrange(count...)
-        return .packet(Packet(bytes: bytes, descriptors: descriptors))
+        return .packet(Packet(bytes: Array(bytes[..<count]), descriptors: descriptors))
     }
 
     /// `poll(2)` for input until `deadline`: true when `receive` will not
