@@ -172,7 +172,6 @@ final class CommandStepTests: PolicySnapshotTestCase {
         try lockbox.approve(id: request.id, by: bob)
         try lockbox.approve(id: request.id, by: carol)
         let secret = try lockbox.issueCredential(id: request.id, to: alice)
-        try lockbox.redeem(id: request.id, secret: typedSecret(Array(secret.revealedText.utf8)), by: alice, session: session)
 
         // The network side's own context, in this process: its registry is
         // what carries the revocation to alice's backend.
@@ -192,6 +191,8 @@ final class CommandStepTests: PolicySnapshotTestCase {
                      snapshot: gateway.snapshot.policy, context: gateway.executionContext, output: Discard())
         }
         let privileges = try monitored(gateway, user: alice, session: session)
+        // Redeemed as Enter-Elevation does, through the monitor.
+        _ = try privileges.redeem(request.id, secret: typedSecret(Array(secret.revealedText.utf8)))
         func run(_ line: String) -> CancellationFlag {
             let executor = RevokingExecutor(wait: 5, revoke: revoke)
             let step = CommandStep(gateway: network,

@@ -35,8 +35,17 @@ final class MonitoredSessionPrivileges: SessionPrivileges {
         try expectDone(client.call(connection, .openSession(user: user, session: session)).reply)
     }
 
+    /// A grant joins a session only through this session's own redeem, so
+    /// until one succeeds there is nothing to ask the monitor for: most
+    /// sessions never elevate, and their commands save that round trip. Once
+    /// it has redeemed, every claim asks (a revocation elsewhere must show at
+    /// the next command). The monitor judges every spawn by its own claim
+    /// either way, so this can never widen what runs.
+    private var mayHoldGrants = false
+
     func claim(now: Date, rules: LockboxRules?) -> AccessClaim {
         Lockbox.claim(user: user, session: session, now: now, rules: rules ?? currentRules()) {
+            guard mayHoldGrants else { return [] }
             // Fail closed for elevation, as the Lockbox does when its store is unreadable.
             guard let call = try? client.call(connection, .elevations), case .grants(let grants) = call.reply else { return [] }
             return grants
@@ -50,7 +59,9 @@ final class MonitoredSessionPrivileges: SessionPrivileges {
         let typed = secret.withUnsafeBytes { Array($0) }
         let reply = try client.call(connection, .redeem(id: id, secret: typed)).reply
         switch reply {
-        case .request(let request?): return request
+        case .request(let request?):
+            mayHoldGrants = true
+            return request
         case .lockboxError(let error): throw error
         case .failed(let why): throw MonitorFailure(why)
         default: throw MonitorCallError.unexpectedReply
