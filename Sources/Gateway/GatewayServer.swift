@@ -202,7 +202,7 @@ public final class GatewayServer: Sendable {
     /// of its own, as a connection that ends at once).
     private func report(_ kind: AuditEventKind, _ fields: [String: String]) {
         let number = connections.wrappingAdd(1, ordering: .relaxed).oldValue
-        _ = try? monitor.call(number, .preAuthAudit(kind: kind, user: nil, session: nil, fields: fields))
+        try? monitor.post(number, .preAuthAudit(kind: kind, user: nil, session: nil, fields: fields))
     }
 
     /// Stops accepting (`serve()` returns) and asks every session to end:

@@ -338,6 +338,32 @@ final class MonitorTests: PolicySnapshotTestCase {
         }
     }
 
+    /// Call 0 asks for no answer, which only a describing audit event may do:
+    /// it is written, in order, with nothing sent back; a gating event or any
+    /// other request sent so is refused, audited, and ends the connection.
+    func testOnlyADescribingEventMayAskForNoAnswer() throws {
+        try startRaw()
+        try authenticate()
+        let session = SessionID(rawValue: "s")
+        guard case .done = try send(.openSession(user: alice, session: session)) else { return XCTFail() }
+        try raw.send(MonitorWire.encode(MonitorEnvelope(call: 0, connection: 7, body: MonitorRequest.audit(
+            kind: .commandDenied, fields: ["line": "Set-Mailbox", "marker": "posted"]))))
+        // The next answered request finds the posted event written before it.
+        guard case .done = try send(.audit(kind: .sessionWarning, fields: ["marker": "after"]), call: 2) else {
+            return XCTFail("the connection did not go on after a posted describing event")
+        }
+        let markers = try auditEvents().compactMap { $0.fields["marker"] }
+        XCTAssertEqual(markers, ["posted", "after"], "posted in order, with no answer in between")
+
+        try raw.send(MonitorWire.encode(MonitorEnvelope(call: 0, connection: 7, body: MonitorRequest.audit(
+            kind: .commandAllowed, fields: ["argv": "[\"/bin/true\"]"]))))
+        let refused = try refusals(atLeast: 1)
+        XCTAssertTrue(refused.last?.fields["reason"]?.contains("only an event that describes") == true, "\(refused)")
+        guard case .refused = try send(.audit(kind: .sessionWarning, fields: [:]), call: 3) else {
+            return XCTFail("a connection that asked a gating event for no answer was not ended")
+        }
+    }
+
     /// A revocation through the monitor reaches the session's side as a
     /// notice (call 0), which wakes the session that held the grant.
     func testARevokedGrantIsNoticedToTheSessionsSide() throws {

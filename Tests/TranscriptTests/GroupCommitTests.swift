@@ -250,6 +250,10 @@ final class GroupCommitTests: XCTestCase {
         release.signal()
         XCTAssertEqual(covered.wait(timeout: .now() + 30), .success, "no sync came for the describing event")
         XCTAssertEqual(syncs.state.withLock { $0.covered }, [1])
+        // The seam signals before the log counts its sync; wait for the count
+        // (bounded), rather than read it in that window.
+        let counted = Date().addingTimeInterval(10)
+        while log.synchronizations < 1 && Date() < counted { usleep(1_000) }
         XCTAssertEqual(log.synchronizations, 1)
     }
 

@@ -70,10 +70,9 @@ final class GatewayAuthenticator: SSHAuthDelegate {
         let safeUser = UserName(user)?.rawValue ?? TerminalText.sanitize(String(user.prefix(64)), keepLineBreaks: false)
         let request = MonitorRequest.preAuthAudit(kind: success ? .authSuccess : .authFailure, user: safeUser,
                                                   session: session, fields: fields)
-        guard let call = try? monitor.call(connection, request), case .done = call.reply else {
-            auditFailed = true
-            return
-        }
+        // Describing: posted in order without a round trip. A failed audit
+        // log still refuses the login, at its gating session.start.
+        do { try monitor.post(connection, request) } catch { auditFailed = true }
     }
 }
 

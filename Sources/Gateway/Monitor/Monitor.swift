@@ -92,7 +92,9 @@ final class Monitor: Sendable {
             }
             let verdict = connections.withLock { table in
                 var permits = table[envelope.connection] ?? MonitorPermits()
-                let verdict = permits.admit(envelope.body)
+                let verdict = envelope.call == 0 && !Self.mayAskNoAnswer(envelope.body)
+                    ? permits.refuse("only an event that describes may ask for no answer")
+                    : permits.admit(envelope.body)
                 // A connection that ended normally is forgotten (the session's
                 // side never reuses a connection number), and one that only
                 // reported is not remembered; a refused connection stays
@@ -111,9 +113,27 @@ final class Monitor: Sendable {
                 reply(envelope, .refused(reason))
             case .allowedPreAuth:
                 preAuth(envelope)
+            case .allowed(let user, let session) where envelope.call == 0:
+                // Call 0 asks for no answer (see `mayAskNoAnswer`); written
+                // here, on the reading thread, so that whatever the
+                // connection asks next follows it in the log.
+                if case .audit(let kind, let fields) = envelope.body {
+                    _ = record(kind, user: user, session: session, fields)
+                }
             case .allowed(let user, let session):
                 work.async { [self] in answer(envelope, user: user, session: session) }
             }
+        }
+    }
+
+    /// What may come as call 0, asking for no answer: an audit event that
+    /// only describes (written at once and synced with the next gating one,
+    /// so its writer never waited for it anyway). Everything else needs its
+    /// answer, and asking without one ends the connection.
+    static func mayAskNoAnswer(_ request: MonitorRequest) -> Bool {
+        switch request {
+        case .audit(let kind, _), .preAuthAudit(let kind, _, _, _): !kind.gatesAnAction
+        default: false
         }
     }
 
@@ -321,7 +341,10 @@ final class Monitor: Sendable {
         reply(envelope, body, descriptors: [descriptor])
     }
 
+    /// Nothing goes back to a request sent as call 0 (it asked for no answer;
+    /// call 0 is the notices' own).
     private func reply(_ envelope: MonitorEnvelope<MonitorRequest>, _ body: MonitorReply, descriptors: [Int32] = []) {
+        guard envelope.call != 0 else { return }
         send(call: envelope.call, connection: envelope.connection, body, descriptors: descriptors)
     }
 

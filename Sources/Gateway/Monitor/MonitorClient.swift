@@ -68,6 +68,18 @@ final class MonitorClient: Sendable {
         return call
     }
 
+    /// Sends `request` for `connection` as call 0, asking for no answer: an
+    /// audit event that only describes (the monitor writes it before anything
+    /// the connection sends next, and refuses anything else sent so).
+    func post(_ connection: UInt64, _ request: MonitorRequest) throws(MonitorCallError) {
+        guard !state.withLock({ $0.gone }) else { throw .monitorGone }
+        do {
+            try channel.send(MonitorWire.encode(MonitorEnvelope(call: 0, connection: connection, body: request)))
+        } catch {
+            throw .monitorGone
+        }
+    }
+
     /// Sends the network side's own `request` on connection 0 as call
     /// `call` (the query it answers), and waits for nothing.
     func report(_ request: MonitorRequest, call: UInt64) {

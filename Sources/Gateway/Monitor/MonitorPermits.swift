@@ -55,6 +55,13 @@ struct MonitorPermits: Sendable {
         return verdict
     }
 
+    /// Refuses a request the monitor judged itself (a form the table never
+    /// allows): the connection is ended, as for any refusal.
+    mutating func refuse(_ reason: String) -> Verdict {
+        state = .ended
+        return .refused(reason)
+    }
+
     /// The monitor's own authentication results move the state, never a request.
     mutating func keyChecked(user: UserName, authorized: Bool) {
         if authorized, state == .new || Self.isKeyAccepted(state) { state = .keyAccepted(user: user) }

@@ -174,8 +174,17 @@ struct MonitoredAudit: AuditSink {
     let client: MonitorClient
     let connection: UInt64
 
+    /// An event that gates an action waits for the monitor's word that it is
+    /// durable; one that only describes is posted, in order, without a round
+    /// trip (its durability never held its writer up; a failed audit log
+    /// ends the session at its next gating event, or by the monitor's notice).
     func record(_ event: AuditEvent) throws {
-        try expectDone(client.call(connection, .audit(kind: event.kind, fields: event.fields)).reply)
+        let request = MonitorRequest.audit(kind: event.kind, fields: event.fields)
+        if event.kind.gatesAnAction {
+            try expectDone(client.call(connection, request).reply)
+        } else {
+            try client.post(connection, request)
+        }
     }
 }
 
