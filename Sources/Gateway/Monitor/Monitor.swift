@@ -120,6 +120,8 @@ final class Monitor: Sendable {
                 if case .audit(let kind, let fields) = envelope.body {
                     _ = record(kind, user: user, session: session, fields)
                 }
+            case .allowed(let user, let session) where Self.answersInline(envelope.body):
+                answer(envelope, user: user, session: session)
             case .allowed(let user, let session):
                 work.async { [self] in answer(envelope, user: user, session: session) }
             }
@@ -133,6 +135,18 @@ final class Monitor: Sendable {
     static func mayAskNoAnswer(_ request: MonitorRequest) -> Bool {
         switch request {
         case .audit(let kind, _), .preAuthAudit(let kind, _, _, _): !kind.gatesAnAction
+        default: false
+        }
+    }
+
+    /// Requests answered on the reading thread itself: none waits on a sync,
+    /// a conversation or a process (`reapBackend` could wait on a backend that
+    /// runs on, and a gating audit event waits for its fdatasync), so each
+    /// saves the two thread hand-offs of the work queue. A connection has at
+    /// most one request in flight, so this changes no connection's order.
+    static func answersInline(_ request: MonitorRequest) -> Bool {
+        switch request {
+        case .openSession, .elevations, .spawn, .signalBackend, .createTranscript, .ownRequest: true
         default: false
         }
     }
