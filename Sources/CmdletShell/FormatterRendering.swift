@@ -73,9 +73,10 @@ extension Pipeline {
             }
         }
         guard s.unique else { return kept }
-        var unique: [JSONValue] = []
-        for item in kept where !unique.contains(item) { unique.append(item) }
-        return unique
+        // Equal values serialise equally (keys in their written order), so one
+        // pass with a set, not a comparison of every pair.
+        var seen = Set<String>()
+        return kept.filter { seen.insert($0.serialized(pretty: false)).inserted }
     }
 
     static func project(_ item: JSONValue, _ properties: [String]) -> JSONValue {
@@ -183,12 +184,15 @@ extension Pipeline {
     /// `Group-Object`: one `Count, Name, Group` object per distinct key (ASCII
     /// case-insensitive), in the order the keys first appear.
     static func group(_ items: [JSONValue], by properties: [String], noElement: Bool) -> [JSONValue] {
-        var groups: [(name: String, folded: String, items: [JSONValue])] = []
+        var groups: [(name: String, items: [JSONValue])] = []
+        var index: [String: Int] = [:]   // folded name → its group
         for item in items {
             let name = properties.map { (item.property($0) ?? .null).displayText }.joined(separator: ", ")
             let folded = ASCII.lowercased(name)
-            if let i = groups.firstIndex(where: { $0.folded == folded }) { groups[i].items.append(item) }
-            else { groups.append((name, folded, [item])) }
+            if let i = index[folded] { groups[i].items.append(item) } else {
+                index[folded] = groups.count
+                groups.append((name, [item]))
+            }
         }
         return groups.map { g in
             var pairs: [(key: String, value: JSONValue)] = [("Count", .number(String(g.items.count))), ("Name", .string(g.name))]

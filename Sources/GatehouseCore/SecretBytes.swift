@@ -98,3 +98,22 @@ public struct SecretBytes: ~Copyable {
 
 @available(*, unavailable)
 extension SecretBytes: Sendable {}
+
+extension OwnedFileDescriptor {
+    /// Reads to the end of the file into `secret`, through a read buffer that
+    /// is wiped afterwards, so the bytes exist only in `secret`. Returns false,
+    /// having stopped reading, when what is left does not fit in the
+    /// secret's capacity (a file larger than it should be).
+    public func readToEnd(into secret: inout SecretBytes) throws(Errno) -> Bool {
+        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 1)
+        defer {
+            explicit_bzero(chunk.baseAddress!, chunk.count)
+            chunk.deallocate()
+        }
+        while true {
+            let count = try read(into: chunk)
+            if count == 0 { return true }
+            guard secret.append(contentsOf: UnsafeRawBufferPointer(rebasing: chunk[..<count])) else { return false }
+        }
+    }
+}

@@ -262,23 +262,15 @@ public final class SSHListener: @unchecked Sendable {
     /// and a wiped read buffer.
     private static func readHostKey(from descriptor: Int32) throws -> SSHKey {
         let file = OwnedFileDescriptor(adopting: descriptor)
-        var text = SecretBytes(capacity: maxHostKeyBytes + 1)
-        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 1)
-        defer {
-            explicit_bzero(chunk.baseAddress!, chunk.count)
-            chunk.deallocate()
+        var text = SecretBytes(capacity: maxHostKeyBytes + 1)   // and its NUL
+        let complete: Bool
+        do throws(Errno) {
+            complete = try file.readToEnd(into: &text)
+        } catch {
+            throw SSHError(.hostKey, operation: "read", detail: "host key descriptor \(descriptor): \(error)")
         }
-        while true {
-            let count: Int
-            do throws(Errno) {
-                count = try file.read(into: chunk)
-            } catch {
-                throw SSHError(.hostKey, operation: "read", detail: "host key descriptor \(descriptor): \(error)")
-            }
-            if count == 0 { break }
-            guard text.append(contentsOf: UnsafeRawBufferPointer(rebasing: chunk[..<count])), text.count < maxHostKeyBytes else {
-                throw SSHError(.hostKey, operation: "read", detail: "host key descriptor \(descriptor): too large")
-            }
+        guard complete, text.count <= maxHostKeyBytes else {
+            throw SSHError(.hostKey, operation: "read", detail: "host key descriptor \(descriptor): too large")
         }
         text.append(0)
         return try SSHKey.importPrivateKey(text: text)

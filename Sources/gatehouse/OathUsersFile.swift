@@ -213,21 +213,12 @@ enum OathUsersFile {
         guard fstat(fd.rawValue, &info) == 0 else { throw OathUsersFileError.system("cannot stat", path, errno) }
         guard (info.st_mode & S_IFMT) == S_IFREG else { throw OathUsersFileError("\(path) is not a regular file") }
         var contents = SecretBytes(capacity: Int(info.st_size))
-        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 1)
-        defer {
-            explicit_bzero(chunk.baseAddress!, chunk.count)
-            chunk.deallocate()
-        }
-        while true {
-            let n: Int
-            do { n = try fd.read(into: chunk) } catch { throw OathUsersFileError.system("cannot read", path, error.rawValue) }
-            if n == 0 { break }
-            // Under the lock the file does not change; if it grew anyway, stop
-            // rather than write a truncated copy back.
-            guard contents.count + n <= Int(info.st_size) else {
-                throw OathUsersFileError("\(path) changed while it was read; try again")
-            }
-            contents.append(contentsOf: UnsafeRawBufferPointer(rebasing: chunk[0..<n]))
+        // Under the lock the file does not change; if it grew anyway, stop
+        // rather than write a truncated copy back.
+        let complete: Bool
+        do { complete = try fd.readToEnd(into: &contents) } catch { throw OathUsersFileError.system("cannot read", path, error.rawValue) }
+        guard complete, contents.count <= Int(info.st_size) else {
+            throw OathUsersFileError("\(path) changed while it was read; try again")
         }
         return Contents(contents: contents, owner: (info.st_uid, info.st_gid))
     }

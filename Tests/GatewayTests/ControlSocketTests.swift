@@ -194,6 +194,19 @@ final class ControlSocketTests: XCTestCase {
         defer { full.remove() }
         let first = try OwnedFileDescriptor(socketDomain: AF_UNIX, type: Int32(SOCK_STREAM.rawValue))
         let second = try OwnedFileDescriptor(socketDomain: AF_UNIX, type: Int32(SOCK_STREAM.rawValue))
+        // Another server answers the same request once before the table is
+        // full, so that nothing the process sets up lazily the first time
+        // (the encoder's files and the like) takes a descriptor number while
+        // the test holds them all; `full` itself starts only once the table
+        // is full, so its first accept fails with EMFILE and needs the reserve.
+        do {
+            let warm = try ControlSocket(path: directory + "/warm.sock") { _, _ in .sessions(listing) }
+            defer { warm.remove() }
+            warm.start()
+            let client = try OwnedFileDescriptor(socketDomain: AF_UNIX, type: Int32(SOCK_STREAM.rawValue))
+            XCTAssertEqual(try? ControlWire.response(from: listRequest(over: client, to: directory + "/warm.sock")),
+                           .sessions(listing))
+        }
         let highest = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").compactMap { Int32($0) }.max() ?? 64
         var saved = rlimit()
         XCTAssertEqual(getrlimit(Int32(RLIMIT_NOFILE.rawValue), &saved), 0)
