@@ -118,11 +118,15 @@ public final class GatewayServer: Sendable {
             }
             // Pre-auth limits are decided here, before key exchange and
             // before a thread exists: a refused connection costs one accept
-            // and one close.
-            let source = PreAuthLimits.host(of: connection.peerAddress)
-            let verdict = context.preAuth.admit(source: source, now: Date())
+            // and one close. A connection from a balancer is counted in the
+            // total only until its PROXY header, read on its own thread,
+            // names the client whose limits then apply (`forwarded`).
+            let peer = PreAuthLimits.host(of: connection.peerAddress)
+            let fromBalancer = !context.balancers.isEmpty && context.balancers.contains(host: peer)
+            let verdict = fromBalancer ? context.preAuth.admitFromBalancer(peer, now: Date())
+                                       : context.preAuth.admit(source: peer, now: Date())
             guard verdict == .admit else {
-                refused(connection, source: source, verdict: verdict)
+                refused(connection, source: peer, verdict: verdict)
                 continue
             }
             // The connection moves to its own thread and is touched only there.
@@ -130,7 +134,8 @@ public final class GatewayServer: Sendable {
             liveThreads.enter()
             let number = connections.wrappingAdd(1, ordering: .relaxed).oldValue
             let thread = Thread { [self, context, monitor] in
-                if let connection = handoff.take() {
+                if let connection = handoff.take(),
+                   let source = fromBalancer ? self.forwarded(connection, balancer: peer) : peer {
                     SessionRunner(connection: connection, gateway: context, monitor: monitor,
                                   monitorConnection: number).run { outcome in
                         if context.preAuth.release(source: source, outcome: outcome, now: Date()) {
@@ -146,23 +151,74 @@ public final class GatewayServer: Sendable {
         }
     }
 
+    /// The most a balancer's connection may take to deliver its PROXY header
+    /// (HAProxy sends it with the connection's first bytes), and to close
+    /// after a LOCAL one; `loginGraceTime` when that is shorter.
+    static let proxyHeaderSeconds = 5
+
+    /// On the connection's own thread, for a connection from a configured
+    /// balancer (`proxyProtocolFrom`): reads its PROXY v2 header under a
+    /// deadline and admits the client it names, whose address the session
+    /// then carries everywhere (audit, registry, transcript, penalties).
+    /// Returns the source to release at the end, or nil when the connection
+    /// was closed here: a missing, malformed, truncated or late header
+    /// (refused, audited, and penalized against the balancer's address: the
+    /// only one there is), a client serving a penalty or over its cap, or
+    /// the balancer's health check (LOCAL, then the end: closed quietly, no
+    /// audit, no penalty). LOCAL followed by data is the balancer's own
+    /// connection, under the balancer's address.
+    private func forwarded(_ connection: SSHConnection, balancer: String) -> String? {
+        let seconds = min(context.configuration.loginGraceSeconds, Self.proxyHeaderSeconds)
+        let header: ProxyHeader
+        do {
+            header = try connection.readProxyHeader(within: seconds)
+        } catch {
+            connection.close()
+            let penalized = context.preAuth.releaseFromBalancer(balancer, outcome: .authFailed, now: Date())
+            refused(source: balancer, reason: "proxyHeader", detail: "\(error)")
+            if penalized { penaltyStarted(balancer) }
+            return nil
+        }
+        let source: String
+        switch header {
+        case .local:
+            if connection.peerClosedQuietly(within: seconds) {
+                connection.close()
+                context.preAuth.releaseFromBalancer(balancer, outcome: nil, now: Date())
+                return nil
+            }
+            source = balancer
+        case .proxied:
+            source = PreAuthLimits.host(of: connection.peerAddress)
+        }
+        let verdict = context.preAuth.admitForwarded(source: source, now: Date())
+        guard verdict == .admit else {
+            refused(connection, source: source, verdict: verdict, balancer: connection.balancerAddress)
+            return nil
+        }
+        return source
+    }
+
     /// Refusals are logged and audited at most once per source and reason
     /// every 10 seconds (with the count since), so a flood cannot flood the
     /// audit log.
     private let lastRefusalAudit = Mutex<[String: (at: Date, suppressed: Int)]>([:])
 
-    private func refused(_ connection: SSHConnection, source: String, verdict: PreAuthLimits.Verdict) {
+    private func refused(_ connection: SSHConnection, source: String, verdict: PreAuthLimits.Verdict,
+                         balancer: String? = nil) {
         connection.close()
         switch verdict {
         case .admit: return
-        case .tooManyUnauthenticated: refused(source: source, reason: "maxUnauthenticated")
-        case .tooManyFromSource: refused(source: source, reason: "maxUnauthenticatedPerSource")
-        case .penalized(let remaining): refused(source: source, reason: "penalty (\(remaining)s left)")
+        case .tooManyUnauthenticated: refused(source: source, reason: "maxUnauthenticated", balancer: balancer)
+        case .tooManyFromSource: refused(source: source, reason: "maxUnauthenticatedPerSource", balancer: balancer)
+        case .penalized(let remaining): refused(source: source, reason: "penalty (\(remaining)s left)", balancer: balancer)
         }
     }
 
     /// Logs and audits a connection closed before key exchange, rate-limited.
-    private func refused(source: String, reason: String) {
+    /// `detail`: what went wrong (a PROXY header's fault); `balancer`: the
+    /// balancer a forwarded client came through.
+    private func refused(source: String, reason: String, detail: String? = nil, balancer: String? = nil) {
         let now = Date()
         let key = source + " " + (reason.split(separator: " ").first.map(String.init) ?? reason)
         // nil: audited less than 10 s ago; this one is counted, not audited.
@@ -183,12 +239,17 @@ public final class GatewayServer: Sendable {
                 (raise LimitNOFILE, or wait for sessions to end)
                 """,
                                    metadata: ["source": "\(source)", "reason": "\(reason)"])
+        } else if let detail {
+            context.logger.warning("connection from a balancer refused: its PROXY protocol v2 header is required and was bad",
+                                   metadata: ["source": "\(source)", "reason": "\(reason)", "detail": "\(detail)",
+                                              "suppressedSinceLast": "\(suppressed)"])
         } else {
             context.logger.notice("connection refused before key exchange", metadata: ["source": "\(source)", "reason": "\(reason)"])
         }
-        report(.connectionRefused, [
-            "source": source, "reason": reason, "suppressedSinceLast": String(suppressed),
-        ])
+        var fields = ["source": source, "reason": reason, "suppressedSinceLast": String(suppressed)]
+        if let detail { fields["detail"] = detail }
+        if let balancer { fields["balancer"] = balancer }
+        report(.connectionRefused, fields)
     }
 
     private func penaltyStarted(_ source: String) {

@@ -4,6 +4,7 @@ import Foundation
 import GatehouseCore
 import Logging
 import PolicyFormat
+import SSHServer
 import Synchronization
 
 /// What the sessions of the network process share: configuration, the
@@ -26,6 +27,9 @@ public final class NetworkContext: Sendable {
     /// Live sessions on this node (one per user by default).
     public let sessions = SessionRegistry()
     public let preAuth: PreAuthLimits
+    /// `proxyProtocolFrom`, parsed once: the peers whose connections must
+    /// start with a PROXY v2 header.
+    public let balancers: [AddressRange]
     private let shuttingDown = Atomic<Bool>(false)
     private let auditFailure = Atomic<Bool>(false)
 
@@ -51,6 +55,7 @@ public final class NetworkContext: Sendable {
             penaltyMin: TimeInterval(configuration.perSourcePenaltyMin),
             penaltyMax: TimeInterval(configuration.perSourcePenaltyMax),
             exempt: Set(configuration.perSourcePenaltyExempt)))
+        balancers = configuration.proxyProtocolRanges
     }
 
     /// The monitor put a new load in force: this process loads the same

@@ -18,8 +18,12 @@ public final class SSHConnection {
     var session: ssh_session?
     let config: SSHServerConfig
     var logger: Logger
-    /// "ip:port" of the client, for logs and audit.
-    public let peerAddress: String
+    /// "ip:port" of the client, for logs and audit: the socket's peer, or
+    /// the client a balancer's PROXY header named (`readProxyHeader`).
+    public internal(set) var peerAddress: String
+    /// The socket's peer when a PROXY header named another client: the
+    /// balancer the connection came through; nil for a direct connection.
+    public internal(set) var balancerAddress: String?
 
     /// Set at `handshake()`: key exchange and authentication must finish by then.
     var deadline = Date.distantFuture

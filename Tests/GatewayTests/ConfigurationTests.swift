@@ -58,4 +58,27 @@ final class ConfigurationTests: XCTestCase {
         XCTAssertEqual(c.maxAuthTries, 3)
         XCTAssertTrue(c.dump().contains("maxAuthTries 3    # \(file):2"), c.dump())
     }
+
+    func testProxyProtocolFromTakesAddressesAndRangesAndNamesATypo() throws {
+        var c = GatewayConfiguration()
+        XCTAssertTrue(c.proxyProtocolFrom.isEmpty, "no balancer unless configured: no header is read")
+        XCTAssertNil(c.set("proxyProtocolFrom", to: "127.0.0.1, 10.0.0.0/24,fd00::/8", source: "x"))
+        XCTAssertEqual(c.proxyProtocolRanges.map(\.description), ["127.0.0.1", "10.0.0.0/24", "fd00::/8"])
+        XCTAssertTrue(c.dump().contains("proxyProtocolFrom 127.0.0.1,10.0.0.0/24,fd00::/8    # x"), c.dump())
+        let problem = c.set("proxyProtocolFrom", to: "127.0.0.1, 10.0.0.0/33", source: "y")
+        XCTAssertEqual(problem?.contains("'10.0.0.0/33'"), true, problem ?? "")
+        XCTAssertEqual(c.proxyProtocolFrom.count, 3, "a bad value changes nothing")
+
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString)
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = dir.appendingPathComponent("gatehouse.yaml").path
+        try "fips: true\nproxyProtocolFrom: 127.0.0.1, lb.example.com\n".write(toFile: file, atomically: true, encoding: .utf8)
+        var d = GatewayConfiguration()
+        XCTAssertThrowsError(try ConfigurationFile.apply(file: file, to: &d)) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("gatehouse.yaml:2:"), text)
+            XCTAssertTrue(text.contains("lb.example.com"), text)
+        }
+    }
 }

@@ -198,6 +198,52 @@ final class SessionLimitsTests: XCTestCase {
         XCTAssertEqual(limits.admit(source: "lb", now: t0), .admit)
     }
 
+    /// Through a balancer: the balancer's connections count in the total
+    /// only, until the header names the client, whose own cap and penalty
+    /// then apply; a bad header penalizes the balancer's address; a health
+    /// check costs nothing.
+    func testConnectionsThroughABalancerAreLimitedByTheirClient() {
+        let limits = PreAuthLimits(settings())
+        // Two clients behind one balancer: the balancer's address is not
+        // capped per source (2 here), the total (3) is.
+        for _ in 0..<3 { XCTAssertEqual(limits.admitFromBalancer("lb", now: t0), .admit) }
+        XCTAssertEqual(limits.admitFromBalancer("lb", now: t0), .tooManyUnauthenticated)
+        XCTAssertEqual(limits.admitForwarded(source: "a", now: t0), .admit)
+        XCTAssertEqual(limits.admitForwarded(source: "a", now: t0), .admit)
+        XCTAssertEqual(limits.admitForwarded(source: "a", now: t0), .tooManyFromSource, "the client's own cap")
+        XCTAssertEqual(limits.unauthenticatedCount, 2, "a refused forward is no longer counted")
+        XCTAssertEqual(limits.admit(source: "a", now: t0), .tooManyFromSource, "direct and forwarded count together")
+        limits.release(source: "a", outcome: .authenticated, now: t0)
+        limits.release(source: "a", outcome: .authenticated, now: t0)
+        XCTAssertEqual(limits.unauthenticatedCount, 0)
+        // The client's failures penalize the client, not the balancer.
+        for _ in 0..<3 {
+            XCTAssertEqual(limits.admitFromBalancer("lb", now: t0), .admit)
+            XCTAssertEqual(limits.admitForwarded(source: "bad", now: t0), .admit)
+            limits.release(source: "bad", outcome: .authFailed, now: t0)
+        }
+        XCTAssertEqual(limits.admitFromBalancer("lb", now: t0 + 1), .admit)
+        XCTAssertEqual(limits.admitForwarded(source: "bad", now: t0 + 1), .penalized(remaining: 14))
+        XCTAssertEqual(limits.admitFromBalancer("lb", now: t0 + 1), .admit)
+        XCTAssertEqual(limits.admitForwarded(source: "good", now: t0 + 1), .admit)
+        limits.release(source: "good", outcome: .authenticated, now: t0 + 1)
+        // Health checks: nothing.
+        for _ in 0..<50 {
+            XCTAssertEqual(limits.admitFromBalancer("lb", now: t0 + 2), .admit)
+            XCTAssertFalse(limits.releaseFromBalancer("lb", outcome: nil, now: t0 + 2))
+        }
+        XCTAssertEqual(limits.unauthenticatedCount, 0)
+        // Bad headers: the balancer's own address, like a failed login.
+        var started = [Bool]()
+        for _ in 0..<3 {
+            XCTAssertEqual(limits.admitFromBalancer("lb", now: t0 + 3), .admit)
+            started.append(limits.releaseFromBalancer("lb", outcome: .authFailed, now: t0 + 3))
+        }
+        XCTAssertEqual(started, [false, false, true])
+        XCTAssertEqual(limits.admitFromBalancer("lb", now: t0 + 4), .penalized(remaining: 14))
+        XCTAssertEqual(limits.unauthenticatedCount, 0)
+    }
+
     func testHostOfPeer() {
         XCTAssertEqual(PreAuthLimits.host(of: "127.0.0.2:5555"), "127.0.0.2")
         XCTAssertEqual(PreAuthLimits.host(of: "[::1]:22"), "::1")

@@ -14,6 +14,8 @@ final class GatewayAuthenticator: SSHAuthDelegate {
     private let connection: UInt64
     private let session: SessionID
     private let peer: String
+    /// The balancer the connection came through (its PROXY header named `peer`).
+    private let balancer: String?
     /// Set when the audit log failed or the monitor is gone: the connection
     /// must be dropped (fail closed).
     private(set) var auditFailed = false
@@ -23,11 +25,12 @@ final class GatewayAuthenticator: SSHAuthDelegate {
     private(set) var failures = 0
     private(set) var attempts = 0
 
-    init(monitor: MonitorClient, connection: UInt64, session: SessionID, peer: String) {
+    init(monitor: MonitorClient, connection: UInt64, session: SessionID, peer: String, balancer: String? = nil) {
         self.monitor = monitor
         self.connection = connection
         self.session = session
         self.peer = peer
+        self.balancer = balancer
     }
 
     func isAuthorized(user: String, key: SSHPublicKey) -> Bool {
@@ -63,6 +66,7 @@ final class GatewayAuthenticator: SSHAuthDelegate {
         if !success && method != "none" { failures += 1 }
         var fields = ["method": method, "source": peer, "reason": reason]
         if partial { fields["partial"] = "true" }
+        if let balancer { fields["balancer"] = balancer }
         if !success, method == "keyboard-interactive", let pam = lastPAMFailure {
             fields["pam"] = pam
             lastPAMFailure = nil

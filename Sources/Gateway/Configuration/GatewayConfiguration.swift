@@ -1,6 +1,7 @@
 import CmdletPolicy
 import Foundation
 import PolicyFormat
+import SSHServer
 
 /// Every setting of the daemon, each declared once (below, in `settings`) with
 /// its type, default and documentation. `gatehoused --dump-config` prints the
@@ -38,6 +39,9 @@ public struct GatewayConfiguration: Sendable, Codable {
     public var perSourcePenaltyMin = 15
     public var perSourcePenaltyMax = 600
     public var perSourcePenaltyExempt: [String] = []
+    /// Balancers (addresses or CIDR ranges, as written) whose connections
+    /// must start with a PROXY protocol v2 header; empty: none (issue 13).
+    public var proxyProtocolFrom: [String] = []
     public var userLockoutFailures = 10
     public var userLockoutWindowSeconds = 15 * 60
     // Transcripts and the audit chain (issue 5).
@@ -55,6 +59,8 @@ public struct GatewayConfiguration: Sendable, Codable {
     public var hostKeyPath: String { hostKeyOverride ?? stateDirectory + "/ssh_host_ecdsa_key" }
     public var auditLogPath: String { auditLogOverride ?? stateDirectory + "/audit.log" }
     public var transcriptDirectory: String { transcriptDirectoryOverride ?? stateDirectory + "/transcripts" }
+    /// `proxyProtocolFrom`, parsed (each entry was checked when it was set).
+    public var proxyProtocolRanges: [AddressRange] { proxyProtocolFrom.compactMap(AddressRange.init) }
 
     /// Where each effective value came from: "default", "demo", a file:line, or "command line".
     public private(set) var sources: [String: String] = [:]
@@ -163,6 +169,14 @@ public struct GatewayConfiguration: Sendable, Codable {
                     }
                     c.perSourcePenaltyExempt = items; return nil
                 }, render: { $0.perSourcePenaltyExempt.joined(separator: ",") }),
+        Setting(key: "proxyProtocolFrom", doc: "Comma-separated balancer addresses or CIDR ranges (127.0.0.1, 10.0.0.0/24) that send a PROXY protocol v2 header (HAProxy send-proxy-v2). From these a valid header is required, and its client address is the one audited, limited and penalized; from any other peer a header is not read (its bytes reach SSH and fail there). Empty: no balancer.",
+                apply: { c, v in
+                    let items = v.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+                    if let bad = items.first(where: { AddressRange($0) == nil }) {
+                        return "'\(bad)' is not an IP address or CIDR range (expected for example 127.0.0.1, 10.0.0.0/24, fd00::/8)"
+                    }
+                    c.proxyProtocolFrom = items; return nil
+                }, render: { $0.proxyProtocolFrom.joined(separator: ",") }),
         Setting(key: "userLockoutFailures", doc: "Failed second factors (after a valid key) within userLockoutWindow that lock the user until the window passes or an operator runs `gatehouse users unlock`.",
                 apply: { c, v in int(v, 1...1000) { c.userLockoutFailures = $0 } }, render: { String($0.userLockoutFailures) }),
         Setting(key: "userLockoutWindow", doc: "The window for userLockoutFailures (15m); also how long a lockout lasts.",

@@ -43,7 +43,7 @@ final class SessionRecorder {
     /// Opens the file unless it is already open (a second channel shares it).
     /// `create` makes the empty file at `path` (the session's privileges).
     func open(creating create: () throws -> OwnedFileDescriptor, path: String, session: SessionID, user: UserName,
-              node: String, client: String, claim: AccessClaim, term: String?, columns: Int, rows: Int, channel: String, command: String?) {
+              node: String, client: String, balancer: String? = nil, claim: AccessClaim, term: String?, columns: Int, rows: Int, channel: String, command: String?) {
         guard writer == nil, openFailure == nil else { return }
         let claimJSON: [JSONValue] = claim.grants.map { grant in
             var o: [String: JSONValue] = ["role": .string(grant.role)]
@@ -60,6 +60,7 @@ final class SessionRecorder {
             "client": .string(client), "start": .string(AuditTime.format(claim.issuedAt)),
             "claim": .array(claimJSON), "channel": .string(channel),
         ]
+        if let balancer { gatehouse["balancer"] = .string(balancer) }
         if let command { gatehouse["command"] = .string(TerminalText.sanitize(command, keepLineBreaks: false)) }
         let header = AsciicastWriter.Header(width: columns, height: rows, start: claim.issuedAt, term: term,
                                             title: "gatehouse \(user)@\(node) session \(session)", gatehouse: gatehouse)

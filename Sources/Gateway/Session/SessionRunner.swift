@@ -48,6 +48,7 @@ final class SessionRunner {
         var logger = gateway.logger
         logger[metadataKey: "session"] = "\(session)"
         logger[metadataKey: "peer"] = "\(connection.peerAddress)"
+        if let balancer = connection.balancerAddress { logger[metadataKey: "balancer"] = "\(balancer)" }
         self.logger = logger
     }
 
@@ -66,7 +67,7 @@ final class SessionRunner {
             return
         }
         let authenticator = GatewayAuthenticator(monitor: monitor, connection: monitorConnection, session: session,
-                                                 peer: connection.peerAddress)
+                                                 peer: connection.peerAddress, balancer: connection.balancerAddress)
         let name: String
         do {
             name = try connection.authenticate(authenticator)
@@ -109,7 +110,9 @@ final class SessionRunner {
         }
         guard admit(user) else { return }
         defer { gateway.sessions.remove(session) }
-        guard audit(.sessionStart, ["source": connection.peerAddress, "node": gateway.configuration.nodeName]) else {
+        var startFields = ["source": connection.peerAddress, "node": gateway.configuration.nodeName]
+        if let balancer = connection.balancerAddress { startFields["balancer"] = balancer }
+        guard audit(.sessionStart, startFields) else {
             connection.disconnect(message: "audit log unavailable; session refused")
             return
         }
@@ -408,7 +411,8 @@ final class SessionRunner {
         guard gateway.configuration.recordTranscripts, let user, let privileges else { return }
         let claim = privileges.claim(now: gateway.clock.now(), rules: nil)
         recorder.open(creating: privileges.createTranscript, path: privileges.transcriptPath, session: session,
-                      user: user, node: gateway.configuration.nodeName, client: connection.peerAddress, claim: claim,
+                      user: user, node: gateway.configuration.nodeName, client: connection.peerAddress,
+                      balancer: connection.balancerAddress, claim: claim,
                       term: state.pty?.term, columns: state.pty?.columns ?? 80, rows: state.pty?.rows ?? 24,
                       channel: command == nil ? "shell" : "exec",
                       command: command.map { String(decoding: $0, as: UTF8.self) })
