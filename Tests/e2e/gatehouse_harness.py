@@ -70,10 +70,16 @@ class Gateway:
         self.log_path = self.state_dir.parent / (self.state_dir.name + ".daemon.log")
 
     # -- lifecycle ---------------------------------------------------------
-    def start(self, timeout=30):
+    def start(self, timeout=30, keep_credentials=False):
+        """`keep_credentials`: the state directory holds another node's demo
+        users (keys, TOTP secrets, manifest) and host key, copied in so that
+        several nodes accept the same engineers behind one address; the demo
+        keeps them, and known_hosts (written last) says it is up."""
         manifest = self.state_dir / "demo-users.json"
-        if manifest.exists():
+        if manifest.exists() and not keep_credentials:
             manifest.unlink()
+        if keep_credentials and (self.state_dir / "known_hosts").exists():
+            (self.state_dir / "known_hosts").unlink()
         env = {k: v for k, v in os.environ.items() if not k.startswith("PAM_WRAPPER")}
         env.pop("LD_PRELOAD", None)
         self.log = open(self.log_path, "ab")
