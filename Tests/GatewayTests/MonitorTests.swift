@@ -3,6 +3,7 @@ import GatehouseCore
 @testable import Gateway
 import CmdletShell
 import Lockbox
+import SSHServer
 import Synchronization
 import TestSupport
 import Transcript
@@ -73,6 +74,21 @@ final class MonitorPermitsTests: XCTestCase {
         guard case .refused = permits.admit(kbd()) else { return XCTFail("two conversations at once") }
         var idle = MonitorPermits()
         guard case .refused = idle.admit(.pamAnswers(["123456"])) else { return XCTFail("answers with no conversation") }
+    }
+
+    /// An event may name a balancer only if this node lists it
+    /// (`proxyProtocolFrom`); with none listed, no event may name one.
+    func testAForwardedAddressOnlyThroughAListedBalancer() {
+        let listed = [AddressRange("10.0.0.0/24")!]
+        func event(_ fields: [String: String]) -> MonitorRequest {
+            .preAuthAudit(kind: .authSuccess, user: "alice", session: session, fields: fields)
+        }
+        XCTAssertFalse(Monitor.namesUnlistedBalancer(event(["source": "192.0.2.1:5"]), []), "direct: nothing to check")
+        XCTAssertFalse(Monitor.namesUnlistedBalancer(event(["source": "192.0.2.1:5", "balancer": "10.0.0.7:4000"]), listed))
+        XCTAssertTrue(Monitor.namesUnlistedBalancer(event(["source": "192.0.2.1:5", "balancer": "10.0.1.7:4000"]), listed))
+        XCTAssertTrue(Monitor.namesUnlistedBalancer(event(["source": "192.0.2.1:5", "balancer": "10.0.0.7:4000"]), []))
+        XCTAssertTrue(Monitor.namesUnlistedBalancer(.audit(kind: .sessionStart, fields: ["balancer": "nonsense"]), listed))
+        XCTAssertFalse(Monitor.namesUnlistedBalancer(kbd(), []))
     }
 
     func testBeforeASessionOnlyAuthenticationEventsAreReported() {

@@ -41,9 +41,13 @@ final class Monitor: Sendable {
     /// Whether the network side said it is ready (true) or ended before (false).
     private let readiness = Mutex<Bool?>(nil)
     private let readinessKnown = DispatchSemaphore(value: 0)
+    /// `proxyProtocolFrom`: the only balancers an event may say a client
+    /// came through (see `namesUnlistedBalancer`).
+    private let balancers: [AddressRange]
 
     init(gateway: GatewayContext, channel: consuming PacketChannel, secondFactor: SecondFactor.Check? = nil) {
         self.gateway = gateway
+        balancers = gateway.configuration.proxyProtocolRanges
         self.channel = SharedPacketChannel(channel)
         self.secondFactor = secondFactor ?? SecondFactor.pam(gateway.pamWorkers)
     }
@@ -94,6 +98,8 @@ final class Monitor: Sendable {
                 var permits = table[envelope.connection] ?? MonitorPermits()
                 let verdict = envelope.call == 0 && !Self.mayAskNoAnswer(envelope.body)
                     ? permits.refuse("only an event that describes may ask for no answer")
+                    : Self.namesUnlistedBalancer(envelope.body, balancers)
+                    ? permits.refuse("an event names a balancer that is not in proxyProtocolFrom")
                     : permits.admit(envelope.body)
                 // A connection that ended normally is forgotten (the session's
                 // side never reuses a connection number), and one that only
@@ -137,6 +143,23 @@ final class Monitor: Sendable {
         case .audit(let kind, _), .preAuthAudit(let kind, _, _, _): !kind.gatesAnAction
         default: false
         }
+    }
+
+    /// Whether an event says its client came through a balancer this node
+    /// does not list. The monitor cannot read a PROXY header itself (the
+    /// network side accepts and reads the sockets), so it trusts the client
+    /// address the network side reports exactly as it trusted the socket's
+    /// peer before balancers; what it can check is that a forwarded address
+    /// is claimed only through a configured balancer, which an intact
+    /// network side never breaks.
+    static func namesUnlistedBalancer(_ request: MonitorRequest, _ balancers: [AddressRange]) -> Bool {
+        let fields: [String: String]
+        switch request {
+        case .audit(_, let f), .preAuthAudit(_, _, _, let f): fields = f
+        default: return false
+        }
+        guard let balancer = fields["balancer"] else { return false }
+        return !balancers.contains(host: PreAuthLimits.host(of: balancer))
     }
 
     /// Requests answered on the reading thread itself: none waits on a sync,
