@@ -43,30 +43,36 @@ def free_port() -> int:
 
 
 def haproxy_config(front: int, nodes: dict, stats: Path) -> str:
-    """What deploy/haproxy.cfg says, on loopback with test ports: TCP, PROXY
-    v2 to the nodes and on the health checks (which then send LOCAL and
-    close: no SSH handshake, nothing in the audit log), least connections,
-    idle timeouts above the gateway's 30-minute idle timeout."""
-    servers = "\n".join(f"    server {name} 127.0.0.1:{port}" for name, port in nodes.items())
-    return f"""global
-    maxconn 200
-    stats socket {stats} mode 600 level admin
-defaults
-    mode tcp
-    timeout connect 2s
-    timeout client 31m
-    timeout server 31m
-    timeout check 2s
-    retries 2
-    option redispatch
-frontend ssh
-    bind 127.0.0.1:{front}
-    default_backend gatehouse
-backend gatehouse
-    balance leastconn
-    default-server send-proxy-v2 check check-send-proxy inter 300ms fall 1 rise 1
-{servers}
-"""
+    """deploy/haproxy.cfg itself, on loopback: its bind and servers replaced
+    by the test's ports, run in the foreground as the test's user without
+    syslog, and health checks every 300 ms (so a killed node is marked down
+    quickly). Everything else (TCP mode, send-proxy-v2, check-send-proxy,
+    leastconn, redispatch, the timeouts) is what ships."""
+    shipped = (REPO / "deploy" / "haproxy.cfg").read_text()
+    out = []
+    servers_written = False
+    for line in shipped.splitlines():
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        if words[0] in ("user", "group", "daemon") or words[:2] == ["log", "/dev/log"]:
+            continue
+        if words[:2] == ["stats", "socket"]:
+            line = f"    stats socket {stats} mode 600 level admin"
+        elif words[0] == "bind":
+            line = f"    bind 127.0.0.1:{front}"
+        elif words[0] == "default-server":
+            assert "send-proxy-v2" in words and "check-send-proxy" in words, line
+            line = line.replace("inter 2s fall 3 rise 2", "inter 300ms fall 1 rise 1")
+            assert "inter 300ms" in line, line
+        elif words[0] == "server":
+            if servers_written:
+                continue
+            servers_written = True
+            line = "\n".join(f"    server {name} 127.0.0.1:{port}" for name, port in nodes.items())
+        out.append(line)
+    assert servers_written, "deploy/haproxy.cfg names no server"
+    return "\n".join(out) + "\n"
 
 
 class Balancer:
