@@ -22,9 +22,18 @@ demo:
 	exec $(BUILD_DIR)/gatehoused --demo --state-dir $(STATE_DIR) --listen $(LISTEN)
 
 ## make test: install what the suite needs, then run all of it (unit + end-to-end).
+## The PostgreSQL store's tests use GATEHOUSE_TEST_POSTGRES_URL; when it is unset,
+## a throwaway server is started for the run (scripts/test-postgres) and stopped
+## at the end, even when a test fails.
 test: deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build --disable-swift-testing
+	@set -e; \
+	if [ -z "$${GATEHOUSE_TEST_POSTGRES_URL:-}" ]; then \
+	  export TEST_POSTGRES_DIR=$$(mktemp -d /tmp/gatehouse-test-postgres.XXXXXX); \
+	  trap 'scripts/test-postgres stop' EXIT; \
+	  GATEHOUSE_TEST_POSTGRES_URL=$$(scripts/test-postgres start); export GATEHOUSE_TEST_POSTGRES_URL; \
+	fi; \
+	$(SWIFT) test --skip-build --disable-swift-testing; \
 	.venv/bin/python -m pytest -q Tests/e2e
 
 unit:

@@ -118,8 +118,12 @@ enum Daemon {
             return 1
         }
         let context: GatewayContext
+        let fleet: FleetStores?
         do {
-            context = try GatewayContext(configuration: configuration, logger: logger)
+            fleet = try FleetStores.open(configuration, logger: logger)
+            context = try GatewayContext(configuration: configuration, logger: logger, shared: fleet?.shared)
+            fleet?.feeder.start()
+            fleet?.feeder.wake()
         } catch {
             printError("\(error)")
             return 1
@@ -206,6 +210,7 @@ enum Daemon {
         context.beginShutdown()
         // After the sessions' end events: the final signed checkpoint.
         context.closeAudit()
+        fleet?.feeder.stop()
         control?.remove()
         metrics?.stop()
         logger.notice("stopped")

@@ -72,8 +72,12 @@ class Gateway:
     # -- lifecycle ---------------------------------------------------------
     def start(self, timeout=30):
         manifest = self.state_dir / "demo-users.json"
-        if manifest.exists():
-            manifest.unlink()
+        # `reuse_users`: keep the demo users (keys, TOTP secrets) the state
+        # directory already has, as a second node of one fleet must; the
+        # daemon then rewrites known_hosts last, which is what is waited for.
+        stale = (self.state_dir / "known_hosts") if getattr(self, "reuse_users", False) else manifest
+        if stale.exists():
+            stale.unlink()
         env = {k: v for k, v in os.environ.items() if not k.startswith("PAM_WRAPPER")}
         env.pop("LD_PRELOAD", None)
         self.log = open(self.log_path, "ab")
