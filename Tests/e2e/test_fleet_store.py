@@ -131,7 +131,7 @@ def test_one_session_per_user_per_node(fleet):
                     async with await connect(a, "dave") as conn:
                         second = await conn.run("Get-Mailbox fiona", check=False)
                     assert second.exit_status != 0, second.stdout
-                except (asyncssh.DisconnectError, asyncssh.ConnectionLost):
+                except (asyncssh.DisconnectError, asyncssh.ConnectionLost, asyncssh.ChannelOpenError):
                     pass
                 a.wait_for_audit(lambda e: e["kind"] == "session.refused" and e["user"] == "dave")
                 assert not any(e["kind"] == "session.refused" and e["user"] == "dave" for e in b.audit_events())
@@ -185,7 +185,7 @@ def test_lockout_failures_on_a_and_b_add_up(fleet):
     assert "carol" in b.cli("sessions", "list", "--live").stdout.split("locked users:")[1]
     assert a.cli("users", "unlock", "carol").stdout.strip() == "carol unlocked"
     assert psql("SELECT COUNT(*) FROM user_lockout_failure WHERE user_name = 'carol'") == "0"
-    result = run(run_exec(b, "carol", "Get-Mailbox fiona"))
+    result = run(run_exec(b, "carol", "Get-Command"))
     assert result.exit_status == 0, result.stderr
 
 
