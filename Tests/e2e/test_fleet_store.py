@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -253,3 +254,98 @@ def test_audit_search_on_the_shared_index_sees_both_nodes(fleet):
                               capture_output=True, text=True, timeout=30)
         assert "store postgres://" in dump.stdout, dump.stdout + dump.stderr
         assert password.group(1) not in dump.stdout + dump.stderr
+
+
+class Forwarder:
+    """A loopback TCP relay in front of the real PostgreSQL: `stop()` makes the
+    database unreachable for the node behind it (listener and every relayed
+    connection closed), `start()` brings it back on the same port."""
+
+    def __init__(self, target):
+        self.target = target
+        self.port = 0
+        self.sockets = []
+        self.lock = threading.Lock()
+
+    def start(self):
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(16)
+        self.port = listener.getsockname()[1]
+        self.listener = listener
+        with self.lock:
+            self.sockets.append(listener)
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        return self
+
+    def _accept(self, listener):
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            with self.lock:
+                self.sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src, dst):
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def stop(self):
+        with self.lock:
+            sockets, self.sockets = self.sockets, []
+        for s in sockets:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+
+def test_logins_fail_closed_while_postgres_is_away_and_come_back(tmp_path):
+    require_postgres()
+    match = re.match(r"(postgres://[^@]+@)([^:/]+):(\d+)(/.*)", URL)
+    assert match, "a URL with host and port"
+    relay = Forwarder((match.group(2), int(match.group(3)))).start()
+    config = node_config("node-c")
+    config["store"] = f"{match.group(1)}127.0.0.1:{relay.port}{match.group(4)}"
+    gw = Gateway(tmp_path / "c", config=config).start()
+    try:
+        assert run(run_exec(gw, "alice", "Get-Command")).exit_status == 0
+        relay.stop()
+        client = KbdintClient(gw.fresh_totp("alice"))
+
+        async def attempt():
+            conn, _ = await asyncssh.create_connection(
+                lambda: client, gw.host, gw.port, username="alice", client_keys=[gw.key("alice")],
+                known_hosts=gw.known_hosts(), preferred_auth=["publickey", "keyboard-interactive"],
+                agent_path=None, login_timeout=15)
+            conn.close()
+        with pytest.raises(asyncssh.DisconnectError):
+            run(attempt())
+        assert any("cannot reach its shared database" in text for text in client.instructions), client.instructions
+        assert not client.prompts, "PAM was not asked while the lockout state is unknown"
+        log = gw.daemon_log(20000)
+        assert "shared store" in log and "cannot connect to PostgreSQL at 127.0.0.1" in log, log
+        password = re.match(r"postgres://[^:]+:([^@]+)@", URL)
+        assert password is None or password.group(1) not in log
+        # The database answers again: so does the node, with no restart.
+        relay.start()
+        assert run(run_exec(gw, "alice", "Get-Command")).exit_status == 0
+    finally:
+        relay.stop()
+        gw.stop()
