@@ -115,7 +115,8 @@ let package = Package(
                           path: "bench/parser"),
         // `make bench-lockbox`: claim() latency with 100,000 historical requests.
         .executableTarget(name: "lockbox-claim-bench", dependencies: [
-            "Lockbox", "GatehouseCore", .product(name: "GRDB", package: "GRDB.swift"),
+            "Lockbox", "GatehouseCore", "PostgresStore", .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "Logging", package: "swift-log"),
         ], path: "bench/LockboxClaimBench"),
         // `make bench-output`: server CPU per byte of backend output, sanitised and recorded.
         .executableTarget(name: "output-path-bench", dependencies: ["CmdletShell", "GatehouseCore", "Transcript"],
