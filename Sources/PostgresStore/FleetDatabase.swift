@@ -38,13 +38,22 @@ public final class FleetDatabase: Sendable {
     private let nextID = Atomic<Int>(1)
     private let checkoutTimeout: TimeInterval
     private let closed = Atomic<Bool>(false)
+    /// The last failed connection attempt, when and why: for `retryDelay`
+    /// after it every caller fails at once with the same words instead of
+    /// waiting out its own `connectTimeout`. The monitor answers a session's
+    /// claim on its channel's reading thread, so a database that drops
+    /// packets must not stall every session for a timeout per command.
+    private let lastConnectFailure = Mutex<(at: ContinuousClock.Instant, error: FleetDatabaseError)?>(nil)
+    private let retryDelay: Duration
 
     /// - Parameter schema: the schema every connection works in (PostgreSQL's
     ///   `search_path`); nil for the role's default (`public`). Tests give
     ///   each case a schema of its own.
     public init(location: PostgresLocation, logger: Logger, schema: String? = nil, maxConnections: Int = 4,
-                connectTimeout: TimeInterval = 5, checkoutTimeout: TimeInterval = 10) throws {
+                connectTimeout: TimeInterval = 5, checkoutTimeout: TimeInterval = 10,
+                retryDelay: Duration = .seconds(1)) throws {
         self.location = location
+        self.retryDelay = retryDelay
         self.logger = logger
         self.checkoutTimeout = checkoutTimeout
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -149,13 +158,20 @@ public final class FleetDatabase: Sendable {
     }
 
     private func connect() throws -> PostgresConnection {
+        if let failure = lastConnectFailure.withLock({ $0 }), ContinuousClock.now - failure.at < retryDelay {
+            throw failure.error
+        }
         let id = nextID.add(1, ordering: .relaxed).oldValue
         do {
-            return try PostgresConnection.connect(on: group.next(), configuration: configuration, id: id,
-                                                  logger: logger).wait()
+            let connection = try PostgresConnection.connect(on: group.next(), configuration: configuration, id: id,
+                                                            logger: logger).wait()
+            lastConnectFailure.withLock { $0 = nil }
+            return connection
         } catch {
-            throw FleetDatabaseError("cannot connect to PostgreSQL at \(location.host):\(location.port) "
-                                     + "(database \(location.database), user \(location.user)): \(Self.describe(error))")
+            let failure = FleetDatabaseError("cannot connect to PostgreSQL at \(location.host):\(location.port) "
+                                             + "(database \(location.database), user \(location.user)): \(Self.describe(error))")
+            lastConnectFailure.withLock { $0 = (ContinuousClock.now, failure) }
+            throw failure
         }
     }
 

@@ -17,11 +17,11 @@ public final class PostgresLockoutStore: Sendable {
         try database.transaction { s in
             var b = PostgresBindings()
             b.append(user); b.append(since.timeIntervalSince1970)
-            try s.execute("DELETE FROM user_lockout_failure WHERE user_name = $1 AND at < $2", b)
+            try s.execute("DELETE FROM user_lockout_failure WHERE user_name = $1 AND at <= $2", b)
             var i = PostgresBindings()
             i.append(user); i.append(at.timeIntervalSince1970); i.append(node)
             try s.execute("INSERT INTO user_lockout_failure(user_name, at, node) VALUES ($1, $2, $3)", i)
-            return try s.query("SELECT COUNT(*) FROM user_lockout_failure WHERE user_name = $1 AND at >= $2", b)
+            return try s.query("SELECT COUNT(*) FROM user_lockout_failure WHERE user_name = $1 AND at > $2", b)
                 .first!.decode(Int.self)
         }
     }
@@ -30,7 +30,7 @@ public final class PostgresLockoutStore: Sendable {
         try database.withConnection { s in
             var b = PostgresBindings()
             b.append(user); b.append(since.timeIntervalSince1970)
-            return try s.query("SELECT COUNT(*) FROM user_lockout_failure WHERE user_name = $1 AND at >= $2", b)
+            return try s.query("SELECT COUNT(*) FROM user_lockout_failure WHERE user_name = $1 AND at > $2", b)
                 .first!.decode(Int.self)
         }
     }
@@ -39,7 +39,7 @@ public final class PostgresLockoutStore: Sendable {
         try database.transaction { s in
             var b = PostgresBindings()
             b.append(user); b.append(since.timeIntervalSince1970)
-            let recent = try s.query("SELECT COUNT(*) FROM user_lockout_failure WHERE user_name = $1 AND at >= $2", b)
+            let recent = try s.query("SELECT COUNT(*) FROM user_lockout_failure WHERE user_name = $1 AND at > $2", b)
                 .first!.decode(Int.self)
             var d = PostgresBindings()
             d.append(user)
@@ -53,7 +53,7 @@ public final class PostgresLockoutStore: Sendable {
             var b = PostgresBindings()
             b.append(since.timeIntervalSince1970); b.append(atLeast)
             return try s.query("""
-                SELECT user_name FROM user_lockout_failure WHERE at >= $1
+                SELECT user_name FROM user_lockout_failure WHERE at > $1
                 GROUP BY user_name HAVING COUNT(*) >= $2 ORDER BY user_name
                 """, b).map { try $0.decode(String.self) }
         }

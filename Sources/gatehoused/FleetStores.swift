@@ -19,6 +19,14 @@ struct FleetStores {
     static func open(_ configuration: GatewayConfiguration, logger: Logger) throws -> FleetStores? {
         guard var location = configuration.store else { return nil }
         if let file = configuration.storePasswordFile {
+            var info = stat()
+            guard stat(file, &info) == 0 else {
+                throw GatewayStartupFailure("storePasswordFile \(file): \(String(cString: strerror(errno)))")
+            }
+            guard info.st_mode & 0o077 == 0 else {
+                throw GatewayStartupFailure("storePasswordFile \(file): readable by group or others (mode "
+                                            + String(info.st_mode & 0o777, radix: 8) + "); chmod 600 it")
+            }
             guard let data = FileManager.default.contents(atPath: file) else {
                 throw GatewayStartupFailure("storePasswordFile \(file): cannot read it")
             }

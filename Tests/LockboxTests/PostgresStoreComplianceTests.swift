@@ -256,3 +256,27 @@ final class Collected: Sendable {
     func add(_ more: [Int64]) { items.withLock { $0 += more } }
     var values: [Int64] { items.withLock { $0 } }
 }
+
+/// The fleet's lockout table: failures recorded by any node count for all,
+/// old ones fall out of the window, and an unlock clears them everywhere.
+final class PostgresLockoutStoreTests: XCTestCase {
+    func testFailuresOfEveryNodeCountAndUnlockClearsThem() throws {
+        let (location, schema, drop) = try TestPostgres.freshSchema()
+        defer { drop() }
+        let one = try FleetDatabase(location: location, logger: Logger(label: "test"), schema: schema)
+        let two = try FleetDatabase(location: location, logger: Logger(label: "test"), schema: schema)
+        defer { one.shutdown(); two.shutdown() }
+        let a = PostgresLockoutStore(database: one), b = PostgresLockoutStore(database: two)
+        let t0 = Date(timeIntervalSince1970: 1_800_000_000)
+        XCTAssertEqual(try a.recordFailure(user: "carol", at: t0, since: t0 - 600, node: "node-a"), 1)
+        XCTAssertEqual(try b.recordFailure(user: "carol", at: t0 + 1, since: t0 - 599, node: "node-b"), 2)
+        XCTAssertEqual(try a.recordFailure(user: "dave", at: t0 + 1, since: t0 - 599, node: "node-a"), 1)
+        XCTAssertEqual(try b.failureCount(user: "carol", since: t0 - 600), 2, "node B sees node A's failure")
+        XCTAssertEqual(try a.users(since: t0 - 600, atLeast: 2), ["carol"])
+        // Ten minutes on, the first failure is outside the window and is forgotten.
+        XCTAssertEqual(try a.recordFailure(user: "carol", at: t0 + 600, since: t0, node: "node-a"), 2)
+        XCTAssertEqual(try b.clear(user: "carol", since: t0), 2)
+        XCTAssertEqual(try a.failureCount(user: "carol", since: t0 - 10_000), 0)
+        XCTAssertEqual(try a.failureCount(user: "dave", since: t0 - 600), 1, "other users keep theirs")
+    }
+}

@@ -122,10 +122,10 @@ public protocol SharedLockoutStore: Sendable {
     /// Records one failure of `user` at `at` by `node`, forgets that user's
     /// failures before `since`, and returns how many remain (this one included).
     func recordFailure(user: String, at: Date, since: Date, node: String) throws -> Int
-    /// The user's failures at or after `since`, on every node.
+    /// The user's failures after `since` (inside the window), on every node.
     func failureCount(user: String, since: Date) throws -> Int
-    /// Forgets every failure of `user`; returns how many were at or after `since`.
+    /// Forgets every failure of `user`; returns how many were after `since` (inside the window).
     func clear(user: String, since: Date) throws -> Int
-    /// Users with at least `atLeast` failures at or after `since`, by name.
+    /// Users with at least `atLeast` failures after `since` (inside the window), by name.
     func users(since: Date, atLeast: Int) throws -> [String]
 }
