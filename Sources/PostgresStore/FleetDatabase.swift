@@ -224,6 +224,45 @@ public final class FleetDatabase: Sendable {
         }
     }
 
+    // MARK: - Notifications
+
+    /// Calls `onNotify` whenever a transaction that sent a notification on
+    /// `channel` commits (PostgreSQL's LISTEN/NOTIFY), from any node; and
+    /// once after each (re)connection, for whatever was sent while nobody
+    /// listened. One connection of its own, outside the pool, kept by a
+    /// thread that waits for its end and connects again (after 1 s, doubling
+    /// to 60 s while the database stays away; `stop()` ends the wait).
+    public func listen(channel: String, onNotify: @escaping @Sendable () -> Void) -> FleetListener {
+        let listener = FleetListener()
+        let thread = Thread { [self] in
+            var backoff = 1.0
+            while !listener.isStopped {
+                do {
+                    let connection = try connect()
+                    listener.current.withLock { $0 = connection }
+                    connection.addListener(channel: channel) { _, _ in onNotify() }
+                    _ = try connection.query(PostgresQuery(unsafeSQL: "LISTEN \(channel)"), logger: logger).wait()
+                    onNotify()
+                    backoff = 1
+                    try? connection.closeFuture.wait()
+                    listener.current.withLock { $0 = nil }
+                    if !listener.isStopped {
+                        logger.warning("lost the PostgreSQL notification connection; reconnecting",
+                                       metadata: ["channel": "\(channel)"])
+                    }
+                } catch {
+                    logger.warning("cannot listen for PostgreSQL notifications; retrying",
+                                   metadata: ["channel": "\(channel)", "error": "\(error)", "retryIn": "\(Int(backoff))s"])
+                }
+                if listener.pause(seconds: backoff) { break }
+                backoff = min(backoff * 2, 60)
+            }
+        }
+        thread.name = "pg-listen"
+        thread.start()
+        return listener
+    }
+
     // MARK: - Migrations
 
     /// One named schema change. Never edit one that has shipped: add another.
@@ -266,4 +305,26 @@ public final class FleetDatabase: Sendable {
 public struct FleetDatabaseError: Error, CustomStringConvertible {
     public let description: String
     public init(_ description: String) { self.description = description }
+}
+
+/// The thread `FleetDatabase.listen` started, and a way to end it.
+public final class FleetListener: Sendable {
+    fileprivate let current = Mutex<PostgresConnection?>(nil)
+    private let stopped = Atomic<Bool>(false)
+    private let wake = DispatchSemaphore(value: 0)
+
+    fileprivate var isStopped: Bool { stopped.load(ordering: .acquiring) }
+
+    /// Sleeps `seconds` unless stopped first; true once stopped.
+    fileprivate func pause(seconds: Double) -> Bool {
+        if isStopped { return true }
+        _ = wake.wait(timeout: .now() + seconds)
+        return isStopped
+    }
+
+    public func stop() {
+        stopped.store(true, ordering: .releasing)
+        wake.signal()
+        if let connection = current.withLock({ $0 }) { let _: EventLoopFuture<Void> = connection.close() }
+    }
 }

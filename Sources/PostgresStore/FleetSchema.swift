@@ -2,6 +2,9 @@
 /// recorded in `schema_migrations` (`FleetDatabase.migrate`). Never edit
 /// one that has shipped; add the next.
 public enum FleetSchema {
+    /// The notification channel of Lockbox deadline changes (`FleetDatabase.listen`).
+    public static let lockboxChannel = "gatehouse_lockbox"
+
     public static let migrations: [FleetDatabase.Migration] = [
         .init("2026-12-06-lockbox-requests", [
             """
@@ -81,6 +84,23 @@ public enum FleetSchema {
                 node TEXT NOT NULL, command_seq BIGINT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL)
             """,
             "CREATE INDEX audit_parameter_name_value ON audit_parameter(lower(name), value)",
+        ]),
+        // Every node's Lockbox sweeper sleeps until the earliest deadline; a
+        // change on another node that sets an earlier one must wake it. The
+        // trigger notifies in the changing transaction (delivered at COMMIT,
+        // once per transaction), so no node's code can forget it.
+        .init("2026-12-06-lockbox-deadline-notify", [
+            """
+            CREATE FUNCTION gatehouse_lockbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                PERFORM pg_notify('\(lockboxChannel)', '');
+                RETURN NULL;
+            END $$
+            """,
+            """
+            CREATE TRIGGER lockbox_request_deadline AFTER INSERT OR UPDATE OF deadline ON lockbox_request
+            FOR EACH STATEMENT EXECUTE FUNCTION gatehouse_lockbox_notify()
+            """,
         ]),
     ]
 }

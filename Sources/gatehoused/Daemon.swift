@@ -153,6 +153,7 @@ enum Daemon {
             return 1
         }
         context.startLockboxSweeper()
+        let deadlineListener = fleet?.listenForDeadlines(context.lockbox)
         logger.info("listening", metadata: ["address": "\(configuration.listenHost):\(port)",
                                             "fips": "\(configuration.fips)"])
         // Without the control socket the gateway still serves; only the
@@ -211,6 +212,7 @@ enum Daemon {
         // After the sessions' end events: the final signed checkpoint.
         context.closeAudit()
         fleet?.feeder.stop()
+        deadlineListener?.stop()
         control?.remove()
         metrics?.stop()
         logger.notice("stopped")

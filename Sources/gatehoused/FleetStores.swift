@@ -1,6 +1,7 @@
 import Foundation
 import GatehouseCore
 import Gateway
+import Lockbox
 import Logging
 import PostgresStore
 
@@ -9,6 +10,10 @@ import PostgresStore
 /// the configuration it receives omits it).
 struct FleetStores {
     let database: FleetDatabase
+    /// Other nodes' deadline changes wake this node's Lockbox sweeper.
+    func listenForDeadlines(_ lockbox: Lockbox) -> FleetListener {
+        database.listen(channel: FleetSchema.lockboxChannel) { [lockbox] in lockbox.deadlinesChanged() }
+    }
     let feeder: PostgresIndexFeeder
     let shared: SharedStores
 

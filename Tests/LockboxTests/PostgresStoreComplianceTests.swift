@@ -280,3 +280,26 @@ final class PostgresLockoutStoreTests: XCTestCase {
         XCTAssertEqual(try a.failureCount(user: "dave", since: t0 - 600), 1, "other users keep theirs")
     }
 }
+
+/// A change on one node that sets a deadline wakes the others (their
+/// sweepers sleep until the earliest deadline they know of).
+final class PostgresDeadlineNotificationTests: XCTestCase {
+    func testAnotherNodesChangeNotifiesThisOne() throws {
+        let (location, schema, drop) = try TestPostgres.freshSchema()
+        defer { drop() }
+        let here = try FleetDatabase(location: location, logger: Logger(label: "test"), schema: schema)
+        let there = try FleetDatabase(location: location, logger: Logger(label: "test"), schema: schema)
+        defer { here.shutdown(); there.shutdown() }
+        let store = try PostgresLockboxStore(database: there)
+        let notified = DispatchSemaphore(value: 0)
+        let listener = here.listen(channel: FleetSchema.lockboxChannel) { notified.signal() }
+        defer { listener.stop() }
+        XCTAssertEqual(notified.wait(timeout: .now() + 10), .success, "the first call follows the LISTEN")
+        let request = try store.insert(StoreCompliance.new())
+        XCTAssertEqual(notified.wait(timeout: .now() + 10), .success, "an insert sets a deadline")
+        var approve = RequestChanges()
+        approve.deadline = StoreCompliance.t0 + 30
+        _ = try store.transition(id: request.id, from: .pendingManager, to: .approved, changes: approve, onlyInSession: nil)
+        XCTAssertEqual(notified.wait(timeout: .now() + 10), .success, "so does a transition")
+    }
+}
