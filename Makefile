@@ -7,7 +7,7 @@ BUILD_DIR  := .build/debug
 STATE_DIR  ?= .gatehouse-demo
 LISTEN     ?= 127.0.0.1:2222
 
-.PHONY: deps build demo test unit e2e bench bench-hold bench-flood bench-backend bench-lockbox bench-parser bench-transcripts bench-output bench-audit fuzz clean
+.PHONY: deps build demo test unit e2e bench bench-hold bench-flood bench-backend bench-lockbox bench-lockbox-postgres bench-parser bench-transcripts bench-output bench-audit fuzz clean
 
 deps:
 	scripts/install-deps
@@ -22,9 +22,18 @@ demo:
 	exec $(BUILD_DIR)/gatehoused --demo --state-dir $(STATE_DIR) --listen $(LISTEN)
 
 ## make test: install what the suite needs, then run all of it (unit + end-to-end).
+## The PostgreSQL store's tests use GATEHOUSE_TEST_POSTGRES_URL; when it is unset,
+## a throwaway server is started for the run (scripts/test-postgres) and stopped
+## at the end, even when a test fails.
 test: deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build --disable-swift-testing
+	@set -e; \
+	if [ -z "$${GATEHOUSE_TEST_POSTGRES_URL:-}" ]; then \
+	  export TEST_POSTGRES_DIR=$$(mktemp -d /tmp/gatehouse-test-postgres.XXXXXX); \
+	  trap 'scripts/test-postgres stop' EXIT; \
+	  GATEHOUSE_TEST_POSTGRES_URL=$$(scripts/test-postgres start); export GATEHOUSE_TEST_POSTGRES_URL; \
+	fi; \
+	$(SWIFT) test --skip-build --disable-swift-testing; \
 	.venv/bin/python -m pytest -q Tests/e2e
 
 unit:
@@ -75,6 +84,18 @@ fuzz:
 bench-lockbox:
 	$(SWIFT) build -c release --product lockbox-claim-bench
 	.build/release/lockbox-claim-bench 100000 50000
+
+## make bench-lockbox-postgres: the same claim() measurement on the fleet's PostgreSQL store (a throwaway
+## server from scripts/test-postgres unless GATEHOUSE_BENCH_POSTGRES_URL is set; release build).
+bench-lockbox-postgres:
+	$(SWIFT) build -c release --product lockbox-claim-bench
+	@set -e; \
+	if [ -z "$${GATEHOUSE_BENCH_POSTGRES_URL:-}" ]; then \
+	  export TEST_POSTGRES_DIR=$$(mktemp -d /tmp/gatehouse-bench-postgres.XXXXXX); \
+	  trap 'scripts/test-postgres stop' EXIT; \
+	  GATEHOUSE_BENCH_POSTGRES_URL=$$(scripts/test-postgres start); export GATEHOUSE_BENCH_POSTGRES_URL; \
+	fi; \
+	.build/release/lockbox-claim-bench 100000 20000
 
 ## make bench-output: server CPU per byte for 100 MB of backend output, sanitised and recorded (release build).
 bench-output:

@@ -21,6 +21,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         .systemLibrary(name: "CLibSSH", pkgConfig: "libssh",
@@ -69,18 +72,31 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
+        // The shared PostgreSQL store of a fleet (issue 13): the Lockbox store,
+        // the user lockouts and the review index on postgres-nio. Only the
+        // monitor (gatehoused) and the operator CLI link it; Lockbox,
+        // Transcript and Gateway stay free of it and are handed its objects.
+        .target(name: "PostgresStore", dependencies: [
+            "GatehouseCore", "Lockbox", "Transcript",
+            .product(name: "PostgresNIO", package: "postgres-nio"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // The daemon's life (configuration, demo set-up with its pam_wrapper
         // re-exec, signals) lives here, not in Gateway: only this process
         // does it, and only here is a Logger made.
         .executableTarget(name: "gatehoused", dependencies: [
-            "Gateway", "GatehouseCore", "CmdletPolicy", "SSHServer", "Transcript", "Sandbox",
+            "Gateway", "GatehouseCore", "CmdletPolicy", "SSHServer", "Transcript", "Sandbox", "Lockbox", "PostgresStore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "gatehouse", dependencies: [
             "Gateway", "GatehouseCore", "PolicyFormat", "CmdletPolicy", "CmdletShell", "Lockbox", "Transcript",
-            "Directory", "CQREncode",
+            "Directory", "CQREncode", "PostgresStore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         // The demo backend: a stand-in for a real mailbox service. It is a
@@ -99,7 +115,8 @@ let package = Package(
                           path: "bench/parser"),
         // `make bench-lockbox`: claim() latency with 100,000 historical requests.
         .executableTarget(name: "lockbox-claim-bench", dependencies: [
-            "Lockbox", "GatehouseCore", .product(name: "GRDB", package: "GRDB.swift"),
+            "Lockbox", "GatehouseCore", "PostgresStore", .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "Logging", package: "swift-log"),
         ], path: "bench/LockboxClaimBench"),
         // `make bench-output`: server CPU per byte of backend output, sanitised and recorded.
         .executableTarget(name: "output-path-bench", dependencies: ["CmdletShell", "GatehouseCore", "Transcript"],
@@ -109,7 +126,7 @@ let package = Package(
             "Transcript", "GatehouseCore", .product(name: "Crypto", package: "swift-crypto"),
         ], path: "bench/AuditCommitBench", swiftSettings: [.swiftLanguageMode(.v6)]),
         // One process of the two-process store test (LockboxTests).
-        .executableTarget(name: "lockbox-race-helper", dependencies: ["Lockbox", "GatehouseCore"],
+        .executableTarget(name: "lockbox-race-helper", dependencies: ["Lockbox", "GatehouseCore", "PostgresStore"],
                           path: "Tests/LockboxRaceHelper"),
         // One process per scripted PAM conversation under pam_wrapper (PAMAuthTests),
         // which must be preloaded before the process starts.
@@ -128,6 +145,7 @@ let package = Package(
                     exclude: ["Golden"]),
         .testTarget(name: "CmdletPolicyTests", dependencies: ["CmdletPolicy", "PolicyFormat", "Directory", "TestSupport"]),
         .testTarget(name: "LockboxTests", dependencies: ["GatehouseCore", "Lockbox", "Directory", "CmdletPolicy", "TestSupport",
+                                                     "PostgresStore", "Transcript",
                                                      .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "GatewayTests", dependencies: ["GatehouseCore", "Gateway", "Directory", "Lockbox", "CmdletShell", "CmdletPolicy", "Transcript", "TestSupport", "SSHServer",
                                                      .product(name: "Logging", package: "swift-log")]),

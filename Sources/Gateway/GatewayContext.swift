@@ -103,7 +103,7 @@ public final class GatewayContext: Sendable {
     /// Loads and validates policy and directory (every problem reported with
     /// file:line), opens the audit log and records the policy load.
     public init(configuration: GatewayConfiguration, logger: Logger, clock: Clock = SystemClock(),
-                host: HostInspector = SystemHostInspector()) throws {
+                host: HostInspector = SystemHostInspector(), shared: SharedStores? = nil) throws {
         self.configuration = configuration
         self.logger = logger
         self.clock = clock
@@ -115,7 +115,9 @@ public final class GatewayContext: Sendable {
                                                    notifier: Self.notifier(for: loaded.lockboxPolicy, logger: logger)))
         for warning in loaded.warnings { logger.warning("\(warning)") }
         lockouts = UserLockouts(failures: configuration.userLockoutFailures,
-                                window: TimeInterval(configuration.userLockoutWindowSeconds))
+                                window: TimeInterval(configuration.userLockoutWindowSeconds),
+                                shared: shared?.lockouts, node: configuration.nodeName,
+                                onSharedError: { [logger] in logger.error("\($0)") })
         // At most one conversation per unauthenticated connection, so the cap
         // is never what refuses a login; a few workers stay for the next ones.
         pamWorkers = PAMWorkerPool(executable: Self.libexecDirectory() + "/gatehouse-pam-worker",
@@ -131,13 +133,15 @@ public final class GatewayContext: Sendable {
         if auditLog.recoveredTornTail {
             logger.warning("audit log ended in a partial line (a write cut short); it was terminated and the chain continues")
         }
-        audit = MeteredAuditSink(log: auditLog, metrics: metrics)
-        let store = try SQLiteLockboxStore(path: configuration.stateDirectory + "/lockbox.sqlite")
-        lockbox = Lockbox(rules: snapshots, store: store, audit: audit, clock: clock, logger: logger)
+        audit = MeteredAuditSink(log: auditLog, metrics: metrics, afterWrite: shared?.auditWritten)
+        let store = try shared?.lockbox ?? SQLiteLockboxStore(path: configuration.stateDirectory + "/lockbox.sqlite")
+        lockbox = Lockbox(rules: snapshots, store: store, audit: audit, clock: clock, logger: logger,
+                          node: configuration.nodeName)
         try audit.record(AuditEvent(time: clock.now(), kind: .policyLoad, fields: loadFields(loaded)))
-        // Sessions live only inside this process and no other daemon uses this
-        // store, so a grant still active now was left by a daemon that died
-        // (kill -9, power loss) with its session: end it.
+        // Sessions live only inside this process, so a grant of this node
+        // still active now was left by a daemon that died (kill -9, power
+        // loss) with its session: end it. Other nodes' grants (a shared
+        // store) are theirs and stay.
         let orphaned = lockbox.endElevations(ofSessionsOtherThan: [], reason: "its session ended with the previous daemon")
         if !orphaned.isEmpty {
             logger.notice("ended elevations left active by the previous daemon",
@@ -235,6 +239,23 @@ public final class GatewayContext: Sendable {
     public static func libexecDirectory() -> String {
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         return URL(fileURLWithPath: exe).deletingLastPathComponent().path
+    }
+}
+
+/// What a fleet's nodes share through one database, made by the daemon
+/// (which links the database driver) and handed in: Gateway itself never
+/// links it.
+public struct SharedStores: Sendable {
+    public var lockbox: LockboxStore
+    public var lockouts: SharedLockoutStore
+    /// Called after each audit event is written: wakes the feeder of the
+    /// shared review index, off the command's path.
+    public var auditWritten: (@Sendable () -> Void)?
+
+    public init(lockbox: LockboxStore, lockouts: SharedLockoutStore, auditWritten: (@Sendable () -> Void)? = nil) {
+        self.lockbox = lockbox
+        self.lockouts = lockouts
+        self.auditWritten = auditWritten
     }
 }
 

@@ -7,8 +7,9 @@ extension Lockbox {
     /// earlier one (a new request, an approval, a redemption). Nothing wakes
     /// it on an interval. Runs on the caller's thread until `stopSweeping()`.
     ///
-    /// Only changes made through this Lockbox wake it: one daemon serves a
-    /// state directory (its lock file), and the CLI only reads the store.
+    /// Changes made through this Lockbox wake it; on a store shared by
+    /// several nodes, the others' changes arrive through `deadlinesChanged()`
+    /// (PostgreSQL's notifications). The CLI only reads the store.
     public func runSweeper() {
         var retry: TimeInterval = 0
         while true {
@@ -34,6 +35,12 @@ extension Lockbox {
             // The store's times are the Lockbox clock's; the wait is on the system's.
             guard sweeperWake.wait(until: next.map { Date() + $0.timeIntervalSince(clock.now()) }) else { return }
         }
+    }
+
+    /// A deadline may have moved elsewhere: another node changed the shared
+    /// store (its notification), so the sweeper looks again now.
+    public func deadlinesChanged() {
+        sweeperWake.signal()
     }
 
     /// Ends `runSweeper()` (at its next wake-up, which this causes) and any

@@ -23,6 +23,9 @@ public final class Lockbox: Sendable {
     private let audit: AuditSink
     let clock: Clock
     let logger: Logger?
+    /// This gateway node's name, recorded on each grant it redeems; nil in
+    /// tools and tests that serve no sessions.
+    public let node: String?
     /// Wakes `runSweeper()` when a change sets a deadline, or to stop it.
     let sweeperWake = SweeperWake()
 
@@ -44,7 +47,9 @@ public final class Lockbox: Sendable {
     }
 
     /// A Lockbox that follows `rules` (the Gateway's policy snapshot).
-    public init(rules: LockboxRulesSource, store: LockboxStore, audit: AuditSink, clock: Clock, logger: Logger? = nil) {
+    public init(rules: LockboxRulesSource, store: LockboxStore, audit: AuditSink, clock: Clock, logger: Logger? = nil,
+                node: String? = nil) {
+        self.node = node
         self.rulesSource = rules
         self.store = store
         self.audit = audit
@@ -309,6 +314,7 @@ public final class Lockbox: Sendable {
             let next = try RequestStateMachine.next(request.state, on: .redeem)
             var changes = RequestChanges()
             changes.session = session
+            changes.node = node
             changes.activatedAt = now
             let expires = now.addingTimeInterval(TimeInterval(request.durationSeconds))
             changes.expiresAt = expires
@@ -346,9 +352,12 @@ public final class Lockbox: Sendable {
         return endGrants(active, actor: user, reason: reason)
     }
 
-    /// Ends every active grant bound to a session not in `live`: at daemon
-    /// start (nothing is live yet) these are grants whose session died with
-    /// the previous daemon. Only for a store this process alone serves.
+    /// Ends every active grant of this node bound to a session not in `live`:
+    /// at daemon start (nothing is live yet) these are grants whose session
+    /// died with this node's previous daemon. Grants redeemed on another node
+    /// (a shared store) are that node's, and stay; a grant with no node
+    /// recorded (redeemed before nodes were recorded, or by a Lockbox without
+    /// one) is ended by any node, as before.
     @discardableResult
     public func endElevations(ofSessionsOtherThan live: Set<SessionID>, reason: String) -> [LockboxRequest] {
         let active: [LockboxRequest]
@@ -358,7 +367,8 @@ public final class Lockbox: Sendable {
             logger?.error("Lockbox store unreadable while ending orphaned elevations: \(error)")
             return []
         }
-        return endGrants(active.filter { $0.session.map { !live.contains($0) } ?? false }, actor: nil, reason: reason)
+        let mine = active.filter { $0.node == nil || $0.node == node }
+        return endGrants(mine.filter { $0.session.map { !live.contains($0) } ?? false }, actor: nil, reason: reason)
     }
 
     /// Ends active grants, each in its own session. A grant whose time already

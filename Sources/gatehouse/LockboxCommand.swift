@@ -3,6 +3,7 @@ import Foundation
 import Gateway
 import GatehouseCore
 import Lockbox
+import PostgresStore
 
 /// `gatehouse lockbox list|show`: read the gateway's request store, e.g. to
 /// review who was elevated where and why. Read-only: SQLite's WAL mode lets it
@@ -17,7 +18,12 @@ struct LockboxTool: ParsableCommand {
         @Option(name: .long, help: "The gateway's state directory (holds lockbox.sqlite).")
         var stateDir: String = "/var/lib/gatehouse"
 
-        func open() throws -> SQLiteLockboxStore {
+        @OptionGroup var shared: SharedStoreOption
+
+        func open() throws -> LockboxStore {
+            if let database = try shared.open() {
+                return try PostgresLockboxStore(database: database)
+            }
             let path = stateDir + "/lockbox.sqlite"
             guard FileManager.default.fileExists(atPath: path) else {
                 throw ValidationError("no Lockbox store at \(path)")

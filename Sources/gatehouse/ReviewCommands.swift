@@ -4,6 +4,8 @@ import ArgumentParser
 import Crypto
 import Foundation
 import GatehouseCore
+import Logging
+import PostgresStore
 import Transcript
 
 /// Where the daemon keeps its state; the reviewer tools read it.
@@ -32,6 +34,35 @@ struct StateLocation: ParsableArguments {
     }
 
     func transcriptPath(session: String) -> String { transcripts + "/\(session).cast" }
+}
+
+/// A fleet's shared PostgreSQL (the daemons' `store` setting), for the
+/// reviewer tools that can read every node's rows there.
+struct SharedStoreOption: ParsableArguments {
+    @Option(name: .long, help: "The fleet's shared store, postgres://USER@HOST[:PORT]/DB[?sslmode=...]: search every node's commands there instead of this node's SQLite index.")
+    var store: String?
+
+    @Option(name: .long, help: "A file whose first line is the store's password (keeps it off the command line).")
+    var storePasswordFile: String?
+
+    func open() throws -> FleetDatabase? {
+        guard let store else { return nil }
+        var location: PostgresLocation
+        switch PostgresLocation.parse(store) {
+        case .success(let parsed): location = parsed
+        case .failure(let error): throw ValidationError("--store: \(error)")
+        }
+        if let file = storePasswordFile {
+            guard let data = FileManager.default.contents(atPath: file),
+                  let first = String(decoding: data, as: UTF8.self).split(separator: "\n").first else {
+                throw ValidationError("--store-password-file \(file): cannot read a password from it")
+            }
+            location.password = String(first)
+        }
+        var logger = Logger(label: "gatehouse")
+        logger.logLevel = .error
+        return try FleetDatabase(location: location, logger: logger, maxConnections: 1)
+    }
 }
 
 func parseTimeOption(_ text: String?, _ name: String) throws -> Date? {
@@ -255,6 +286,8 @@ struct Audit: ParsableCommand {
         @Option(help: "Scope (tenant) the command ran in.") var scope: String?
         @Option(help: "Lockbox request id.") var request: Int64?
         @Option(help: "Session id.") var session: String?
+        @OptionGroup var shared: SharedStoreOption
+        @Option(help: "Only this node (with --store).") var node: String?
 
         func run() throws {
             var filter = AuditIndex.CommandFilter()
@@ -275,9 +308,18 @@ struct Audit: ParsableCommand {
             filter.scope = scope
             filter.requestID = request
             filter.session = session
-            let rows = try location.index().commands(filter)
+            let rows: [AuditIndex.CommandRow]
+            if let database = try shared.open() {
+                defer { database.shutdown() }
+                rows = try PostgresAuditIndex(database: database).commands(filter, node: node)
+            } else {
+                guard node == nil else { throw ValidationError("--node needs --store (the fleet's shared index)") }
+                rows = try location.index().commands(filter)
+            }
             for c in rows {
-                var text = "\(ReviewText.time(c.time))  \(ReviewText.field(c.user))  session \(ReviewText.field(c.session))  #\(c.seq)  "
+                var text = "\(ReviewText.time(c.time))  "
+                    + (c.node.map { "node \(ReviewText.field($0))  " } ?? "")
+                    + "\(ReviewText.field(c.user))  session \(ReviewText.field(c.session))  #\(c.seq)  "
                     + "\(c.decision)  \(ReviewText.field(c.line))"
                 if c.decision == "allow" {
                     text += "  [role \(ReviewText.field(c.role))" + (c.scope.map { ", scope \(ReviewText.field($0))" } ?? "")
@@ -286,6 +328,7 @@ struct Audit: ParsableCommand {
                     text += "  [\(ReviewText.field(c.reason))]"
                 }
                 if let r = c.requestID { text += "  request #\(r)" }
+                if let path = c.logPath { text += "  (\(ReviewText.field(path)))" }
                 print(text)
             }
             print("\(rows.count) command(s)")

@@ -118,8 +118,12 @@ enum Daemon {
             return 1
         }
         let context: GatewayContext
+        let fleet: FleetStores?
         do {
-            context = try GatewayContext(configuration: configuration, logger: logger)
+            fleet = try FleetStores.open(configuration, logger: logger)
+            context = try GatewayContext(configuration: configuration, logger: logger, shared: fleet?.shared)
+            fleet?.feeder.start()
+            fleet?.feeder.wake()
         } catch {
             printError("\(error)")
             return 1
@@ -149,6 +153,7 @@ enum Daemon {
             return 1
         }
         context.startLockboxSweeper()
+        let deadlineListener = fleet?.listenForDeadlines(context.lockbox)
         logger.info("listening", metadata: ["address": "\(configuration.listenHost):\(port)",
                                             "fips": "\(configuration.fips)"])
         // Without the control socket the gateway still serves; only the
@@ -206,6 +211,8 @@ enum Daemon {
         context.beginShutdown()
         // After the sessions' end events: the final signed checkpoint.
         context.closeAudit()
+        fleet?.feeder.stop()
+        deadlineListener?.stop()
         control?.remove()
         metrics?.stop()
         logger.notice("stopped")

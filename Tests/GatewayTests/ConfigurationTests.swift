@@ -81,4 +81,34 @@ final class ConfigurationTests: XCTestCase {
             XCTAssertTrue(text.contains("lb.example.com"), text)
         }
     }
+
+    /// The fleet's store: SQLite by default; a postgres:// URL is checked when
+    /// read, and its password is never dumped, nor sent to the network side.
+    func testStoreSettingKeepsThePasswordSecret() throws {
+        var c = GatewayConfiguration()
+        XCTAssertNil(c.store, "SQLite in the state directory is the default")
+        XCTAssertTrue(c.dump().contains("store sqlite    # default"), c.dump())
+        XCTAssertNil(c.set("store", to: "postgres://gh:s3cr%40t@db.example.net:6432/fleet", source: "x"))
+        XCTAssertEqual(c.store?.host, "db.example.net")
+        XCTAssertEqual(c.store?.port, 6432)
+        XCTAssertEqual(c.store?.database, "fleet")
+        XCTAssertEqual(c.store?.password, "s3cr@t")
+        XCTAssertEqual(c.store?.tls, .verifyFull, "TLS with a checked certificate unless the URL says otherwise")
+        XCTAssertFalse(c.dump().contains("s3cr"), c.dump())
+        XCTAssertTrue(c.dump().contains("store postgres://gh:***@db.example.net:6432/fleet?sslmode=verify-full"), c.dump())
+        let json = String(decoding: try JSONEncoder().encode(c), as: UTF8.self)
+        XCTAssertFalse(json.contains("s3cr"), json)
+        XCTAssertNil(try JSONDecoder().decode(GatewayConfiguration.self, from: Data(json.utf8)).store?.password)
+        XCTAssertNil(c.set("store", to: "postgres://gh@127.0.0.1/fleet?sslmode=disable", source: "x"))
+        XCTAssertEqual(c.store?.tls, .disable)
+        XCTAssertEqual(c.store?.port, 5432)
+        for bad in ["mysql://gh@h/db", "postgres://h/db", "postgres://gh@h", "postgres://gh@h/db?sslmode=maybe",
+                    "postgres://gh@h/db?sslrootcert=x", "postgres://gh:pw@h:0/db"] {
+            let problem = c.set("store", to: bad, source: "x")
+            XCTAssertNotNil(problem, bad)
+            XCTAssertFalse(problem?.contains("pw") ?? false, "the error does not repeat the URL")
+        }
+        XCTAssertNil(c.set("store", to: "sqlite", source: "x"))
+        XCTAssertNil(c.store)
+    }
 }

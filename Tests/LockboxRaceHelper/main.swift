@@ -1,6 +1,10 @@
 // lockbox-race-helper: one process of the two-process store test
 // (SQLiteStoreComplianceTests.testSeparateProcessesRaceForOneRequest).
 //
+// DB is a SQLite file, or a postgres:// URL (the schema from
+// GATEHOUSE_TEST_POSTGRES_SCHEMA): PostgresStoreComplianceTests races nodes
+// through the shared database the same way.
+//
 //   lockbox-race-helper setup DB            → prints the id of a new approved request
 //   lockbox-race-helper race DB ID START    → waits until START (Unix time), then tries the
 //                                             approved → active compare-and-set once;
@@ -8,10 +12,23 @@
 import Foundation
 import GatehouseCore
 import Lockbox
+import Logging
+import PostgresStore
 
 let args = CommandLine.arguments
 guard args.count >= 3 else { FileHandle.standardError.write(Data("usage\n".utf8)); exit(2) }
-let store = try SQLiteLockboxStore(path: args[2])
+let store: LockboxStore
+if args[2].hasPrefix("postgres") {
+    guard case .success(let location) = PostgresLocation.parse(args[2]) else { exit(2) }
+    let database = try FleetDatabase(location: location, logger: Logger(label: "race"),
+                                     schema: ProcessInfo.processInfo.environment["GATEHOUSE_TEST_POSTGRES_SCHEMA"],
+                                     maxConnections: 1)
+    store = try PostgresLockboxStore(database: database)
+    // Connected before the start instant, so the race is the UPDATE's alone.
+    _ = try store.request(id: 0)
+} else {
+    store = try SQLiteLockboxStore(path: args[2])
+}
 switch args[1] {
 case "setup":
     let now = Date()

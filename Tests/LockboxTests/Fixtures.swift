@@ -83,18 +83,20 @@ enum World {
 
 /// One Lockbox over a given store, with a manual clock and recorded audit.
 final class Harness: Sendable {
-    let clock = ManualClock()
+    let clock: ManualClock
     let audit = RecordingAuditSink()
     let store: LockboxStore
     /// The rules the Lockbox follows; a test replaces them as a reload would.
     let rules: ReplaceableLockboxRules
     let lockbox: Lockbox
 
-    init(store: LockboxStore = InMemoryLockboxStore()) throws {
+    /// `node` and a shared `clock`: one of several nodes on one shared store.
+    init(store: LockboxStore = InMemoryLockboxStore(), node: String? = nil, clock: ManualClock = ManualClock()) throws {
         self.store = store
+        self.clock = clock
         rules = ReplaceableLockboxRules(LockboxRules(directory: try World.directory(), policy: try World.policy(),
                                                      notifier: nil))
-        lockbox = Lockbox(rules: rules, store: store, audit: audit, clock: clock)
+        lockbox = Lockbox(rules: rules, store: store, audit: audit, clock: clock, node: node)
     }
 
     /// alice asks for MailboxAdmin in `scope` for `duration` seconds.

@@ -70,16 +70,14 @@ class Gateway:
         self.log_path = self.state_dir.parent / (self.state_dir.name + ".daemon.log")
 
     # -- lifecycle ---------------------------------------------------------
-    def start(self, timeout=30, keep_credentials=False):
-        """`keep_credentials`: the state directory holds another node's demo
-        users (keys, TOTP secrets, manifest) and host key, copied in so that
-        several nodes accept the same engineers behind one address; the demo
-        keeps them, and known_hosts (written last) says it is up."""
+    def start(self, timeout=30):
         manifest = self.state_dir / "demo-users.json"
-        if manifest.exists() and not keep_credentials:
-            manifest.unlink()
-        if keep_credentials and (self.state_dir / "known_hosts").exists():
-            (self.state_dir / "known_hosts").unlink()
+        # `reuse_users`: keep the demo users (keys, TOTP secrets) the state
+        # directory already has, as a second node of one fleet must; the
+        # daemon then rewrites known_hosts last, which is what is waited for.
+        stale = (self.state_dir / "known_hosts") if getattr(self, "reuse_users", False) else manifest
+        if stale.exists():
+            stale.unlink()
         env = {k: v for k, v in os.environ.items() if not k.startswith("PAM_WRAPPER")}
         env.pop("LD_PRELOAD", None)
         self.log = open(self.log_path, "ab")

@@ -146,7 +146,8 @@ class Fleet:
             for item in ("demo-users.json", "ssh_host_ecdsa_key"):
                 shutil.copy2(seed.state_dir / item, state / item)
             gw = Gateway(state, config={**NODE_CONFIG, "nodeName": f"node-{name}"})
-            self.nodes[name] = gw.start(keep_credentials=True)
+            gw.reuse_users = True
+            self.nodes[name] = gw.start()
         self.balancer = Balancer(tmp, {name: gw.port for name, gw in self.nodes.items()})
         a = self.nodes["a"]
         self.users = a.users

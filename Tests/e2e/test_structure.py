@@ -16,7 +16,7 @@ SWIFT = shutil.which("swift") or "/opt/swift/usr/bin/swift"
 
 # The libraries whose imports the table states exactly.
 EXACT = ["GatehouseCore", "SSHServer", "PAMAuth", "PolicyFormat", "Directory", "CmdletPolicy",
-         "CmdletShell", "Lockbox", "Transcript", "Sandbox"]
+         "CmdletShell", "Lockbox", "Transcript", "Sandbox", "PostgresStore"]
 C_MODULES = {"CLibSSH", "CPAM", "CDynamicLinker", "CSandbox", "CQREncode"}
 PURE = ["PolicyFormat", "Directory", "CmdletPolicy", "CmdletShell", "Lockbox", "Transcript"]
 
@@ -112,6 +112,16 @@ def test_privilege_rules_of_the_design():
         deps = declared_project_deps(targets[name], names)
         assert not deps & (C_MODULES | {"SSHServer", "PAMAuth", "Gateway"}), f"{name} depends on {deps}"
     assert "CmdletPolicy" not in declared_project_deps(targets["Lockbox"], names)
+    # The fleet's PostgreSQL (issue 13): postgres-nio is linked only through
+    # PostgresStore, and only the monitor's binary and the operator CLI link
+    # that (plus the store's own tests and their race helper). The pure
+    # libraries and Gateway are handed its objects, never link it.
+    pg_users = {n for n, t in targets.items() if "PostgresStore" in declared_project_deps(t, names)}
+    assert pg_users - {"LockboxTests", "lockbox-race-helper", "lockbox-claim-bench"} == {"gatehoused", "gatehouse"}, pg_users
+    for name, target in targets.items():
+        products = {d["product"][1] for d in target.get("dependencies", []) if "product" in d}
+        if "postgres-nio" in products:
+            assert name == "PostgresStore", f"{name} links postgres-nio directly"
 
 
 def test_the_fuzz_target_still_compiles_against_the_libraries():

@@ -31,7 +31,15 @@ enum SecondFactor {
 
     static func check(_ user: UserName, service: String, remoteHost: String, lockouts: UserLockouts?, clock: Clock,
                       conversation: PAMConversation, pam: Check) -> Outcome {
-        if let lockouts, lockouts.isLocked(user, now: clock.now()) {
+        let lockState = lockouts?.state(user, now: clock.now()) ?? .open
+        if lockState == .unavailable {
+            // The shared store (a fleet's PostgreSQL) cannot say whether the
+            // user is locked: refuse rather than let guesses go uncounted.
+            return Outcome(success: false, failure: "lockout state unavailable (shared store unreachable)",
+                           notice: "The gateway cannot reach its shared database; second factors are refused until it is back. Try again later.",
+                           lockedOut: false)
+        }
+        if let lockouts, lockState == .locked {
             // Still counted, so an ongoing attack keeps the lock; PAM is not
             // asked, so no code is consumed or checked while locked.
             lockouts.recordFailure(user, now: clock.now())

@@ -1,5 +1,6 @@
 import CmdletPolicy
 import Foundation
+import GatehouseCore
 import PolicyFormat
 import SSHServer
 
@@ -52,6 +53,11 @@ public struct GatewayConfiguration: Sendable, Codable {
     // Metrics (issue 13): a Prometheus endpoint; nil host means off.
     public var metricsHost: String? = "127.0.0.1"
     public var metricsPort = 9464
+    // The fleet's shared store (issue 13): nil means the embedded SQLite
+    // files in the state directory.
+    public var store: PostgresLocation?
+    /// A file holding the store's password (read by the monitor at start).
+    public var storePasswordFile: String?
 
     public init() {}
 
@@ -86,6 +92,16 @@ public struct GatewayConfiguration: Sendable, Codable {
                     guard let (host, port) = parseListen(v) else { return "expected HOST:PORT with a port 0-65535, or off" }
                     c.metricsHost = host; c.metricsPort = port; return nil
                 }, render: { c in c.metricsHost.map { "\($0):\(c.metricsPort)" } ?? "off" }),
+        Setting(key: "store", doc: "Where Lockbox requests, user lockouts and the review index live: sqlite (files in the state directory, one node) or postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=disable|require|verify-full], shared by every node of a fleet (sslmode defaults to verify-full). The password is never printed; prefer storePasswordFile.",
+                apply: { c, v in
+                    if v == "sqlite" { c.store = nil; return nil }
+                    switch PostgresLocation.parse(v) {
+                    case .success(let location): c.store = location; return nil
+                    case .failure(let error): return "expected sqlite or a postgres:// URL: \(error)"
+                    }
+                }, render: { $0.store?.redacted ?? "sqlite" }),
+        Setting(key: "storePasswordFile", doc: "A file (mode 0600, root's) whose first line is the PostgreSQL store's password; overrides one in the store URL.",
+                apply: { c, v in absolute(v) { c.storePasswordFile = $0 } }, render: { $0.storePasswordFile ?? "none" }),
         Setting(key: "stateDirectory", doc: "Host key, audit log and runtime state live here (mode 0700).",
                 apply: { c, v in absolute(v) { c.stateDirectory = $0 } }, render: { $0.stateDirectory }),
         Setting(key: "policyDirectory", doc: "Holds cmdlets/*.yaml and roles/*.yaml.",
@@ -119,7 +135,7 @@ public struct GatewayConfiguration: Sendable, Codable {
                 render: { String($0.maxChannelsPerConnection) }),
         Setting(key: "auditLog", doc: "Audit log, hash-chained JSON lines (default <stateDirectory>/audit.log); its newest signed checkpoint is kept in <auditLog>.checkpoint.",
                 apply: { c, v in absolute(v) { c.auditLogOverride = $0 } }, render: { $0.auditLogPath }),
-        Setting(key: "nodeName", doc: "This gateway node's name in audit events (default: host name).",
+        Setting(key: "nodeName", doc: "This gateway node's name in audit events and on the Lockbox grants its sessions redeem; in a fleet each node needs its own (default: host name).",
                 apply: { c, v in
                     guard v.range(of: "^[A-Za-z0-9._-]{1,64}$", options: .regularExpression) != nil else {
                         return "expected [A-Za-z0-9._-]{1,64}"

@@ -77,6 +77,7 @@ public final class GatewayMetrics: Sendable {
 struct MeteredAuditSink: AuditSink {
     let log: AuditSink
     let metrics: GatewayMetrics
+    var afterWrite: (@Sendable () -> Void)? = nil
 
     func record(_ event: AuditEvent) throws {
         do {
@@ -86,5 +87,6 @@ struct MeteredAuditSink: AuditSink {
             throw error
         }
         metrics.observe(event, failed: false)
+        afterWrite?()
     }
 }

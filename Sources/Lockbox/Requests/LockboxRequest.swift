@@ -32,6 +32,9 @@ public struct LockboxRequest: Sendable, Equatable, Codable {
     public var credentialIssuedAt: Date?
     /// The session the grant is bound to once redeemed.
     public var session: SessionID?
+    /// The gateway node that session lives on (set at redemption): a node's
+    /// start-up sweep ends only its own orphaned grants.
+    public var node: String?
     public var activatedAt: Date?
     /// The grant's end: redemption time + duration (the clock starts at redemption).
     public var expiresAt: Date?

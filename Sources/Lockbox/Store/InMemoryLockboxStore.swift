@@ -55,6 +55,7 @@ public final class InMemoryLockboxStore: LockboxStore {
             if let v = c.customerComment { row.customerComment = v }
             if let v = c.approvedAt { row.approvedAt = v }
             if let v = c.session { row.session = v }
+            if let v = c.node { row.node = v }
             if let v = c.activatedAt { row.activatedAt = v }
             if let v = c.expiresAt { row.expiresAt = v }
             if let v = c.endedAt { row.endedAt = v }

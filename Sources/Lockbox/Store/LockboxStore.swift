@@ -38,6 +38,8 @@ public struct RequestChanges: Sendable, Equatable {
     public var customerComment: String?
     public var approvedAt: Date?
     public var session: SessionID?
+    /// The node of `session` (redemption).
+    public var node: String?
     public var activatedAt: Date?
     public var expiresAt: Date?
     public var endedAt: Date?

@@ -77,6 +77,10 @@ public final class SQLiteLockboxStore: LockboxStore {
                 CREATE INDEX request_requester ON request(requester, id);
                 """)
         }
+        // Grants know their node (issue 13): the node whose session redeemed it.
+        m.registerMigration("2026-12-06-request-node") { db in
+            try db.execute(sql: "ALTER TABLE request ADD COLUMN node TEXT")
+        }
         return m
     }
 
@@ -159,6 +163,7 @@ public final class SQLiteLockboxStore: LockboxStore {
             set("customer_comment", c.customerComment)
             set("approved_at", c.approvedAt?.timeIntervalSince1970)
             set("session", c.session?.rawValue)
+            set("node", c.node)
             set("activated_at", c.activatedAt?.timeIntervalSince1970)
             set("expires_at", c.expiresAt?.timeIntervalSince1970)
             set("ended_at", c.endedAt?.timeIntervalSince1970)
@@ -324,6 +329,7 @@ struct RequestRecord: FetchableRecord {
         r.secretHash = try (value("secret_hash") as Data?).map { Array($0) }
         r.credentialIssuedAt = try date("credential_issued_at")
         r.session = try (value("session") as String?).map { SessionID(rawValue: $0) }
+        r.node = try value("node")
         r.activatedAt = try date("activated_at")
         r.expiresAt = try date("expires_at")
         r.endedAt = try date("ended_at")

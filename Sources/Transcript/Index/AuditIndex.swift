@@ -239,6 +239,20 @@ public final class AuditIndex {
         public let durationMs: Int?
         public let stdoutBytes: Int?
         public let stderrBytes: Int?
+        /// The node and audit file the row came from (the fleet's shared index; nil here).
+        public var node: String? = nil
+        public var logPath: String? = nil
+
+        public init(seq: Int, session: String?, user: String?, time: Date, cmdlet: String?, line: String?,
+                    decision: String, role: String?, reason: String?, scope: String?, requestID: Int64?, argv: String?,
+                    parameters: String?, exitStatus: Int?, durationMs: Int?, stdoutBytes: Int?, stderrBytes: Int?,
+                    node: String? = nil, logPath: String? = nil) {
+            self.seq = seq; self.session = session; self.user = user; self.time = time; self.cmdlet = cmdlet
+            self.line = line; self.decision = decision; self.role = role; self.reason = reason; self.scope = scope
+            self.requestID = requestID; self.argv = argv; self.parameters = parameters; self.exitStatus = exitStatus
+            self.durationMs = durationMs; self.stdoutBytes = stdoutBytes; self.stderrBytes = stderrBytes
+            self.node = node; self.logPath = logPath
+        }
     }
 
     /// What `audit search` filters on; every condition must hold.
