@@ -9,10 +9,19 @@ connection, through the same address, to the other node.
 
 Both nodes get the same demo users and the same host key (copied from a
 first, seeding start), as every node behind one address must present one
-host key (docs/fleet.md)."""
+host key (docs/fleet.md).
+
+With GATEHOUSE_TEST_POSTGRES_URL (`scripts/test-postgres start`; `make test`
+and `.ci/run` start one) both nodes share that PostgreSQL (`store:`), and the
+Lockbox checks run too: a request filed in a session on one node is approved
+through the balancer on the other and redeemed on the first, and after
+`kill -9` of the node holding an elevated session the state stays
+consistent. Without it those checks skip and say why (under CI=true they
+fail, as test_fleet_store.py does)."""
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -24,6 +33,8 @@ import asyncssh
 import pytest
 
 from gatehouse_harness import REPO, Gateway, KbdintClient, run, totp
+from test_fleet_store import URL as STORE_URL, psql, request_node, require_postgres
+from test_lockbox import Shell
 
 ENGINEER = "127.0.0.2"      # the engineer's client
 BAD = "127.0.0.9"           # a client that fails its logins
@@ -134,6 +145,9 @@ class Balancer:
 class Fleet:
     def __init__(self, tmp: Path):
         self.tmp = tmp
+        if STORE_URL:
+            # A fresh database for this module: the nodes migrate it as they start.
+            psql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
         # A seeding start makes the demo users and the host key once.
         seed = Gateway(tmp / "seed").start()
         seed.stop()
@@ -145,7 +159,10 @@ class Fleet:
                 shutil.copytree(seed.state_dir / item, state / item)
             for item in ("demo-users.json", "ssh_host_ecdsa_key"):
                 shutil.copy2(seed.state_dir / item, state / item)
-            gw = Gateway(state, config={**NODE_CONFIG, "nodeName": f"node-{name}"})
+            config = {**NODE_CONFIG, "nodeName": f"node-{name}"}
+            if STORE_URL:
+                config["store"] = STORE_URL
+            gw = Gateway(state, config=config)
             gw.reuse_users = True
             self.nodes[name] = gw.start()
         self.balancer = Balancer(tmp, {name: gw.port for name, gw in self.nodes.items()})
@@ -185,6 +202,28 @@ class Fleet:
             if any(e["kind"] == "session.start" and e.get("session") == session for e in gw.audit_events()):
                 return name
         raise AssertionError(f"no node started session {session}")
+
+    def node_of_port(self, user: str, port: int) -> str:
+        """The node that started `user`'s session from ENGINEER:`port`."""
+        name, _ = self.wait_for_event(lambda e: e["kind"] == "session.start" and e.get("user") == user
+                                      and e["fields"]["source"] == f"{ENGINEER}:{port}")
+        return name
+
+    async def shell(self, user="alice"):
+        """An interactive session through the balancer: (Shell, node name)."""
+        conn = await self.connect(user)
+        process = await conn.create_process(term_type="xterm", term_size=(200, 40))
+        shell = Shell(conn, process)
+        await shell.expect(user)
+        await shell.expect("> ")
+        return shell, self.node_of_port(user, conn.get_extra_info("sockname")[1])
+
+    async def exec(self, user, line):
+        """One command through the balancer: (result, node name)."""
+        async with await self.connect(user) as conn:
+            port = conn.get_extra_info("sockname")[1]
+            result = await conn.run(line, check=False)
+        return result, self.node_of_port(user, port)
 
     def wait_for_event(self, predicate, timeout=10):
         """(node, event) for the first audit event on any node matching `predicate`."""
@@ -384,21 +423,62 @@ def test_penalties_fall_on_the_client_not_the_balancer(fleet):
                     and e["fields"]["source"] != BAD]
 
 
+async def file_and_approve_across(fleet, shell, node):
+    """In `shell` (on `node`), alice files a request; bob approves it through
+    the balancer while her session is open, so leastconn sends him to the
+    other node. Returns the request's id."""
+    out = await shell.command("New-LockboxRequest -Role MailboxAdmin -Scope fabrikam -Duration 1h "
+                              "-Reason 'quota fix' -Ticket INC-13")
+    match = re.search(r"Request (\d+) filed", out)
+    assert match, out
+    rid = int(match.group(1))
+    approval, approver = await fleet.exec("bob", f"Approve-LockboxRequest -Id {rid} -Comment 'ok'")
+    assert approval.exit_status == 0 and "is approved" in approval.stdout, approval
+    assert approver != node, "leastconn sends bob to the node without alice's session"
+    assert any(e["kind"] == "lockbox.approved" and e["fields"].get("requestID") == str(rid)
+               for e in fleet.nodes[approver].audit_events()), "the approval is the other node's"
+    return rid
+
+
+def test_a_request_on_one_node_is_approved_on_the_other_and_redeemed_on_the_first(fleet):
+    require_postgres()
+
+    async def scenario():
+        shell, node = await fleet.shell("alice")
+        try:
+            rid = await file_and_approve_across(fleet, shell, node)
+            assert "Elevated: MailboxAdmin in fabrikam" in await shell.elevate(rid, await shell.fetch_secret(rid))
+            state, grant_node, _ = request_node(rid).split()
+            assert (state, grant_node) == ("active", f"node-{node}"), request_node(rid)
+            out = await shell.command("Set-Mailbox fiona -ProhibitSendQuota 2GB")
+            assert re.search(r"ProhibitSendQuota +: 2GB", out), out
+        finally:
+            await shell.close()
+        return rid, node
+
+    rid, node = run(scenario())
+    assert any(e["kind"] == "elevation.start" and e["fields"].get("requestID") == str(rid)
+               for e in fleet.nodes[node].audit_events()), "the redemption is the first node's"
+
+
 def test_kill_9_of_a_node_sends_the_reconnect_to_the_other(fleet):
-    """Last in this file: it kills a node."""
+    """Last in this file: it kills a node. With the shared store, alice's
+    session on the node is elevated first (filed there, approved on the
+    other), and the Lockbox state is checked across the kill and the
+    killed node's restart."""
     async def session_then_kill():
-        conn = await fleet.connect()
-        proc = await conn.create_process(term_type="xterm-256color", term_size=(100, 30))
-        out = ""
-        while "gatehouse alice> " not in out:
-            out += await asyncio.wait_for(proc.stdout.read(4096), 10)
-        session = out.split("Session ", 1)[1].split(".", 1)[0]
-        proc.stdin.write("Get-Mailbox -Identity bob\r")
-        while "bob@contoso.com" not in out:
-            out += await asyncio.wait_for(proc.stdout.read(4096), 10)
-        name = fleet.node_of(session)
+        shell, name = await fleet.shell("alice")
+        rid = None
+        if STORE_URL:
+            rid = await file_and_approve_across(fleet, shell, name)
+            assert "Elevated" in await shell.elevate(rid, await shell.fetch_secret(rid))
+            assert request_node(rid).split()[:2] == ["active", f"node-{name}"]
+        out = await shell.command("Get-Mailbox -Identity bob")
+        assert "bob@contoso.com" in out, out
         gw = fleet.nodes[name]
-        gw.wait_for_audit(lambda e: e["kind"] == "command.finished" and e.get("session") == session)
+        session = [e for e in gw.audit_events() if e["kind"] == "session.start" and e.get("user") == "alice"][-1]["session"]
+        gw.wait_for_audit(lambda e: e["kind"] == "command.finished" and e.get("session") == session
+                          and e["fields"].get("cmdlet") == "Get-Mailbox")
         children = [int(c) for c in Path(f"/proc/{gw.proc.pid}/task/{gw.proc.pid}/children").read_text().split()]
         os.kill(gw.proc.pid, signal.SIGKILL)
         gw.proc.wait(10)
@@ -409,22 +489,23 @@ def test_kill_9_of_a_node_sends_the_reconnect_to_the_other(fleet):
             assert time.time() < deadline, "the killed node's children live on"
             await asyncio.sleep(0.05)
         # The client's connection ends with the node.
-        await asyncio.wait_for(proc.wait_closed(), 10)
-        conn.close()
-        return name, session
-    name, session = run(session_then_kill())
+        await asyncio.wait_for(shell.process.wait_closed(), 10)
+        shell.conn.close()
+        return name, session, rid
+    name, session, rid = run(session_then_kill())
     other = "b" if name == "a" else "a"
     fleet.balancer.wait_until(lambda: name not in fleet.balancer.up(), f"{name} marked down")
 
     # The engineer reconnects through the same address and lands on the other node.
-    async def reconnect():
-        async with await fleet.connect() as conn:
-            port = conn.get_extra_info("sockname")[1]
-            result = await conn.run("Get-Mailbox -Identity bob", check=False)
-            return port, result
-    port, result = run(reconnect())
+    result, landed = run(fleet.exec("alice", "Get-Mailbox -Identity bob"))
     assert result.exit_status == 0 and "bob@contoso.com" in result.stdout
-    session_started(fleet.nodes[other], port)
+    assert landed == other
+    if rid is not None:
+        # The grant stays bound to the dead session: no elevation here, and
+        # the store still says whose it is.
+        denied, _ = run(fleet.exec("alice", "Set-Mailbox fiona -ProhibitSendQuota 3GB"))
+        assert denied.exit_status != 0 and "not permitted" in denied.stderr + denied.stdout, denied
+        assert request_node(rid).split()[:3] == ["active", f"node-{name}", session], request_node(rid)
 
     # The killed node's audit log verifies, and holds the session up to the kill.
     dead = fleet.nodes[name]
@@ -432,6 +513,7 @@ def test_kill_9_of_a_node_sends_the_reconnect_to_the_other(fleet):
     assert verify.stdout.startswith("OK:"), verify.stdout
     kinds = [e["kind"] for e in dead.audit_events() if e.get("session") == session]
     assert "session.start" in kinds and "command.allowed" in kinds and "command.finished" in kinds, kinds
+    assert "session.end" not in kinds, "a kill -9 writes no end"
     # Its transcript plays in the real asciinema, up to the kill.
     cast = dead.state_dir / "transcripts" / f"{session}.cast"
     header = json.loads(cast.read_text().splitlines()[0])
@@ -439,3 +521,12 @@ def test_kill_9_of_a_node_sends_the_reconnect_to_the_other(fleet):
     played = subprocess.run([str(ASCIINEMA), "cat", str(cast)], capture_output=True, timeout=30)
     assert played.returncode == 0, played.stderr
     assert b"bob@contoso.com" in played.stdout
+
+    if rid is not None:
+        # The killed node comes back on its state directory: its start-up
+        # sweep ends its own orphaned grant, which the store then shows.
+        dead.reuse_users = True
+        dead.start()
+        dead.wait_for_audit(lambda e: e["kind"] == "elevation.end" and e["fields"].get("requestID") == str(rid))
+        assert request_node(rid).split()[0] == "cancelled", request_node(rid)
+        assert dead.cli("audit", "verify").stdout.startswith("OK:")
