@@ -65,6 +65,7 @@ struct Console: Sendable {
         router.get("/sessions/:id") { request, context in await session(request, id: context.parameters.get("id") ?? "") }
         router.get("/sessions/:id/cast") { request, context in await cast(request, id: context.parameters.get("id") ?? "") }
         router.get("/audit/verify") { request, _ in await verify(request) }
+        router.get("/favicon.ico") { _, _ in Response(status: .noContent) }
         router.get("/static/console.css") { _, _ in file(Array(StaticText.css.utf8), "text/css; charset=utf-8") }
         router.get("/static/console.js") { _, _ in file(Array(StaticText.script.utf8), "text/javascript; charset=utf-8") }
         router.get("/static/asciinema-player.min.js") { _, _ in
