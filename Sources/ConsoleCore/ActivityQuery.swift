@@ -126,6 +126,13 @@ public struct APIParameters: Sendable {
         return fractional.date(from: text)
     }
 
+    /// With milliseconds.
+    public static func formatPrecise(_ date: Date) -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f.string(from: date)
+    }
+
     public static func format(_ date: Date) -> String {
         let f = ISO8601DateFormatter()
         f.formatOptions = [.withInternetDateTime]
@@ -180,9 +187,13 @@ public struct ActivityQuery: Sendable, Equatable {
     }
 
     /// The query that fetches the page after `lastSeq`, as a path with its parameters.
+    /// The window is written to the millisecond, widened outwards, so a
+    /// default `endTime` (now, to the nanosecond) loses no event on the next page.
     public func nextPageURI(afterSeq lastSeq: Int) -> String {
-        var items: [(String, String)] = [("startTime", APIParameters.format(startTime)),
-                                         ("endTime", APIParameters.format(endTime))]
+        let start = Date(timeIntervalSince1970: (startTime.timeIntervalSince1970 * 1000).rounded(.down) / 1000)
+        let end = Date(timeIntervalSince1970: (endTime.timeIntervalSince1970 * 1000).rounded(.up) / 1000)
+        var items: [(String, String)] = [("startTime", APIParameters.formatPrecise(start)),
+                                         ("endTime", APIParameters.formatPrecise(end))]
         if let contentType { items.append(("contentType", contentType)) }
         if let user { items.append(("user", user)) }
         if let kind { items.append(("kind", kind)) }

@@ -238,8 +238,23 @@ final class ActivityQueryTests: XCTestCase {
         let q = try ActivityQuery.parse(["startTime": "2026-12-06T10:00:00Z", "endTime": "2026-12-06T12:00:00Z",
                                          "user": "alice", "pageSize": "2"], now: now)
         let uri = q.nextPageURI(afterSeq: 41)
-        XCTAssertEqual(uri, "/api/v1/activity?startTime=2026-12-06T10%3A00%3A00Z&endTime=2026-12-06T12%3A00%3A00Z"
+        XCTAssertEqual(uri, "/api/v1/activity?startTime=2026-12-06T10%3A00%3A00.000Z&endTime=2026-12-06T12%3A00%3A00.000Z"
                        + "&user=alice&pageSize=2&nextPage=41")
+    }
+
+    func testNextPageKeepsEveryEventOfANanosecondWindow() throws {
+        let end = Date(timeIntervalSince1970: 1_800_000_000.1234567)
+        let q = try ActivityQuery.parse(["endTime": "2026-12-06T12:00:00Z"], now: now)
+        var precise = q
+        precise.endTime = end
+        let uri = precise.nextPageURI(afterSeq: 1)
+        let items = Dictionary(uniqueKeysWithValues: uri.split(separator: "?")[1].split(separator: "&").map {
+            let kv = $0.split(separator: "=", maxSplits: 1)
+            return (String(kv[0]), String(kv[1]).removingPercentEncoding!)
+        })
+        let parsed = try ActivityQuery.parse(items, now: now)
+        XCTAssertGreaterThanOrEqual(parsed.endTime, end)
+        XCTAssertLessThan(parsed.endTime.timeIntervalSince(end), 0.001)
     }
 
     func testPaging() {
