@@ -151,7 +151,7 @@ let package = Package(
         .testTarget(name: "CmdletPolicyTests", dependencies: ["CmdletPolicy", "PolicyFormat", "Directory", "TestSupport"]),
         .testTarget(name: "LockboxTests", dependencies: ["GatehouseCore", "Lockbox", "Directory", "CmdletPolicy", "TestSupport",
                                                      .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "GatewayTests", dependencies: ["GatehouseCore", "Gateway", "Directory", "Lockbox", "CmdletShell", "CmdletPolicy", "Transcript", "TestSupport",
+        .testTarget(name: "GatewayTests", dependencies: ["GatehouseCore", "Gateway", "Directory", "Lockbox", "CmdletShell", "CmdletPolicy", "Transcript", "TestSupport", "ConsoleCore", "PAMWorkers",
                                                      .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "TranscriptTests", dependencies: ["GatehouseCore", "Transcript", "TestSupport"]),
         .testTarget(name: "SSHServerTests", dependencies: ["SSHServer", "GatehouseCore",

@@ -56,6 +56,13 @@ public struct WebSessionTable: Sendable {
         public let csrf: String
         public let created: Date
         public var lastSeen: Date
+
+        public init(user: String, csrf: String, created: Date, lastSeen: Date) {
+            self.user = user
+            self.csrf = csrf
+            self.created = created
+            self.lastSeen = lastSeen
+        }
     }
 
     public enum Lookup: Equatable, Sendable {

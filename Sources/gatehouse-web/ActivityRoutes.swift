@@ -10,7 +10,7 @@ import Hummingbird
 struct ActivityRoutes: Sendable {
     let link: MonitorLink
 
-    func register(_ router: Router<BasicRequestContext>) {
+    func register(_ router: Router<WebContext>) {
         router.get("/api/v1/openapi.json") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/json"],
                      body: .init(byteBuffer: ByteBuffer(string: OpenAPIDocument.json)))

@@ -32,6 +32,22 @@ struct SecurityHeaders<Context: RequestContext>: RouterMiddleware {
     }
 }
 
+/// A request's context: Hummingbird's, plus the peer's address (the audit's
+/// `source` and PAM's `PAM_RHOST`, as for an SSH sign-in).
+struct WebContext: RequestContext {
+    var coreContext: CoreRequestContextStorage
+    let peer: String
+
+    init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        if let address = source.channel.remoteAddress, let ip = address.ipAddress {
+            peer = ip.contains(":") ? "[\(ip)]:\(address.port ?? 0)" : "\(ip):\(address.port ?? 0)"
+        } else {
+            peer = "unknown"
+        }
+    }
+}
+
 struct StaticAssets: Sendable {
     let playerScript: [UInt8]?
     let playerStyle: [UInt8]?
@@ -49,12 +65,12 @@ struct Console: Sendable {
     static let signInCookie = "gh_signin"
     static let maxForm = 16 * 1024
 
-    func register(_ router: Router<BasicRequestContext>) {
+    func register(_ router: Router<WebContext>) {
         router.get("/") { request, _ in
             await identity(request) == nil ? redirect("/signin") : redirect("/queue")
         }
         router.get("/signin") { _, _ in signInPage(error: nil) }
-        router.post("/signin") { request, _ in try await signInStart(request) }
+        router.post("/signin") { request, context in try await signInStart(request, peer: context.peer) }
         router.post("/signin/step") { request, _ in try await signInStep(request) }
         router.post("/signout") { request, _ in try await signOut(request) }
         router.get("/queue") { request, _ in await queue(request, message: nil) }
@@ -116,10 +132,6 @@ struct Console: Sendable {
         return FormData.parse(String(buffer: body))
     }
 
-    static func source(_ request: Request) -> String {
-        // The peer address is not in the request here; the monitor records the channel instead.
-        "web"
-    }
 
     // MARK: - Sign-in
 
@@ -136,7 +148,7 @@ struct Console: Sendable {
         return WebTokens.constantTimeEquals(cookie, field)
     }
 
-    func signInStart(_ request: Request) async throws -> Response {
+    func signInStart(_ request: Request, peer: String) async throws -> Response {
         var request = request
         let form = try await Self.form(&request)
         guard preTokenMatches(request, form) else {
@@ -144,7 +156,7 @@ struct Console: Sendable {
         }
         let user = form["user"]?.first?.trimmingCharacters(in: .whitespaces) ?? ""
         guard !user.isEmpty, user.utf8.count <= 64 else { return signInPage(error: "Enter your user name.") }
-        return await signInReply(await link.call(.signInStart(user: user, source: Self.source(request))), request: request)
+        return await signInReply(await link.call(.signInStart(user: user, source: peer)), request: request)
     }
 
     func signInStep(_ request: Request) async throws -> Response {

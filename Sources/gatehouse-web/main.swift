@@ -73,7 +73,7 @@ if let tlsPEM {
 let link = MonitorLink(descriptor: Descriptor.channel)
 link.start()
 let console = Console(link: link, assets: StaticAssets(playerScript: playerScript, playerStyle: playerStyle))
-let router = Router()
+let router = Router(context: WebContext.self)
 router.middlewares.add(SecurityHeaders())
 console.register(router)
 

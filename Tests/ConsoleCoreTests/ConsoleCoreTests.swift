@@ -247,6 +247,7 @@ final class ActivityQueryTests: XCTestCase {
         let q = try ActivityQuery.parse(["endTime": "2026-12-06T12:00:00Z"], now: now)
         var precise = q
         precise.endTime = end
+        precise.startTime = end - 3600
         let uri = precise.nextPageURI(afterSeq: 1)
         let items = Dictionary(uniqueKeysWithValues: uri.split(separator: "?")[1].split(separator: "&").map {
             let kv = $0.split(separator: "=", maxSplits: 1)
