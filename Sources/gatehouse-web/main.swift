@@ -54,6 +54,7 @@ let playerStyle = readParcel(Descriptor.playerStyle, limit: 1024 * 1024)
 // Still one thread: the drop refuses otherwise (capabilities are per thread).
 do {
     try PrivilegeDrop.drop(to: SandboxAccount(named: settings.account))
+    try Sandbox.enterWithoutFilter()
 } catch {
     fail("cannot drop privileges to \(settings.account): \(error)")
 }
