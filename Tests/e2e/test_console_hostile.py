@@ -174,6 +174,15 @@ def test_an_approver_cannot_approve_their_own_request_or_approve_twice(hostile):
     assert state_of(gw, rid) == "pending-customer"
     approvals = [e for e in gw.audit_events() if e["kind"] == "lockbox.approved" and e["fields"].get("requestID") == str(rid)]
     assert [e["user"] for e in approvals] == ["bob"]
+    # A denial with the token and a comment: the Lockbox's deny, audited as the shell's is.
+    other = file_request(gw, "deny probe", "INC-13")
+    denied = requests.post(f"{gw.web_ip}/requests/{other}/decide",
+                           data={"action": "deny", "csrf": csrf, "comment": "no ticket context"},
+                           cookies={"gh_session": session}, timeout=30)
+    assert denied.status_code == 200 and f"Request {other} is denied" in denied.text
+    assert state_of(gw, other) == "denied"
+    event = gw.wait_for_audit(lambda e: e["kind"] == "lockbox.denied" and e["fields"].get("requestID") == str(other))
+    assert event["user"] == "bob" and "no ticket context" in json.dumps(event["fields"])
 
 
 def test_cookie_flags_and_security_headers(hostile):
