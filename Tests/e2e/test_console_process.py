@@ -139,3 +139,58 @@ def test_https_with_a_configured_certificate(tmp_path):
                     pass
     finally:
         gw.stop()
+
+
+@pytest.fixture(scope="module")
+def strict_console():
+    """Short limits: a web session idle for 2 s ends; two failed sign-ins lock the user."""
+    with tempfile.TemporaryDirectory(prefix="gatehouse-console-strict-") as tmp:
+        gw = ConsoleGateway(Path(tmp) / "state", extra_args=["--web-listen", "127.0.0.1:0"],
+                            config={"idleTimeout": "2s", "userLockoutFailures": "2"}).start()
+        try:
+            yield gw
+        finally:
+            gw.stop()
+
+
+def test_an_idle_web_session_ends_on_the_server(strict_console):
+    from console_harness import http_sign_in
+    gw = strict_console
+    session, _, _ = http_sign_in(gw, "carol")
+    assert requests.get(gw.web_ip + "/queue", cookies={"gh_session": session}, allow_redirects=False,
+                        timeout=10).status_code == 200
+    # Asked again only after the idle timeout: the monitor has ended it (each request counts as activity).
+    deadline = time.time() + 2.2
+    while time.time() < deadline:
+        time.sleep(deadline - time.time())
+    r = requests.get(gw.web_ip + "/queue", cookies={"gh_session": session}, allow_redirects=False, timeout=10)
+    assert r.status_code == 303 and r.headers["Location"] == "/signin"
+
+
+def test_failed_web_sign_ins_lock_the_user_as_ssh_ones_do(strict_console):
+    import re
+    gw = strict_console
+    web = gw.web_ip
+
+    def attempt(password, code):
+        r = requests.get(web + "/signin", timeout=10)
+        pre = re.search(r'name="csrf" value="([^"]+)"', r.text).group(1)
+        jar = {"gh_pre": r.cookies["gh_pre"]}
+        r = requests.post(web + "/signin", data={"csrf": pre, "user": "dave"}, cookies=jar, timeout=30)
+        if "answer-0" not in r.text:
+            return r
+        jar.update(r.cookies.get_dict())
+        r = requests.post(web + "/signin/step", data={"csrf": pre, "answer": password}, cookies=jar, timeout=30)
+        jar.update(r.cookies.get_dict())
+        return requests.post(web + "/signin/step", data={"csrf": pre, "answer": code}, cookies=jar, timeout=30,
+                             allow_redirects=False)
+
+    for _ in range(2):
+        assert attempt("wrong", "000000").status_code == 401
+    locked = attempt(gw.password("dave"), gw.fresh_totp("dave"))
+    assert locked.status_code == 401 and "locked" in locked.text, locked.text[-400:]
+    gw.wait_for_audit(lambda e: e["kind"] == "auth.user-lockout" and e["user"] == "dave")
+    # An operator's unlock opens it again (the same lockouts as SSH).
+    gw.cli("users", "unlock", "dave")
+    ok = attempt(gw.password("dave"), gw.fresh_totp("dave"))
+    assert ok.status_code == 303 and ok.headers["Location"] == "/queue"
