@@ -123,6 +123,21 @@ final class WebMonitorTests: PolicySnapshotTestCase {
         XCTAssertTrue(json.contains("Unauthorized"))
     }
 
+    func testListsAreCutToFitTheChannel() throws {
+        let big = String(repeating: "x", count: 1000)
+        let views = (0..<200).map { i in
+            CommandView(seq: i, session: "s", user: "alice", time: Date(), cmdlet: "Get-Mailbox", line: big,
+                        decision: "allow", role: nil, reason: nil, scope: nil, requestID: nil, exitStatus: 0)
+        }
+        let (kept, cut) = WebMonitor.fitting(views, budget: WebMonitor.pageBudget)
+        XCTAssertTrue(cut)
+        XCTAssertGreaterThan(kept.count, 10)
+        XCTAssertEqual(kept.map(\.seq), Array(0..<kept.count), "the leading items, in order")
+        let reply = try WebWire.encode(WebEnvelope(call: 1, body: WebReply.commands(CommandPage(commands: kept, truncated: cut))))
+        XCTAssertLessThanOrEqual(reply.count, WebWire.maxMessageBytes)
+        XCTAssertEqual(WebMonitor.fitting(Array(views.prefix(3)), budget: WebMonitor.pageBudget).cut, false)
+    }
+
     func testElevationWindowsPairStartsWithEnds() {
         let t = Date(timeIntervalSince1970: 1_800_000_000)
         let events = [

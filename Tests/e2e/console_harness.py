@@ -2,8 +2,9 @@
 process (`--web-listen 127.0.0.1:0`), real Chromium through Selenium, and
 real SSH sessions for the engineer's side.
 
-The browser is pointed at http://localhost:PORT: the session cookie is
-`Secure`, which browsers accept over plain HTTP only on localhost.
+The session cookie is `Secure`, which browsers accept over plain HTTP only
+from a loopback origin (Chromium takes both localhost and 127.0.0.1; the
+browser tests use localhost, the HTTP-level ones 127.0.0.1).
 """
 import json
 import os

@@ -61,7 +61,11 @@ struct ActivityAPI {
             if let user = q.user, record.user != user { continue }
             if let kind = q.kind, record.kind != kind { continue }
             guard scope.allows(scope: record.fields["scope"]) else { continue }
-            let item = Self.item(record, contentType: type)
+            var item = Self.item(record, contentType: type)
+            if items.isEmpty && size + item.utf8.count + 1 > Self.budget {
+                // One event larger than a page: its fields are left to the audit log, so paging goes on.
+                item = Self.item(record, contentType: type, fields: ["truncated": "too large for one page; see the audit log, seq \(record.seq)"])
+            }
             if items.count == q.pageSize || size + item.utf8.count + 1 > Self.budget {
                 more = true
                 break
@@ -78,13 +82,13 @@ struct ActivityAPI {
         s.utf8.count <= maxFieldBytes ? s : String(decoding: s.utf8.prefix(maxFieldBytes), as: UTF8.self) + "…"
     }
 
-    static func item(_ r: AuditRecord, contentType: String) -> String {
+    static func item(_ r: AuditRecord, contentType: String, fields: [String: String]? = nil) -> String {
         APIJSON.object([
             "id": .string(r.hash), "seq": .int(Int64(r.seq)), "creationTime": .date(r.time), "kind": .string(r.kind),
             "contentType": .string(contentType), "user": .optional(r.user), "session": .optional(r.session),
             "scope": .optional(r.fields["scope"]),
             "requestId": .optional((r.fields["requestID"] ?? r.fields["request"]).flatMap { Int64($0) }),
-            "fields": .object(r.fields.mapValues { .string(clip($0)) }),
+            "fields": .object((fields ?? r.fields).mapValues { .string(clip($0)) }),
         ]).text
     }
 

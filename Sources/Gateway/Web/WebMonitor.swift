@@ -198,7 +198,7 @@ final class WebMonitor: Sendable {
             reply(envelope, .done)
         case .pending:
             do {
-                reply(envelope, .requests(try lockbox.pending(for: user).prefix(100).map(\.view)))
+                reply(envelope, .requests(Self.fitting(try lockbox.pending(for: user).map(\.view), budget: Self.pageBudget).kept))
             } catch {
                 reply(envelope, .failed("The Lockbox is unavailable."))
             }
@@ -257,8 +257,21 @@ final class WebMonitor: Sendable {
                                   String(p[p.index(after: eq)...]))]
         }
         guard let rows = withIndex({ try $0.commands(filter) }) else { return .failed("The audit index is unavailable.") }
-        let newest = rows.suffix(WebWire.maxCommands).reversed().map(\.view)
-        return .commands(CommandPage(commands: Array(newest), truncated: rows.count > WebWire.maxCommands))
+        let newest = Self.fitting(rows.suffix(WebWire.maxCommands).reversed().map(\.view), budget: Self.pageBudget)
+        return .commands(CommandPage(commands: newest.kept, truncated: rows.count > WebWire.maxCommands || newest.cut))
+    }
+
+    /// What one reply's list may take of the channel's 64 KiB.
+    static let pageBudget = 48 * 1024
+
+    /// The leading items whose encodings fit in `budget` bytes, and whether any were left out.
+    static func fitting<T: Encodable>(_ items: [T], budget: Int) -> (kept: [T], cut: Bool) {
+        var size = 0
+        for (i, item) in items.enumerated() {
+            size += ((try? WebWire.encode(item))?.count ?? budget) + 1
+            if size > budget { return (Array(items.prefix(i)), true) }
+        }
+        return (items, false)
     }
 
     static func validSessionID(_ id: String) -> Bool {
@@ -283,11 +296,14 @@ final class WebMonitor: Sendable {
         let requests = Set(windows.map(\.requestID) + commands.compactMap(\.requestID))
         let approvals = requests.sorted().compactMap { try? gateway.lockbox.store.request(id: $0)?.redacted.view }
         let hasTranscript = transcriptPath(id).map { FileManager.default.fileExists(atPath: $0) } ?? false
-        // A page of at most the newest 200 commands keeps the reply under the channel's limit.
+        // The newest commands that fit keep the reply under the channel's limit
+        // (a long session's full list is in the API and `gatehouse sessions show`).
+        let shown = Self.fitting(commands.reversed().map(\.view), budget: Self.pageBudget / 2).kept.reversed()
         return .session(SessionDetail(id: row.id, user: row.user, client: row.client, node: row.node,
                                       started: row.started, ended: row.ended, endReason: row.endReason,
-                                      commands: commands.suffix(200).map(\.view), elevations: windows,
-                                      approvals: approvals, hasTranscript: hasTranscript))
+                                      commands: Array(shown), elevations: Array(windows.suffix(50)),
+                                      approvals: Self.fitting(approvals, budget: Self.pageBudget / 4).kept,
+                                      hasTranscript: hasTranscript))
     }
 
     /// Elevation windows: each `elevation.start` to the `elevation.end` of the same request.
