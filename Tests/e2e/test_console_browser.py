@@ -134,3 +134,45 @@ def test_a_wrong_password_is_refused_and_audited(console, browser):
     assert not browser.find_elements(By.ID, "whoami")
     console.wait_for_audit(lambda e: e["kind"] == "auth.failure" and e["user"] == "bob"
                            and e["fields"].get("via") == "web")
+
+
+def test_review_search_filters_over_http(console):
+    """Each of the reviewer's filters narrows the search (user, cmdlet, parameter,
+    scope, request, decision, time); a bad value is a 400 that names it."""
+    import html
+    import time as clock
+    from datetime import datetime, timezone
+
+    import requests
+
+    from console_harness import http_sign_in
+    gw = console
+    before = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert run(run_exec(gw, "dave", "Get-Mailbox -Identity fiona")).exit_status == 0
+    assert run(run_exec(gw, "dave", "Set-Mailbox -Identity fiona -ProhibitSendQuota 2GB")).exit_status != 0  # denied
+    gw.wait_for_audit(lambda e: e["kind"] == "command.denied" and e["user"] == "dave")
+    session, _, _ = http_sign_in(gw, "rita")
+
+    def search(**q):
+        r = requests.get(gw.web_ip + "/review", params=q, cookies={"gh_session": session}, timeout=30)
+        rows = re.findall(r'<tr class="result">(.*?)</tr>', r.text, re.S)
+        return r, [html.unescape(re.sub(r"<[^>]+>", " ", row)) for row in rows]
+
+    _, rows = search(user="dave", parameter="Identity=fiona")
+    assert rows and all("fiona" in r for r in rows) and any("Get-Mailbox" in r for r in rows), rows
+    _, rows = search(user="dave", parameter="Identity=alice")
+    assert not [r for r in rows if "fiona" in r], rows
+    _, rows = search(user="dave", decision="deny")
+    assert len(rows) == 1 and "Set-Mailbox" in rows[0] and "deny" in rows[0], rows
+    _, rows = search(user="dave", cmdlet="Get-Mailbox", since=before)
+    assert len(rows) == 1, rows
+    _, rows = search(user="dave", until="2000-01-01T00:00:00Z")
+    assert rows == []
+    _, rows = search(scope="fabrikam", user="nobody")
+    assert rows == []
+    _, rows = search(request="999999")
+    assert rows == []
+    bad, _ = search(since="last tuesday")
+    assert bad.status_code == 400 and "ISO 8601" in bad.text
+    bad, _ = search(decision="maybe")
+    assert bad.status_code == 400

@@ -55,7 +55,7 @@ public struct GatewayConfiguration: Sendable, Codable {
     public var webCertificate: String?
     public var webPrivateKey: String?
     public var webPamService = "gatehouse-web"
-    /// `nil` means `<libexec>/../share/gatehouse/web` (the asciinema player's files).
+    /// `nil` means `<libexec>/../../share/gatehouse/web` (e.g. /usr/local/share/gatehouse/web beside /usr/local/libexec/gatehouse): the asciinema player's files.
     public var webAssetsOverride: String?
 
     public init() {}

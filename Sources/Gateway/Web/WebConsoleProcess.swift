@@ -51,7 +51,7 @@ public final class WebConsoleProcess: Sendable {
 
     /// Where the asciinema player's files are looked for.
     public static func assetsDirectory(_ c: GatewayConfiguration) -> String {
-        c.webAssetsOverride ?? URL(fileURLWithPath: GatewayContext.libexecDirectory() + "/../share/gatehouse/web")
+        c.webAssetsOverride ?? URL(fileURLWithPath: GatewayContext.libexecDirectory() + "/../../share/gatehouse/web")
             .standardizedFileURL.path
     }
 
