@@ -89,7 +89,7 @@ public final class APITokenStore: Sendable {
         return m
     }
 
-    static func validName(_ name: String) -> Bool {
+    public static func validName(_ name: String) -> Bool {
         (1...64).contains(name.utf8.count) && name.utf8.allSatisfy { c in
             (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c == 0x2e || c == 0x5f || c == 0x2d
         }

@@ -2,6 +2,7 @@ import ArgumentParser
 import ConsoleCore
 import Directory
 import Foundation
+import Gateway
 
 /// `gatehouse api-token create|list|revoke`: the activity API's clients.
 /// A token is printed once, at creation; only its SHA-256 is kept, in
@@ -11,6 +12,25 @@ struct APITokens: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "api-token", abstract: "Create, list and revoke activity API tokens (tenant-scoped, read-only).",
         subcommands: [Create.self, List.self, Revoke.self])
+
+    /// Asks the running daemon to audit the change (only it holds the
+    /// audit chain); without a daemon the change stands, unaudited, and
+    /// stderr says so (as for `gatehouse mfa`).
+    static func audit(_ request: ControlRequest, stateDirectory: String) -> String {
+        let dir = URL(fileURLWithPath: stateDirectory).standardizedFileURL.path
+        let problem: String
+        do {
+            switch try ControlSocket.request(stateDirectory: dir, request) {
+            case .audited(let kind): return "the audit log records \(kind)"
+            case .refused(_, let message): problem = message
+            default: problem = "unexpected answer from the daemon"
+            }
+        } catch {
+            problem = "no running gatehoused answered on \(ControlSocket.path(stateDirectory: dir)) (\(error))"
+        }
+        FileHandle.standardError.write(Data("gatehouse api-token: warning: the change is made but not audited: \(problem)\n".utf8))
+        return "not audited: see the warning"
+    }
 
     struct Store: ParsableArguments {
         @Option(name: .long, help: "The gateway's state directory (holds api-tokens.sqlite).")
@@ -44,7 +64,9 @@ struct APITokens: ParsableCommand {
                 throw ValidationError("no tenant '\(t)' in \(file) (tenants: \(known.sorted().joined(separator: ", ")))")
             }
             let (client, token) = try store.open().create(name: name, tenants: tenant, now: Date())
-            print("Created API client \(client.name) (id \(client.id)) for tenants: \(client.tenants.joined(separator: ", ")).")
+            print("Created API client \(client.name) (id \(client.id)) for tenants: \(client.tenants.joined(separator: ", ")); "
+                  + APITokens.audit(.apiTokenChanged(name: client.name, tenants: client.tenants, revoked: false),
+                                    stateDirectory: store.stateDir) + ".")
             print("Its token is shown only this once; keep it secret:")
             print(token)
         }
@@ -71,7 +93,8 @@ struct APITokens: ParsableCommand {
 
         func run() throws {
             try store.open().revoke(name: name, now: Date())
-            print("Revoked API client \(name).")
+            print("Revoked API client \(name); "
+                  + APITokens.audit(.apiTokenChanged(name: name, tenants: [], revoked: true), stateDirectory: store.stateDir) + ".")
         }
     }
 }

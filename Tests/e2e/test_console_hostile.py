@@ -254,6 +254,11 @@ def test_tokens_are_tenant_scoped_and_required(hostile):
     assert contoso.encode() not in data
     gw.cli("api-token", "revoke", "--name", "contoso-siem")
     assert get("/activity", contoso).status_code == 401
+    # Both changes are in the audit chain, with the client and its tenants, never the token.
+    created = gw.wait_for_audit(lambda e: e["kind"] == "api.token-created" and e["fields"].get("client") == "contoso-siem")
+    assert created["fields"]["tenants"] == "contoso"
+    gw.wait_for_audit(lambda e: e["kind"] == "api.token-revoked" and e["fields"].get("client") == "contoso-siem")
+    assert contoso not in (gw.state_dir / "audit.log").read_text()
     # A tenant the directory does not know is refused at creation.
     bad = gw.cli("api-token", "create", "--name", "typo", "--tenant", "contosso", check=False)
     assert bad.returncode != 0 and "no tenant 'contosso'" in bad.stderr
