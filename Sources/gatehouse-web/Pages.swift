@@ -209,7 +209,7 @@ enum Pages {
         var out = ""
         for line in cast.split(separator: 0x0a).dropFirst() {
             guard let event = try? JSONSerialization.jsonObject(with: Data(line)) as? [Any], event.count >= 3,
-                  let type = event[1] as? String, type == "o" || type == "i" && false,
+                  let type = event[1] as? String, type == "o",
                   let text = event[2] as? String else { continue }
             out += stripCSI(text)
             if out.utf8.count > limit { return String(out.prefix(limit)) + "\n[… cut: see the player]" }
