@@ -138,6 +138,32 @@ final class WebMonitorTests: PolicySnapshotTestCase {
         XCTAssertEqual(WebMonitor.fitting(Array(views.prefix(3)), budget: WebMonitor.pageBudget).cut, false)
     }
 
+    func testAuditLogMarksSeekExactlyBySeqAndWithSlackByTime() {
+        let marks = AuditLogMarks(stride: 10)
+        let t0 = Date(timeIntervalSince1970: 1_800_000_000)
+        // Records 1...100, 100 bytes each, one a minute.
+        for seq in 1...100 {
+            let offset = UInt64((seq - 1) * 100)
+            marks.note(seq: seq, time: t0 + TimeInterval(seq * 60), offset: offset, end: offset + 100)
+        }
+        // Noting again (a second reader over the same lines) changes nothing.
+        marks.note(seq: 5, time: t0, offset: 400, end: 500)
+        XCTAssertEqual(marks.scannedTo, 10_000)
+        let far = t0 + 1_000_000
+        // Marks at seq 1, 11, 21…: the last whose seq is at most after + 1.
+        XCTAssertEqual(marks.start(after: 0, from: far), 9000, "no cursor: the last mark old enough")
+        XCTAssertEqual(marks.start(after: 10, from: far), 1000, "seq 11 is the first record after 10")
+        XCTAssertEqual(marks.start(after: 55, from: far), 5000)
+        // By time: a mark at least `timeSlack` (10 minutes) before the window's start.
+        XCTAssertEqual(marks.start(after: 0, from: t0 + 31 * 60), 2000, "seq 21 at minute 21; seq 31 at minute 31 is too close")
+        XCTAssertEqual(marks.start(after: 15, from: t0 + 31 * 60), 1000, "a cursor seeks by seq alone")
+        XCTAssertEqual(marks.start(after: 95, from: t0), 9000, "whatever the window's start")
+        XCTAssertEqual(marks.start(after: 0, from: t0 + 5 * 60), 0)
+        marks.reset()
+        XCTAssertEqual(marks.start(after: 55, from: far), 0)
+        XCTAssertEqual(marks.start(after: 0, from: far), 0)
+    }
+
     func testElevationWindowsPairStartsWithEnds() {
         let t = Date(timeIntervalSince1970: 1_800_000_000)
         let events = [

@@ -79,3 +79,30 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(console, tmp
     print(result.stdout[-4000:])
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert "passed" in result.stdout
+
+
+def test_paging_through_a_longer_log_matches_the_log(console):
+    """More records than the monitor's seek marks' stride (256): the second
+    and later pages start from a mark, and still give exactly the log."""
+    from test_lockbox import Shell
+
+    async def many_commands():
+        shell = await Shell.open(console, "alice")
+        try:
+            for _ in range(160):
+                await shell.command("Get-Mailbox -Identity alice")
+        finally:
+            await shell.close()
+    run(many_commands())
+    console.wait_for_audit(lambda e: e["kind"] == "session.end" and e["user"] == "alice")
+    logged = [e["seq"] for e in console.audit_events()]
+    assert len(logged) > 300, "more than one stride of marks"
+    token = console.api_token("long-pager", "*")
+    headers = {"Authorization": f"Bearer {token}"}
+    for attempt in range(2):   # the first pass learns the marks, the second uses them
+        seen, url = [], "/api/v1/activity?pageSize=100"
+        while url:
+            page = requests.get(console.web_ip + url, headers=headers, timeout=30).json()
+            seen += [e["seq"] for e in page["items"]]
+            url = page["nextPageUri"]
+        assert seen[:len(logged)] == logged, (attempt, len(seen), len(logged))

@@ -13,6 +13,7 @@ import Transcript
 struct ActivityAPI {
     let gateway: GatewayContext
     let index: IndexHolder
+    let marks: AuditLogMarks
     let scope: TenantScope
 
     static let budget = 56 * 1024
@@ -48,13 +49,23 @@ struct ActivityAPI {
             throw APIProblem(status: 503, code: "Unavailable", message: "the audit log is unavailable")
         }
         defer { try? handle.close() }
+        let length = (try? handle.seekToEnd()) ?? 0
+        if length < marks.scannedTo { marks.reset() }
+        let from = marks.start(after: q.after, from: q.startTime)
+        try handle.seek(toOffset: from)
         let data = handle.readDataToEndOfFile()
         var items: [String] = []
         var size = 64
         var lastSeq: Int?
         var more = false
-        for line in data.split(separator: 0x0a, omittingEmptySubsequences: true) {
+        var lineStart = data.startIndex
+        while lineStart < data.endIndex {
+            guard let newline = data[lineStart...].firstIndex(of: 0x0a) else { break }  // a line still being written
+            let line = data[lineStart..<newline]
+            let offset = from + UInt64(lineStart - data.startIndex)
+            lineStart = newline + 1
             guard let record = try? AuditRecord.parse(line: line).record else { continue }
+            marks.note(seq: record.seq, time: record.time, offset: offset, end: from + UInt64(lineStart - data.startIndex))
             guard record.seq > q.after, record.time >= q.startTime, record.time < q.endTime else { continue }
             let type = ActivityContentType.of(kind: record.kind)
             if let wanted = q.contentType, wanted != type { continue }

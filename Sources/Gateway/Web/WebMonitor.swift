@@ -20,6 +20,8 @@ final class WebMonitor: Sendable {
     private let signIns = Mutex([String: WebSignIn]())
     private let tokens: APITokenStore?
     private let index: IndexHolder
+    /// Where the audit log's records start, for the activity API's pages.
+    private let marks = AuditLogMarks()
     private let work = DispatchQueue(label: "gatehouse.web-monitor", attributes: .concurrent)
     private let secondFactor: SecondFactor.Check
     /// The port the web process listens on, once it said ready.
@@ -136,7 +138,7 @@ final class WebMonitor: Sendable {
                 return reply(envelope, .api(status: 401, json: APIProblem(
                     status: 401, code: "Unauthorized", message: "a valid bearer token is required").json))
             }
-            let (status, json) = ActivityAPI(gateway: gateway, index: index, scope: client.scope)
+            let (status, json) = ActivityAPI(gateway: gateway, index: index, marks: marks, scope: client.scope)
                 .answer(path: path, query: query)
             reply(envelope, .api(status: status, json: json))
         default:
