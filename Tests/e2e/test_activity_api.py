@@ -74,7 +74,8 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(console, tmp
                "--max-examples", "40", "--request-timeout", "20", "--generation-deterministic",
                "--phases", "examples,coverage,fuzzing", "--workers", "2",
                "--report", "junit", "--report-junit-path", str(report)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=240,
+    # Run in the test's directory: schemathesis keeps a cache where it runs.
+    result = subprocess.run(command, capture_output=True, text=True, timeout=240, cwd=tmp_path,
                             env=dict(os.environ, SCHEMATHESIS_HOOKS=""))
     print(result.stdout[-4000:])
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
