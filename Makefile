@@ -6,6 +6,7 @@ SWIFT      ?= swift
 BUILD_DIR  := .build/debug
 STATE_DIR  ?= .gatehouse-demo
 LISTEN     ?= 127.0.0.1:2222
+WEB_LISTEN ?= 127.0.0.1:8080
 
 .PHONY: deps build demo test unit e2e bench bench-hold bench-flood bench-backend bench-lockbox bench-lockbox-postgres bench-parser bench-transcripts bench-output bench-audit fuzz clean
 
@@ -15,11 +16,12 @@ deps:
 build:
 	$(SWIFT) build
 
-## make demo: install system packages, build, run the gateway on the demo configuration.
+## make demo: install system packages, build, run the gateway on the demo configuration, with the web
+## console (approvals, review, activity API) on WEB_LISTEN (loopback HTTP; `make demo WEB_LISTEN=off` for none).
 demo:
 	scripts/install-deps --system
 	$(SWIFT) build
-	exec $(BUILD_DIR)/gatehoused --demo --state-dir $(STATE_DIR) --listen $(LISTEN)
+	exec $(BUILD_DIR)/gatehoused --demo --state-dir $(STATE_DIR) --listen $(LISTEN) --web-listen $(WEB_LISTEN)
 
 ## make test: install what the suite needs, then run all of it (unit + end-to-end).
 ## The PostgreSQL store's tests use GATEHOUSE_TEST_POSTGRES_URL; when it is unset,

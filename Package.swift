@@ -13,6 +13,7 @@ let package = Package(
         .executable(name: "gatehouse", targets: ["gatehouse"]),
         .executable(name: "gatehouse-demo-mailbox", targets: ["gatehouse-demo-mailbox"]),
         .executable(name: "gatehouse-pam-worker", targets: ["gatehouse-pam-worker"]),
+        .executable(name: "gatehouse-web", targets: ["gatehouse-web"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -24,6 +25,8 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        // The web console's HTTP server: linked by gatehouse-web alone (issue 14).
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         .systemLibrary(name: "CLibSSH", pkgConfig: "libssh",
@@ -66,9 +69,18 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),
+        // The web console's pure parts, shared by the monitor, the CLI and
+        // gatehouse-web: the typed web channel, server-side sessions, CSRF,
+        // API tokens (hashed, tenant-scoped; their SQLite file), HTML escaping,
+        // paging. No HTTP server here: only gatehouse-web links Hummingbird.
+        .target(name: "ConsoleCore", dependencies: [
+            "GatehouseCore",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "GRDB", package: "GRDB.swift"),
+        ]),
         .target(name: "Gateway", dependencies: [
             "GatehouseCore", "SSHServer", "PAMWorkers", "PolicyFormat", "Directory", "Lockbox", "CmdletPolicy",
-            "CmdletShell", "Transcript", "Yams",
+            "CmdletShell", "Transcript", "ConsoleCore", "Yams",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
@@ -94,7 +106,7 @@ let package = Package(
         ]),
         .executableTarget(name: "gatehouse", dependencies: [
             "Gateway", "GatehouseCore", "PolicyFormat", "CmdletPolicy", "CmdletShell", "Lockbox", "Transcript",
-            "Directory", "CQREncode", "PostgresStore",
+            "Directory", "CQREncode", "PostgresStore", "ConsoleCore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Crypto", package: "swift-crypto"),
@@ -110,6 +122,16 @@ let package = Package(
         // One PAM transaction at a time for the daemon's PAMWorkerPool, on the
         // socket it inherits as descriptor 3; the only program that runs PAM.
         .executableTarget(name: "gatehouse-pam-worker", dependencies: ["PAMAuth", "PAMWorkers", "GatehouseCore"]),
+        // The approval and review console and the activity API (issue 14):
+        // started by the monitor with a channel, drops to its own account and
+        // asks the monitor for everything. The only process that links Hummingbird.
+        .executableTarget(name: "gatehouse-web", dependencies: [
+            "ConsoleCore", "GatehouseCore", "Sandbox",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdCore", package: "hummingbird"),
+            .product(name: "HummingbirdTLS", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // make bench-parser: parse+bind+authorize timing (bench/parser).
         .executableTarget(name: "gatehouse-bench-parser", dependencies: ["CmdletShell", "CmdletPolicy", "GatehouseCore"],
                           path: "bench/parser"),
@@ -148,6 +170,7 @@ let package = Package(
                                                      "PostgresStore", "Transcript",
                                                      .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "GatewayTests", dependencies: ["GatehouseCore", "Gateway", "Directory", "Lockbox", "CmdletShell", "CmdletPolicy", "Transcript", "TestSupport", "SSHServer",
+                                                     "ConsoleCore", "PAMWorkers",
                                                      .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "TranscriptTests", dependencies: ["GatehouseCore", "Transcript", "TestSupport"]),
         .testTarget(name: "SSHServerTests", dependencies: ["SSHServer", "GatehouseCore",
@@ -156,6 +179,7 @@ let package = Package(
                                                      .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "GatehouseCoreTests", dependencies: ["GatehouseCore", "TestSupport"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "CSandbox", "TestSupport"]),
+        .testTarget(name: "ConsoleCoreTests", dependencies: ["ConsoleCore", "GatehouseCore"]),
         .testTarget(name: "GatehousedTests", dependencies: ["GatehouseCore", "gatehoused"]),
     ],
     swiftLanguageModes: [.v6]

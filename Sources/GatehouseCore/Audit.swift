@@ -44,6 +44,9 @@ public enum AuditEventKind: String, Sendable, Codable, CaseIterable {
     /// the operator's uid, never the secret.
     case mfaEnrolled = "mfa.enrolled"
     case mfaReset = "mfa.reset"
+    /// An activity API client's token was created or revoked (`gatehouse api-token`): name and tenants, never the token.
+    case apiTokenCreated = "api.token-created"
+    case apiTokenRevoked = "api.token-revoked"
 }
 
 extension AuditEventKind {
@@ -61,7 +64,8 @@ extension AuditEventKind {
         switch self {
         case .sessionStart, .commandAllowed, .sessionKill, .userUnlock,
              .lockboxRequested, .lockboxApproved, .lockboxDenied, .lockboxCredentialIssued,
-             .lockboxRevoked, .lockboxCancelled, .elevationStart, .mfaEnrolled, .mfaReset:
+             .lockboxRevoked, .lockboxCancelled, .elevationStart, .mfaEnrolled, .mfaReset, .apiTokenCreated,
+             .apiTokenRevoked:
             return true
         case .authSuccess, .authFailure, .sessionEnd, .channelRefused, .commandDenied, .commandFinished,
              .policyLoad, .policyReloadFailed, .lockboxRefused, .lockboxExpired, .elevationEnd, .elevationFailed,

@@ -13,7 +13,7 @@ struct GatehouseCLI: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gatehouse",
         abstract: "Operate a Gatehouse gateway: check and test policy, review Lockbox requests, control live sessions, review recorded sessions and the audit log, enrol TOTP second factors.",
-        subcommands: [Policy.self, LockboxTool.self, Sessions.self, Users.self, Audit.self, MFA.self])
+        subcommands: [Policy.self, LockboxTool.self, Sessions.self, Users.self, Audit.self, MFA.self, APITokens.self])
 }
 
 struct PolicyLocation: ParsableArguments {

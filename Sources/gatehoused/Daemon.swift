@@ -16,6 +16,8 @@ struct DaemonOptions: Sendable {
     var policyDirectory: String?
     var checkConfig: Bool
     var dumpConfig: Bool
+    /// `--web-listen`: the console's address (or off).
+    var webListen: String?
     /// `--log-level` and `--log-format` as given, for the network side's command line.
     var logArguments: [String] = []
 }
@@ -96,6 +98,7 @@ enum Daemon {
         if demo != nil {
             do {
                 try DemoEnvironment.ensureAccount(NetworkSide.account)
+                if configuration.webHost != nil { try DemoEnvironment.ensureAccount(WebConsoleProcess.account) }
             } catch {
                 printError("demo: \(error)")
                 return 1
@@ -182,6 +185,28 @@ enum Daemon {
                 logger.error("metrics endpoint unavailable", metadata: ["error": "\(error)"])
             }
         }
+        // The console: a process of its own, unprivileged, that asks this
+        // monitor for everything (issue 14). It cannot start: said, and the
+        // gateway serves SSH all the same.
+        var webProcess: WebConsoleProcess?
+        var webURL: String?
+        if let host = configuration.webHost {
+            do {
+                _ = try SandboxAccount(named: WebConsoleProcess.account)
+                let process = WebConsoleProcess(context: context)
+                let webPort = try process.start()
+                let scheme = configuration.webCertificate == nil ? "http" : "https"
+                webURL = "\(scheme)://\(host.contains(":") ? "[\(host)]" : host):\(webPort)"
+                logger.info("web console listening", metadata: ["url": "\(webURL!)"])
+                webProcess = process
+            } catch {
+                logger.error("web console unavailable", metadata: ["error": "\(error)"])
+                if demo != nil {
+                    printError("demo: the web console did not start: \(error)")
+                }
+            }
+        }
+        let web = webProcess
         let shutdownLogger = logger
         // The handler only starts the shutdown: the network side ends its
         // sessions (each writes its session.end through the monitor) within
@@ -190,6 +215,7 @@ enum Daemon {
         let grace = TimeInterval(configuration.shutdownGraceSeconds)
         let signals = installShutdownHandlers { signal in
             shutdownLogger.notice("shutting down", metadata: ["signal": "\(signal)"])
+            web?.stop()
             network.stop(grace: grace + 2)
         } + [installReloadHandler { if context.reload().ok { network.reloaded() } }]
         // Ready only now: signals are handled, so a SIGTERM right after the
@@ -198,12 +224,12 @@ enum Daemon {
         if let demo {
             do {
                 try demo.publish(listen: "\(configuration.listenHost):\(port)", host: configuration.listenHost,
-                                 port: port, hostKey: hostKey)
+                                 port: port, hostKey: hostKey, web: webURL)
             } catch {
                 printError("demo: \(error)")
                 return 1
             }
-            print(demo.instructions(host: configuration.listenHost, port: port, fips: configuration.fips))
+            print(demo.instructions(host: configuration.listenHost, port: port, fips: configuration.fips, web: webURL))
             fflush(nil)  // every stream: `stdout` is a C global Swift 6 will not read
         }
 
@@ -309,6 +335,8 @@ enum Daemon {
             set("stateDirectory", cwd + "/.gatehouse-demo", "demo")
             set("policyDirectory", cwd + "/policies", "demo")
             set("pamService", DemoEnvironment.pamService, "demo")
+            set("webPamService", DemoEnvironment.webPamService, "demo")
+            set("webAssets", cwd + "/.gatehouse-assets", "demo")
             // The demo reads a configuration file only when one is named
             // (tests use it for short timeouts); its values win over the
             // demo's, and the command line wins over both.
@@ -332,6 +360,10 @@ enum Daemon {
         if let v = options.stateDirectory { set("stateDirectory", v, "command line") }
         if let v = options.listen { set("listen", v, "command line") }
         if let v = options.policyDirectory { set("policyDirectory", v, "command line") }
+        if let v = options.webListen { set("webListen", v, "command line") }
+        if let problem = c.webProblem {
+            problems.append("\(c.sources["webListen"] ?? "webListen"): \(problem)")
+        }
         if options.demo {
             set("directoryFile", c.stateDirectory + "/directory.yaml", "demo")
         }

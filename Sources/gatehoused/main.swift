@@ -22,6 +22,9 @@ struct Gatehoused: ParsableCommand {
     @Option(name: .long, help: "Listen address HOST:PORT (default 127.0.0.1:2222; port 0 picks a free one).")
     var listen: String?
 
+    @Option(name: .long, help: "Web console (approvals, review, activity API) address HOST:PORT, or off; plain HTTP only on loopback (make demo uses 127.0.0.1:8080).")
+    var webListen: String?
+
     @Option(name: .long, help: "Policy directory with cmdlets/ and roles/ (demo default ./policies).")
     var policyDir: String?
 
@@ -56,7 +59,8 @@ struct Gatehoused: ParsableCommand {
             return
         }
         var options = DaemonOptions(configFile: config, demo: demo, stateDirectory: stateDir, listen: listen,
-                                    policyDirectory: policyDir, checkConfig: checkConfig, dumpConfig: dumpConfig)
+                                    policyDirectory: policyDir, checkConfig: checkConfig, dumpConfig: dumpConfig,
+                                    webListen: webListen)
         options.logArguments = ["--log-level", level.rawValue, "--log-format", logFormat.rawValue]
         let status = Daemon.run(options, logger: logger)
         if status != 0 { throw ExitCode(status) }

@@ -111,4 +111,23 @@ final class ConfigurationTests: XCTestCase {
         XCTAssertNil(c.set("store", to: "sqlite", source: "x"))
         XCTAssertNil(c.store)
     }
+
+    func testTheWebConsoleNeedsHTTPSOffLoopbackAndIsOffByDefault() {
+        var c = GatewayConfiguration()
+        XCTAssertNil(c.webHost, "the console is off unless configured")
+        XCTAssertNil(c.set("webListen", to: "127.0.0.1:8080", source: "test"))
+        XCTAssertNil(c.webProblem)
+        XCTAssertNil(c.set("webListen", to: "[::1]:8080", source: "test"))
+        XCTAssertNil(c.webProblem)
+        XCTAssertNil(c.set("webListen", to: "0.0.0.0:8443", source: "test"))
+        XCTAssertTrue(c.webProblem?.contains("not a loopback address") ?? false, c.webProblem ?? "")
+        XCTAssertNil(c.set("webCertificate", to: "/etc/gatehouse/web.crt", source: "test"))
+        XCTAssertTrue(c.webProblem?.contains("go together") ?? false, c.webProblem ?? "")
+        XCTAssertNil(c.set("webPrivateKey", to: "/etc/gatehouse/web.key", source: "test"))
+        XCTAssertNil(c.webProblem)
+        XCTAssertNotNil(c.set("webListen", to: "localhost", source: "test"), "a listen address without a port")
+        XCTAssertNotNil(c.set("webPamService", to: "bad service", source: "test"))
+        XCTAssertNil(c.set("webListen", to: "off", source: "test"))
+        XCTAssertNil(c.webHost)
+    }
 }

@@ -31,6 +31,7 @@ final class ControlSocketTests: XCTestCase {
             case .kill(let session, _): return .killed(session: session)
             case .unlock(let user): return .unlocked(user: user, wasLocked: false)
             case .mfaChanged(_, let reset): return .audited(kind: reset ? "mfa.reset" : "mfa.enrolled")
+            case .apiTokenChanged(_, _, let revoked): return .audited(kind: revoked ? "api.token-revoked" : "api.token-created")
             }
         }
         server.start()

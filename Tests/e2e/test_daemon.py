@@ -30,7 +30,8 @@ def test_manifest_shape(gateway):
     m = gateway.manifest
     assert m["listen"] == f"{gateway.host}:{gateway.port}"
     names = [u["name"] for u in m["users"]]
-    assert names == ["alice", "bob", "carol", "dave"]
+    # rita is the console's reviewer (issue 14: the `reviewers` group).
+    assert names == ["alice", "bob", "carol", "dave", "rita"]
     for u in m["users"]:
         assert os.path.isabs(u["privateKey"]) and os.path.exists(u["privateKey"])
         assert stat.S_IMODE(os.stat(u["privateKey"]).st_mode) == 0o600

@@ -16,9 +16,10 @@ SWIFT = shutil.which("swift") or "/opt/swift/usr/bin/swift"
 
 # The libraries whose imports the table states exactly.
 EXACT = ["GatehouseCore", "SSHServer", "PAMAuth", "PolicyFormat", "Directory", "CmdletPolicy",
-         "CmdletShell", "Lockbox", "Transcript", "Sandbox", "PostgresStore"]
+         "CmdletShell", "Lockbox", "Transcript", "Sandbox", "PostgresStore",
+         "ConsoleCore", "gatehouse-web"]
 C_MODULES = {"CLibSSH", "CPAM", "CDynamicLinker", "CSandbox", "CQREncode"}
-PURE = ["PolicyFormat", "Directory", "CmdletPolicy", "CmdletShell", "Lockbox", "Transcript"]
+PURE = ["PolicyFormat", "Directory", "CmdletPolicy", "CmdletShell", "Lockbox", "Transcript", "ConsoleCore"]
 
 
 def package():
@@ -49,7 +50,7 @@ def documented_imports():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) != 3:
             continue
-        names = re.findall(r"`([A-Za-z]+)`", cells[0])
+        names = re.findall(r"`([A-Za-z-]+)`", cells[0])
         if not names or cells[0].startswith("target"):
             continue
         imports = set() if cells[2] in ("—", "-") else {c.strip() for c in cells[2].split(",")}
@@ -122,6 +123,32 @@ def test_privilege_rules_of_the_design():
         products = {d["product"][1] for d in target.get("dependencies", []) if "product" in d}
         if "postgres-nio" in products:
             assert name == "PostgresStore", f"{name} links postgres-nio directly"
+
+
+def package_product_users(pkg, package_name):
+    """The targets that link a product of the third-party package `package_name`."""
+    users = set()
+    for target in pkg["targets"]:
+        for d in target.get("dependencies", []):
+            if "product" in d and (d["product"][1] or "").lower() == package_name:
+                users.add(target["name"])
+    return users
+
+
+def test_only_the_web_process_links_hummingbird_and_it_holds_no_store():
+    """Issue 14: the console is a process of its own. The daemon, its network
+    side (same binary) and every library stay free of Hummingbird and SwiftNIO
+    (idle SSH session memory and the network side's seccomp list are
+    unchanged), and gatehouse-web reaches no store, key or PAM module: it
+    links neither Gateway nor Lockbox, Transcript or PAMAuth and asks the
+    monitor for everything over the web channel."""
+    pkg = package()
+    targets = project_targets(pkg)
+    assert package_product_users(pkg, "hummingbird") == {"gatehouse-web"}
+    deps = declared_project_deps(targets["gatehouse-web"], set(targets))
+    assert deps == {"ConsoleCore", "GatehouseCore", "Sandbox"}, deps
+    # ConsoleCore (shared with the monitor) links no HTTP server either.
+    assert not declared_project_deps(targets["ConsoleCore"], set(targets)) - {"GatehouseCore"}
 
 
 def test_the_fuzz_target_still_compiles_against_the_libraries():

@@ -58,8 +58,35 @@ public struct GatewayConfiguration: Sendable, Codable {
     public var store: PostgresLocation?
     /// A file holding the store's password (read by the monitor at start).
     public var storePasswordFile: String?
+    // The approval and review console and the activity API (issue 14): a
+    // gatehouse-web process the monitor starts; nil host means off.
+    public var webHost: String?
+    public var webPort = 8443
+    public var webCertificate: String?
+    public var webPrivateKey: String?
+    public var webPamService = "gatehouse-web"
+    /// `nil` means `<libexec>/../../share/gatehouse/web` (e.g. /usr/local/share/gatehouse/web beside /usr/local/libexec/gatehouse): the asciinema player's files.
+    public var webAssetsOverride: String?
 
     public init() {}
+
+    /// Plain HTTP is allowed only on a loopback address; anywhere else the
+    /// console needs a certificate and its key. Returns the problem, if any.
+    public var webProblem: String? {
+        guard let host = webHost else { return nil }
+        if (webCertificate == nil) != (webPrivateKey == nil) {
+            return "webCertificate and webPrivateKey go together: set both or neither"
+        }
+        if webCertificate == nil && !Self.isLoopback(host) {
+            return "webListen \(host) is not a loopback address: set webCertificate and webPrivateKey (HTTPS), "
+                + "or listen on 127.0.0.1 or ::1"
+        }
+        return nil
+    }
+
+    public static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
 
     public var directoryFile: String { directoryFileOverride ?? policyDirectory + "/directory.yaml" }
     public var hostKeyPath: String { hostKeyOverride ?? stateDirectory + "/ssh_host_ecdsa_key" }
@@ -117,6 +144,25 @@ public struct GatewayConfiguration: Sendable, Codable {
                     }
                     c.hostKeyType = v; return nil
                 }, render: { $0.hostKeyType }),
+        Setting(key: "webListen", doc: "The approval and review console and the activity API (gatehouse-web), HOST:PORT, or off (the default). Plain HTTP only on loopback; elsewhere set webCertificate and webPrivateKey.",
+                apply: { c, v in
+                    if v == "off" { c.webHost = nil; return nil }
+                    guard let (host, port) = parseListen(v) else { return "expected HOST:PORT with a port 0-65535, or off" }
+                    c.webHost = host; c.webPort = port; return nil
+                }, render: { c in c.webHost.map { "\($0):\(c.webPort)" } ?? "off" }),
+        Setting(key: "webCertificate", doc: "PEM certificate chain for the console's HTTPS (read by the monitor at start).",
+                apply: { c, v in absolute(v) { c.webCertificate = $0 } }, render: { $0.webCertificate ?? "none" }),
+        Setting(key: "webPrivateKey", doc: "PEM private key for webCertificate (read by the monitor at start; keep it 0600).",
+                apply: { c, v in absolute(v) { c.webPrivateKey = $0 } }, render: { $0.webPrivateKey ?? "none" }),
+        Setting(key: "webPamService", doc: "PAM service for the console's sign-in: a password (or other first factor) then pam_oath's TOTP prompt.",
+                apply: { c, v in
+                    guard v.range(of: "^[A-Za-z0-9._-]{1,64}$", options: .regularExpression) != nil else {
+                        return "expected a PAM service name ([A-Za-z0-9._-]{1,64})"
+                    }
+                    c.webPamService = v; return nil
+                }, render: { $0.webPamService }),
+        Setting(key: "webAssets", doc: "Directory with asciinema-player.min.js and asciinema-player.css for the transcript player (scripts/install-deps fetches them).",
+                apply: { c, v in absolute(v) { c.webAssetsOverride = $0 } }, render: { $0.webAssetsOverride ?? "default" }),
         Setting(key: "pamService", doc: "PAM service name for the keyboard-interactive step.",
                 apply: { c, v in
                     guard v.range(of: "^[A-Za-z0-9._-]{1,64}$", options: .regularExpression) != nil else {

@@ -1,4 +1,5 @@
 import Foundation
+import ConsoleCore
 import GatehouseCore
 
 // The control socket's protocol, shared by the daemon (`ControlSocket`) and
@@ -23,9 +24,12 @@ public enum ControlRequest: Codable, Sendable, Equatable {
     /// replaced a user's TOTP secret in pam_oath's users file. The CLI does
     /// the change itself; only the daemon holds the audit chain and its key.
     case mfaChanged(user: String, reset: Bool)
+    /// Audit that the CLI has just created (`revoked` false) or revoked an
+    /// activity API client's token (`gatehouse api-token`); never the token.
+    case apiTokenChanged(name: String, tenants: [String], revoked: Bool)
 
     /// The request names, for the error that answers an unknown one.
-    static let names = ["list", "kill", "unlock", "mfaChanged"]
+    static let names = ["list", "kill", "unlock", "mfaChanged", "apiTokenChanged"]
 
     /// The longest kill reason kept; the rest is cut off (it is shown on the
     /// user's terminal and stored in every audit event of the kill).
@@ -53,6 +57,12 @@ public enum ControlRequest: Codable, Sendable, Equatable {
             return nil
         case .unlock(let user), .mfaChanged(let user, _):
             return UserName.isValid(user) ? nil : "'\(user.prefix(80))' is not a user name"
+        case .apiTokenChanged(let name, let tenants, _):
+            if !APITokenStore.validName(name) { return "'\(name.prefix(80))' is not an API client name" }
+            if tenants.count > 64 || !tenants.allSatisfy({ $0 == "*" || APITokenStore.validName($0) }) {
+                return "the tenants are not tenant names"
+            }
+            return nil
         }
     }
 }

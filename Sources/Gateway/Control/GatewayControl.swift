@@ -59,6 +59,16 @@ struct GatewayControl: Sendable {
                 return .refused(reason: .auditFailed, message: "the audit log could not record \(kind.rawValue): \(error)")
             }
             return .audited(kind: kind.rawValue)
+        case .apiTokenChanged(let name, let tenants, let revoked):
+            let kind: AuditEventKind = revoked ? .apiTokenRevoked : .apiTokenCreated
+            var fields = ["client": name, "operatorUID": String(uid)]
+            if !revoked { fields["tenants"] = tenants.joined(separator: ",") }
+            do {
+                try context.audit.record(AuditEvent(time: now, kind: kind, fields: fields))
+            } catch {
+                return .refused(reason: .auditFailed, message: "the audit log could not record \(kind.rawValue): \(error)")
+            }
+            return .audited(kind: kind.rawValue)
         }
     }
 }

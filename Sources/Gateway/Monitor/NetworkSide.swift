@@ -206,7 +206,9 @@ public final class NetworkSide: Sendable {
     /// signals, default dispositions, and an environment without what was
     /// meant for this process only (pam_wrapper's preload, systemd's
     /// activation and notification variables).
-    private static func spawn(handing handed: [(Int32, Int32)], arguments: [String]) throws -> pid_t {
+    /// `executable` and `argv`: another program of the gateway's (gatehouse-web), started the same way.
+    static func spawn(handing handed: [(Int32, Int32)], arguments: [String], executable: String = "/proc/self/exe",
+                      argv explicitArgv: [String]? = nil) throws -> pid_t {
         // First every source above the targets' range, so no move overwrites
         // a source still to be moved (a fresh descriptor may well be 4 or 5).
         var lifted: [(Int32, Int32)] = []
@@ -238,7 +240,7 @@ public final class NetworkSide: Sendable {
         let environment = ProcessInfo.processInfo.environment
             .filter { !dropped.contains($0.key) && !$0.key.hasPrefix("PAM_WRAPPER") }
             .map { "\($0.key)=\($0.value)" }
-        let argv = [CommandLine.arguments.first ?? "gatehoused", flag] + arguments
+        let argv = explicitArgv ?? ([CommandLine.arguments.first ?? "gatehoused", flag] + arguments)
         var cArguments: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
         var cEnvironment: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) } + [nil]
         defer {
@@ -246,8 +248,8 @@ public final class NetworkSide: Sendable {
             for entry in cEnvironment { free(entry) }
         }
         var pid: pid_t = 0
-        if rc == 0 { rc = posix_spawn(&pid, "/proc/self/exe", &actions, &attributes, &cArguments, &cEnvironment) }
-        guard rc == 0 else { throw GatewayStartupError("cannot start the network side: \(Errno(rawValue: rc))") }
+        if rc == 0 { rc = posix_spawn(&pid, executable, &actions, &attributes, &cArguments, &cEnvironment) }
+        guard rc == 0 else { throw GatewayStartupError("cannot start \(argv[0]): \(Errno(rawValue: rc))") }
         return pid
     }
 

@@ -307,6 +307,14 @@ public final class AuditIndex {
         public let kind: String
         public let requestID: Int64?
         public let fields: [String: String]
+
+        public init(seq: Int, time: Date, kind: String, requestID: Int64?, fields: [String: String]) {
+            self.seq = seq
+            self.time = time
+            self.kind = kind
+            self.requestID = requestID
+            self.fields = fields
+        }
     }
 
     public func otherEvents(session: String) throws -> [EventRow] {

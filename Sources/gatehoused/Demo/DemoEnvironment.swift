@@ -20,15 +20,21 @@ struct DemoEnvironment {
         var groups: [String]
         var manager: String?
         var description: String
+        /// The console's first factor (pam_pwdfile), random per demo state.
+        var webPassword: String?
     }
 
     struct Manifest: Codable, Sendable {
         var listen: String
         var users: [User]
+        /// The web console's URL, when it runs.
+        var web: String?
     }
 
     /// The demo's PAM service name; the production example is `gatehouse`.
     static let pamService = "gatehouse-demo"
+    /// The console's sign-in: pam_pwdfile (password) then pam_oath (TOTP).
+    static let webPamService = "gatehouse-demo-web"
 
     let stateDirectory: String
     private(set) var users: [User] = []
@@ -38,6 +44,7 @@ struct DemoEnvironment {
     var directoryFile: String { stateDirectory + "/directory.yaml" }
     var knownHostsPath: String { stateDirectory + "/known_hosts" }
     var oathUsersFile: String { stateDirectory + "/oath/users.oath" }
+    var webPasswordFile: String { stateDirectory + "/web-passwords" }
 
     /// Who the demo users are, and what each may do at baseline.
     static let roster: [(name: String, groups: [String], manager: String?, roles: [String], description: String)] = [
@@ -45,6 +52,7 @@ struct DemoEnvironment {
         ("bob", ["managers"], nil, ["MailboxReader"], "manager of alice and dave: approves (first stage) or revokes their requests"),
         ("carol", ["customer-approvers"], nil, [], "Customer Lockbox approver for tenant contoso (second stage); no cmdlets at baseline"),
         ("dave", ["engineers"], "bob", ["MailboxReader"], "engineer; manager bob; may read mailboxes, may request MailboxAdmin"),
+        ("rita", ["reviewers"], nil, [], "security reviewer: searches commands and plays transcripts in the web console; no cmdlets"),
     ]
 
     init(stateDirectory: String) {
@@ -71,6 +79,7 @@ struct DemoEnvironment {
                 user.manager = entry.manager
                 user.description = entry.description
                 user.privateKey = keyPath
+                if user.webPassword == nil { user.webPassword = Self.randomPassword() }
                 return user
             }
             try? FileManager.default.removeItem(atPath: keyPath)
@@ -79,7 +88,8 @@ struct DemoEnvironment {
             let secret = TOTPSecret.random()
             return User(name: entry.name, privateKey: keyPath, publicKey: publicKey.openSSHLine,
                         totpSecretHex: secret.hex, totpSecretBase32: secret.base32, roles: entry.roles,
-                        groups: entry.groups, manager: entry.manager, description: entry.description)
+                        groups: entry.groups, manager: entry.manager, description: entry.description,
+                        webPassword: Self.randomPassword())
         }
 
         // pam_oath rewrites this file to remember the last code used (replay
@@ -91,6 +101,8 @@ struct DemoEnvironment {
             try Self.writeFile(oathUsersFile, oathLines.joined(separator: "\n") + "\n", mode: 0o600)
         }
         try writePAMService()
+        try Self.writeFile(webPasswordFile, try users.map { "\($0.name):\(try PasswordHash.sha512Crypt($0.webPassword ?? ""))" }
+            .joined(separator: "\n") + "\n", mode: 0o600)
         try Self.writeFile(directoryFile, renderDirectory(), mode: 0o644)
         let mailboxes = stateDirectory + "/mailboxes/mailboxes.json"
         if !FileManager.default.fileExists(atPath: mailboxes) {
@@ -99,17 +111,17 @@ struct DemoEnvironment {
     }
 
     /// Writes the manifest and a known_hosts file once the listener is up.
-    func publish(listen: String, host: String, port: Int, hostKey: SSHPublicKey) throws {
+    func publish(listen: String, host: String, port: Int, hostKey: SSHPublicKey, web: String? = nil) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        let data = try encoder.encode(Manifest(listen: listen, users: users))
+        let data = try encoder.encode(Manifest(listen: listen, users: users, web: web))
         try Self.writeFile(manifestPath, String(decoding: data, as: UTF8.self) + "\n", mode: 0o600)
         let hostPattern = port == 22 ? host : "[\(host)]:\(port)"
         try Self.writeFile(knownHostsPath, "\(hostPattern) \(hostKey.openSSHLine)\n", mode: 0o644)
     }
 
     /// The text `make demo` prints: where to connect and how to log in.
-    func instructions(host: String, port: Int, fips: Bool) -> String {
+    func instructions(host: String, port: Int, fips: Bool, web: String? = nil) -> String {
         var lines: [String] = []
         lines.append("")
         lines.append("Gatehouse demo is listening on \(host):\(port) (FIPS algorithms only: \(fips ? "yes" : "no")).")
@@ -138,6 +150,17 @@ struct DemoEnvironment {
         lines.append("      bob> Get-LockboxRequest -Pending; Approve-LockboxRequest -Id N   carol> Approve-LockboxRequest -Id N")
         lines.append("      alice> Get-LockboxCredential -Id N; Enter-Elevation -Id N (type the secret); Set-Mailbox -Identity alice -ProhibitSendQuota 1GB")
         lines.append("Or run one command:  ssh -p \(port) -i \(users.first?.privateKey ?? "KEY") -o IdentitiesOnly=yes -o UserKnownHostsFile=\(knownHostsPath) alice@\(host) 'Get-Mailbox -Identity alice'")
+        if let web {
+            lines.append("")
+            lines.append("Web console (approvals, review, activity API): \(web)")
+            lines.append("  Sign in with the password below, then the user's current TOTP code (oathtool line above):")
+            for user in users where ["bob", "carol", "rita"].contains(user.name) {
+                lines.append("  \(user.name.padding(toLength: 6, withPad: " ", startingAt: 0)) password \(user.webPassword ?? "?")   (\(user.name == "rita" ? "reviewer" : "approver"))")
+            }
+            lines.append("  rita: oathtool --totp \(users.first { $0.name == "rita" }?.totpSecretHex ?? "")")
+            lines.append("  API token: .build/debug/gatehouse api-token create --name NAME --tenant contoso --state-dir \(stateDirectory)")
+            lines.append("  then: curl -H 'Authorization: Bearer TOKEN' \(web)/api/v1/activity   (document: \(web)/api/v1/openapi.json)")
+        }
         lines.append("Scripts can read users, keys and secrets from \(manifestPath).")
         lines.append("Audit log: \(stateDirectory)/audit.log    Stop with Ctrl-C.")
         lines.append("")
@@ -159,6 +182,17 @@ struct DemoEnvironment {
 
         """
         try Self.writeFile(pamServiceDirectory + "/" + Self.pamService, stack, mode: 0o644)
+        if let pwdfile = Self.findPAMModule("pam_pwdfile.so") {
+            let web = """
+            # The web console's demo sign-in, written by gatehoused --demo: a password
+            # (pam_pwdfile, SHA-512 crypt hashes), then the same TOTP as the shell.
+            auth     required  \(pwdfile) pwdfile=\(webPasswordFile)
+            auth     required  \(oath) usersfile=\(oathUsersFile) window=2 digits=6
+            account  required  \(permit)
+
+            """
+            try Self.writeFile(pamServiceDirectory + "/" + Self.webPamService, web, mode: 0o644)
+        }
         // Anything else that asks for a PAM service is refused.
         let deny = Self.findPAMModule("pam_deny.so") ?? permit.replacingOccurrences(of: "pam_permit", with: "pam_deny")
         try Self.writeFile(pamServiceDirectory + "/other", "auth required \(deny)\naccount required \(deny)\n", mode: 0o644)
@@ -195,6 +229,13 @@ struct DemoEnvironment {
     ]
 
     """
+
+    /// 18 random base32 characters (90 bits): typed by a person, never reused.
+    static func randomPassword() -> String {
+        let alphabet = Array("abcdefghijkmnpqrstuvwxyz23456789")
+        var rng = SystemRandomNumberGenerator()
+        return String((0..<18).map { _ in alphabet[Int.random(in: 0..<alphabet.count, using: &rng)] })
+    }
 
     /// Looks for a PAM module in the usual multiarch and lib directories.
     static func findPAMModule(_ name: String) -> String? {
