@@ -464,3 +464,40 @@ final class MonitorTests: PolicySnapshotTestCase {
         XCTAssertEqual(said, .endSession(session: session, message: "bye"))
     }
 }
+
+final class MonitorClientTests: XCTestCase {
+    private final class Outcome: Sendable {
+        let callerStillWaitingDuringGone = Mutex<Bool?>(nil)
+        let callerFailed = Mutex(false)
+        let returned = DispatchSemaphore(value: 0)
+    }
+
+    /// When the monitor's channel ends, `gone` (in the daemon: the network
+    /// side's immediate exit) runs before any waiting caller hears that the
+    /// monitor is gone. Otherwise a session thread told so first would end
+    /// "cleanly" and write its transcript's end marker for an end the monitor
+    /// never saw (test_transcripts' kill -9 test caught one once).
+    func testGoneRunsBeforeAnyWaitingCallerIsTold() throws {
+        let pair = try PacketChannel.pair()
+        let peer = pair.first
+        let outcome = Outcome()
+        let client = MonitorClient(channel: pair.second, gone: {
+            // A caller already told would return well within this.
+            let told = outcome.returned.wait(timeout: .now() + .milliseconds(300)) == .success
+            if told { outcome.returned.signal() }
+            outcome.callerStillWaitingDuringGone.withLock { $0 = !told }
+        })
+        Thread {
+            do { _ = try client.call(1, .elevations) } catch { outcome.callerFailed.withLock { $0 = true } }
+            outcome.returned.signal()
+        }.start()
+        // The request is registered and sent once the peer has it; then the
+        // monitor's end closes, as when the monitor is killed.
+        _ = try peer.receive(maxBytes: 65536, maxDescriptors: 0)
+        _ = consume peer
+        XCTAssertEqual(outcome.returned.wait(timeout: .now() + 10), .success, "the caller fails once gone returns")
+        XCTAssertEqual(outcome.callerStillWaitingDuringGone.withLock { $0 }, true)
+        XCTAssertTrue(outcome.callerFailed.withLock { $0 })
+        XCTAssertThrowsError(try client.call(2, .elevations).reply, "later calls fail at once")
+    }
+}

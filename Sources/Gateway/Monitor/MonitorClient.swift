@@ -54,11 +54,18 @@ final class MonitorClient: Sendable {
             return true
         }
         guard registered else { throw .monitorGone }
+        let bytes: [UInt8]
         do {
-            let bytes = try MonitorWire.encode(MonitorEnvelope(call: number, connection: connection, body: request))
+            bytes = try MonitorWire.encode(MonitorEnvelope(call: number, connection: connection, body: request))
+        } catch {
+            state.withLock { _ = $0.waiting.removeValue(forKey: number) }
+            throw .monitorGone
+        }
+        do {
             try channel.send(bytes)
         } catch {
             state.withLock { _ = $0.waiting.removeValue(forKey: number) }
+            if Self.peerIsGone(error) { failAll() }
             throw .monitorGone
         }
         waiter.ready.wait()
@@ -73,9 +80,16 @@ final class MonitorClient: Sendable {
     /// the connection sends next, and refuses anything else sent so).
     func post(_ connection: UInt64, _ request: MonitorRequest) throws(MonitorCallError) {
         guard !state.withLock({ $0.gone }) else { throw .monitorGone }
+        let bytes: [UInt8]
         do {
-            try channel.send(MonitorWire.encode(MonitorEnvelope(call: 0, connection: connection, body: request)))
+            bytes = try MonitorWire.encode(MonitorEnvelope(call: 0, connection: connection, body: request))
         } catch {
+            throw .monitorGone
+        }
+        do {
+            try channel.send(bytes)
+        } catch {
+            if Self.peerIsGone(error) { failAll() }
             throw .monitorGone
         }
     }
@@ -118,14 +132,28 @@ final class MonitorClient: Sendable {
         }
     }
 
+    /// A send that failed because the monitor's end is closed: the reading
+    /// thread may not have seen the end yet.
+    private static func peerIsGone(_ error: PacketChannelError) -> Bool {
+        if case .system(let errno) = error { return errno.rawValue == EPIPE || errno.rawValue == ECONNRESET }
+        return false
+    }
+
+    /// The channel is over (its end, an unreadable reply, a failed send).
+    /// `gone` runs first, under the lock, before any caller can hear that
+    /// the monitor is gone: in the daemon it ends the process there, so no
+    /// session ends "cleanly" afterwards (a transcript's end marker, a
+    /// closing message) for an end the monitor never saw. Where `gone`
+    /// returns (tests), the waiters then fail. Idempotent.
     private func failAll() {
-        let waiters = state.withLock { state in
+        let waiters = state.withLock { state -> [Waiter] in
+            guard !state.gone else { return [] }
+            gone()
             state.gone = true
             defer { state.waiting.removeAll() }
             return Array(state.waiting.values)
         }
         for waiter in waiters { waiter.ready.signal() }
-        gone()
     }
 }
 
