@@ -128,38 +128,10 @@ final class PostgresStoreComplianceTests: XCTestCase {
     /// Real separate processes (as nodes are) race the same compare-and-set
     /// at the same instant through the database: exactly one wins.
     func testSeparateProcessesRaceForOneRequest() throws {
-        let helper = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-            .appendingPathComponent("lockbox-race-helper").path
-        guard FileManager.default.isExecutableFile(atPath: helper) else {
-            throw XCTSkip("lockbox-race-helper not built beside the test bundle (\(helper)); run swift build first")
-        }
         _ = try store()  // migrated
-        let url = ProcessInfo.processInfo.environment[TestPostgres.variable]!
-        func spawn(_ args: [String]) throws -> (Process, Pipe) {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: helper)
-            p.arguments = args
-            p.environment = ProcessInfo.processInfo.environment.merging(["GATEHOUSE_TEST_POSTGRES_SCHEMA": schema]) { $1 }
-            let pipe = Pipe()
-            p.standardOutput = pipe
-            try p.run()
-            return (p, pipe)
-        }
-        func output(_ pair: (Process, Pipe)) -> String {
-            let data = pair.1.fileHandleForReading.readDataToEndOfFile()
-            pair.0.waitUntilExit()
-            return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        }
-        for _ in 0..<3 {
-            let id = output(try spawn(["setup", url]))
-            XCTAssertNotNil(Int64(id), id)
-            // Each racer connects first, then waits for the start instant.
-            let start = String(Date().timeIntervalSince1970 + 1.5)
-            let racers = try (0..<6).map { _ in try spawn(["race", url, id, start]) }
-            let results = racers.map(output)
-            XCTAssertEqual(results.filter { $0 == "won" }.count, 1, "\(results)")
-            XCTAssertEqual(results.filter { $0 == "lost" }.count, 5, "\(results)")
-        }
+        try StoreCompliance.separateProcessesRace(database: ProcessInfo.processInfo.environment[TestPostgres.variable]!,
+                                                  environment: ["GATEHOUSE_TEST_POSTGRES_SCHEMA": schema],
+                                                  startDelay: 1.5)
     }
 
     /// The whole Lockbox on PostgreSQL: many sessions on two nodes race to

@@ -11,6 +11,44 @@ enum StoreCompliance {
     static let alice = UserName("alice")!
     static let t0 = Date(timeIntervalSince1970: 1_800_000_000)
 
+    /// Real separate processes (as two gateway nodes on one database are)
+    /// race the same compare-and-set at the same instant: `lockbox-race-helper
+    /// setup` makes a request, six racers wait for one start instant, and
+    /// exactly one wins; three rounds. `environment` is added to each helper's.
+    static func separateProcessesRace(database: String, environment: [String: String] = [:],
+                                      startDelay: TimeInterval) throws {
+        let helper = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+            .appendingPathComponent("lockbox-race-helper").path
+        guard FileManager.default.isExecutableFile(atPath: helper) else {
+            throw XCTSkip("lockbox-race-helper not built beside the test bundle (\(helper)); run swift build first")
+        }
+        func spawn(_ args: [String]) throws -> (Process, Pipe) {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: helper)
+            p.arguments = args
+            p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+            let pipe = Pipe()
+            p.standardOutput = pipe
+            try p.run()
+            return (p, pipe)
+        }
+        func output(_ pair: (Process, Pipe)) -> String {
+            let data = pair.1.fileHandleForReading.readDataToEndOfFile()
+            pair.0.waitUntilExit()
+            return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        for _ in 0..<3 {
+            let id = output(try spawn(["setup", database]))
+            XCTAssertNotNil(Int64(id), id)
+            // Each racer connects first, then waits for the start instant.
+            let start = String(Date().timeIntervalSince1970 + startDelay)
+            let racers = try (0..<6).map { _ in try spawn(["race", database, id, start]) }
+            let results = racers.map(output)
+            XCTAssertEqual(results.filter { $0 == "won" }.count, 1, "\(results)")
+            XCTAssertEqual(results.filter { $0 == "lost" }.count, 5, "\(results)")
+        }
+    }
+
     static func new(_ scope: String = "contoso", requester: UserName = alice, ttl: TimeInterval = 3600) -> NewRequest {
         NewRequest(requester: requester, role: "MailboxAdmin", scope: scope, durationSeconds: 600, reason: "r",
                    ticket: "INC-1", needsCustomerApproval: true, createdAt: t0, pendingDeadline: t0 + ttl)
@@ -237,35 +275,7 @@ final class SQLiteStoreComplianceTests: XCTestCase {
     /// Real separate processes (as two gateway nodes on one file would be)
     /// race the same compare-and-set at the same instant: exactly one wins.
     func testSeparateProcessesRaceForOneRequest() throws {
-        let helper = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-            .appendingPathComponent("lockbox-race-helper").path
-        guard FileManager.default.isExecutableFile(atPath: helper) else {
-            throw XCTSkip("lockbox-race-helper not built beside the test bundle (\(helper)); run swift build first")
-        }
-        let db = directory + "/shared.sqlite"
-        func spawn(_ args: [String]) throws -> (Process, Pipe) {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: helper)
-            p.arguments = args
-            let pipe = Pipe()
-            p.standardOutput = pipe
-            try p.run()
-            return (p, pipe)
-        }
-        func output(_ pair: (Process, Pipe)) -> String {
-            let data = pair.1.fileHandleForReading.readDataToEndOfFile()
-            pair.0.waitUntilExit()
-            return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        }
-        for _ in 0..<3 {
-            let id = output(try spawn(["setup", db]))
-            XCTAssertNotNil(Int64(id), id)
-            let start = String(Date().timeIntervalSince1970 + 0.5)
-            let racers = try (0..<6).map { _ in try spawn(["race", db, id, start]) }
-            let results = racers.map(output)
-            XCTAssertEqual(results.filter { $0 == "won" }.count, 1, "\(results)")
-            XCTAssertEqual(results.filter { $0 == "lost" }.count, 5, "\(results)")
-        }
+        try StoreCompliance.separateProcessesRace(database: directory + "/shared.sqlite", startDelay: 0.5)
     }
 
     /// The whole Lockbox on SQLite: many sessions race to redeem one secret.
