@@ -247,12 +247,12 @@ public final class GatewayContext: Sendable {
 /// links it.
 public struct SharedStores: Sendable {
     public var lockbox: LockboxStore
-    public var lockouts: SharedLockoutStore
+    public var lockouts: LockoutStore
     /// Called after each audit event is written: wakes the feeder of the
     /// shared review index, off the command's path.
     public var auditWritten: (@Sendable () -> Void)?
 
-    public init(lockbox: LockboxStore, lockouts: SharedLockoutStore, auditWritten: (@Sendable () -> Void)? = nil) {
+    public init(lockbox: LockboxStore, lockouts: LockoutStore, auditWritten: (@Sendable () -> Void)? = nil) {
         self.lockbox = lockbox
         self.lockouts = lockouts
         self.auditWritten = auditWritten

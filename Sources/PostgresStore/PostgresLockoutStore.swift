@@ -5,7 +5,7 @@ import PostgresNIO
 /// counts attempts made on any node. Each failure is one row (user, time,
 /// node); recording one also deletes that user's rows older than the
 /// window, so the table holds at most the attempts inside one window.
-/// Conforms to Gateway's `SharedLockoutStore` (in gatehoused, which links both).
+/// Conforms to Gateway's `LockoutStore` (in gatehoused, which links both).
 public final class PostgresLockoutStore: Sendable {
     let database: FleetDatabase
 

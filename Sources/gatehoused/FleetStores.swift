@@ -61,4 +61,4 @@ struct GatewayStartupFailure: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-extension PostgresLockoutStore: SharedLockoutStore {}
+extension PostgresLockoutStore: LockoutStore {}

@@ -119,6 +119,10 @@ final class ConfigurationTests: XCTestCase {
         XCTAssertNil(c.webProblem)
         XCTAssertNil(c.set("webListen", to: "[::1]:8080", source: "test"))
         XCTAssertNil(c.webProblem)
+        for name in ["127.attacker.example:8080", "localhost:8080", "127.0.0.1.nip.io:8080"] {
+            XCTAssertNil(c.set("webListen", to: name, source: "test"))
+            XCTAssertTrue(c.webProblem?.contains("not a loopback address") ?? false, "\(name): a name is not loopback")
+        }
         XCTAssertNil(c.set("webListen", to: "0.0.0.0:8443", source: "test"))
         XCTAssertTrue(c.webProblem?.contains("not a loopback address") ?? false, c.webProblem ?? "")
         XCTAssertNil(c.set("webCertificate", to: "/etc/gatehouse/web.crt", source: "test"))

@@ -86,6 +86,22 @@ def request_node(rid):
                 f"FROM lockbox_request WHERE id = {rid}")
 
 
+
+def refused_login(gw, user):
+    """A key + current-TOTP login that the node must refuse; returns the
+    client, whose `instructions` hold what the node said."""
+    client = KbdintClient(gw.fresh_totp(user))
+
+    async def attempt():
+        conn, _ = await asyncssh.create_connection(
+            lambda: client, gw.host, gw.port, username=user, client_keys=[gw.key(user)],
+            known_hosts=gw.known_hosts(), preferred_auth=["publickey", "keyboard-interactive"],
+            agent_path=None, login_timeout=15)
+        conn.close()
+    with pytest.raises(asyncssh.DisconnectError):
+        run(attempt())
+    return client
+
 def test_request_on_a_approved_on_b_redeemed_on_a_revoked_through_b(fleet):
     a, b = fleet["a"], fleet["b"]
     rid = file_request(a, user="alice", scope="fabrikam")
@@ -176,16 +192,7 @@ def test_lockout_failures_on_a_and_b_add_up(fleet):
     assert psql("SELECT COUNT(*) FROM user_lockout_failure WHERE user_name = 'carol'") == "4"
     assert b.wait_for_audit(lambda e: e["kind"] == "auth.user-lockout" and e["user"] == "carol")
     for gw in (a, b):
-        client = KbdintClient(gw.fresh_totp("carol"))
-
-        async def attempt():
-            conn, _ = await asyncssh.create_connection(
-                lambda: client, gw.host, gw.port, username="carol", client_keys=[gw.key("carol")],
-                known_hosts=gw.known_hosts(), preferred_auth=["publickey", "keyboard-interactive"],
-                agent_path=None, login_timeout=15)
-            conn.close()
-        with pytest.raises(asyncssh.DisconnectError):
-            run(attempt())
+        client = refused_login(gw, "carol")
         assert any("account is locked" in text for text in client.instructions), client.instructions
     # Listed as locked on either node, and unlocked on A for the whole fleet.
     assert "carol" in b.cli("sessions", "list", "--live").stdout.split("locked users:")[1]
@@ -332,16 +339,7 @@ def test_logins_fail_closed_while_postgres_is_away_and_come_back(tmp_path):
     try:
         assert run(run_exec(gw, "alice", "Get-Command")).exit_status == 0
         relay.stop()
-        client = KbdintClient(gw.fresh_totp("alice"))
-
-        async def attempt():
-            conn, _ = await asyncssh.create_connection(
-                lambda: client, gw.host, gw.port, username="alice", client_keys=[gw.key("alice")],
-                known_hosts=gw.known_hosts(), preferred_auth=["publickey", "keyboard-interactive"],
-                agent_path=None, login_timeout=15)
-            conn.close()
-        with pytest.raises(asyncssh.DisconnectError):
-            run(attempt())
+        client = refused_login(gw, "alice")
         assert any("cannot reach its shared database" in text for text in client.instructions), client.instructions
         assert not client.prompts, "PAM was not asked while the lockout state is unknown"
         log = gw.daemon_log(20000)

@@ -84,9 +84,14 @@ public struct GatewayConfiguration: Sendable, Codable {
         return nil
     }
 
+    /// A numeric loopback address (127.0.0.0/8 or ::1). Names are not: a
+    /// name that merely starts with "127." (or a remapped "localhost") could
+    /// resolve anywhere, and plain HTTP must never leave the host.
     public static func isLoopback(_ host: String) -> Bool {
-        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+        loopbackRanges.contains { $0.contains(host: host) }
     }
+
+    private static let loopbackRanges = [AddressRange("127.0.0.0/8")!, AddressRange("::1")!]
 
     public var directoryFile: String { directoryFileOverride ?? policyDirectory + "/directory.yaml" }
     public var hostKeyPath: String { hostKeyOverride ?? stateDirectory + "/ssh_host_ecdsa_key" }

@@ -20,105 +20,79 @@ import Synchronization
 public final class UserLockouts: Sendable {
     private let failures: Int
     private let window: TimeInterval
-    /// Failure times per user, inside the window.
-    private let recent = Mutex<[UserName: [Date]]>([:])
-    private let shared: SharedLockoutStore?
+    /// Where failures are counted: this process's memory, or a fleet's
+    /// shared database.
+    private let store: LockoutStore
     private let node: String
-    private let onSharedError: @Sendable (String) -> Void
+    private let onStoreError: @Sendable (String) -> Void
 
     public enum State: Sendable, Equatable { case open, locked, unavailable }
 
-    public init(failures: Int, window: TimeInterval, shared: SharedLockoutStore? = nil, node: String = "",
+    /// `shared`: a fleet's store (every node's failures); nil counts in this
+    /// process's memory. `onSharedError` hears why the store failed.
+    public init(failures: Int, window: TimeInterval, shared: LockoutStore? = nil, node: String = "",
                 onSharedError: @escaping @Sendable (String) -> Void = { _ in }) {
         self.failures = failures
         self.window = window
-        self.shared = shared
+        // The newest `failures + 1` are enough: the lock needs `failures`, and
+        // the one more tells a failure that locks from one while locked.
+        self.store = shared ?? InMemoryLockoutStore(keep: failures + 1)
         self.node = node
-        self.onSharedError = onSharedError
+        self.onStoreError = onSharedError
     }
 
+    private func since(_ now: Date) -> Date { now.addingTimeInterval(-window) }
+
     public func state(_ user: UserName, now: Date) -> State {
-        guard let shared else { return isLocked(user, now: now) ? .locked : .open }
         do {
-            return try shared.failureCount(user: user.rawValue, since: now.addingTimeInterval(-window)) >= failures
-                ? .locked : .open
+            return try store.failureCount(user: user.rawValue, since: since(now)) >= failures ? .locked : .open
         } catch {
-            onSharedError("user lockouts unreadable in the shared store; second factors are refused until it answers: \(error)")
+            onStoreError("user lockouts unreadable in the shared store; second factors are refused until it answers: \(error)")
             return .unavailable
         }
     }
 
     public func isLocked(_ user: UserName, now: Date) -> Bool {
-        if shared != nil { return state(user, now: now) != .open }
-        return recent.withLock { prune(&$0, user, now).count >= failures }
+        state(user, now: now) != .open
     }
 
     /// Records one failure; returns true when this one locked the user.
     @discardableResult
     public func recordFailure(_ user: UserName, now: Date) -> Bool {
-        if let shared {
-            do {
-                let count = try shared.recordFailure(user: user.rawValue, at: now, since: now.addingTimeInterval(-window),
-                                                     node: node)
-                return count == failures
-            } catch {
-                onSharedError("a second-factor failure could not be recorded in the shared store: \(error)")
-                return false
-            }
-        }
-        return recent.withLock { recent in
-            var times = prune(&recent, user, now)
-            let before = times.count
-            times.append(now)
-            if times.count > failures { times.removeFirst(times.count - failures) }
-            recent[user] = times
-            return before < failures && times.count >= failures
+        do {
+            return try store.recordFailure(user: user.rawValue, at: now, since: since(now), node: node) == failures
+        } catch {
+            onStoreError("a second-factor failure could not be recorded in the shared store: \(error)")
+            return false
         }
     }
 
     /// Clears a user's failures; returns whether they were locked.
     @discardableResult
     public func unlock(_ user: UserName, now: Date) -> Bool {
-        if let shared {
-            do {
-                return try shared.clear(user: user.rawValue, since: now.addingTimeInterval(-window)) >= failures
-            } catch {
-                onSharedError("unlock could not reach the shared store: \(error)")
-                return false
-            }
-        }
-        return recent.withLock { recent in
-            let was = prune(&recent, user, now).count >= failures
-            recent[user] = nil
-            return was
+        do {
+            return try store.clear(user: user.rawValue, since: since(now)) >= failures
+        } catch {
+            onStoreError("unlock could not reach the shared store: \(error)")
+            return false
         }
     }
 
     public func lockedUsers(now: Date) -> [UserName] {
-        if let shared {
-            do {
-                return try shared.users(since: now.addingTimeInterval(-window), atLeast: failures).compactMap(UserName.init)
-            } catch {
-                onSharedError("locked users unreadable in the shared store: \(error)")
-                return []
-            }
+        do {
+            return try store.users(since: since(now), atLeast: failures).compactMap(UserName.init)
+                .sorted { $0.rawValue < $1.rawValue }
+        } catch {
+            onStoreError("locked users unreadable in the shared store: \(error)")
+            return []
         }
-        return recent.withLock { recent in
-            recent.keys.filter { prune(&recent, $0, now).count >= failures }.sorted { $0.rawValue < $1.rawValue }
-        }
-    }
-
-    private func prune(_ recent: inout [UserName: [Date]], _ user: UserName, _ now: Date) -> [Date] {
-        guard let times = recent[user] else { return [] }
-        let kept = times.filter { now.timeIntervalSince($0) < window }
-        recent[user] = kept.isEmpty ? nil : kept
-        return kept
     }
 }
 
-/// Second-factor failures kept where every node sees them (the fleet's
-/// PostgreSQL, `PostgresStore.PostgresLockoutStore`).
-public protocol SharedLockoutStore: Sendable {
+/// Where second-factor failures are counted: this process's memory
+/// (`InMemoryLockoutStore`, one node) or where every node sees them (the
+/// fleet's PostgreSQL, `PostgresStore.PostgresLockoutStore`).
+public protocol LockoutStore: Sendable {
     /// Records one failure of `user` at `at` by `node`, forgets that user's
     /// failures before `since`, and returns how many remain (this one included).
     func recordFailure(user: String, at: Date, since: Date, node: String) throws -> Int
@@ -128,4 +102,45 @@ public protocol SharedLockoutStore: Sendable {
     func clear(user: String, since: Date) throws -> Int
     /// Users with at least `atLeast` failures after `since` (inside the window), by name.
     func users(since: Date, atLeast: Int) throws -> [String]
+}
+
+/// One node's failures, in memory: each user's newest `keep` failure times
+/// inside the window, so an ongoing attack cannot grow the table.
+final class InMemoryLockoutStore: LockoutStore {
+    private let keep: Int
+    private let recent = Mutex<[String: [Date]]>([:])
+
+    init(keep: Int) { self.keep = keep }
+
+    func recordFailure(user: String, at: Date, since: Date, node: String) -> Int {
+        recent.withLock { recent in
+            var times = Self.prune(&recent, user, since)
+            times.append(at)
+            if times.count > keep { times.removeFirst(times.count - keep) }
+            recent[user] = times
+            return times.count
+        }
+    }
+
+    func failureCount(user: String, since: Date) -> Int {
+        recent.withLock { Self.prune(&$0, user, since).count }
+    }
+
+    func clear(user: String, since: Date) -> Int {
+        recent.withLock { recent in
+            defer { recent[user] = nil }
+            return Self.prune(&recent, user, since).count
+        }
+    }
+
+    func users(since: Date, atLeast: Int) -> [String] {
+        recent.withLock { recent in recent.keys.filter { Self.prune(&recent, $0, since).count >= atLeast } }
+    }
+
+    private static func prune(_ recent: inout [String: [Date]], _ user: String, _ since: Date) -> [Date] {
+        guard let times = recent[user] else { return [] }
+        let kept = times.filter { $0 > since }
+        recent[user] = kept.isEmpty ? nil : kept
+        return kept
+    }
 }
