@@ -38,7 +38,7 @@ from pathlib import Path
 
 import asyncssh
 
-from run import BENCH, CLK_TCK, REPO, Gatehouse, one_login, pct
+from run import BENCH, CLK_TCK, REPO, Gatehouse, one_login, pct, tree
 
 
 class Wrapped(Gatehouse):
@@ -62,23 +62,47 @@ def daemon_pid(server):
     return max(pids)
 
 
-def daemon_ticks(server):
-    """gatehoused's own user and system ticks, and its reaped children's (the backends)."""
-    with open(f"/proc/{daemon_pid(server)}/stat") as f:
-        u, s, cu, cs = (int(x) for x in f.read().rsplit(")", 1)[1].split()[11:15])
-    return u, s, cu + cs
+def process_ticks(server):
+    """pid -> (what the process is, its own ticks, its reaped children's ticks)
+    for the server's tree: the monitor, the network side, PAM workers."""
+    pids, table = tree(server.proc.pid)
+    out = {}
+    for pid in pids:
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        name = os.path.basename(argv[0].decode(errors="replace"))
+        if name != "gatehoused" and not name.startswith("gatehouse-"):
+            continue
+        if name == "gatehoused":
+            name = "gatehoused (network side)" if b"--network-side" in argv else "gatehoused (monitor)"
+        u, s, cu, cs = table[pid][1]
+        out[pid] = (name, u + s, cu + cs)
+    return out
+
+
+def split_by_process(before, after, n):
+    """ms per login by process kind, own and reaped children's, for the
+    processes alive at the end (a process that started during the run counts from 0)."""
+    split = collections.defaultdict(float)
+    for pid, (name, own, reaped) in after.items():
+        own0, reaped0 = before.get(pid, (name, 0, 0))[1:]
+        split[name] += (own - own0) * 1000 / CLK_TCK / n
+        if reaped - reaped0:
+            split[f"reaped by {name} (backends)"] += (reaped - reaped0) * 1000 / CLK_TCK / n
+    return dict(split)
 
 
 async def run_logins(server, n):
     times = []
-    cpu0, ticks0 = server.cpu(), daemon_ticks(server)
+    cpu0, procs0 = server.cpu(), process_ticks(server)
     for i in range(n):
         t0 = time.perf_counter()
         await one_login(server, i)
         times.append(time.perf_counter() - t0)
-    cpu, ticks = server.cpu() - cpu0, daemon_ticks(server)
-    split = [(b - a) * 1000 / CLK_TCK / n for a, b in zip(ticks0, ticks)]
-    return cpu * 1000 / n, pct([t * 1000 for t in times], 50), split
+    cpu, procs = server.cpu() - cpu0, process_ticks(server)
+    return cpu * 1000 / n, pct([t * 1000 for t in times], 50), split_by_process(procs0, procs, n)
 
 
 # Inclusive instruction counts of these functions (mangled-name patterns, as
@@ -165,19 +189,22 @@ def main():
             if args.perf:
                 # Attached after the warm-up login: the daemon's start is not in the profile;
                 # backends forked from now on are (perf follows children).
+                # Every process of the server: the monitor, the network side, PAM workers.
+                pids = ",".join(str(pid) for pid in process_ticks(server))
                 recorder = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "4000", "-g",
-                                             "-o", args.perf, "-p", str(daemon_pid(server))])
+                                             "-o", args.perf, "-p", pids])
                 time.sleep(2)
             elif args.strace:
                 recorder = subprocess.Popen(["strace", "-f", *os.environ.get("STRACE_FLAGS", "-c").split(), "-o", args.strace, "-p", str(daemon_pid(server))])
                 time.sleep(2)
             cpus, p50s = [], []
             for rep in range(args.repeats):
-                cpu, p50, (user, system, backends) = asyncio.run(run_logins(server, args.n))
+                cpu, p50, split = asyncio.run(run_logins(server, args.n))
                 cpus.append(cpu)
                 p50s.append(p50)
-                print(f"#{rep + 1}: {args.n} logins, server CPU {cpu:.2f} ms per login (gatehoused user {user:.2f} + "
-                      f"system {system:.2f}, backends {backends:.2f}), p50 {p50:.1f} ms", flush=True)
+                parts = ", ".join(f"{name} {ms:.2f}" for name, ms in sorted(split.items()))
+                print(f"#{rep + 1}: {args.n} logins, server CPU {cpu:.2f} ms per login ({parts}), p50 {p50:.1f} ms",
+                      flush=True)
             if args.repeats > 1:
                 print(f"median: server CPU {statistics.median(cpus):.2f} ms per login "
                       f"[{min(cpus):.2f}-{max(cpus):.2f}], p50 {statistics.median(p50s):.1f} ms")

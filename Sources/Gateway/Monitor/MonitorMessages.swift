@@ -73,7 +73,7 @@ enum MonitorRequest: Codable, Sendable, Equatable {
 }
 
 /// The monitor's answer to one request.
-enum MonitorReply: Codable, Sendable {
+enum MonitorReply: Codable, Sendable, Equatable {
     case authorized(Bool)
     /// PAM's messages, to show and to answer with `pamAnswers`.
     case pamMessages([WirePAMMessage])
@@ -131,6 +131,11 @@ struct WirePAMMessage: Codable, Sendable, Equatable {
     enum Style: String, Codable, Sendable { case promptEchoOff, promptEchoOn, errorMessage, textInfo }
     let style: Style
     let text: String
+
+    init(style: Style, text: String) {
+        self.style = style
+        self.text = text
+    }
 
     init(_ message: PAMMessage) {
         text = message.text
@@ -198,8 +203,8 @@ struct WireParameter: Codable, Sendable, Equatable {
 
 /// What crosses the channel: a request or its reply, tagged with the call
 /// it answers and the connection it is for (one channel serves every
-/// connection of the network side).
-struct MonitorEnvelope<Body: Codable & Sendable>: Codable, Sendable {
+/// connection of the network side). Its bytes: `MonitorWireFormat.swift`.
+struct MonitorEnvelope<Body: Sendable>: Sendable {
     let call: UInt64
     let connection: UInt64
     let body: Body
@@ -214,11 +219,12 @@ enum MonitorWire {
     /// a few KiB). The receiver allocates this much per packet, so it stays small.
     static let maxReplyBytes = 64 * 1024
 
-    static func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
-        Array(try JSONEncoder().encode(value))
+    static func encode<Body: MonitorWireBody>(_ envelope: MonitorEnvelope<Body>) throws -> [UInt8] {
+        try envelope.wireBytes()
     }
 
-    static func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws -> T {
-        try JSONDecoder().decode(type, from: Data(bytes))
+    static func decode<Body: MonitorWireBody>(_ type: MonitorEnvelope<Body>.Type,
+                                              from bytes: [UInt8]) throws -> MonitorEnvelope<Body> {
+        try MonitorEnvelope(wireBytes: bytes)
     }
 }
