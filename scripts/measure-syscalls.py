@@ -4,6 +4,12 @@ once its seccomp filter is in force, for
 Sources/Sandbox/NetworkSideSyscalls.swift. Needs strace and a debug build
 (`swift build --build-tests`); run as `.venv/bin/python scripts/measure-syscalls.py`.
 
+With `--web`, the same for the console process (`gatehouse-web`) through the
+console's e2e tests, from its `PR_SET_NO_NEW_PRIVS` on, for
+Sources/Sandbox/WebConsoleSyscalls.swift: the monitor starts the
+`gatehouse-web` beside its own executable, so the daemon is a copy in the
+wrapper directory and `gatehouse-web` there runs the real one under strace.
+
 The e2e harness starts `$GATEHOUSE_BUILD/gatehoused`; here that is a wrapper
 running the real one under `strace -D -ff -ttt` (one trace file per thread,
 with times; -D keeps the daemon's own pid, so the tests' SIGHUP and SIGTERM
@@ -16,6 +22,7 @@ import asyncio
 import collections
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,6 +42,45 @@ SELECTION = [
     "test_hardening.py::test_sighup_reload_keeps_old_policy_on_error_and_applies_a_good_one",
     "test_hardening.py::test_sigterm_tells_sessions_ends_backends_and_exits_promptly",
 ]
+
+
+WEB_SELECTION = ["test_console_browser.py", "test_activity_api.py", "test_console_hostile.py",
+                 "test_console_process.py"]
+
+
+def web_wrapper_build(work: Path) -> Path:
+    bin_dir, traces = work / "bin", work / "traces"
+    bin_dir.mkdir()
+    traces.mkdir()
+    for entry in DEBUG.iterdir():
+        if entry.name == "gatehoused":
+            shutil.copy2(entry, bin_dir / entry.name)
+        elif entry.name != "gatehouse-web":
+            (bin_dir / entry.name).symlink_to(entry.resolve())
+    wrapper = bin_dir / "gatehouse-web"
+    wrapper.write_text(f'#!/bin/sh\nd={traces}/$$\nmkdir -p "$d"\n'
+                       f'exec /usr/bin/strace -ff -ttt -qq -o "$d/t" {DEBUG.resolve() / "gatehouse-web"} "$@"\n')
+    wrapper.chmod(0o755)
+    return bin_dir
+
+
+def web_threads(files: dict) -> tuple:
+    """The console process's threads and when it set PR_SET_NO_NEW_PRIVS."""
+    roots = [tid for tid, text in files.items() if re.search(r'execve\("[^"]*gatehouse-web"', text)]
+    members, queue, since = set(), list(roots), None
+    for root in roots:
+        m = re.search(r"^(\d+\.\d+) prctl\(PR_SET_NO_NEW_PRIVS.* = 0$", files[root], re.M)
+        if m:
+            since = min(float(m.group(1)), since or float("inf"))
+    while queue:
+        tid = queue.pop()
+        if tid in members:
+            continue
+        members.add(tid)
+        for m in re.finditer(r"^\S+ clone3?\((.*)\) = (\d+)$", files.get(tid, ""), re.M):
+            if "CLONE_THREAD" in m.group(1):
+                queue.append(int(m.group(2)))
+    return members, roots, since
 
 
 def wrapper_build(work: Path) -> Path:
@@ -89,11 +135,13 @@ def network_threads(files: dict) -> tuple:
     return members, roots, since
 
 
-def union(traces: Path):
+def union(traces: Path, threads=None, examples=None):
+    """Each call seen, with where (main thread, other threads); `examples`
+    collects a few distinct argument lists per call."""
     seen = collections.defaultdict(set)
     for daemon in traces.iterdir():
         files = {int(t.name.split(".")[1]): t.read_text(errors="replace") for t in daemon.iterdir()}
-        members, roots, since = network_threads(files)
+        members, roots, since = (threads or network_threads)(files)
         if since is None:
             continue
         for tid in members:
@@ -102,16 +150,46 @@ def union(traces: Path):
                 m = LINE.match(line)
                 if m and float(m.group(1)) > since:
                     seen[m.group(2)].add(kind)
+                    if examples is not None and len(examples[m.group(2)]) < 6:
+                        examples[m.group(2)].add(line.split(" ", 1)[1][:160])
     return seen
 
 
-def listed():
-    text = (REPO / "Sources" / "Sandbox" / "NetworkSideSyscalls.swift").read_text()
-    body = re.sub(r"//.*", "", text[text.index("public enum NetworkSideSyscalls"):])
+def listed(name="NetworkSideSyscalls"):
+    path = REPO / "Sources" / "Sandbox" / f"{name}.swift"
+    if not path.exists():
+        return set()
+    text = path.read_text()
+    body = re.sub(r"//.*", "", text[text.index(f"public enum {name}"):])
     return set(re.findall(r"(?<![A-Za-z_])\.([a-z_0-9]+)\b(?=[,\]:])", body))
 
 
+def report(seen, name):
+    for call in sorted(seen):
+        print(f"{call:24} {','.join(sorted(seen[call]))}")
+    names = listed(name)
+    print(f"\nmeasured, not in {name}:", " ".join(sorted(set(seen) - names)))
+    print(f"in {name}, not measured:", " ".join(sorted(names - set(seen))))
+
+
+def main_web():
+    with tempfile.TemporaryDirectory(prefix="gatehouse-web-syscalls-") as tmp:
+        work = Path(tmp)
+        env = {**os.environ, "GATEHOUSE_BUILD": str(web_wrapper_build(work))}
+        subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        *[f"Tests/e2e/{t}" for t in WEB_SELECTION]], cwd=REPO, env=env, check=False)
+        examples = collections.defaultdict(set)
+        seen = union(work / "traces", web_threads, examples)
+    report(seen, "WebConsoleSyscalls")
+    print("\nexamples:")
+    for call in sorted(examples):
+        for example in sorted(examples[call]):
+            print(f"  {example}")
+
+
 def main():
+    if "--web" in sys.argv[1:]:
+        return main_web()
     with tempfile.TemporaryDirectory(prefix="gatehouse-syscalls-") as tmp:
         work = Path(tmp)
         bin_dir = wrapper_build(work)
@@ -128,11 +206,7 @@ def main():
         finally:
             gw.stop()
         seen = union(work / "traces")
-    for name in sorted(seen):
-        print(f"{name:24} {','.join(sorted(seen[name]))}")
-    names = listed()
-    print("\nmeasured, not in NetworkSideSyscalls:", " ".join(sorted(set(seen) - names)))
-    print("in NetworkSideSyscalls, not measured:", " ".join(sorted(names - set(seen))))
+    report(seen, "NetworkSideSyscalls")
 
 
 if __name__ == "__main__":

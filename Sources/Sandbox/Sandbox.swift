@@ -3,7 +3,8 @@ import CSandbox
 import Glibc
 import GatehouseCore
 
-/// The confinement the network side enters once it has dropped its
+/// The confinement the network side (and the console process, with its own
+/// list) enters once it has dropped its
 /// privileges (`PrivilegeDrop.drop`) and before it reads a byte from the
 /// network. Irreversible: nothing in the process can leave it.
 public enum Sandbox {
@@ -26,15 +27,6 @@ public enum Sandbox {
         }
         if rc > 0 { throw .threadNotSynchronised(rc) }
         if rc < 0 { throw .systemCall("seccomp(SECCOMP_SET_MODE_FILTER, TSYNC)", Errno(rawValue: errno)) }
-    }
-
-    /// The first two steps of `enter` without a seccomp filter: for the web
-    /// console's process (gatehouse-web), whose SwiftNIO server has no
-    /// measured system-call list yet. No execve can raise its privileges,
-    /// and no process of its account can ptrace it or read its memory.
-    public static func enterWithoutFilter() throws(SandboxError) {
-        try PrivilegeDrop.prctl("PR_SET_NO_NEW_PRIVS", PR_SET_NO_NEW_PRIVS, 1)
-        try PrivilegeDrop.prctl("PR_SET_DUMPABLE", PR_SET_DUMPABLE, 0)
     }
 }
 #endif

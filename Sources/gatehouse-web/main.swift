@@ -51,10 +51,11 @@ if settings.tls && tlsPEM == nil { fail("HTTPS is configured but no certificate 
 let playerScript = readParcel(Descriptor.playerScript, limit: 4 * 1024 * 1024)
 let playerStyle = readParcel(Descriptor.playerStyle, limit: 1024 * 1024)
 
-// Still one thread: the drop refuses otherwise (capabilities are per thread).
+// Still one thread: the drop refuses otherwise (capabilities are per thread),
+// and every thread NIO starts inherits the filter.
 do {
     try PrivilegeDrop.drop(to: SandboxAccount(named: settings.account))
-    try Sandbox.enterWithoutFilter()
+    try Sandbox.enter(filter: WebConsoleSyscalls.filter())
 } catch {
     fail("cannot drop privileges to \(settings.account): \(error)")
 }

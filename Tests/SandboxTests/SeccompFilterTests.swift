@@ -86,20 +86,35 @@ final class SeccompFilterTests: XCTestCase {
         XCTAssertEqual(Set(Syscall.allCases.map(\.x86_64Number)).count, Syscall.allCases.count)
     }
 
-    /// What the network side must never do itself, whatever measurement
-    /// finds: change ids, run programs, trace, mount, load modules, reboot,
-    /// or lift its own confinement.
-    func testTheNetworkSideListHoldsNoPrivilegedCall() {
-        let forbidden: Set<Syscall> = [
+    /// What a confined process (the network side, the console) must never
+    /// do itself, whatever measurement finds: change ids, run programs,
+    /// trace or signal others, mount, load modules, reboot, or lift its own
+    /// confinement.
+    private let forbidden: Set<Syscall> = [
             .execve, .execveat, .ptrace, .process_vm_readv, .process_vm_writev, .mount, .umount2,
             .pivot_root, .chroot, .unshare, .setns, .setuid, .setgid, .setreuid, .setregid,
             .setresuid, .setresgid, .setgroups, .setfsuid, .setfsgid, .capset, .init_module,
             .finit_module, .delete_module, .kexec_load, .reboot, .bpf, .perf_event_open, .seccomp,
-            .keyctl, .add_key, .request_key, .personality, .userfaultfd,
-        ]
+            .keyctl, .add_key, .request_key, .personality, .userfaultfd, .kill, .fork, .vfork,
+    ]
+
+    func testTheNetworkSideListHoldsNoPrivilegedCall() {
         XCTAssertEqual(Set(NetworkSideSyscalls.allowed).intersection(forbidden), [])
         XCTAssertEqual(Set(NetworkSideSyscalls.restricted.keys).intersection(forbidden), [])
         XCTAssertNoThrow(try NetworkSideSyscalls.filter())
+    }
+
+    /// The console process parses HTTP from strangers: the same calls are
+    /// forbidden to it, and its sockets are limited to the families it uses.
+    func testTheConsoleListHoldsNoPrivilegedCallAndNoRawSocket() throws {
+        XCTAssertEqual(Set(WebConsoleSyscalls.allowed).intersection(forbidden), [])
+        XCTAssertEqual(Set(WebConsoleSyscalls.restricted.keys).intersection(forbidden), [])
+        let filter = try WebConsoleSyscalls.filter()
+        let socket = Syscall.socket.x86_64Number
+        XCTAssertEqual(run(filter, arch: x86_64, nr: socket, argument: UInt64(AF_INET6)), allow)
+        XCTAssertEqual(run(filter, arch: x86_64, nr: socket, argument: UInt64(AF_PACKET)), kill)
+        XCTAssertEqual(run(filter, arch: x86_64, nr: Syscall.execve.x86_64Number), kill)
+        XCTAssertEqual(run(filter, arch: x86_64, nr: Syscall.accept4.x86_64Number), allow)
     }
 
     /// Runs the program on one `seccomp_data` (arch, nr and the first

@@ -52,6 +52,11 @@ def console():
             yield gw
         finally:
             gw.stop()
+        # No test of the module killed the console process: not a request,
+        # not a hostile one, not its seccomp filter (a call missing from
+        # WebConsoleSyscalls kills it, and the monitor would start it again).
+        log = gw.daemon_log(tail=10**9)
+        assert "the web console ended" not in log, log[-4000:]
 
 
 def chromium_paths():

@@ -73,6 +73,11 @@ def test_the_web_process_runs_as_its_own_account_with_nothing_of_the_daemons(fix
     for cap in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"]:
         assert int(fields[cap], 16) == 0, (cap, fields[cap])
     assert fields["NoNewPrivs"].strip() == "1"
+    # Confined like the network side: a seccomp filter on the process and on
+    # every thread SwiftNIO started (WebConsoleSyscalls).
+    assert fields["Seccomp"].strip() == "2", "seccomp filter mode"
+    for task in os.listdir(f"/proc/{pid}/task"):
+        assert status_fields(int(task))["Seccomp"].strip() == "2", task
     # It holds none of the monitor's files: no audit log, no Lockbox or token store, no key.
     held = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
     state = str(gw.state_dir)
