@@ -158,6 +158,7 @@ def main():
     ap.add_argument("--summarize", metavar="PROFILE", help="print the breakdown of a --callgrind profile of N logins")
     ap.add_argument("--strace", metavar="OUT", help="count the daemon's system calls (`strace -f -c`) over the N logins")
     ap.add_argument("--perf", metavar="OUT", help="run under `perf record -g` (cpu-clock samples, kernel included)")
+    ap.add_argument("--switches", metavar="OUT", help="count context switches of the server's processes (`perf stat`)")
     args = ap.parse_args()
     if args.summarize:
         summarize(args.summarize, args.n)
@@ -193,6 +194,11 @@ def main():
                 pids = ",".join(str(pid) for pid in process_ticks(server))
                 recorder = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "4000", "-g",
                                              "-o", args.perf, "-p", pids])
+                time.sleep(2)
+            elif args.switches:
+                pids = ",".join(str(pid) for pid in process_ticks(server))
+                recorder = subprocess.Popen(["perf", "stat", "--per-thread", "-e", "context-switches", "-o",
+                                             args.switches, "-p", pids])
                 time.sleep(2)
             elif args.strace:
                 recorder = subprocess.Popen(["strace", "-f", *os.environ.get("STRACE_FLAGS", "-c").split(), "-o", args.strace, "-p", str(daemon_pid(server))])

@@ -62,7 +62,7 @@ final class Monitor: Sendable {
 
     private func serve() {
         while true {
-            let bytes: [UInt8]
+            var bytes: [UInt8]
             do {
                 switch try channel.receive(maxBytes: MonitorWire.maxRequestBytes, maxDescriptors: 0) {
                 case .endOfStream:
@@ -86,6 +86,7 @@ final class Monitor: Sendable {
                 refused(connection: nil, request: nil, reason: "malformed request")
                 continue
             }
+            if envelope.body.carriesSecret { MonitorWire.wipe(&bytes) }
             if envelope.connection == 0, case .sessionListing(let query, let sessions, let unauthenticated) = envelope.body {
                 listings.withLock { $0[query] }?.deliver((sessions, unauthenticated))
                 continue

@@ -54,13 +54,14 @@ final class MonitorClient: Sendable {
             return true
         }
         guard registered else { throw .monitorGone }
-        let bytes: [UInt8]
+        var bytes: [UInt8]
         do {
             bytes = try MonitorWire.encode(MonitorEnvelope(call: number, connection: connection, body: request))
         } catch {
             state.withLock { _ = $0.waiting.removeValue(forKey: number) }
             throw .monitorGone
         }
+        defer { if request.carriesSecret { MonitorWire.wipe(&bytes) } }
         do {
             try channel.send(bytes)
         } catch {

@@ -204,6 +204,17 @@ struct MonitorWireReader {
 
 // MARK: - The messages
 
+extension MonitorRequest {
+    /// PAM's answers and a one-time secret: the bytes that carried them are
+    /// zeroed once sent and once decoded (`MonitorWire.wipe`).
+    var carriesSecret: Bool {
+        switch self {
+        case .pamAnswers, .redeem: true
+        default: false
+        }
+    }
+}
+
 extension MonitorRequest: MonitorWireBody {
     private enum Tag: UInt8 {
         case publicKey = 1, keyboardInteractive, pamAnswers, closeConnection, preAuthAudit, openSession, elevations

@@ -53,9 +53,9 @@ final class MonitoredSessionPrivileges: SessionPrivileges {
     }
 
     func redeem(_ id: Int64, secret: borrowing SecretBytes) throws -> LockboxRequest {
-        // The secret crosses the channel inside the request's bytes: those
-        // buffers (here and in the monitor) are freed, not wiped; only
-        // `SecretBytes` wipes.
+        // The secret crosses the channel inside the request's bytes, which
+        // both ends zero (`MonitorRequest.carriesSecret`); this copy and the
+        // decoded one in the monitor are freed, not wiped.
         let typed = secret.withUnsafeBytes { Array($0) }
         let reply = try client.call(connection, .redeem(id: id, secret: typed)).reply
         switch reply {
