@@ -47,6 +47,11 @@ public enum AuditEventKind: String, Sendable, Codable, CaseIterable {
     /// An activity API client's token was created or revoked (`gatehouse api-token`): name and tenants, never the token.
     case apiTokenCreated = "api.token-created"
     case apiTokenRevoked = "api.token-revoked"
+    /// Someone read recorded activity: a reviewer in the console (a search,
+    /// a session's page, a transcript's replay, a chain check) or an
+    /// activity API client (any call its token was accepted for). Who, what
+    /// and the query; never what was read.
+    case recordingAccess = "review.access"
 }
 
 extension AuditEventKind {
@@ -70,7 +75,7 @@ extension AuditEventKind {
         case .authSuccess, .authFailure, .sessionEnd, .channelRefused, .commandDenied, .commandFinished,
              .policyLoad, .policyReloadFailed, .lockboxRefused, .lockboxExpired, .elevationEnd, .elevationFailed,
              .sessionRefused, .sessionWarning, .connectionRefused, .sourcePenalty, .userLockout,
-             .transcriptFailed, .auditCheckpoint, .monitorRefused:
+             .transcriptFailed, .auditCheckpoint, .monitorRefused, .recordingAccess:
             return false
         }
     }

@@ -114,6 +114,52 @@ final class WebMonitorTests: PolicySnapshotTestCase {
         }
     }
 
+    /// `review.access`: a reviewer's read is audited first, and with no
+    /// audit log to take it, nothing is read.
+    func testAReadOfRecordedActivityIsAuditedOrNotDone() throws {
+        // bob reviews too.
+        let directory = root + "/policies/directory.yaml"
+        try String(contentsOfFile: directory, encoding: .utf8)
+            .replacingOccurrences(of: "groups: [managers]", with: "groups: [managers, reviewers]")
+            .write(toFile: directory, atomically: true, encoding: .utf8)
+        XCTAssertTrue(gateway.reload().ok)
+        _ = try send(.ready(port: 1))
+        guard case .signedIn(let session, let identity) = try signIn("bob"), identity.reviewer else {
+            return XCTFail("bob, a reviewer, did not sign in")
+        }
+        guard case .chain = try send(.verifyChain(session: session)) else { return XCTFail("the chain check") }
+        var query = CommandQuery()
+        query.cmdlet = "Set-Mailbox"
+        _ = try send(.search(session: session, query: query))
+        let reads = try audit().filter { $0.kind == "review.access" }
+        XCTAssertEqual(reads.map(\.user), ["bob", "bob"])
+        XCTAssertEqual(reads.map { $0.fields["what"] }, ["verify-chain", "search"])
+        XCTAssertEqual(reads.last?.fields["query"], "cmdlet=Set-Mailbox")
+
+        try fillTheAuditLogsDisk()
+        for request: WebRequest in [.search(session: session, query: query), .verifyChain(session: session),
+                                    .sessionDetail(session: session, id: "0123456789abcdef01234567"),
+                                    .transcript(session: session, id: "0123456789abcdef01234567", offset: 0)] {
+            guard case .failed(let why) = try send(request) else { return XCTFail("\(request.name) read unaudited") }
+            XCTAssertEqual(why, WebMonitor.unaudited)
+        }
+    }
+
+    /// The audit log's disk is full from now on: its descriptor becomes
+    /// /dev/full, where every write fails with ENOSPC.
+    private func fillTheAuditLogsDisk() throws {
+        let path = URL(fileURLWithPath: gateway.configuration.auditLogPath).resolvingSymlinksInPath().path
+        let held = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").compactMap(Int32.init).filter {
+            let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\($0)")) ?? ""
+            return target == path || target == gateway.configuration.auditLogPath
+        }
+        XCTAssertFalse(held.isEmpty, "the audit log's descriptor")
+        let full = open("/dev/full", O_WRONLY)
+        XCTAssertGreaterThanOrEqual(full, 0)
+        defer { close(full) }
+        for fd in held { XCTAssertEqual(dup2(full, fd), fd) }
+    }
+
     func testAnAPICallWithoutAValidTokenIs401() throws {
         _ = try send(.ready(port: 1))
         guard case .api(let status, let json) = try send(.api(token: WebTokens.random(), path: "/activity", query: [:])) else {

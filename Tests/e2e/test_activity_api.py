@@ -61,6 +61,16 @@ def test_paging_visits_every_event_once(console):
     assert json.loads(cast.text.splitlines()[0])["version"] == 2
     bad = requests.get(console.web_ip + "/api/v1/activity", headers=headers, params={"startTime": "yesterday"}, timeout=30)
     assert bad.status_code == 400 and "startTime" in bad.json()["error"]["message"]
+    # Every call the token was accepted for is audited: the client, the path, the query, the status.
+    def read_by_pager(check):
+        return console.wait_for_audit(lambda e: e["kind"] == "review.access" and e["fields"].get("client") == "pager"
+                                      and check(e["fields"]))
+    read_by_pager(lambda f: f["path"].endswith("/activity") and "pageSize=3" in f["query"] and f["status"] == "200")
+    read_by_pager(lambda f: f["path"].endswith("/transcript") and f["via"] == "api")
+    read_by_pager(lambda f: "startTime=yesterday" in f["query"] and f["status"] == "400")
+    # A call without a valid token reads nothing and is not an access.
+    refused = requests.get(console.web_ip + "/api/v1/activity", headers={"Authorization": "Bearer nope"}, timeout=30)
+    assert refused.status_code == 401
 
 
 def test_schemathesis_finds_no_server_error_and_no_schema_violation(console, tmp_path):

@@ -6,6 +6,7 @@ Set-Mailbox; rita (reviewers) finds the command by cmdlet and scope, opens
 the session, sees the approvals and plays the transcript.
 
 Screenshots go to Tests/e2e/artifacts/ (their paths are printed)."""
+import json
 import re
 
 from selenium.webdriver.common.by import By
@@ -111,6 +112,20 @@ def test_carol_approves_in_the_browser_and_rita_reviews_the_session(console, bro
     result = browser.find_element(By.ID, "chain-result").text
     assert result.startswith("OK:") and "chain intact" in result, result
     screenshot(browser, "console-rita-chain")
+
+    # Each read of recorded activity is itself audited: who, what, the query;
+    # never what was read.
+    def read_by_rita(what):
+        return gw.wait_for_audit(lambda e: e["kind"] == "review.access" and e["user"] == "rita"
+                                 and e["fields"].get("what") == what)
+    search = read_by_rita("search")
+    assert search["fields"]["via"] == "web"
+    assert "cmdlet=Set-Mailbox" in search["fields"]["query"] and "scope=contoso" in search["fields"]["query"]
+    session_id = read_by_rita("session")["fields"]["session"]
+    assert read_by_rita("transcript")["fields"]["session"] == session_id
+    read_by_rita("verify-chain")
+    accesses = [e for e in gw.audit_events() if e["kind"] == "review.access"]
+    assert not [e for e in accesses if "ProhibitSendQuota 3GB" in json.dumps(e)], "an access event holds what was read"
 
 
 def test_an_approver_is_not_a_reviewer(console, browser):

@@ -140,6 +140,12 @@ final class WebMonitor: Sendable {
             }
             let (status, json) = ActivityAPI(gateway: gateway, index: index, marks: marks, scope: client.scope)
                 .answer(path: path, query: query)
+            guard recordAccess(user: nil, ["via": "api", "client": client.name, "path": path, "status": String(status),
+                                           "query": query.sorted { $0.key < $1.key }
+                                               .map { "\($0.key)=\($0.value)" }.joined(separator: "&")]) else {
+                return reply(envelope, .api(status: 503, json: APIProblem(
+                    status: 503, code: "AuditUnavailable", message: "the audit log is unavailable").json))
+            }
             reply(envelope, .api(status: status, json: json))
         default:
             reply(envelope, .forbidden("not an open request"))
@@ -222,16 +228,58 @@ final class WebMonitor: Sendable {
                 reply(envelope, .failed("The Lockbox is unavailable; nothing was changed."))
             }
         case .search(_, let query):
+            guard recordAccess(user: user, ["via": "web", "what": "search", "query": Self.describe(query)]) else {
+                return reply(envelope, .failed(Self.unaudited))
+            }
             reply(envelope, search(query))
         case .sessionDetail(_, let id):
+            guard recordAccess(user: user, ["via": "web", "what": "session", "session": id]) else {
+                return reply(envelope, .failed(Self.unaudited))
+            }
             reply(envelope, detail(id))
         case .transcript(_, let id, let offset):
+            // A replay reads its transcript in chunks: the first one is the access.
+            guard offset > 0 || recordAccess(user: user, ["via": "web", "what": "transcript", "session": id]) else {
+                return reply(envelope, .failed(Self.unaudited))
+            }
             reply(envelope, transcript(id, offset: offset))
         case .verifyChain:
+            guard recordAccess(user: user, ["via": "web", "what": "verify-chain"]) else {
+                return reply(envelope, .failed(Self.unaudited))
+            }
             reply(envelope, verifyChain())
         case .ready, .signInStart, .signInAnswers, .api:
             reply(envelope, .forbidden("not a session request"))
         }
+    }
+
+    /// `review.access`: who read recorded activity, and what they asked
+    /// for. It only describes, so it waits for no sync; the values came from
+    /// a browser or an API client, so each is cut to 512 bytes. False when
+    /// the audit log did not take it: then nothing is read.
+    private func recordAccess(user: UserName?, _ fields: [String: String]) -> Bool {
+        let bounded = fields.mapValues { String(decoding: Array($0.utf8.prefix(512)), as: UTF8.self) }
+        do {
+            try gateway.audit.record(AuditEvent(time: gateway.clock.now(), kind: .recordingAccess,
+                                                user: user?.rawValue, fields: bounded))
+            return true
+        } catch {
+            gateway.logger.error("cannot audit a read of recorded activity", metadata: ["error": "\(error)"])
+            return false
+        }
+    }
+
+    static let unaudited = "The audit log is unavailable; nothing can be read until it is back."
+
+    /// A console search as one line: the filters that were set.
+    static func describe(_ q: CommandQuery) -> String {
+        let iso = ISO8601DateFormatter()
+        let parts: [(String, String?)] = [
+            ("user", q.user), ("cmdlet", q.cmdlet), ("parameter", q.parameter), ("scope", q.scope),
+            ("request", q.requestID.map(String.init)), ("decision", q.decision),
+            ("since", q.since.map(iso.string(from:))), ("until", q.until.map(iso.string(from:))),
+        ]
+        return parts.compactMap { name, value in value.map { "\(name)=\($0)" } }.joined(separator: "&")
     }
 
     private func withIndex<T>(_ body: (AuditIndex) throws -> T) -> T? {
