@@ -15,7 +15,7 @@ from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from console_harness import ConsoleGateway, browser, click, http_sign_in, screenshot, sign_in  # noqa: F401
+from console_harness import ConsoleGateway, assert_console_never_ended, browser, click, http_sign_in, screenshot, sign_in  # noqa: F401
 from gatehouse_harness import REPO, run, run_exec
 from test_lockbox import Shell
 
@@ -51,6 +51,7 @@ def hostile():
             yield gw
         finally:
             gw.stop()
+        assert_console_never_ended(gw)
 
 
 def file_request(gw, reason, ticket, scope="contoso", user="alice"):
