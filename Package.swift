@@ -173,7 +173,7 @@ let package = Package(
                                                      "ConsoleCore", "PAMWorkers",
                                                      .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "TranscriptTests", dependencies: ["GatehouseCore", "Transcript", "TestSupport"]),
-        .testTarget(name: "SSHServerTests", dependencies: ["SSHServer", "GatehouseCore",
+        .testTarget(name: "SSHServerTests", dependencies: ["SSHServer", "GatehouseCore", "TestSupport",
                                                           .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "PAMAuthTests", dependencies: ["PAMAuth", "PAMWorkers", "GatehouseCore", "TestSupport",
                                                      .product(name: "Logging", package: "swift-log")]),

@@ -67,20 +67,7 @@ def web_wrapper_build(work: Path) -> Path:
 def web_threads(files: dict) -> tuple:
     """The console process's threads and when it set PR_SET_NO_NEW_PRIVS."""
     roots = [tid for tid, text in files.items() if re.search(r'execve\("[^"]*gatehouse-web"', text)]
-    members, queue, since = set(), list(roots), None
-    for root in roots:
-        m = re.search(r"^(\d+\.\d+) prctl\(PR_SET_NO_NEW_PRIVS.* = 0$", files[root], re.M)
-        if m:
-            since = min(float(m.group(1)), since or float("inf"))
-    while queue:
-        tid = queue.pop()
-        if tid in members:
-            continue
-        members.add(tid)
-        for m in re.finditer(r"^\S+ clone3?\((.*)\) = (\d+)$", files.get(tid, ""), re.M):
-            if "CLONE_THREAD" in m.group(1):
-                queue.append(int(m.group(2)))
-    return members, roots, since
+    return thread_family(files, roots, r"prctl\(PR_SET_NO_NEW_PRIVS")
 
 
 def wrapper_build(work: Path) -> Path:
@@ -119,9 +106,16 @@ def network_threads(files: dict) -> tuple:
     thread cloned from one of them) and when its filter went in."""
     roots = [tid for tid, text in files.items()
              if re.search(r'execve\("[^"]*", \[[^\]]*"--network-side"', text)]
+    return thread_family(files, roots, r"seccomp\(SECCOMP_SET_MODE_FILTER")
+
+
+def thread_family(files: dict, roots: list, marker: str) -> tuple:
+    """The threads of the processes that `roots` began (each root and every
+    thread cloned from a member), the roots, and the first time a root made
+    the call `marker` matches successfully (None if none did)."""
     members, queue, since = set(), list(roots), None
     for root in roots:
-        m = re.search(r"^(\d+\.\d+) seccomp\(SECCOMP_SET_MODE_FILTER.* = 0$", files[root], re.M)
+        m = re.search(rf"^(\d+\.\d+) {marker}.* = 0$", files[root], re.M)
         if m:
             since = min(float(m.group(1)), since or float("inf"))
     while queue:

@@ -5,6 +5,7 @@ import GatehouseCore
 @testable import Gateway
 import Lockbox
 import PAMWorkers
+import TestSupport
 import XCTest
 
 /// The monitor channel's bytes: every message shape comes back as it went,
@@ -119,7 +120,7 @@ final class MonitorWireFormatTests: XCTestCase {
     /// Random damage: each damaged message is refused, or it decodes to a
     /// request that itself survives a round trip. Nothing traps.
     func testDamagedMessagesAreRefusedOrWellFormed() throws {
-        var random = SplitMix(seed: 0x6a7e_4015e)
+        var random = SeededGenerator(seed: 0x6a7e_4015e)
         var refused = 0, accepted = 0
         for request in requests() {
             let bytes = try MonitorWire.encode(MonitorEnvelope(call: 3, connection: 4, body: request))
@@ -187,18 +188,5 @@ final class MonitorWireFormatTests: XCTestCase {
         try refused("a login request in the JSON frame") { $0.tag(0xff); try $0.json(MonitorRequest.sweep) }
         refused("JSON that is not a request") { $0.tag(0xff); $0.bytes(Array("{\"sweep\":".utf8)) }
         refused("a JSON frame that is not JSON") { $0.tag(0xff); $0.bytes([0xff, 0xfe]) }
-    }
-}
-
-/// A small seeded generator, so a failure repeats.
-private struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
     }
 }

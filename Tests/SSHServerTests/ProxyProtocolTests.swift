@@ -1,3 +1,4 @@
+import TestSupport
 import XCTest
 @testable import SSHServer
 
@@ -178,18 +179,5 @@ final class ProxyProtocolTests: XCTestCase {
                     "10.0.0.1/ 8", "10.0.0.1/0008", "1.2.3.4/24/1", " 10.0.0.1"] {
             XCTAssertNil(AddressRange(bad), bad)
         }
-    }
-}
-
-/// A deterministic generator (SplitMix64), so a failure replays.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -1,5 +1,6 @@
 import GatehouseCore
 @testable import Transcript
+import TestSupport
 import XCTest
 
 /// The one-pass JSON escaper must write what the two-pass path it replaced
@@ -79,14 +80,8 @@ final class JSONEscapeDifferentialTests: XCTestCase {
     }
 
     func testRandomAndAdversarialBytesMatch() {
-        var state: UInt64 = 0x5eed_0004
-        func next() -> UInt64 { // SplitMix64
-            state &+= 0x9e37_79b9_7f4a_7c15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-            z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-            return z ^ (z >> 31)
-        }
+        var rng = SeededGenerator(seed: 0x5eed_0004)
+        func next() -> UInt64 { rng.next() }
         for _ in 0..<4000 {
             var input: [UInt8] = []
             let length = Int(next() % 300)
