@@ -117,7 +117,7 @@ public final class PAMWorkerPool: Sendable {
                     try send(Self.cancel, to: worker)
                     continue
                 }
-                defer { PAMWorkerProtocol.wipe(&packet) }
+                defer { PacketChannel.wipe(&packet) }
                 try send(packet, to: worker)
             }
         }

@@ -59,14 +59,6 @@ public enum PAMWorkerProtocol {
     /// The largest packet either side accepts: a full conversation call.
     public static let maxPacketBytes = 2 + 1 + maxMessages * (1 + 2 + maxMessageBytes)
 
-    /// Zeroes a packet that held answers (`explicit_bzero`, which the
-    /// optimiser may not drop), so they do not linger in freed memory.
-    public static func wipe(_ packet: inout [UInt8]) {
-        packet.withUnsafeMutableBytes { raw in
-            if let base = raw.baseAddress { explicit_bzero(base, raw.count) }
-        }
-    }
-
     enum Kind: UInt8 {
         case begin = 1, answers, cancel, conversation, result
     }

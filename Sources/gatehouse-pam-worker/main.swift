@@ -39,7 +39,7 @@ final class Link {
             return nil
         case .packet(var packet):
             // The packet may hold answers: wipe it once decoded.
-            defer { PAMWorkerProtocol.wipe(&packet.bytes) }
+            defer { PacketChannel.wipe(&packet.bytes) }
             do {
                 return try PAMWorkerProtocol.decodeRequest(packet.bytes)
             } catch {

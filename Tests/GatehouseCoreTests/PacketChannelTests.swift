@@ -227,4 +227,10 @@ final class PacketChannelTests: XCTestCase {
         XCTAssertEqual(expectPacket(try b.receive(maxBytes: 4)), bytes("ping"))
         XCTAssertFalse(try b.waitForInput(until: .now))
     }
+
+    func testWipeZeroesThePacket() {
+        var packet: [UInt8] = Array("secret".utf8)
+        PacketChannel.wipe(&packet)
+        XCTAssertEqual(packet, [UInt8](repeating: 0, count: 6))
+    }
 }

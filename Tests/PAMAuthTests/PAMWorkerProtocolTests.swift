@@ -134,10 +134,4 @@ final class PAMWorkerProtocolTests: XCTestCase {
             XCTAssertFalse(error.description.contains("hunter2"), "\(error)")
         }
     }
-
-    func testWipeZeroesThePacket() {
-        var packet: [UInt8] = Array("secret".utf8)
-        PAMWorkerProtocol.wipe(&packet)
-        XCTAssertEqual(packet, [UInt8](repeating: 0, count: 6))
-    }
 }

@@ -154,8 +154,17 @@ public struct PacketChannel: ~Copyable, Sendable {
         }
     }
 
+    /// Zeroes a packet that held a secret (PAM answers, a one-time secret),
+    /// sent or received, with `explicit_bzero`, which the optimiser may not
+    /// drop, so it does not linger in freed memory.
+    public static func wipe(_ packet: inout [UInt8]) {
+        packet.withUnsafeMutableBytes { raw in
+            if let base = raw.baseAddress { explicit_bzero(base, raw.count) }
+        }
+    }
+
     /// One packet as it arrived. `bytes` is mutable so that a receiver can
-    /// wipe a secret in place (`explicit_bzero`) once it has decoded it.
+    /// wipe a secret in place (`wipe`) once it has decoded it.
     public struct Packet: ~Copyable {
         public var bytes: [UInt8]
         public var descriptors: ReceivedDescriptors

@@ -86,7 +86,7 @@ final class Monitor: Sendable {
                 refused(connection: nil, request: nil, reason: "malformed request")
                 continue
             }
-            if envelope.body.carriesSecret { MonitorWire.wipe(&bytes) }
+            if envelope.body.carriesSecret { PacketChannel.wipe(&bytes) }
             if envelope.connection == 0, case .sessionListing(let query, let sessions, let unauthenticated) = envelope.body {
                 listings.withLock { $0[query] }?.deliver((sessions, unauthenticated))
                 continue

@@ -61,7 +61,7 @@ final class MonitorClient: Sendable {
             state.withLock { _ = $0.waiting.removeValue(forKey: number) }
             throw .monitorGone
         }
-        defer { if request.carriesSecret { MonitorWire.wipe(&bytes) } }
+        defer { if request.carriesSecret { PacketChannel.wipe(&bytes) } }
         do {
             try channel.send(bytes)
         } catch {

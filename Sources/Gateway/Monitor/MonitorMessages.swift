@@ -227,13 +227,4 @@ enum MonitorWire {
                                               from bytes: [UInt8]) throws -> MonitorEnvelope<Body> {
         try MonitorEnvelope(wireBytes: bytes)
     }
-
-    /// Zeroes a packet that held a secret (`explicit_bzero`, which the
-    /// optimiser may not drop), so it does not linger in freed memory. The
-    /// decoded strings are Swift's and are freed, not wiped.
-    static func wipe(_ packet: inout [UInt8]) {
-        packet.withUnsafeMutableBytes { raw in
-            if let base = raw.baseAddress { explicit_bzero(base, raw.count) }
-        }
-    }
 }

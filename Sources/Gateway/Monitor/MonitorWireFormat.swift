@@ -206,7 +206,8 @@ struct MonitorWireReader {
 
 extension MonitorRequest {
     /// PAM's answers and a one-time secret: the bytes that carried them are
-    /// zeroed once sent and once decoded (`MonitorWire.wipe`).
+    /// zeroed once sent and once decoded (`PacketChannel.wipe`); the
+    /// decoded strings are Swift's and are freed, not wiped.
     var carriesSecret: Bool {
         switch self {
         case .pamAnswers, .redeem: true
