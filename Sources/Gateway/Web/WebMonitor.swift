@@ -197,6 +197,9 @@ final class WebMonitor: Sendable {
     // MARK: - In a web session
 
     private func answer(_ envelope: WebEnvelope<WebRequest>, user: UserName, entry: WebSessionTable.Entry) {
+        if let read = Self.recordingRead(envelope.body), !recordAccess(user: user, read) {
+            return reply(envelope, .failed(Self.unaudited))
+        }
         let lockbox = gateway.lockbox
         switch envelope.body {
         case .whoAmI:
@@ -228,25 +231,12 @@ final class WebMonitor: Sendable {
                 reply(envelope, .failed("The Lockbox is unavailable; nothing was changed."))
             }
         case .search(_, let query):
-            guard recordAccess(user: user, ["via": "web", "what": "search", "query": Self.describe(query)]) else {
-                return reply(envelope, .failed(Self.unaudited))
-            }
             reply(envelope, search(query))
         case .sessionDetail(_, let id):
-            guard recordAccess(user: user, ["via": "web", "what": "session", "session": id]) else {
-                return reply(envelope, .failed(Self.unaudited))
-            }
             reply(envelope, detail(id))
         case .transcript(_, let id, let offset):
-            // A replay reads its transcript in chunks: the first one is the access.
-            guard offset > 0 || recordAccess(user: user, ["via": "web", "what": "transcript", "session": id]) else {
-                return reply(envelope, .failed(Self.unaudited))
-            }
             reply(envelope, transcript(id, offset: offset))
         case .verifyChain:
-            guard recordAccess(user: user, ["via": "web", "what": "verify-chain"]) else {
-                return reply(envelope, .failed(Self.unaudited))
-            }
             reply(envelope, verifyChain())
         case .ready, .signInStart, .signInAnswers, .api:
             reply(envelope, .forbidden("not a session request"))
@@ -270,6 +260,19 @@ final class WebMonitor: Sendable {
     }
 
     static let unaudited = "The audit log is unavailable; nothing can be read until it is back."
+
+    /// The `review.access` fields of a request that reads recorded activity;
+    /// nil for any other. A replay reads its transcript in chunks: the first
+    /// one is the access.
+    static func recordingRead(_ request: WebRequest) -> [String: String]? {
+        switch request {
+        case .search(_, let query): ["via": "web", "what": "search", "query": describe(query)]
+        case .sessionDetail(_, let id): ["via": "web", "what": "session", "session": id]
+        case .transcript(_, let id, 0): ["via": "web", "what": "transcript", "session": id]
+        case .verifyChain: ["via": "web", "what": "verify-chain"]
+        default: nil
+        }
+    }
 
     /// A console search as one line: the filters that were set.
     static func describe(_ q: CommandQuery) -> String {
