@@ -26,6 +26,7 @@ struct WebSettings: Decodable {
     var account: String
     var tls: Bool
     var sessionLifetimeSeconds: Int
+    var idleTimeoutSeconds: Int
 }
 
 func fail(_ message: String) -> Never {
@@ -79,15 +80,19 @@ let router = Router(context: WebContext.self)
 router.middlewares.add(SecurityHeaders())
 console.register(router)
 
+// A connection that sends nothing for loginGraceTime is closed: without
+// this, SwiftNIO keeps a silent or slow client's connection (and its
+// descriptor) for ever.
+let http1 = HTTPServerBuilder.http1(configuration: .init(idleTimeout: .seconds(Int64(settings.idleTimeoutSeconds))))
 let server: HTTPServerBuilder
 if let tlsConfiguration {
     do {
-        server = try .tls(.http1(), tlsConfiguration: tlsConfiguration)
+        server = try .tls(http1, tlsConfiguration: tlsConfiguration)
     } catch {
         fail("TLS set-up failed: \(error)")
     }
 } else {
-    server = .http1()
+    server = http1
 }
 let app = Application(router: router, server: server,
                       configuration: .init(address: .hostname(settings.listenHost, port: settings.listenPort),

@@ -148,14 +148,34 @@ def test_https_with_a_configured_certificate(tmp_path):
 
 @pytest.fixture(scope="module")
 def strict_console():
-    """Short limits: a web session idle for 2 s ends; two failed sign-ins lock the user."""
+    """Short limits: a web session idle for 2 s ends; two failed sign-ins lock
+    the user; a connection silent for 3 s (loginGraceTime) is closed."""
     with tempfile.TemporaryDirectory(prefix="gatehouse-console-strict-") as tmp:
         gw = ConsoleGateway(Path(tmp) / "state", extra_args=["--web-listen", "127.0.0.1:0"],
-                            config={"idleTimeout": "2s", "userLockoutFailures": "2"}).start()
+                            config={"idleTimeout": "2s", "userLockoutFailures": "2", "loginGraceTime": "3"}).start()
         try:
             yield gw
         finally:
             gw.stop()
+
+
+def test_a_silent_or_slow_client_is_disconnected_and_others_are_served(strict_console):
+    gw = strict_console
+    host, port = gw.web_ip[len("http://"):].split(":")
+    silent = socket.create_connection((host, int(port)), timeout=30)
+    slow = socket.create_connection((host, int(port)), timeout=30)
+    slow.sendall(b"GET /signin HTTP/1.1\r\nHost: console\r\nX-Slow: ")   # a head that never ends
+    try:
+        for client in (silent, slow):
+            try:
+                assert client.recv(1024) == b"", "the console answered a request it never got"
+            except ConnectionResetError:
+                pass
+            # Closed by the console (the 30 s client timeout would have raised).
+    finally:
+        silent.close()
+        slow.close()
+    assert requests.get(gw.web_ip + "/signin", timeout=10).status_code == 200
 
 
 def test_an_idle_web_session_ends_on_the_server(strict_console):

@@ -14,6 +14,9 @@ public struct WebProcessConfiguration: Codable, Sendable {
     public var tls: Bool
     /// Idle and lifetime limits, for the cookie's Max-Age.
     public var sessionLifetimeSeconds: Int
+    /// A connection that sends nothing for this long (a silent or slow
+    /// client, a TLS handshake that never ends) is closed: `loginGraceTime`.
+    public var idleTimeoutSeconds: Int
 }
 
 /// The web console's process as the monitor sees it: `gatehouse-web`
@@ -119,7 +122,8 @@ public final class WebConsoleProcess: Sendable {
         let mine = pair.first, theirs = pair.second
         let settings = WebProcessConfiguration(listenHost: host, listenPort: c.webPort, account: Self.account,
                                                tls: c.webCertificate != nil,
-                                               sessionLifetimeSeconds: c.maxSessionLifetimeSeconds)
+                                               sessionLifetimeSeconds: c.maxSessionLifetimeSeconds,
+                                               idleTimeoutSeconds: c.loginGraceSeconds)
         let json = try JSONEncoder().encode(settings)
         let parcel = OwnedFileDescriptor(adopting: try json.withUnsafeBytes { bytes throws(Errno) in
             try OwnedFileDescriptor.parcel(bytes).release()
