@@ -124,7 +124,7 @@ def test_https_with_a_configured_certificate(tmp_path):
                     "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"], check=True, capture_output=True)
     os.chmod(key, 0o600)
     gw = ConsoleGateway(tmp_path / "state", extra_args=["--web-listen", "127.0.0.1:0"],
-                        config={"webCertificate": str(cert), "webPrivateKey": str(key)})
+                        config={"webCertificate": str(cert), "webPrivateKey": str(key), "loginGraceTime": "3"})
     gw.start()
     try:
         assert gw.manifest["web"].startswith("https://127.0.0.1:")
@@ -142,6 +142,12 @@ def test_https_with_a_configured_certificate(tmp_path):
             with socket.create_connection((host, int(port)), timeout=5) as raw:
                 with context.wrap_socket(raw, server_hostname="localhost"):
                     pass
+        # A TLS handshake that never starts is dropped after loginGraceTime.
+        with socket.create_connection((host, int(port)), timeout=30) as stalled:
+            try:
+                assert stalled.recv(1024) == b""
+            except ConnectionResetError:
+                pass
     finally:
         gw.stop()
 
