@@ -586,11 +586,8 @@ def dirty_kib():
 def quiet_disk():
     """Writes out what earlier work left dirty (`make bench` builds just
     before), so neither server's first runs share the disk with that
-    write-back. Gatehouse records every byte of output to its transcript and
-    sshd writes nothing; twice, a full run right after a build put
-    Gatehouse's output at 2 to 2.5 times the CPU per GB of a rerun minutes
-    later (docs/performance.md). The cause is not pinned down; the build's
-    write-back is the one difference between those runs that can be named."""
+    write-back. (The output outliers first suspected of coming from it were
+    this VM's free page reporting: see `recycle_page_cache`.)"""
     before = dirty_kib()
     os.sync()
     return f"dirty data before the run {before / 1024:.0f} MiB, after sync {dirty_kib() / 1024:.0f} MiB"
