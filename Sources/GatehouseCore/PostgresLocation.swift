@@ -90,6 +90,22 @@ public struct PostgresLocation: Sendable, Equatable, Codable, CustomStringConver
         try c.encode(database, forKey: .database)
         try c.encode(tls, forKey: .tls)
     }
+
+    /// Takes the password from the first line of `file` (`storePasswordFile`,
+    /// `gatehouse --store-password-file`), which must be readable by its
+    /// owner only: a password file others can read is refused, not used.
+    /// The error names the problem, never the file's content.
+    public mutating func readPassword(fromFile file: String) throws(PostgresLocationError) {
+        var info = stat()
+        guard stat(file, &info) == 0 else { throw .init(String(cString: strerror(errno))) }
+        guard info.st_mode & 0o077 == 0 else {
+            throw .init("readable by group or others (mode " + String(info.st_mode & 0o777, radix: 8) + "); chmod 600 it")
+        }
+        guard let data = FileManager.default.contents(atPath: file) else { throw .init("cannot read it") }
+        let first = String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).first ?? ""
+        guard !first.isEmpty else { throw .init("its first line is empty") }
+        password = String(first)
+    }
 }
 
 public struct PostgresLocationError: Error, Equatable, CustomStringConvertible {

@@ -21,31 +21,30 @@ public final class PostgresLockoutStore: Sendable {
             var i = PostgresBindings()
             i.append(user); i.append(at.timeIntervalSince1970); i.append(node)
             try s.execute("INSERT INTO user_lockout_failure(user_name, at, node) VALUES ($1, $2, $3)", i)
-            return try s.query("SELECT COUNT(*) FROM user_lockout_failure WHERE user_name = $1 AND at > $2", b)
-                .first!.decode(Int.self)
+            return try Self.count(s, user: user, since: since)
         }
     }
 
     public func failureCount(user: String, since: Date) throws -> Int {
-        try database.withConnection { s in
-            var b = PostgresBindings()
-            b.append(user); b.append(since.timeIntervalSince1970)
-            return try s.query("SELECT COUNT(*) FROM user_lockout_failure WHERE user_name = $1 AND at > $2", b)
-                .first!.decode(Int.self)
-        }
+        try database.withConnection { s in try Self.count(s, user: user, since: since) }
     }
 
     public func clear(user: String, since: Date) throws -> Int {
         try database.transaction { s in
-            var b = PostgresBindings()
-            b.append(user); b.append(since.timeIntervalSince1970)
-            let recent = try s.query("SELECT COUNT(*) FROM user_lockout_failure WHERE user_name = $1 AND at > $2", b)
-                .first!.decode(Int.self)
+            let recent = try Self.count(s, user: user, since: since)
             var d = PostgresBindings()
             d.append(user)
             try s.execute("DELETE FROM user_lockout_failure WHERE user_name = $1", d)
             return recent
         }
+    }
+
+    /// `user`'s failures after `since`, on every node.
+    private static func count(_ s: FleetDatabase.Session, user: String, since: Date) throws -> Int {
+        var b = PostgresBindings()
+        b.append(user); b.append(since.timeIntervalSince1970)
+        return try s.query("SELECT COUNT(*) FROM user_lockout_failure WHERE user_name = $1 AND at > $2", b)
+            .first!.decode(Int.self)
     }
 
     public func users(since: Date, atLeast: Int) throws -> [String] {

@@ -13,23 +13,10 @@ struct APITokens: ParsableCommand {
         commandName: "api-token", abstract: "Create, list and revoke activity API tokens (tenant-scoped, read-only).",
         subcommands: [Create.self, List.self, Revoke.self])
 
-    /// Asks the running daemon to audit the change (only it holds the
-    /// audit chain); without a daemon the change stands, unaudited, and
-    /// stderr says so (as for `gatehouse mfa`).
+    /// The daemon audits the change (`DaemonAudit`), as for `gatehouse mfa`.
     static func audit(_ request: ControlRequest, stateDirectory: String) -> String {
-        let dir = URL(fileURLWithPath: stateDirectory).standardizedFileURL.path
-        let problem: String
-        do {
-            switch try ControlSocket.request(stateDirectory: dir, request) {
-            case .audited(let kind): return "the audit log records \(kind)"
-            case .refused(_, let message): problem = message
-            default: problem = "unexpected answer from the daemon"
-            }
-        } catch {
-            problem = "no running gatehoused answered on \(ControlSocket.path(stateDirectory: dir)) (\(error))"
-        }
-        FileHandle.standardError.write(Data("gatehouse api-token: warning: the change is made but not audited: \(problem)\n".utf8))
-        return "not audited: see the warning"
+        DaemonAudit.report(request, stateDirectory: stateDirectory, command: "api-token")
+            .map { "the audit log records \($0)" } ?? "not audited: see the warning"
     }
 
     struct Store: ParsableArguments {

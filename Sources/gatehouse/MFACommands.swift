@@ -136,19 +136,9 @@ struct MFA: ParsableCommand {
     /// and a second writer would fork the chain. Without a daemon the change
     /// stands, unaudited, and stderr says so.
     static func auditNote(_ change: OathUsersFile.Change, user: UserName, location: Location) -> String {
-        let dir = URL(fileURLWithPath: location.stateDirectory).standardizedFileURL.path
-        let problem: String
-        do {
-            switch try ControlSocket.request(stateDirectory: dir, .mfaChanged(user: user.rawValue, reset: change == .reset)) {
-            case .audited(let kind): return "the audit log records \(kind) without it"
-            case .refused(_, let message): problem = message
-            default: problem = "unexpected answer from the daemon"
-            }
-        } catch {
-            problem = "no running gatehoused answered on \(ControlSocket.path(stateDirectory: dir)) (\(error))"
-        }
-        FileHandle.standardError.write(Data("gatehouse mfa: warning: the change is made but not audited: \(problem)\n".utf8))
-        return "and not audited: see the warning"
+        DaemonAudit.report(.mfaChanged(user: user.rawValue, reset: change == .reset),
+                           stateDirectory: location.stateDirectory, command: "mfa")
+            .map { "the audit log records \($0) without it" } ?? "and not audited: see the warning"
     }
 
     /// Why `text` cannot be a user name, named so the operator sees the

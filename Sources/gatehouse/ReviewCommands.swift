@@ -42,7 +42,7 @@ struct SharedStoreOption: ParsableArguments {
     @Option(name: .long, help: "The fleet's shared store, postgres://USER@HOST[:PORT]/DB[?sslmode=...]: search every node's commands there instead of this node's SQLite index.")
     var store: String?
 
-    @Option(name: .long, help: "A file whose first line is the store's password (keeps it off the command line).")
+    @Option(name: .long, help: "A file (mode 0600) whose first line is the store's password (keeps it off the command line).")
     var storePasswordFile: String?
 
     func open() throws -> FleetDatabase? {
@@ -53,11 +53,11 @@ struct SharedStoreOption: ParsableArguments {
         case .failure(let error): throw ValidationError("--store: \(error)")
         }
         if let file = storePasswordFile {
-            guard let data = FileManager.default.contents(atPath: file),
-                  let first = String(decoding: data, as: UTF8.self).split(separator: "\n").first else {
-                throw ValidationError("--store-password-file \(file): cannot read a password from it")
+            do {
+                try location.readPassword(fromFile: file)
+            } catch {
+                throw ValidationError("--store-password-file \(file): \(error)")
             }
-            location.password = String(first)
         }
         var logger = Logger(label: "gatehouse")
         logger.logLevel = .error

@@ -10,12 +10,13 @@ import PostgresStore
 /// the configuration it receives omits it).
 struct FleetStores {
     let database: FleetDatabase
+    let feeder: PostgresIndexFeeder
+    let shared: SharedStores
+
     /// Other nodes' deadline changes wake this node's Lockbox sweeper.
     func listenForDeadlines(_ lockbox: Lockbox) -> FleetListener {
         database.listen(channel: FleetSchema.lockboxChannel) { [lockbox] in lockbox.deadlinesChanged() }
     }
-    let feeder: PostgresIndexFeeder
-    let shared: SharedStores
 
     /// Nil for the embedded SQLite store. Throws only for what the operator
     /// must fix (an unreadable password file); a database that is away is
@@ -24,20 +25,11 @@ struct FleetStores {
     static func open(_ configuration: GatewayConfiguration, logger: Logger) throws -> FleetStores? {
         guard var location = configuration.store else { return nil }
         if let file = configuration.storePasswordFile {
-            var info = stat()
-            guard stat(file, &info) == 0 else {
-                throw GatewayStartupFailure("storePasswordFile \(file): \(String(cString: strerror(errno)))")
+            do {
+                try location.readPassword(fromFile: file)
+            } catch {
+                throw GatewayStartupFailure("storePasswordFile \(file): \(error)")
             }
-            guard info.st_mode & 0o077 == 0 else {
-                throw GatewayStartupFailure("storePasswordFile \(file): readable by group or others (mode "
-                                            + String(info.st_mode & 0o777, radix: 8) + "); chmod 600 it")
-            }
-            guard let data = FileManager.default.contents(atPath: file) else {
-                throw GatewayStartupFailure("storePasswordFile \(file): cannot read it")
-            }
-            let first = String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).first ?? ""
-            guard !first.isEmpty else { throw GatewayStartupFailure("storePasswordFile \(file): its first line is empty") }
-            location.password = String(first)
         }
         let database = try FleetDatabase(location: location, logger: logger)
         let store = try PostgresLockboxStore(database: database, migrateNow: false)

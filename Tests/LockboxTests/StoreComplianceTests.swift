@@ -203,6 +203,23 @@ enum StoreCompliance {
             XCTAssertEqual(winners.value, 1, "round \(round)")
         }
     }
+
+    /// Two stores on the same data (two processes' connections, two nodes)
+    /// race the same transition: exactly one wins.
+    static func twoStoresHaveOneWinner(_ one: LockboxStore, _ two: LockboxStore) throws {
+        for round in 0..<5 {
+            let a = try one.insert(new())
+            let winners = Counter()
+            DispatchQueue.concurrentPerform(iterations: 8) { i in
+                let s = i % 2 == 0 ? one : two
+                if (try? s.transition(id: a.id, from: .pendingManager, to: .denied, changes: RequestChanges(),
+                                      onlyInSession: nil)) ?? nil != nil {
+                    winners.increment()
+                }
+            }
+            XCTAssertEqual(winners.value, 1, "round \(round)")
+        }
+    }
 }
 
 final class Counter: Sendable {
@@ -257,19 +274,7 @@ final class SQLiteStoreComplianceTests: XCTestCase {
     /// Two independent connections pools on one file (as two gateway
     /// processes would have) race the same transition: one winner.
     func testTwoStoresOnOneFileHaveOneWinner() throws {
-        let one = try store(), two = try store()
-        for _ in 0..<5 {
-            let a = try one.insert(StoreCompliance.new())
-            let winners = Counter()
-            DispatchQueue.concurrentPerform(iterations: 8) { i in
-                let s = i % 2 == 0 ? one : two
-                if (try? s.transition(id: a.id, from: .pendingManager, to: .denied, changes: RequestChanges(),
-                                      onlyInSession: nil)) ?? nil != nil {
-                    winners.increment()
-                }
-            }
-            XCTAssertEqual(winners.value, 1)
-        }
+        try StoreCompliance.twoStoresHaveOneWinner(try store(), try store())
     }
 
     /// Real separate processes (as two gateway nodes on one file would be)
